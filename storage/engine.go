@@ -1,0 +1,87 @@
+// Package storage holds cubekv's in-memory storage engines: an ordered
+// B-tree (the default, with an O(1) copy-on-write view for snapshots) and a
+// plain hash map (scans sort on demand). Every engine passes the same
+// conformance suite (storagetest).
+//
+// Engines are deterministic data structures. They do no locking of their own
+// beyond what their views need: the caller (fsm.FSM) serialises writers
+// against readers with a sync.RWMutex, so any number of Get/Scan calls may run
+// together, but never alongside Put/Delete. A View returned by Snapshot is
+// immutable and may be read from any goroutine while the engine it came from
+// keeps changing.
+package storage
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Entry is one key with its value and the Raft indexes that created it and
+// last changed it. Slices returned by an engine belong to the engine and must
+// not be modified.
+type Entry struct {
+	Key         []byte
+	Value       []byte
+	CreateIndex uint64
+	ModIndex    uint64
+}
+
+// Reader is the read side shared by an Engine and its snapshot Views.
+type Reader interface {
+	// Get returns the entry for key and whether it exists.
+	Get(key []byte) (Entry, bool)
+	// Scan calls fn for each entry with start <= key < end in ascending key
+	// order, or descending when reverse is true, until fn returns false. A nil
+	// start or end is unbounded on that side. fn must not modify the engine.
+	Scan(start, end []byte, reverse bool, fn func(Entry) bool)
+	// Len returns the number of keys.
+	Len() int
+	// Bytes returns the total size of all keys and values, in bytes.
+	Bytes() int64
+}
+
+// Engine is a mutable, ordered in-memory key/value store. Mutators take the
+// Raft index of the entry that applies them first, so every key records the
+// index that created it and the index that last changed it.
+type Engine interface {
+	Reader
+	// Put sets key to value at Raft index idx. A new key gets CreateIndex =
+	// ModIndex = idx; an existing key keeps its CreateIndex. The engine takes
+	// ownership of key and value. It returns the previous entry, if any.
+	Put(idx uint64, key, value []byte) (prev Entry, existed bool)
+	// Delete removes key. It returns the removed entry, if any. idx is the
+	// Raft index of the delete.
+	Delete(idx uint64, key []byte) (prev Entry, existed bool)
+	// Snapshot returns an immutable point-in-time view. Later writes to the
+	// engine do not show in the view.
+	Snapshot() View
+	// Name returns the engine's kind, as accepted by New.
+	Name() string
+}
+
+// View is an immutable point-in-time copy of an engine.
+type View interface {
+	Reader
+}
+
+// Engine kinds accepted by New.
+const (
+	KindBTree = "btree"
+	KindHash  = "hash"
+)
+
+// ErrUnknownEngine is returned by New for a kind it does not know.
+var ErrUnknownEngine = errors.New("unknown storage engine")
+
+// New returns an empty engine of the given kind ("btree" or "hash"; empty
+// means "btree").
+func New(kind string) (Engine, error) {
+	switch kind {
+	case "", KindBTree:
+		return NewBTree(), nil
+	case KindHash:
+		return NewHash(), nil
+	default:
+		return nil, fmt.Errorf("%w %q (want %s or %s)", ErrUnknownEngine, kind, KindBTree, KindHash)
+	}
+}

@@ -1,0 +1,390 @@
+/*
+ * cubekv public interface.
+ *
+ * Transport: framed by default (buffered selectable on the server), binary
+ * protocol by default (compact selectable). The KV service is served both as
+ * the default (non-multiplexed) service and under the multiplexed name "KV",
+ * so plain clients in any language work without a TMultiplexedProtocol.
+ *
+ * Indexes are Raft log indexes. Every key records the index that created it
+ * (create_index) and the index that last changed it (mod_index); a key that
+ * does not exist has create_index = mod_index = 0.
+ *
+ * Keys are 1..max_key_size bytes (default 4 KiB); values are 0..max_value_size
+ * bytes (default 1 MiB). Larger fields are refused with InvalidArgument before
+ * anything is proposed.
+ */
+
+namespace go kv
+namespace py cubekv.kv
+namespace java io.cubekv.kv
+
+/** How fresh a read must be. */
+enum Consistency {
+  /**
+   * The default. The read reflects every write acknowledged before it was
+   * sent. Served by any node through a Raft read index: the leader confirms
+   * its leadership with a quorum, and the serving node waits until its state
+   * machine has applied up to the leader's commit index.
+   */
+  LINEARIZABLE = 1,
+  /**
+   * Read the serving node's local state at once. May miss recent writes; the
+   * answer's ReadInfo says how far behind it may be.
+   */
+  STALE = 2,
+}
+
+/**
+ * Identifies a write for exactly-once retries. A client picks a random
+ * non-zero client_id and numbers its writes 1, 2, 3, ... with at most one
+ * write in flight per client_id (a client wanting concurrency uses several
+ * ids). The cluster remembers each client_id's last sequence and its result;
+ * a write whose sequence equals the last one returns the remembered result
+ * without applying again; a lower sequence is refused with InvalidArgument.
+ * Ids idle for a long time (in Raft indexes) are forgotten.
+ */
+struct RequestID {
+  /** Non-zero, chosen at random by the client. */
+  1: required i64 client_id,
+  /** Positive, increasing per client_id; retries reuse the same value. */
+  2: required i64 sequence,
+}
+
+/** One key and its metadata. */
+struct Entry {
+  1: required binary key,
+  /** Unset when the request asked for keys only. */
+  2: optional binary value,
+  /** Raft index of the write that created the key. */
+  3: required i64 create_index,
+  /** Raft index of the write that last changed the key. */
+  4: required i64 mod_index,
+}
+
+/** Where and how a read was served. */
+struct ReadInfo {
+  /** The node that served the read. */
+  1: required string node_id,
+  /** The consistency the read was served at. */
+  2: required Consistency consistency,
+  /** The serving node's applied index when it read. */
+  3: required i64 applied_index,
+  /**
+   * Milliseconds since the serving node last heard from a leader: 0 on the
+   * leader, -1 when it has never heard from one. Bounds the staleness of a
+   * STALE read.
+   */
+  4: required i64 last_contact_ms,
+}
+
+struct GetRequest {
+  1: required binary key,
+  /** Unset means LINEARIZABLE. */
+  2: optional Consistency consistency,
+}
+
+struct GetResponse {
+  /** False when the key does not exist. */
+  1: required bool found,
+  /** The entry, when found. */
+  2: optional Entry entry,
+  3: required ReadInfo info,
+}
+
+struct PutRequest {
+  1: required binary key,
+  2: required binary value,
+  3: optional RequestID request_id,
+  /** Return the entry as it was before this write. */
+  4: optional bool return_previous,
+}
+
+struct PutResponse {
+  /** Raft index the write committed at (the key's new mod_index). */
+  1: required i64 index,
+  /** The key's create_index after the write. */
+  2: required i64 create_index,
+  /** The previous entry, when asked for and the key existed. */
+  3: optional Entry previous,
+}
+
+struct DeleteRequest {
+  1: required binary key,
+  2: optional RequestID request_id,
+  3: optional bool return_previous,
+}
+
+struct DeleteResponse {
+  /** Raft index the delete committed at. */
+  1: required i64 index,
+  /** False when the key did not exist (nothing changed). */
+  2: required bool deleted,
+  /** The deleted entry, when asked for and the key existed. */
+  3: optional Entry previous,
+}
+
+/**
+ * Compare-and-swap on one key. Exactly one of expected_value and
+ * expected_mod_index must be set. expected_mod_index = 0 means "the key must
+ * not exist" (create only if absent). With remove = true the key is deleted
+ * when the compare holds, and value must be unset.
+ */
+struct CASRequest {
+  1: required binary key,
+  /** Holds when the key exists with exactly this value. */
+  2: optional binary expected_value,
+  /** Holds when the key's mod_index equals this (0: key absent). */
+  3: optional i64 expected_mod_index,
+  /** The new value; required unless remove is true. */
+  4: optional binary value,
+  5: optional bool remove,
+  6: optional RequestID request_id,
+}
+
+/**
+ * A failed compare is a normal answer: succeeded = false and current holds
+ * the key as it is (unset when absent).
+ */
+struct CASResponse {
+  1: required bool succeeded,
+  /** Raft index the CAS was decided at, whether or not it succeeded. */
+  2: required i64 index,
+  /** On success the key as written (unset after a delete); on failure the key as it is. */
+  3: optional Entry current,
+}
+
+/** A scan page. The range is [start_key, end_key); unset bounds are open. */
+struct ScanRequest {
+  /** Inclusive lower bound. */
+  1: optional binary start_key,
+  /** Exclusive upper bound. */
+  2: optional binary end_key,
+  /** Restrict to keys with this prefix (intersected with start_key/end_key). */
+  3: optional binary prefix,
+  /** At most this many entries; unset or 0 means the server's max page (default 10,000). */
+  4: optional i32 limit,
+  5: optional bool keys_only,
+  /** Descending key order. */
+  6: optional bool reverse,
+  7: optional Consistency consistency,
+}
+
+struct ScanResponse {
+  1: required list<Entry> entries,
+  /**
+   * Set when more entries may remain. Forward scans: pass it as the next
+   * request's start. Reverse scans: pass it as the next request's end_key.
+   * Each page is its own read; pages are not one snapshot.
+   */
+  2: optional binary continuation,
+  3: required ReadInfo info,
+}
+
+/** What a transaction compare looks at. */
+enum CompareTarget {
+  /** The value (bytewise); a compare on an absent key's value never holds. */
+  VALUE = 1,
+  /** The mod_index (0 for an absent key). */
+  MOD_INDEX = 2,
+  /** The create_index (0 for an absent key). */
+  CREATE_INDEX = 3,
+  /** Whether the key exists: compare against the exists field. */
+  EXISTS = 4,
+}
+
+enum CompareOp {
+  EQUAL = 1,
+  NOT_EQUAL = 2,
+  LESS = 3,
+  GREATER = 4,
+}
+
+/** One condition of a transaction. */
+struct Compare {
+  1: required binary key,
+  2: required CompareTarget target,
+  /** Unset means EQUAL. EXISTS allows only EQUAL and NOT_EQUAL. */
+  3: optional CompareOp op,
+  /** Operand for VALUE. */
+  4: optional binary value,
+  /** Operand for MOD_INDEX and CREATE_INDEX. */
+  5: optional i64 index,
+  /** Operand for EXISTS. */
+  6: optional bool exists,
+}
+
+enum OpType {
+  GET = 1,
+  PUT = 2,
+  DELETE = 3,
+}
+
+/** One operation of a transaction branch. */
+struct Op {
+  1: required OpType type,
+  2: required binary key,
+  /** Required for PUT, unset otherwise. */
+  3: optional binary value,
+}
+
+struct OpResult {
+  1: required OpType type,
+  /** GET: the key exists. PUT: the key existed before. DELETE: a key was deleted. */
+  2: required bool found,
+  /** GET: the entry. PUT and DELETE: the entry as it was before the op. */
+  3: optional Entry entry,
+}
+
+/**
+ * An atomic transaction, like etcd's Txn: if every compare holds, the success
+ * ops run, else the failure ops; all at one Raft index, seen all or nothing.
+ */
+struct TxnRequest {
+  1: required list<Compare> compares,
+  2: required list<Op> success,
+  3: required list<Op> failure,
+  4: optional RequestID request_id,
+}
+
+struct TxnResponse {
+  /** True when every compare held and the success branch ran. */
+  1: required bool succeeded,
+  /** Raft index the transaction committed at. */
+  2: required i64 index,
+  /** One result per op of the branch that ran, in order. */
+  3: required list<OpResult> results,
+}
+
+/** A node's Raft role. */
+enum Role {
+  FOLLOWER = 1,
+  CANDIDATE = 2,
+  LEADER = 3,
+  SHUTDOWN = 4,
+}
+
+/** One node's view of itself and the cluster. */
+struct StatusResponse {
+  1: required string node_id,
+  2: required Role role,
+  3: required i64 term,
+  4: required i64 commit_index,
+  /** Index the node's state machine has applied. */
+  5: required i64 applied_index,
+  /** Leader id, empty when none is known. */
+  6: required string leader_id,
+  /** Leader's Raft address, empty when none is known. */
+  7: required string leader_raft_addr,
+  /** Number of keys held. */
+  8: required i64 keys,
+  /** Storage engine name (btree or hash). */
+  9: required string engine,
+  10: required string version,
+  /** Milliseconds since last contact with a leader (0 on the leader, -1 never). */
+  11: required i64 last_contact_ms,
+  /** Index of the latest snapshot, 0 when none. */
+  12: required i64 snapshot_index,
+}
+
+/** The request is wrong; nothing was applied. Do not retry it unchanged. */
+exception InvalidArgument {
+  /** The offending field, e.g. "key" or "txn.success[3].value". */
+  1: required string field,
+  2: required string reason,
+}
+
+/**
+ * This node cannot serve the request because it is not the leader and could
+ * not forward it. Retry at the leader when one is named. Nothing was applied.
+ */
+exception NotLeader {
+  1: optional string leader_id,
+  /** The leader's Thrift address when known. */
+  2: optional string leader_addr,
+}
+
+/** The node cannot serve now (no quorum, shutting down, catching up). Nothing was applied. */
+exception Unavailable {
+  1: required string reason,
+}
+
+/**
+ * The outcome is unknown: the write may or may not have committed. Retry with
+ * the same request_id to learn the outcome without applying twice.
+ */
+exception Timeout {
+  1: optional RequestID request_id,
+  2: required string reason,
+}
+
+service KV {
+  GetResponse get(1: GetRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
+  PutResponse put(1: PutRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
+  DeleteResponse delete_key(1: DeleteRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
+  CASResponse cas(1: CASRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
+  ScanResponse scan(1: ScanRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
+  TxnResponse txn(1: TxnRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
+  StatusResponse status(),
+}
+
+/*
+ * Internal: the Raft log entry payload. A log entry is one type byte
+ * (1 = Command, 2 = CommandBatch; 0 is invalid; bit 0x80 marks a type an
+ * older node may ignore) followed by the compact-protocol encoding of the
+ * struct. Not part of the client API.
+ */
+
+enum CommandOp {
+  /** Applies nothing; a new leader commits one to learn its read index. */
+  NOOP = 1,
+  PUT = 2,
+  DELETE = 3,
+  /** key, value, and expected_value or expected_mod_index. */
+  CAS_PUT = 4,
+  /** key, and expected_value or expected_mod_index. */
+  CAS_DELETE = 5,
+  TXN = 6,
+}
+
+struct Command {
+  1: required CommandOp op,
+  2: optional binary key,
+  3: optional binary value,
+  4: optional binary expected_value,
+  5: optional i64 expected_mod_index,
+  6: optional list<Compare> compares,
+  7: optional list<Op> success,
+  8: optional list<Op> failure,
+  9: optional i64 client_id,
+  10: optional i64 sequence,
+  11: optional bool return_previous,
+}
+
+/** Several commands in one log entry, applied in order, each with its own result. */
+struct CommandBatch {
+  1: required list<Command> commands,
+}
+
+/**
+ * Internal: the outcome of one applied Command, as returned to the proposer
+ * and remembered in the request-id table (and so in snapshots).
+ */
+struct WriteResult {
+  /** Raft index of the entry that applied the command. */
+  1: required i64 index,
+  /** PUT/DELETE: the key existed before; CAS/TXN: the compare held. */
+  2: required bool succeeded,
+  /** PUT/DELETE: the previous entry when asked for; CAS: the current entry. */
+  3: optional Entry entry,
+  /** TXN: one result per op of the branch that ran. */
+  4: optional list<OpResult> results,
+  /** PUT: the key's create_index after the write. */
+  5: optional i64 create_index,
+}
