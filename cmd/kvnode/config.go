@@ -1,0 +1,216 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cubekv/cubekv/node"
+	"github.com/cubekv/cubekv/server"
+	"github.com/cubekv/cubekv/transport"
+)
+
+// config is everything kvnode reads from flags and KVNODE_* variables.
+type config struct {
+	ID             string
+	DataDir        string
+	ThriftAddr     string
+	RaftAddr       string
+	RaftAdvertise  string
+	AdminAddr      string
+	Bootstrap      string // "auto", "true" or "false"
+	InitialCluster string
+	Engine         string
+
+	ThriftTransport string
+	ThriftProtocol  string
+	MaxFrameSize    int
+	MaxConns        int
+	IdleTimeout     time.Duration
+	ReadTimeout     time.Duration
+	RequestTimeout  time.Duration
+	MaxKeySize      int
+	MaxValueSize    int
+	MaxTxnOps       int
+	MaxScanPage     int
+
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	MaxAppendEntries   int
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+	TrailingLogs       uint64
+
+	LogLevel  string
+	LogFormat string
+	Version   bool
+}
+
+// errUsage marks a bad flag or variable; main exits 2 on it.
+var errUsage = errors.New("usage")
+
+// parseConfig reads flags from args, falling back to KVNODE_<FLAG> variables
+// from getenv for every flag not given on the command line, then to the
+// defaults. The defaults are a single-node cluster on 127.0.0.1.
+func parseConfig(args []string, getenv func(string) string) (*config, error) {
+	c := &config{}
+	nd := node.DefaultConfig()
+	sd := transport.DefaultServerConfig()
+	fs := flag.NewFlagSet("kvnode", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+
+	fs.StringVar(&c.ID, "id", "node1", "node id: the Raft server id and gossip name; keep it stable across address changes")
+	fs.StringVar(&c.DataDir, "data-dir", "kvnode-data", "directory for the Raft log, stable store and snapshots")
+	fs.StringVar(&c.ThriftAddr, "thrift-addr", "127.0.0.1:9090", "host:port of the Thrift front door")
+	fs.StringVar(&c.RaftAddr, "raft-addr", "127.0.0.1:9091", "host:port the Raft transport listens on")
+	fs.StringVar(&c.RaftAdvertise, "raft-advertise", "", "Raft address peers dial (default: --raft-addr)")
+	fs.StringVar(&c.AdminAddr, "admin-addr", "127.0.0.1:9092", "host:port of the admin HTTP server (/health, /ready, /status, /debug/pprof); empty disables it")
+	fs.StringVar(&c.Bootstrap, "bootstrap", "auto", "start a new one-node cluster when the data dir is empty: true, false, or auto (true unless --initial-cluster is given)")
+	fs.StringVar(&c.InitialCluster, "initial-cluster", "", "id=host:raftport,... : bootstrap a new cluster of exactly these voters (the same list on every member)")
+	fs.StringVar(&c.Engine, "engine", "btree", "storage engine: btree (ordered, O(1) snapshots) or hash")
+
+	fs.StringVar(&c.ThriftTransport, "thrift-transport", "framed", "Thrift transport: framed or buffered")
+	fs.StringVar(&c.ThriftProtocol, "thrift-protocol", "binary", "Thrift protocol: binary or compact")
+	fs.IntVar(&c.MaxFrameSize, "max-frame-size", int(sd.MaxFrameSize), "largest Thrift frame or message accepted, in bytes")
+	fs.IntVar(&c.MaxConns, "max-conns", sd.MaxConns, "most open client connections; more are closed at once")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", sd.IdleTimeout, "close a client connection idle this long")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", sd.ReadTimeout, "a request must arrive whole within this once it starts")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", 5*time.Second, "longest a request may wait in the node (commit or read index)")
+	fs.IntVar(&c.MaxKeySize, "max-key-size", server.DefaultMaxKeySize, "largest key, in bytes")
+	fs.IntVar(&c.MaxValueSize, "max-value-size", server.DefaultMaxValueSize, "largest value, in bytes")
+	fs.IntVar(&c.MaxTxnOps, "max-txn-ops", server.DefaultMaxTxnOps, "most compares, and most ops per branch, in a transaction")
+	fs.IntVar(&c.MaxScanPage, "max-scan-page", server.DefaultMaxScanPage, "most entries one scan returns")
+
+	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", nd.HeartbeatTimeout, "follower timeout without leader contact before an election")
+	fs.DurationVar(&c.ElectionTimeout, "election-timeout", nd.ElectionTimeout, "candidate timeout before a new election")
+	fs.DurationVar(&c.LeaderLeaseTimeout, "leader-lease-timeout", nd.LeaderLeaseTimeout, "leader steps down without quorum contact for this long")
+	fs.IntVar(&c.MaxAppendEntries, "max-append-entries", nd.MaxAppendEntries, "most log entries per AppendEntries RPC")
+	fs.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", nd.SnapshotThreshold, "log entries since the last snapshot that trigger a new one")
+	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", nd.SnapshotInterval, "how often the snapshot threshold is checked")
+	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", nd.TrailingLogs, "log entries kept after a snapshot for lagging followers")
+
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
+
+	if err := fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || envErr != nil {
+			return
+		}
+		name := "KVNODE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%w: %s=%q: %v", errUsage, name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	switch c.Bootstrap {
+	case "auto", "true", "false":
+	default:
+		return nil, fmt.Errorf("%w: --bootstrap must be true, false or auto, got %q", errUsage, c.Bootstrap)
+	}
+	return c, nil
+}
+
+// parseInitialCluster parses "id=host:port,id=host:port".
+func parseInitialCluster(s string) ([]node.Peer, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var peers []node.Peer
+	for _, part := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("%w: --initial-cluster entry %q is not id=host:port", errUsage, part)
+		}
+		peers = append(peers, node.Peer{ID: id, RaftAddr: addr})
+	}
+	return peers, nil
+}
+
+// nodeConfig turns the flags into node.Config: the only place that does.
+func (c *config) nodeConfig() (*node.Config, error) {
+	peers, err := parseInitialCluster(c.InitialCluster)
+	if err != nil {
+		return nil, err
+	}
+	nc := node.DefaultConfig()
+	nc.ID = c.ID
+	nc.DataDir = c.DataDir
+	nc.RaftAddr = c.RaftAddr
+	nc.RaftAdvertise = c.RaftAdvertise
+	nc.InitialCluster = peers
+	nc.Bootstrap = c.Bootstrap == "true" || (c.Bootstrap == "auto" && len(peers) == 0)
+	nc.Engine = c.Engine
+	nc.HeartbeatTimeout = c.HeartbeatTimeout
+	nc.ElectionTimeout = c.ElectionTimeout
+	nc.LeaderLeaseTimeout = c.LeaderLeaseTimeout
+	nc.MaxAppendEntries = c.MaxAppendEntries
+	nc.SnapshotThreshold = c.SnapshotThreshold
+	nc.SnapshotInterval = c.SnapshotInterval
+	nc.TrailingLogs = c.TrailingLogs
+	if err := nc.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nc, nil
+}
+
+// serverConfig turns the flags into the Thrift server's transport config.
+func (c *config) serverConfig() (*transport.ServerConfig, error) {
+	sc := transport.DefaultServerConfig()
+	sc.Addr = c.ThriftAddr
+	sc.Transport = c.ThriftTransport
+	sc.Protocol = c.ThriftProtocol
+	if c.MaxFrameSize <= 0 || c.MaxFrameSize > 1<<30 {
+		return nil, fmt.Errorf("%w: --max-frame-size %d not in 1..1073741824", errUsage, c.MaxFrameSize)
+	}
+	sc.MaxFrameSize = int32(c.MaxFrameSize)
+	sc.MaxConns = c.MaxConns
+	sc.IdleTimeout = c.IdleTimeout
+	sc.ReadTimeout = c.ReadTimeout
+	if err := sc.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return sc, nil
+}
+
+// handlerConfig turns the flags into the front door's limits.
+func (c *config) handlerConfig() (server.Config, error) {
+	for _, l := range []struct {
+		name string
+		v    int
+	}{{"max-key-size", c.MaxKeySize}, {"max-value-size", c.MaxValueSize}, {"max-txn-ops", c.MaxTxnOps}, {"max-scan-page", c.MaxScanPage}} {
+		if l.v <= 0 {
+			return server.Config{}, fmt.Errorf("%w: --%s must be positive, got %d", errUsage, l.name, l.v)
+		}
+	}
+	if c.MaxValueSize >= c.MaxFrameSize {
+		return server.Config{}, fmt.Errorf("%w: --max-value-size %d must be below --max-frame-size %d", errUsage, c.MaxValueSize, c.MaxFrameSize)
+	}
+	return server.Config{
+		Limits: server.Limits{
+			MaxKeySize:   c.MaxKeySize,
+			MaxValueSize: c.MaxValueSize,
+			MaxTxnOps:    c.MaxTxnOps,
+			MaxScanPage:  c.MaxScanPage,
+		},
+		RequestTimeout: c.RequestTimeout,
+		Version:        version,
+	}, nil
+}

@@ -1,0 +1,147 @@
+// Command kvnode runs one cubekv node: a Raft member with its storage engine
+// and a Thrift front door. With no flags it is a single-node cluster on
+// 127.0.0.1 (Thrift on :9090) keeping its data in ./kvnode-data.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/cubekv/cubekv/internal/logging"
+	"github.com/cubekv/cubekv/node"
+	"github.com/cubekv/cubekv/server"
+	"github.com/cubekv/cubekv/transport"
+)
+
+// Set with -ldflags "-X main.version=... -X main.commit=... -X main.date=...".
+var (
+	version = "dev"
+	commit  = "unknown"
+	date    = "unknown"
+)
+
+func main() {
+	err := run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(os.Stderr, "kvnode:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "kvnode:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv)
+	if err != nil {
+		return err
+	}
+	if cfg.Version {
+		fmt.Fprintf(stdout, "kvnode %s (commit %s, built %s)\n", version, commit, date)
+		return nil
+	}
+	logger, err := createLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	n, err := createNode(cfg, logger)
+	if err != nil {
+		return err
+	}
+	srv, err := createThriftServer(cfg, n, logger)
+	if err != nil {
+		return errors.Join(err, n.Close())
+	}
+	admin, err := createAdmin(cfg, n, logger)
+	if err != nil {
+		return errors.Join(err, srv.Close(), n.Close())
+	}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- srv.Serve() }()
+	if admin != nil {
+		go func() { serveErr <- admin.serve() }()
+	}
+	logger.Info("kvnode started", "addr", srv.Addr().String(), "version", version)
+
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err = <-serveErr:
+		logger.Error("server stopped", "err", err)
+	}
+	// Reverse order: stop taking requests, then Raft, then the stores.
+	shutdownErr := srv.Close()
+	if admin != nil {
+		shutdownErr = errors.Join(shutdownErr, admin.close())
+	}
+	shutdownErr = errors.Join(shutdownErr, n.Close())
+	if shutdownErr != nil {
+		logger.Error("shutdown", "err", shutdownErr)
+	} else {
+		logger.Info("shutdown complete")
+	}
+	return errors.Join(err, shutdownErr)
+}
+
+func createLogger(cfg *config, w io.Writer) (*slog.Logger, error) {
+	level, ok := logging.ParseLevel(cfg.LogLevel)
+	if !ok {
+		return nil, fmt.Errorf("%w: --log-level %q", errUsage, cfg.LogLevel)
+	}
+	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		return nil, fmt.Errorf("%w: --log-format must be text or json, got %q", errUsage, cfg.LogFormat)
+	}
+	return logging.New(w, cfg.LogFormat == "json", level).With("node_id", cfg.ID), nil
+}
+
+func createNode(cfg *config, logger *slog.Logger) (*node.Node, error) {
+	nc, err := cfg.nodeConfig()
+	if err != nil {
+		return nil, err
+	}
+	nc.Logger = logger
+	n, err := node.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if err := n.Open(); err != nil {
+		return nil, errors.Join(fmt.Errorf("open node: %w", err), n.Close())
+	}
+	return n, nil
+}
+
+func createThriftServer(cfg *config, n *node.Node, logger *slog.Logger) (*transport.Server, error) {
+	sc, err := cfg.serverConfig()
+	if err != nil {
+		return nil, err
+	}
+	hc, err := cfg.handlerConfig()
+	if err != nil {
+		return nil, err
+	}
+	hc.Logger = logger
+	h := server.New(n, hc)
+	srv, err := transport.NewServer(sc, server.NewProcessor(h), logger.With("component", logging.ComponentTransport))
+	if err != nil {
+		return nil, fmt.Errorf("new thrift server: %w", err)
+	}
+	if err := srv.Listen(); err != nil {
+		return nil, fmt.Errorf("listen thrift %s: %w", sc.Addr, err)
+	}
+	return srv, nil
+}
+
+// shutdownTimeout bounds the admin server's graceful shutdown.
+const shutdownTimeout = 5 * time.Second

@@ -1,0 +1,189 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Peer is one member of an initial cluster.
+type Peer struct {
+	ID       string // node id (raft.ServerID)
+	RaftAddr string // host:port of its Raft transport
+}
+
+// Config configures a Node. Durations of zero take the documented default.
+type Config struct {
+	// ID is the node's identity: the raft.ServerID, the gossip name and the
+	// node_id log attribute. Required. It must survive an address change, so
+	// it is never derived from an address.
+	ID string
+	// DataDir holds raft/raft.db (log and stable store) and raft/snapshots.
+	// Required unless LogStore, StableStore and SnapshotStore are all given.
+	DataDir string
+	// RaftAddr is the host:port the Raft transport listens on. Required
+	// unless Transport is given.
+	RaftAddr string
+	// RaftAdvertise is the address peers dial; empty means RaftAddr. It must
+	// not be an unspecified address such as 0.0.0.0.
+	RaftAdvertise string
+	// Bootstrap starts a new one-node cluster when DataDir holds no Raft
+	// state. Ignored on restart.
+	Bootstrap bool
+	// InitialCluster, when non-empty, bootstraps a new cluster of exactly
+	// these voters (which must include ID) when DataDir holds no Raft state.
+	// Every initial member is given the same list. Ignored on restart.
+	InitialCluster []Peer
+	// Engine is the storage engine kind ("btree" or "hash"); empty: btree.
+	Engine string
+
+	// HeartbeatTimeout is how long a follower waits without contact from the
+	// leader before starting an election. 0: 1s.
+	HeartbeatTimeout time.Duration
+	// ElectionTimeout is how long a candidate waits before a new election.
+	// 0: 1s.
+	ElectionTimeout time.Duration
+	// LeaderLeaseTimeout is how long a leader stays leader without contact
+	// from a quorum. 0: 500ms.
+	LeaderLeaseTimeout time.Duration
+	// CommitTimeout bounds how long a follower may not learn the commit index
+	// when there is no new entry. 0: 50ms.
+	CommitTimeout time.Duration
+	// MaxAppendEntries is the most entries sent in one AppendEntries RPC.
+	// 0: 64.
+	MaxAppendEntries int
+	// SnapshotThreshold is how many log entries since the last snapshot
+	// trigger a new one (checked every SnapshotInterval). 0: 8192.
+	SnapshotThreshold uint64
+	// SnapshotInterval is how often the threshold is checked. 0: 30s.
+	SnapshotInterval time.Duration
+	// TrailingLogs is how many entries stay in the log after a snapshot, so
+	// a briefly lagging follower catches up without a snapshot. 0: 10240.
+	TrailingLogs uint64
+	// SnapshotRetain is how many snapshots are kept on disk. 0: 2.
+	SnapshotRetain int
+	// LogCacheSize is how many recent log entries are kept in memory in
+	// front of the bolt log store. 0: 512.
+	LogCacheSize int
+
+	// Logger receives the node's logs; nil discards them. It should carry
+	// the node_id attribute: node adds only component.
+	Logger *slog.Logger
+
+	// Optional dependencies, for tests and embedding. Each nil field is
+	// built by Open from DataDir and RaftAddr.
+	Transport     raft.Transport
+	LogStore      raft.LogStore
+	StableStore   raft.StableStore
+	SnapshotStore raft.SnapshotStore
+}
+
+// DefaultConfig returns a Config with every tunable at its default. ID,
+// DataDir and RaftAddr must still be set.
+func DefaultConfig() *Config {
+	return &Config{
+		HeartbeatTimeout:   time.Second,
+		ElectionTimeout:    time.Second,
+		LeaderLeaseTimeout: 500 * time.Millisecond,
+		CommitTimeout:      50 * time.Millisecond,
+		MaxAppendEntries:   64,
+		SnapshotThreshold:  8192,
+		SnapshotInterval:   30 * time.Second,
+		TrailingLogs:       10240,
+		SnapshotRetain:     2,
+		LogCacheSize:       512,
+	}
+}
+
+// Validate reports the first invalid field, naming its value.
+func (c *Config) Validate() error {
+	if c.ID == "" {
+		return fmt.Errorf("%w: id is required", ErrBadConfig)
+	}
+	if c.DataDir == "" && (c.LogStore == nil || c.StableStore == nil || c.SnapshotStore == nil) {
+		return fmt.Errorf("%w: data dir is required", ErrBadConfig)
+	}
+	if c.Transport == nil {
+		if c.RaftAddr == "" {
+			return fmt.Errorf("%w: raft address is required", ErrBadConfig)
+		}
+		adv := c.RaftAdvertise
+		if adv == "" {
+			adv = c.RaftAddr
+		}
+		host, _, err := net.SplitHostPort(adv)
+		if err != nil {
+			return fmt.Errorf("%w: raft advertise address %q: %v", ErrBadConfig, adv, err)
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			return fmt.Errorf("%w: raft advertise address %q is unspecified; set an address peers can dial", ErrBadConfig, adv)
+		}
+	}
+	if c.Bootstrap && len(c.InitialCluster) > 0 {
+		return fmt.Errorf("%w: bootstrap and initial cluster are exclusive", ErrBadConfig)
+	}
+	if len(c.InitialCluster) > 0 {
+		seen := map[string]bool{}
+		self := false
+		for _, p := range c.InitialCluster {
+			if p.ID == "" || p.RaftAddr == "" {
+				return fmt.Errorf("%w: initial cluster member %q=%q needs an id and an address", ErrBadConfig, p.ID, p.RaftAddr)
+			}
+			if seen[p.ID] {
+				return fmt.Errorf("%w: initial cluster names %q twice", ErrBadConfig, p.ID)
+			}
+			seen[p.ID] = true
+			self = self || p.ID == c.ID
+		}
+		if !self {
+			return fmt.Errorf("%w: initial cluster does not include this node %q", ErrBadConfig, c.ID)
+		}
+	}
+	if c.HeartbeatTimeout < 0 || c.ElectionTimeout < 0 || c.LeaderLeaseTimeout < 0 || c.CommitTimeout < 0 {
+		return fmt.Errorf("%w: negative timeout", ErrBadConfig)
+	}
+	if c.MaxAppendEntries < 0 || c.MaxAppendEntries > 1024 {
+		return fmt.Errorf("%w: max append entries %d not in 0..1024", ErrBadConfig, c.MaxAppendEntries)
+	}
+	return nil
+}
+
+// raftConfig maps Config onto raft.Config: the one place that does so. Only
+// non-zero fields override raft's defaults.
+func (c *Config) raftConfig() *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.ID)
+	rc.BatchApplyCh = true
+	if c.HeartbeatTimeout > 0 {
+		rc.HeartbeatTimeout = c.HeartbeatTimeout
+	}
+	if c.ElectionTimeout > 0 {
+		rc.ElectionTimeout = c.ElectionTimeout
+	}
+	if c.LeaderLeaseTimeout > 0 {
+		rc.LeaderLeaseTimeout = c.LeaderLeaseTimeout
+	}
+	if c.CommitTimeout > 0 {
+		rc.CommitTimeout = c.CommitTimeout
+	}
+	if c.MaxAppendEntries > 0 {
+		rc.MaxAppendEntries = c.MaxAppendEntries
+	}
+	if c.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = c.SnapshotThreshold
+	}
+	if c.SnapshotInterval > 0 {
+		rc.SnapshotInterval = c.SnapshotInterval
+	}
+	if c.TrailingLogs > 0 {
+		rc.TrailingLogs = c.TrailingLogs
+	}
+	// The lease must not exceed the heartbeat timeout (raft validates it).
+	if rc.LeaderLeaseTimeout > rc.HeartbeatTimeout {
+		rc.LeaderLeaseTimeout = rc.HeartbeatTimeout
+	}
+	return rc
+}

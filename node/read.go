@@ -1,0 +1,162 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/cubekv/cubekv/storage"
+	"github.com/cubekv/cubekv/thrift/kv"
+)
+
+// ReadInfo says where and how a read was served.
+type ReadInfo struct {
+	NodeID       string
+	Consistency  kv.Consistency
+	AppliedIndex uint64
+	// LastContact is the time since the serving node last heard from a
+	// leader: 0 on the leader, -1 when it never has.
+	LastContact time.Duration
+}
+
+// readBatch is a group of readers sharing one leadership verification.
+// idx and err are written before done is closed.
+type readBatch struct {
+	done chan struct{}
+	idx  uint64
+	err  error
+}
+
+// ReadIndex returns an index such that a read of local state once the FSM
+// has applied it is linearizable: the leader's commit index, taken after
+// the call started and confirmed with a quorum. Only the leader serves it.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	if err := n.waitReady(ctx); err != nil {
+		return 0, err
+	}
+	n.readMu.Lock()
+	b := n.pending
+	if b == nil {
+		b = &readBatch{done: make(chan struct{})}
+		n.pending = b
+	}
+	if !n.verifying {
+		n.verifying = true
+		go n.verifyLoop()
+	}
+	n.readMu.Unlock()
+	select {
+	case <-b.done:
+		return b.idx, b.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: leadership not confirmed in time: %v", ErrUnavailable, ctx.Err())
+	case <-n.closing:
+		return 0, ErrShutdown
+	}
+}
+
+// verifyLoop serves pending read batches one verification at a time until
+// none is left.
+func (n *Node) verifyLoop() {
+	for {
+		n.readMu.Lock()
+		b := n.pending
+		n.pending = nil
+		if b == nil {
+			n.verifying = false
+			n.readMu.Unlock()
+			return
+		}
+		n.readMu.Unlock()
+		b.idx, b.err = n.verifyOnce()
+		close(b.done)
+	}
+}
+
+// verifyOnce reads the commit index and then confirms that this node was
+// still the leader, in the same term it became ready in, after reading it.
+func (n *Node) verifyOnce() (uint64, error) {
+	term := n.readyTerm.Load()
+	if term == 0 || n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
+		return 0, n.notLeaderErr()
+	}
+	idx := n.raft.CommitIndex()
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		if errors.Is(err, raft.ErrRaftShutdown) {
+			return 0, ErrShutdown
+		}
+		return 0, fmt.Errorf("%w: leadership not confirmed: %v", ErrUnavailable, err)
+	}
+	if n.raft.CurrentTerm() != term || n.readyTerm.Load() != term {
+		return 0, fmt.Errorf("%w: term changed during read", ErrUnavailable)
+	}
+	return idx, nil
+}
+
+// waitReady waits until this node is a leader that has committed an entry of
+// its current term. It fails at once on a follower.
+func (n *Node) waitReady(ctx context.Context) error {
+	for {
+		ch := n.readyChan()
+		if n.raft.State() != raft.Leader {
+			return n.notLeaderErr()
+		}
+		if t := n.readyTerm.Load(); t != 0 && t == n.raft.CurrentTerm() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %v", ErrNotReady, ctx.Err())
+		case <-n.closing:
+			return ErrShutdown
+		}
+	}
+}
+
+// prepareRead makes a read at consistency c safe to serve from the local FSM
+// and returns the ReadInfo to report with it.
+func (n *Node) prepareRead(ctx context.Context, c kv.Consistency) (ReadInfo, error) {
+	info := ReadInfo{NodeID: n.cfg.ID, Consistency: c}
+	switch c {
+	case kv.Consistency_STALE:
+	case kv.Consistency_LINEARIZABLE:
+		idx, err := n.ReadIndex(ctx)
+		if err != nil {
+			return info, err
+		}
+		if err := n.fsm.WaitApplied(ctx, idx); err != nil {
+			return info, fmt.Errorf("%w: waiting to apply index %d: %v", ErrUnavailable, idx, err)
+		}
+	default:
+		return info, fmt.Errorf("unknown consistency %d", c)
+	}
+	info.LastContact = n.lastContact()
+	return info, nil
+}
+
+// Get reads key at consistency c.
+func (n *Node) Get(ctx context.Context, key []byte, c kv.Consistency) (storage.Entry, bool, ReadInfo, error) {
+	info, err := n.prepareRead(ctx, c)
+	if err != nil {
+		return storage.Entry{}, false, info, err
+	}
+	e, found, applied := n.fsm.Get(key)
+	info.AppliedIndex = applied
+	return e, found, info, nil
+}
+
+// Scan reads up to limit entries of [start, end) at consistency c; more
+// reports whether entries remain beyond the last one returned.
+func (n *Node) Scan(ctx context.Context, start, end []byte, reverse bool, limit int, keysOnly bool, c kv.Consistency) ([]storage.Entry, bool, ReadInfo, error) {
+	info, err := n.prepareRead(ctx, c)
+	if err != nil {
+		return nil, false, info, err
+	}
+	entries, more, applied := n.fsm.Scan(start, end, reverse, limit, keysOnly)
+	info.AppliedIndex = applied
+	return entries, more, info, nil
+}

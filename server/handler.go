@@ -1,0 +1,394 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/apache/thrift/lib/go/thrift"
+
+	"github.com/cubekv/cubekv/internal/logging"
+	"github.com/cubekv/cubekv/node"
+	"github.com/cubekv/cubekv/storage"
+	"github.com/cubekv/cubekv/thrift/kv"
+)
+
+// Store is what the front door needs from a node. *node.Node satisfies it.
+type Store interface {
+	// Apply proposes a write and returns its result once applied.
+	Apply(ctx context.Context, cmd *kv.Command) (*kv.WriteResult_, error)
+	// Get reads one key at the given consistency.
+	Get(ctx context.Context, key []byte, c kv.Consistency) (storage.Entry, bool, node.ReadInfo, error)
+	// Scan reads a page of [start, end) at the given consistency.
+	Scan(ctx context.Context, start, end []byte, reverse bool, limit int, keysOnly bool, c kv.Consistency) ([]storage.Entry, bool, node.ReadInfo, error)
+	// Status reports the node's state.
+	Status() node.Status
+}
+
+// Limits bound what one request may carry. Zero fields take the defaults.
+type Limits struct {
+	// MaxKeySize is the largest key, in bytes. 0: 4096.
+	MaxKeySize int
+	// MaxValueSize is the largest value, in bytes. 0: 1 MiB.
+	MaxValueSize int
+	// MaxTxnOps is the most compares, and the most ops in each branch, of a
+	// transaction. 0: 128.
+	MaxTxnOps int
+	// MaxScanPage is the most entries one scan returns; larger limits are
+	// lowered to it and the answer carries a continuation. 0: 10000.
+	MaxScanPage int
+}
+
+// Default limits.
+const (
+	DefaultMaxKeySize   = 4 << 10
+	DefaultMaxValueSize = 1 << 20
+	DefaultMaxTxnOps    = 128
+	DefaultMaxScanPage  = 10000
+)
+
+// Config configures a Handler.
+type Config struct {
+	Limits Limits
+	// RequestTimeout bounds each request's time in the node, in the absence
+	// of a shorter deadline from the transport. 0: 5s.
+	RequestTimeout time.Duration
+	// Version is reported by Status.
+	Version string
+	// LeaderAddr returns the Thrift address of the node with the given id,
+	// for NotLeader answers; nil or "" when unknown.
+	LeaderAddr func(id string) string
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Handler implements the generated kv.KV service over a Store.
+type Handler struct {
+	store  Store
+	cfg    Config
+	logger *slog.Logger
+}
+
+var _ kv.KV = (*Handler)(nil)
+
+// New returns a Handler serving store.
+func New(store Store, cfg Config) *Handler {
+	if cfg.Limits.MaxKeySize <= 0 {
+		cfg.Limits.MaxKeySize = DefaultMaxKeySize
+	}
+	if cfg.Limits.MaxValueSize <= 0 {
+		cfg.Limits.MaxValueSize = DefaultMaxValueSize
+	}
+	if cfg.Limits.MaxTxnOps <= 0 {
+		cfg.Limits.MaxTxnOps = DefaultMaxTxnOps
+	}
+	if cfg.Limits.MaxScanPage <= 0 {
+		cfg.Limits.MaxScanPage = DefaultMaxScanPage
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = logging.Discard()
+	}
+	return &Handler{store: store, cfg: cfg, logger: logger.With("component", logging.ComponentServer)}
+}
+
+// NewProcessor returns a processor serving h both as the default service
+// (plain clients) and under the multiplexed name "KV".
+func NewProcessor(h *Handler) thrift.TProcessor {
+	p := kv.NewKVProcessor(h)
+	mp := thrift.NewTMultiplexedProcessor()
+	mp.RegisterDefault(p)
+	mp.RegisterProcessor("KV", p)
+	return mp
+}
+
+// recoverPanic turns a handler panic into errInternal so the node stays up
+// and the client gets an answer.
+func (h *Handler) recoverPanic(method string, err *error) {
+	if r := recover(); r != nil {
+		h.logger.Error("handler panic", "method", method, "err", fmt.Sprint(r), "stack", string(debug.Stack()))
+		*err = errInternal
+	}
+}
+
+func (h *Handler) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, h.cfg.RequestTimeout)
+}
+
+// fail maps err for the client, filling the leader's address when known.
+func (h *Handler) fail(err error, id *kv.RequestID) error {
+	out := toThrift(err, id)
+	if nl, ok := out.(*kv.NotLeader); ok && nl.LeaderID != nil && h.cfg.LeaderAddr != nil {
+		if addr := h.cfg.LeaderAddr(*nl.LeaderID); addr != "" {
+			nl.LeaderAddr = &addr
+		}
+	}
+	return out
+}
+
+func consistency(c *kv.Consistency) (kv.Consistency, error) {
+	if c == nil {
+		return kv.Consistency_LINEARIZABLE, nil
+	}
+	switch *c {
+	case kv.Consistency_LINEARIZABLE, kv.Consistency_STALE:
+		return *c, nil
+	}
+	return 0, invalid("consistency", "unknown consistency %d", int64(*c))
+}
+
+func readInfo(ri node.ReadInfo) *kv.ReadInfo {
+	lc := int64(-1)
+	if ri.LastContact >= 0 {
+		lc = ri.LastContact.Milliseconds()
+	}
+	return &kv.ReadInfo{
+		NodeID:        ri.NodeID,
+		Consistency:   ri.Consistency,
+		AppliedIndex:  int64(ri.AppliedIndex),
+		LastContactMs: lc,
+	}
+}
+
+func toEntry(e storage.Entry, keysOnly bool) *kv.Entry {
+	out := &kv.Entry{Key: e.Key, CreateIndex: int64(e.CreateIndex), ModIndex: int64(e.ModIndex)}
+	if !keysOnly {
+		v := e.Value
+		if v == nil {
+			v = []byte{}
+		}
+		out.Value = v
+	}
+	return out
+}
+
+// Get implements kv.KV.
+func (h *Handler) Get(ctx context.Context, req *kv.GetRequest) (_ *kv.GetResponse, err error) {
+	defer h.recoverPanic("get", &err)
+	if req == nil {
+		return nil, h.fail(invalid("req", "missing"), nil)
+	}
+	if err := h.checkKey("key", req.Key); err != nil {
+		return nil, h.fail(err, nil)
+	}
+	c, err := consistency(req.Consistency)
+	if err != nil {
+		return nil, h.fail(err, nil)
+	}
+	ctx, cancel := h.ctx(ctx)
+	defer cancel()
+	e, found, info, err := h.store.Get(ctx, req.Key, c)
+	if err != nil {
+		return nil, h.fail(err, nil)
+	}
+	resp := &kv.GetResponse{Found: found, Info: readInfo(info)}
+	if found {
+		resp.Entry = toEntry(e, false)
+	}
+	return resp, nil
+}
+
+// Put implements kv.KV.
+func (h *Handler) Put(ctx context.Context, req *kv.PutRequest) (_ *kv.PutResponse, err error) {
+	defer h.recoverPanic("put", &err)
+	if req == nil {
+		return nil, h.fail(invalid("req", "missing"), nil)
+	}
+	if err := firstErr(h.checkKey("key", req.Key), h.checkValue("value", req.Value), checkRequestID(req.RequestID)); err != nil {
+		return nil, h.fail(err, nil)
+	}
+	cmd := &kv.Command{Op: kv.CommandOp_PUT, Key: req.Key, Value: nonNil(req.Value), ReturnPrevious: req.ReturnPrevious}
+	setID(cmd, req.RequestID)
+	res, err := h.apply(ctx, cmd, req.RequestID)
+	if err != nil {
+		return nil, err
+	}
+	resp := &kv.PutResponse{Index: res.Index, CreateIndex: res.Index, Previous: res.Entry}
+	if res.CreateIndex != nil {
+		resp.CreateIndex = *res.CreateIndex
+	}
+	return resp, nil
+}
+
+// DeleteKey implements kv.KV.
+func (h *Handler) DeleteKey(ctx context.Context, req *kv.DeleteRequest) (_ *kv.DeleteResponse, err error) {
+	defer h.recoverPanic("delete", &err)
+	if req == nil {
+		return nil, h.fail(invalid("req", "missing"), nil)
+	}
+	if err := firstErr(h.checkKey("key", req.Key), checkRequestID(req.RequestID)); err != nil {
+		return nil, h.fail(err, nil)
+	}
+	cmd := &kv.Command{Op: kv.CommandOp_DELETE, Key: req.Key, ReturnPrevious: req.ReturnPrevious}
+	setID(cmd, req.RequestID)
+	res, err := h.apply(ctx, cmd, req.RequestID)
+	if err != nil {
+		return nil, err
+	}
+	return &kv.DeleteResponse{Index: res.Index, Deleted: res.Succeeded, Previous: res.Entry}, nil
+}
+
+// Cas implements kv.KV.
+func (h *Handler) Cas(ctx context.Context, req *kv.CASRequest) (_ *kv.CASResponse, err error) {
+	defer h.recoverPanic("cas", &err)
+	if req == nil {
+		return nil, h.fail(invalid("req", "missing"), nil)
+	}
+	if err := h.checkCAS(req); err != nil {
+		return nil, h.fail(err, nil)
+	}
+	cmd := &kv.Command{Key: req.Key, ExpectedValue: req.ExpectedValue, ExpectedModIndex: req.ExpectedModIndex}
+	if req.GetRemove() {
+		cmd.Op = kv.CommandOp_CAS_DELETE
+	} else {
+		cmd.Op = kv.CommandOp_CAS_PUT
+		cmd.Value = nonNil(req.Value)
+	}
+	setID(cmd, req.RequestID)
+	res, err := h.apply(ctx, cmd, req.RequestID)
+	if err != nil {
+		return nil, err
+	}
+	return &kv.CASResponse{Succeeded: res.Succeeded, Index: res.Index, Current: res.Entry}, nil
+}
+
+// Scan implements kv.KV.
+func (h *Handler) Scan(ctx context.Context, req *kv.ScanRequest) (_ *kv.ScanResponse, err error) {
+	defer h.recoverPanic("scan", &err)
+	if req == nil {
+		return nil, h.fail(invalid("req", "missing"), nil)
+	}
+	start, end, limit, err := h.scanBounds(req)
+	if err != nil {
+		return nil, h.fail(err, nil)
+	}
+	c, err := consistency(req.Consistency)
+	if err != nil {
+		return nil, h.fail(err, nil)
+	}
+	resp := &kv.ScanResponse{Entries: []*kv.Entry{}}
+	ctx, cancel := h.ctx(ctx)
+	defer cancel()
+	if start != nil && end != nil && bytes.Compare(start, end) >= 0 {
+		// Empty range; still honour the consistency so the answer's info is real.
+		_, _, info, err := h.store.Scan(ctx, start, start, req.GetReverse(), 1, true, c)
+		if err != nil {
+			return nil, h.fail(err, nil)
+		}
+		resp.Info = readInfo(info)
+		return resp, nil
+	}
+	entries, more, info, err := h.store.Scan(ctx, start, end, req.GetReverse(), limit, req.GetKeysOnly(), c)
+	if err != nil {
+		return nil, h.fail(err, nil)
+	}
+	resp.Info = readInfo(info)
+	resp.Entries = make([]*kv.Entry, len(entries))
+	for i, e := range entries {
+		resp.Entries[i] = toEntry(e, req.GetKeysOnly())
+	}
+	if more && len(entries) > 0 {
+		last := entries[len(entries)-1].Key
+		if req.GetReverse() {
+			resp.Continuation = append([]byte(nil), last...)
+		} else {
+			resp.Continuation = append(append(make([]byte, 0, len(last)+1), last...), 0)
+		}
+	}
+	return resp, nil
+}
+
+// Txn implements kv.KV.
+func (h *Handler) Txn(ctx context.Context, req *kv.TxnRequest) (_ *kv.TxnResponse, err error) {
+	defer h.recoverPanic("txn", &err)
+	if req == nil {
+		return nil, h.fail(invalid("req", "missing"), nil)
+	}
+	if err := h.checkTxn(req); err != nil {
+		return nil, h.fail(err, nil)
+	}
+	cmd := &kv.Command{Op: kv.CommandOp_TXN, Compares: req.Compares, Success: req.Success, Failure: req.Failure}
+	if cmd.Compares == nil {
+		cmd.Compares = []*kv.Compare{}
+	}
+	if cmd.Success == nil {
+		cmd.Success = []*kv.Op{}
+	}
+	if cmd.Failure == nil {
+		cmd.Failure = []*kv.Op{}
+	}
+	setID(cmd, req.RequestID)
+	res, err := h.apply(ctx, cmd, req.RequestID)
+	if err != nil {
+		return nil, err
+	}
+	results := res.Results
+	if results == nil {
+		results = []*kv.OpResult_{}
+	}
+	return &kv.TxnResponse{Succeeded: res.Succeeded, Index: res.Index, Results: results}, nil
+}
+
+// Status implements kv.KV.
+func (h *Handler) Status(ctx context.Context) (_ *kv.StatusResponse, err error) {
+	defer h.recoverPanic("status", &err)
+	st := h.store.Status()
+	lc := int64(-1)
+	if st.LastContact >= 0 {
+		lc = st.LastContact.Milliseconds()
+	}
+	return &kv.StatusResponse{
+		NodeID:         st.ID,
+		Role:           kv.Role(st.Role),
+		Term:           int64(st.Term),
+		CommitIndex:    int64(st.CommitIndex),
+		AppliedIndex:   int64(st.AppliedIndex),
+		LeaderID:       st.LeaderID,
+		LeaderRaftAddr: st.LeaderRaftAddr,
+		Keys:           int64(st.Keys),
+		Engine:         st.Engine,
+		Version:        h.cfg.Version,
+		LastContactMs:  lc,
+		SnapshotIndex:  int64(st.SnapshotIndex),
+	}, nil
+}
+
+func (h *Handler) apply(ctx context.Context, cmd *kv.Command, id *kv.RequestID) (*kv.WriteResult_, error) {
+	ctx, cancel := h.ctx(ctx)
+	defer cancel()
+	res, err := h.store.Apply(ctx, cmd)
+	if err != nil {
+		return nil, h.fail(err, id)
+	}
+	return res, nil
+}
+
+func setID(cmd *kv.Command, id *kv.RequestID) {
+	if id == nil {
+		return
+	}
+	cmd.ClientID = &id.ClientID
+	cmd.Sequence = &id.Sequence
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
