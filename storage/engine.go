@@ -53,7 +53,10 @@ type Engine interface {
 	// Raft index of the delete.
 	Delete(idx uint64, key []byte) (prev Entry, existed bool)
 	// Snapshot returns an immutable point-in-time view. Later writes to the
-	// engine do not show in the view.
+	// engine do not show in the view. Snapshot counts as a read: it may run
+	// alongside Get, Scan and other Snapshot calls, never alongside Put or
+	// Delete. Its cost depends on the engine (O(1) for the B-tree, O(n) for
+	// the hash map).
 	Snapshot() View
 	// Name returns the engine's kind, as accepted by New.
 	Name() string

@@ -1,0 +1,5 @@
+// Package integration tests real kvnode processes on real sockets: the
+// binary is built once per run, started with its own data directory and
+// loopback ports, killed with SIGKILL or stopped with SIGTERM, restarted, and
+// driven through the Go client and raw TCP.
+package integration
