@@ -1,0 +1,84 @@
+// Package fsm is cubekv's Raft state machine: the log entry codec, the
+// raft.FSM (and raft.BatchingFSM) that applies committed entries to a
+// storage engine, the request-id table that makes retried writes
+// exactly-once, and the snapshot format.
+//
+// # Log entries
+//
+// A raft.LogCommand entry's Data is one type byte followed by a Thrift
+// compact-protocol struct from thrift/kv.thrift: EntryCommand (1) then a
+// kv.Command, or EntryBatch (2) then a kv.CommandBatch whose commands are
+// applied in order at the entry's index, each with its own Result. Type 0 is
+// invalid. An unknown type with FlagIgnorable (0x80) set is skipped; any other
+// unknown type, or a body that does not decode, panics Apply: a node must
+// crash rather than diverge. A command that decodes but is semantically
+// invalid (an empty key, an unknown op, a CAS without exactly one
+// expectation, a txn compare without its operand, ...) is an error Result
+// (ErrInvalidCommand) and applies nothing.
+//
+// # Determinism
+//
+// Apply depends only on the state and the entry: no clocks, no randomness,
+// no map iteration order. Every key records the index that created it and
+// the index that last changed it, and every WriteResult carries the index
+// of the entry that applied it.
+//
+// # Request-id table
+//
+// A command with a non-zero client_id carries a positive sequence. Per
+// client id the FSM remembers the last sequence applied, its WriteResult and
+// the index it was last touched at. An equal sequence is answered from the
+// table (Result.Duplicate) and applies nothing; a lower one is refused with
+// ErrStaleSequence; a higher one is applied and remembered. Commands with an
+// error result are not remembered. Eviction is a function of the log only:
+// at the start of every command entry, client ids untouched for
+// Config.SessionTTL or more indexes are dropped, and after remembering a
+// result the least recently touched ids are dropped while more than
+// Config.MaxSessions remain. Both settings must therefore be equal on every
+// node. The table is part of the snapshot.
+//
+// # Concurrency
+//
+// FSM.mu, a sync.RWMutex, guards the engine pointer and the request-id
+// table. Apply takes the write lock once per log entry, so a transaction or
+// a batch entry is atomic to readers; Get, Scan, Len, Bytes, EngineName and
+// Sessions take the read lock. Snapshot and Digest hold the write lock only
+// while they take an engine view (O(1) copy-on-write for the btree engine)
+// and copy the request-id table; the snapshot is written and the digest
+// hashed from that immutable view, concurrently with Apply. The applied
+// index is an atomic.Uint64; WaitApplied blocks on a channel that is closed
+// whenever the index advances (no polling).
+//
+// # Snapshot format, version 1
+//
+// All fixed-width integers are big-endian; uvarint is encoding/binary's
+// unsigned varint.
+//
+//	magic          8 bytes  "CUBEKVS\x00"
+//	version        uint32   1
+//	applied index  uint64   the Raft index the state reflects
+//	entry count    uint64
+//	entries, in ascending key order, each:
+//	    key length     uvarint  1..65536
+//	    key            bytes
+//	    create index   uvarint  1..mod index
+//	    mod index      uvarint  create index..applied index
+//	    value length   uvarint  0..64 MiB
+//	    value          bytes
+//	session count  uint64
+//	sessions, least recently touched first, each:
+//	    client id      uint64   the int64 client_id, two's complement, non-zero
+//	    sequence       uvarint  1..2^63-1
+//	    touched index  uvarint  non-decreasing, at most the applied index
+//	    result length  uvarint  1..256 MiB
+//	    result         bytes    compact-protocol kv.WriteResult
+//	crc            uint32   CRC-32C (Castagnoli) of every byte before it
+//
+// Nothing may follow the CRC. Restore reads the stream into a fresh engine of
+// the configured kind and a fresh table, checks every length against its
+// cap before allocating, every count, the key order and the CRC, and only
+// then swaps the new state in. Any failure returns an error wrapping
+// ErrCorruptSnapshot and leaves the FSM as it was. A change to this layout
+// takes a new version number; Restore refuses versions it does not know,
+// and testdata/snapshot-v1.bin pins version 1.
+package fsm

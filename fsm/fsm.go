@@ -1,0 +1,331 @@
+package fsm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/cubekv/cubekv/storage"
+	"github.com/cubekv/cubekv/thrift/kv"
+)
+
+// Sentinel errors.
+var (
+	// ErrStaleSequence is the result of a command whose request id has a
+	// sequence lower than the last one applied for its client id. Nothing
+	// was applied.
+	ErrStaleSequence = errors.New("stale request sequence")
+	// ErrInvalidCommand is the result of a well-formed command that is
+	// semantically invalid (an empty key, an unknown op, a CAS without
+	// exactly one expectation, ...). Nothing was applied.
+	ErrInvalidCommand = errors.New("invalid command")
+	// ErrCorruptSnapshot is returned by Restore for input that is truncated,
+	// has a bad magic, version or CRC, or holds undecodable or out-of-range
+	// records. The FSM's state is left as it was.
+	ErrCorruptSnapshot = errors.New("corrupt snapshot")
+	// ErrInvalidConfig is returned by Config.Validate and New for a
+	// configuration they cannot use.
+	ErrInvalidConfig = errors.New("invalid fsm config")
+)
+
+// Config configures an FSM. SessionTTL and MaxSessions decide which retries
+// are recognised, and so what gets applied: they must be the same on every
+// node of a cluster.
+type Config struct {
+	// Engine is the storage kind: "btree" (the default when empty) or
+	// "hash".
+	Engine string
+	// Logger receives the FSM's logs; nil discards them.
+	Logger *slog.Logger
+	// SessionTTL is the request-id table's idle limit, in Raft indexes: a
+	// client id untouched for this many indexes is forgotten. 0 means
+	// DefaultSessionTTL.
+	SessionTTL uint64
+	// MaxSessions caps the request-id table, in client ids; the least
+	// recently touched is forgotten first. 0 means DefaultMaxSessions.
+	MaxSessions int
+}
+
+// DefaultConfig returns a Config with every default filled in.
+func DefaultConfig() *Config {
+	return &Config{
+		Engine:      storage.KindBTree,
+		SessionTTL:  DefaultSessionTTL,
+		MaxSessions: DefaultMaxSessions,
+	}
+}
+
+// Validate reports a field New cannot use.
+func (c *Config) Validate() error {
+	switch c.Engine {
+	case "", storage.KindBTree, storage.KindHash:
+	default:
+		return fmt.Errorf("%w: engine %q (want %q or %q)", ErrInvalidConfig, c.Engine, storage.KindBTree, storage.KindHash)
+	}
+	if c.MaxSessions < 0 {
+		return fmt.Errorf("%w: max sessions %d is negative", ErrInvalidConfig, c.MaxSessions)
+	}
+	return nil
+}
+
+// Result is what Apply returns for each command: a *Result for an
+// EntryCommand log, a []*Result for an EntryBatch log (one per command, in
+// order) and nil for any other log.
+type Result struct {
+	// Write is the command's outcome, set when Err is nil. It may be shared
+	// with the request-id table: callers must not modify it.
+	Write *kv.WriteResult_
+	// Err is ErrStaleSequence or ErrInvalidCommand (wrapped); nothing was
+	// applied.
+	Err error
+	// Duplicate reports an answer from the request-id table: an earlier
+	// entry applied the command and this one applied nothing.
+	Duplicate bool
+}
+
+// FSM is cubekv's raft.FSM: it applies committed log entries to a storage
+// engine, remembers request ids for exactly-once writes, and takes and
+// restores snapshots.
+//
+// Locking: mu guards engine (the pointer and its contents) and sessions.
+// Apply and ApplyBatch take the write lock once per log entry, so one
+// command, transaction or batch entry is atomic to readers; Snapshot and
+// Digest take it only to capture a copy-on-write view; Restore only to swap
+// in the state it built. Get, Scan, Len, Bytes, EngineName and Sessions take
+// the read lock. applied is atomic and is written under mu for command
+// entries, so a reader holding mu sees the index its state was applied at.
+// waitMu guards waitCh only.
+type FSM struct {
+	cfg    Config
+	logger *slog.Logger
+
+	mu       sync.RWMutex
+	engine   storage.Engine
+	sessions *sessionTable
+
+	applied atomic.Uint64
+
+	waitMu sync.Mutex
+	waitCh chan struct{} // closed when applied advances; nil when nobody waits
+}
+
+var (
+	_ raft.FSM         = (*FSM)(nil)
+	_ raft.BatchingFSM = (*FSM)(nil)
+)
+
+// New returns an empty FSM. A nil cfg means DefaultConfig.
+func New(cfg *Config) (*FSM, error) {
+	if cfg == nil {
+		cfg = DefaultConfig()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := *cfg
+	if c.Engine == "" {
+		c.Engine = storage.KindBTree
+	}
+	if c.SessionTTL == 0 {
+		c.SessionTTL = DefaultSessionTTL
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = DefaultMaxSessions
+	}
+	logger := c.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	c.Logger = nil
+	eng, err := storage.New(c.Engine)
+	if err != nil {
+		return nil, fmt.Errorf("new fsm: %w", err)
+	}
+	return &FSM{
+		cfg:      c,
+		logger:   logger.With("component", "fsm"),
+		engine:   eng,
+		sessions: newSessionTable(c.SessionTTL, c.MaxSessions),
+	}, nil
+}
+
+// Apply applies one committed log entry. It returns a *Result for an
+// EntryCommand entry, a []*Result for an EntryBatch entry, and nil for an
+// ignorable unknown entry type or a log that is not a raft.LogCommand. It
+// panics on an entry that does not decode: a node must crash rather than
+// diverge from its peers.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	if l.Type != raft.LogCommand {
+		f.setApplied(l.Index)
+		return nil
+	}
+	cmds, batch, err := DecodeEntry(l.Data)
+	if err != nil {
+		f.logger.Error("undecodable log entry", "raft_index", l.Index, "err", err)
+		panic(fmt.Sprintf("fsm: cannot apply raft log %d: %v", l.Index, err))
+	}
+	if cmds == nil {
+		f.setApplied(l.Index)
+		return nil
+	}
+	f.mu.Lock()
+	f.sessions.expire(l.Index)
+	results := make([]*Result, len(cmds))
+	for i, c := range cmds {
+		results[i] = f.applyCommand(l.Index, c)
+	}
+	f.applied.Store(l.Index)
+	f.mu.Unlock()
+	f.wake()
+	if batch {
+		return results
+	}
+	return results[0]
+}
+
+// ApplyBatch applies committed log entries in order, as Apply does for each,
+// and returns one response per log.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	out := make([]interface{}, len(logs))
+	for i, l := range logs {
+		out[i] = f.Apply(l)
+	}
+	return out
+}
+
+// setApplied records idx as applied for a log that changes no state, and
+// wakes waiters.
+func (f *FSM) setApplied(idx uint64) {
+	f.applied.Store(idx)
+	f.wake()
+}
+
+// wake releases every WaitApplied call blocked on the current channel.
+func (f *FSM) wake() {
+	f.waitMu.Lock()
+	if f.waitCh != nil {
+		close(f.waitCh)
+		f.waitCh = nil
+	}
+	f.waitMu.Unlock()
+}
+
+// AppliedIndex returns the highest Raft index passed to Apply or ApplyBatch
+// (of any log type) or restored from a snapshot.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// WaitApplied returns nil once AppliedIndex() >= idx, or ctx.Err() if ctx
+// ends first.
+func (f *FSM) WaitApplied(ctx context.Context, idx uint64) error {
+	for {
+		f.waitMu.Lock()
+		if f.applied.Load() >= idx {
+			f.waitMu.Unlock()
+			return nil
+		}
+		if f.waitCh == nil {
+			f.waitCh = make(chan struct{})
+		}
+		ch := f.waitCh
+		f.waitMu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Get returns the entry for key, whether it exists, and the applied index
+// the answer reflects. The entry's slices must not be modified.
+func (f *FSM) Get(key []byte) (e storage.Entry, found bool, applied uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	e, found = f.engine.Get(key)
+	return e, found, f.applied.Load()
+}
+
+// Scan returns up to limit entries with start <= key < end (a nil bound is
+// open) in ascending key order, or descending when reverse is true; limit <=
+// 0 means no limit. more reports whether further entries exist beyond the
+// last one returned. keysOnly leaves Value nil. applied is the index the
+// answer reflects. The entries' slices must not be modified.
+func (f *FSM) Scan(start, end []byte, reverse bool, limit int, keysOnly bool) (entries []storage.Entry, more bool, applied uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	f.engine.Scan(start, end, reverse, func(e storage.Entry) bool {
+		if limit > 0 && len(entries) == limit {
+			more = true
+			return false
+		}
+		if keysOnly {
+			e.Value = nil
+		}
+		entries = append(entries, e)
+		return true
+	})
+	return entries, more, f.applied.Load()
+}
+
+// Len returns the number of keys.
+func (f *FSM) Len() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.engine.Len()
+}
+
+// Bytes returns the total size of all keys and values, in bytes.
+func (f *FSM) Bytes() int64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.engine.Bytes()
+}
+
+// EngineName returns the storage engine's kind.
+func (f *FSM) EngineName() string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.engine.Name()
+}
+
+// Sessions returns the number of client ids in the request-id table.
+func (f *FSM) Sessions() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.sessions.len()
+}
+
+// Digest returns a SHA-256 over every (key, create index, mod index, value)
+// in key order, and the applied index it was taken at. Equal states give
+// equal digests on every node and with either engine. The hash is computed
+// on a snapshot view, so Apply is blocked only while the view is taken.
+func (f *FSM) Digest() (applied uint64, sum [32]byte) {
+	f.mu.Lock()
+	view := f.engine.Snapshot()
+	applied = f.applied.Load()
+	f.mu.Unlock()
+
+	h := sha256.New()
+	var buf []byte
+	view.Scan(nil, nil, false, func(e storage.Entry) bool {
+		buf = buf[:0]
+		buf = binary.AppendUvarint(buf, uint64(len(e.Key)))
+		buf = append(buf, e.Key...)
+		buf = binary.AppendUvarint(buf, e.CreateIndex)
+		buf = binary.AppendUvarint(buf, e.ModIndex)
+		buf = binary.AppendUvarint(buf, uint64(len(e.Value)))
+		h.Write(buf)
+		h.Write(e.Value)
+		return true
+	})
+	h.Sum(sum[:0])
+	return applied, sum
+}

@@ -1,0 +1,401 @@
+package fsm
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/cubekv/cubekv/storage"
+	"github.com/cubekv/cubekv/thrift/kv"
+)
+
+// Snapshot format constants; the layout is described in doc.go.
+const (
+	snapshotMagic   = "CUBEKVS\x00"
+	snapshotVersion = 1
+
+	maxSnapshotKey    = 64 << 10  // longest key accepted by Restore, bytes
+	maxSnapshotValue  = 64 << 20  // longest value accepted by Restore, bytes
+	maxSnapshotResult = 256 << 20 // longest encoded WriteResult accepted by Restore, bytes
+)
+
+// castagnoli is the CRC-32C table.
+func castagnoli() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) }
+
+// Snapshot captures the current state for raft: an O(1) copy-on-write view
+// of the engine (for the btree engine) and a copy of the request-id table,
+// taken under the write lock. All I/O happens in Persist, which may run
+// while Apply continues.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &fsmSnapshot{
+		view:     f.engine.Snapshot(),
+		applied:  f.applied.Load(),
+		sessions: f.sessions.copySessions(),
+		logger:   f.logger,
+	}, nil
+}
+
+// fsmSnapshot is a point-in-time copy of an FSM's state. It is immutable,
+// so Persist needs no lock.
+type fsmSnapshot struct {
+	view     storage.View
+	applied  uint64
+	sessions []session
+	logger   *slog.Logger
+}
+
+var _ raft.FSMSnapshot = (*fsmSnapshot)(nil)
+
+// Persist writes the snapshot to sink in the format described in doc.go and
+// closes it, or cancels it on error.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	start := time.Now()
+	n, err := s.writeTo(sink)
+	if err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("persist snapshot: close sink: %w", err)
+	}
+	s.logger.Info("snapshot persisted", "raft_index", s.applied, "count", s.view.Len(),
+		"bytes", n, "duration", time.Since(start))
+	return nil
+}
+
+// Release does nothing: the view is garbage collected.
+func (s *fsmSnapshot) Release() {}
+
+// snapshotWriter buffers output and keeps a running CRC-32C of it.
+type snapshotWriter struct {
+	w   *bufio.Writer
+	crc hash.Hash32
+	n   int64
+	tmp []byte
+	err error
+}
+
+func (w *snapshotWriter) write(b []byte) {
+	if w.err != nil {
+		return
+	}
+	w.crc.Write(b)
+	var n int
+	n, w.err = w.w.Write(b)
+	w.n += int64(n)
+}
+
+func (w *snapshotWriter) uvarint(v uint64) {
+	w.tmp = binary.AppendUvarint(w.tmp[:0], v)
+	w.write(w.tmp)
+}
+
+func (w *snapshotWriter) u64(v uint64) {
+	w.tmp = binary.BigEndian.AppendUint64(w.tmp[:0], v)
+	w.write(w.tmp)
+}
+
+func (w *snapshotWriter) u32(v uint32) {
+	w.tmp = binary.BigEndian.AppendUint32(w.tmp[:0], v)
+	w.write(w.tmp)
+}
+
+// writeTo writes the snapshot to out and returns the number of bytes written.
+func (s *fsmSnapshot) writeTo(out io.Writer) (int64, error) {
+	w := &snapshotWriter{w: bufio.NewWriterSize(out, 64<<10), crc: crc32.New(castagnoli())}
+	w.write([]byte(snapshotMagic))
+	w.u32(snapshotVersion)
+	w.u64(s.applied)
+	count := s.view.Len()
+	w.u64(uint64(count))
+	written := 0
+	s.view.Scan(nil, nil, false, func(e storage.Entry) bool {
+		w.uvarint(uint64(len(e.Key)))
+		w.write(e.Key)
+		w.uvarint(e.CreateIndex)
+		w.uvarint(e.ModIndex)
+		w.uvarint(uint64(len(e.Value)))
+		w.write(e.Value)
+		written++
+		return w.err == nil
+	})
+	if w.err == nil && written != count {
+		return w.n, fmt.Errorf("engine view scanned %d entries, reports %d", written, count)
+	}
+	w.u64(uint64(len(s.sessions)))
+	for _, ss := range s.sessions {
+		res, err := encodeStruct(nil, 64, ss.result)
+		if err != nil {
+			return w.n, fmt.Errorf("encode result of client %d: %w", ss.clientID, err)
+		}
+		w.u64(uint64(ss.clientID))
+		w.uvarint(uint64(ss.seq))
+		w.uvarint(ss.touched)
+		w.uvarint(uint64(len(res)))
+		w.write(res)
+	}
+	w.u32(w.crc.Sum32())
+	if w.err == nil {
+		w.err = w.w.Flush()
+	}
+	return w.n, w.err
+}
+
+// snapshotReader reads snapshot fields and keeps a running CRC-32C of every
+// byte read.
+type snapshotReader struct {
+	r   *bufio.Reader
+	crc hash.Hash32
+	one [1]byte
+}
+
+// ReadByte implements io.ByteReader for binary.ReadUvarint.
+func (r *snapshotReader) ReadByte() (byte, error) {
+	b, err := r.r.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	r.one[0] = b
+	r.crc.Write(r.one[:])
+	return b, nil
+}
+
+// Read implements io.Reader, for io.ReadFull and io.CopyN.
+func (r *snapshotReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.crc.Write(p[:n])
+	return n, err
+}
+
+func (r *snapshotReader) full(p []byte) error {
+	_, err := io.ReadFull(r, p)
+	return err
+}
+
+func (r *snapshotReader) u64() (uint64, error) {
+	var b [8]byte
+	if err := r.full(b[:]); err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint64(b[:]), nil
+}
+
+func (r *snapshotReader) uvarint() (uint64, error) { return binary.ReadUvarint(r) }
+
+// bytes reads n bytes, n already checked against a cap. Beyond 64 KiB the
+// buffer grows as bytes arrive, so a truncated stream that claims a large
+// length costs no more memory than it holds.
+func (r *snapshotReader) bytes(n uint64) ([]byte, error) {
+	if n <= 64<<10 {
+		b := make([]byte, n)
+		return b, r.full(b)
+	}
+	var buf bytes.Buffer
+	if _, err := io.CopyN(&buf, r, int64(n)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// restored is the state Restore builds before swapping it in.
+type restored struct {
+	applied  uint64
+	engine   storage.Engine
+	sessions *sessionTable
+}
+
+// corrupt wraps err (truncation included) as ErrCorruptSnapshot.
+func corrupt(what string, err error) error {
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("%s: %v: %w", what, err, ErrCorruptSnapshot)
+}
+
+// readSnapshot parses a whole snapshot stream into a fresh engine and
+// request-id table, checking every length, count and the CRC.
+func (f *FSM) readSnapshot(in io.Reader) (*restored, error) {
+	r := &snapshotReader{r: bufio.NewReaderSize(in, 64<<10), crc: crc32.New(castagnoli())}
+	var head [12]byte
+	if err := r.full(head[:]); err != nil {
+		return nil, corrupt("read header", err)
+	}
+	if string(head[:8]) != snapshotMagic {
+		return nil, fmt.Errorf("bad magic %q: %w", head[:8], ErrCorruptSnapshot)
+	}
+	if v := binary.BigEndian.Uint32(head[8:]); v != snapshotVersion {
+		return nil, fmt.Errorf("unknown format version %d (want %d): %w", v, snapshotVersion, ErrCorruptSnapshot)
+	}
+	applied, err := r.u64()
+	if err != nil {
+		return nil, corrupt("read applied index", err)
+	}
+	count, err := r.u64()
+	if err != nil {
+		return nil, corrupt("read entry count", err)
+	}
+	eng, err := storage.New(f.cfg.Engine)
+	if err != nil {
+		return nil, fmt.Errorf("new engine: %w", err)
+	}
+	var prevKey []byte
+	for i := uint64(0); i < count; i++ {
+		if err := readEntry(r, eng, applied, &prevKey); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+	}
+	if uint64(eng.Len()) != count {
+		return nil, fmt.Errorf("engine holds %d entries, snapshot counts %d: %w", eng.Len(), count, ErrCorruptSnapshot)
+	}
+	nsess, err := r.u64()
+	if err != nil {
+		return nil, corrupt("read session count", err)
+	}
+	table := newSessionTable(f.cfg.SessionTTL, f.cfg.MaxSessions)
+	var lastTouched uint64
+	for i := uint64(0); i < nsess; i++ {
+		s, err := readSession(r, applied, lastTouched)
+		if err != nil {
+			return nil, fmt.Errorf("session %d: %w", i, err)
+		}
+		if table.lookup(s.clientID) != nil {
+			return nil, fmt.Errorf("session %d: client %d repeated: %w", i, s.clientID, ErrCorruptSnapshot)
+		}
+		table.appendRestored(s)
+		lastTouched = s.touched
+	}
+	want := r.crc.Sum32()
+	var trailer [4]byte
+	if _, err := io.ReadFull(r.r, trailer[:]); err != nil {
+		return nil, corrupt("read crc", err)
+	}
+	if got := binary.BigEndian.Uint32(trailer[:]); got != want {
+		return nil, fmt.Errorf("crc %08x, computed %08x: %w", got, want, ErrCorruptSnapshot)
+	}
+	if _, err := r.r.ReadByte(); err != io.EOF {
+		if err == nil {
+			return nil, fmt.Errorf("trailing bytes after crc: %w", ErrCorruptSnapshot)
+		}
+		return nil, fmt.Errorf("read after crc: %w", err)
+	}
+	return &restored{applied: applied, engine: eng, sessions: table}, nil
+}
+
+// readEntry reads one entry record into eng. Keys must be strictly
+// ascending, and 1 <= create <= mod <= applied.
+func readEntry(r *snapshotReader, eng storage.Engine, applied uint64, prevKey *[]byte) error {
+	klen, err := r.uvarint()
+	if err != nil {
+		return corrupt("read key length", err)
+	}
+	if klen == 0 || klen > maxSnapshotKey {
+		return fmt.Errorf("key length %d out of range: %w", klen, ErrCorruptSnapshot)
+	}
+	key, err := r.bytes(klen)
+	if err != nil {
+		return corrupt("read key", err)
+	}
+	if *prevKey != nil && bytes.Compare(*prevKey, key) >= 0 {
+		return fmt.Errorf("keys out of order: %w", ErrCorruptSnapshot)
+	}
+	create, err := r.uvarint()
+	if err != nil {
+		return corrupt("read create index", err)
+	}
+	mod, err := r.uvarint()
+	if err != nil {
+		return corrupt("read mod index", err)
+	}
+	if create == 0 || create > mod || mod > applied {
+		return fmt.Errorf("indexes create %d mod %d applied %d out of order: %w", create, mod, applied, ErrCorruptSnapshot)
+	}
+	vlen, err := r.uvarint()
+	if err != nil {
+		return corrupt("read value length", err)
+	}
+	if vlen > maxSnapshotValue {
+		return fmt.Errorf("value length %d out of range: %w", vlen, ErrCorruptSnapshot)
+	}
+	val, err := r.bytes(vlen)
+	if err != nil {
+		return corrupt("read value", err)
+	}
+	eng.Put(create, key, val)
+	if mod != create {
+		eng.Put(mod, key, val)
+	}
+	*prevKey = key
+	return nil
+}
+
+// readSession reads one request-id record. Touched indexes must be
+// non-decreasing (the table's order) and not beyond applied.
+func readSession(r *snapshotReader, applied, lastTouched uint64) (session, error) {
+	var s session
+	id, err := r.u64()
+	if err != nil {
+		return s, corrupt("read client id", err)
+	}
+	seq, err := r.uvarint()
+	if err != nil {
+		return s, corrupt("read sequence", err)
+	}
+	touched, err := r.uvarint()
+	if err != nil {
+		return s, corrupt("read touched index", err)
+	}
+	if id == 0 || seq == 0 || seq > math.MaxInt64 || touched < lastTouched || touched > applied {
+		return s, fmt.Errorf("client %d sequence %d touched %d out of range: %w", int64(id), seq, touched, ErrCorruptSnapshot)
+	}
+	rlen, err := r.uvarint()
+	if err != nil {
+		return s, corrupt("read result length", err)
+	}
+	if rlen == 0 || rlen > maxSnapshotResult {
+		return s, fmt.Errorf("result length %d out of range: %w", rlen, ErrCorruptSnapshot)
+	}
+	b, err := r.bytes(rlen)
+	if err != nil {
+		return s, corrupt("read result", err)
+	}
+	res := kv.NewWriteResult_()
+	if err := decodeStruct(b, res); err != nil {
+		return s, corrupt("decode result", err)
+	}
+	return session{clientID: int64(id), seq: int64(seq), touched: touched, result: res}, nil
+}
+
+// Restore replaces the FSM's state with the snapshot read from rc, which it
+// closes. The snapshot is read completely into a fresh engine of the
+// configured kind and a fresh request-id table, and swapped in only once
+// every count and the CRC check out; on any error (wrapping
+// ErrCorruptSnapshot for bad input) the state is left exactly as it was.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	start := time.Now()
+	st, err := f.readSnapshot(rc)
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	f.mu.Lock()
+	f.engine = st.engine
+	f.sessions = st.sessions
+	f.applied.Store(st.applied)
+	f.mu.Unlock()
+	f.wake()
+	f.logger.Info("snapshot restored", "raft_index", st.applied, "count", st.engine.Len(),
+		"duration", time.Since(start))
+	return nil
+}
