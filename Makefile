@@ -6,7 +6,7 @@ DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 BIN     := bin
 
-.PHONY: build test integ lint tidy thrift verify-thrift bench-engine ci clean
+.PHONY: build test integ lint tidy thrift verify-thrift bench-engine cluster ci clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/kvnode ./cmd/kvnode
@@ -41,3 +41,7 @@ ci:
 
 clean:
 	rm -rf $(BIN)
+
+# A three-node cluster on 127.0.0.1 in the foreground; Ctrl-C stops it.
+cluster:
+	bash deploy/local-cluster.sh

@@ -73,6 +73,13 @@ type Config struct {
 	// the node_id attribute: node adds only component.
 	Logger *slog.Logger
 
+	// Membership is the gossip view merged into the topology and used to
+	// find other nodes' Thrift addresses; nil: the Raft configuration only.
+	Membership Membership
+	// Remote reaches the leader from a follower, to forward writes and to
+	// get a read index; nil: a follower answers ErrNotLeader instead.
+	Remote Remote
+
 	// Optional dependencies, for tests and embedding. Each nil field is
 	// built by Open from DataDir and RaftAddr.
 	Transport     raft.Transport

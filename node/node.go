@@ -51,6 +51,9 @@ type Node struct {
 	readyMu sync.Mutex
 	readyCh chan struct{}
 
+	// forwarded counts writes forwarded to the leader.
+	forwarded atomic.Uint64
+
 	// readMu guards pending and verifying: the batch of readers waiting for
 	// the next shared leadership verification, and whether a verification
 	// loop is running.
@@ -283,7 +286,7 @@ func (n *Node) establish(ctx context.Context, term uint64) {
 			return
 		}
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := n.Apply(actx, &kv.Command{Op: kv.CommandOp_NOOP})
+		_, err := n.ApplyLocal(actx, &kv.Command{Op: kv.CommandOp_NOOP})
 		cancel()
 		if err == nil {
 			if n.raft.CurrentTerm() == term && n.raft.State() == raft.Leader {
@@ -315,8 +318,27 @@ func (n *Node) readyChan() chan struct{} {
 }
 
 // Apply proposes cmd through Raft and waits until it is applied or ctx ends.
-// See the package doc for what each error means.
+// On a follower with a Remote it forwards cmd once to the leader; the
+// leader applies it locally (ApplyLocal) and never forwards again. See the
+// package doc for what each error means.
 func (n *Node) Apply(ctx context.Context, cmd *kv.Command) (*kv.WriteResult_, error) {
+	res, err := n.ApplyLocal(ctx, cmd)
+	var nl *NotLeaderError
+	if err != nil && n.cfg.Remote != nil && errors.As(err, &nl) {
+		// ApplyLocal appended nothing: forwarding cannot apply twice, and
+		// the request id travels inside cmd.
+		n.forwarded.Add(1)
+		return n.cfg.Remote.Apply(ctx, nl.LeaderID, cmd)
+	}
+	return res, err
+}
+
+// Forwarded returns how many writes this node has forwarded to a leader.
+func (n *Node) Forwarded() uint64 { return n.forwarded.Load() }
+
+// ApplyLocal proposes cmd through this node's Raft, failing with a
+// *NotLeaderError on a follower.
+func (n *Node) ApplyLocal(ctx context.Context, cmd *kv.Command) (*kv.WriteResult_, error) {
 	data, err := fsm.EncodeCommand(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("encode command: %w", err)
@@ -446,6 +468,8 @@ type Status struct {
 	Keys          int
 	Bytes         int64
 	Engine        string
+	// Forwarded counts writes this node forwarded to a leader.
+	Forwarded uint64
 }
 
 // Status reports the node's current state.
@@ -456,6 +480,7 @@ func (n *Node) Status() Status {
 		Keys:         n.fsm.Len(),
 		Bytes:        n.fsm.Bytes(),
 		Engine:       n.fsm.EngineName(),
+		Forwarded:    n.forwarded.Load(),
 		Role:         RoleShutdown,
 		LastContact:  -1,
 	}
@@ -485,6 +510,8 @@ func (n *Node) lastContact() time.Duration {
 	if n.raft.State() == raft.Leader {
 		return 0
 	}
+	// raft also sets this when a leader steps down, so a former leader
+	// reports staleness from the end of its own leadership.
 	t := n.raft.LastContact()
 	if t.IsZero() {
 		return -1

@@ -125,6 +125,12 @@ func (n *Node) prepareRead(ctx context.Context, c kv.Consistency) (ReadInfo, err
 	case kv.Consistency_STALE:
 	case kv.Consistency_LINEARIZABLE:
 		idx, err := n.ReadIndex(ctx)
+		var nl *NotLeaderError
+		if err != nil && n.cfg.Remote != nil && errors.As(err, &nl) {
+			// A follower asks the leader for the index, then waits for its
+			// own FSM to reach it and reads locally: reads scale with nodes.
+			idx, err = n.cfg.Remote.ReadIndex(ctx, nl.LeaderID)
+		}
 		if err != nil {
 			return info, err
 		}

@@ -58,6 +58,10 @@ var errorTable = []struct {
 		return &kv.Timeout{RequestID: id, Reason: err.Error()}
 	}},
 	{context.Canceled, unavailable},
+	{node.ErrUnknownMember, func(err error, _ *kv.RequestID) error {
+		return &kv.InvalidArgument{Field: "node_id", Reason: err.Error()}
+	}},
+	{node.ErrMembership, unavailable},
 }
 
 func unavailable(err error, _ *kv.RequestID) error { return &kv.Unavailable{Reason: err.Error()} }
@@ -73,6 +77,11 @@ func toThrift(err error, id *kv.RequestID) error {
 	var ia *invalidArgError
 	if errors.As(err, &ia) {
 		return &kv.InvalidArgument{Field: ia.field, Reason: ia.reason}
+	}
+	// Declared exceptions that crossed from another node pass through.
+	var kia *kv.InvalidArgument
+	if errors.As(err, &kia) {
+		return kia
 	}
 	for _, e := range errorTable {
 		if errors.Is(err, e.target) {

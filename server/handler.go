@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -14,6 +15,7 @@ import (
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/storage"
 	"github.com/cubekv/cubekv/thrift/kv"
+	"github.com/cubekv/cubekv/transport"
 )
 
 // Store is what the front door needs from a node. *node.Node satisfies it.
@@ -99,12 +101,19 @@ func New(store Store, cfg Config) *Handler {
 }
 
 // NewProcessor returns a processor serving h both as the default service
-// (plain clients) and under the multiplexed name "KV".
-func NewProcessor(h *Handler) thrift.TProcessor {
+// (plain clients) and under the multiplexed name "KV", and the Cluster and
+// Internal services when given.
+func NewProcessor(h *Handler, cluster *ClusterHandler, internal *InternalHandler) thrift.TProcessor {
 	p := kv.NewKVProcessor(h)
 	mp := thrift.NewTMultiplexedProcessor()
 	mp.RegisterDefault(p)
-	mp.RegisterProcessor("KV", p)
+	mp.RegisterProcessor(transport.ServiceKV, p)
+	if cluster != nil {
+		mp.RegisterProcessor(transport.ServiceCluster, kv.NewClusterProcessor(cluster))
+	}
+	if internal != nil {
+		mp.RegisterProcessor(transport.ServiceInternal, kv.NewInternalProcessor(internal))
+	}
 	return mp
 }
 
@@ -119,6 +128,15 @@ func (h *Handler) recoverPanic(method string, err *error) {
 
 func (h *Handler) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, h.cfg.RequestTimeout)
+}
+
+// failRead maps a read's error: with no leader known a read is refused as
+// Unavailable (it cannot be redirected anywhere), otherwise as fail does.
+func (h *Handler) failRead(err error) error {
+	if errors.Is(err, node.ErrNoLeader) {
+		return &kv.Unavailable{Reason: err.Error()}
+	}
+	return h.fail(err, nil)
 }
 
 // fail maps err for the client, filling the leader's address when known.
@@ -185,7 +203,7 @@ func (h *Handler) Get(ctx context.Context, req *kv.GetRequest) (_ *kv.GetRespons
 	defer cancel()
 	e, found, info, err := h.store.Get(ctx, req.Key, c)
 	if err != nil {
-		return nil, h.fail(err, nil)
+		return nil, h.failRead(err)
 	}
 	resp := &kv.GetResponse{Found: found, Info: readInfo(info)}
 	if found {
@@ -279,14 +297,14 @@ func (h *Handler) Scan(ctx context.Context, req *kv.ScanRequest) (_ *kv.ScanResp
 		// Empty range; still honour the consistency so the answer's info is real.
 		_, _, info, err := h.store.Scan(ctx, start, start, req.GetReverse(), 1, true, c)
 		if err != nil {
-			return nil, h.fail(err, nil)
+			return nil, h.failRead(err)
 		}
 		resp.Info = readInfo(info)
 		return resp, nil
 	}
 	entries, more, info, err := h.store.Scan(ctx, start, end, req.GetReverse(), limit, req.GetKeysOnly(), c)
 	if err != nil {
-		return nil, h.fail(err, nil)
+		return nil, h.failRead(err)
 	}
 	resp.Info = readInfo(info)
 	resp.Entries = make([]*kv.Entry, len(entries))

@@ -334,6 +334,139 @@ service KV {
   StatusResponse status(),
 }
 
+/** A member's vote in Raft. */
+enum Suffrage {
+  /** Votes and counts toward quorum. */
+  VOTER = 1,
+  /** Receives the log and serves reads, but does not vote (a read replica, or a new member catching up). */
+  NONVOTER = 2,
+}
+
+/** A member's liveness as seen by gossip on the serving node. */
+enum GossipState {
+  ALIVE = 1,
+  SUSPECT = 2,
+  DEAD = 3,
+  /** Left the gossip pool gracefully. */
+  LEFT = 4,
+  /** In the Raft configuration but never seen in gossip by the serving node. */
+  UNKNOWN = 5,
+}
+
+/** One node of the cluster, merged from the Raft configuration and gossip. */
+struct Member {
+  1: required string node_id,
+  /** Client-facing Thrift address; empty when not known from gossip. */
+  2: required string thrift_addr,
+  3: required string raft_addr,
+  /** Empty when not known from gossip. */
+  4: required string gossip_addr,
+  /** Empty when not known from gossip or the node has no admin port. */
+  5: required string admin_addr,
+  /** Unset when the node gossips but is not in the Raft configuration. */
+  6: optional Suffrage suffrage,
+  7: required bool leader,
+  8: required GossipState gossip_state,
+  /** The member's applied index, when the serving node could ask it; -1 otherwise. */
+  9: required i64 applied_index,
+  /** Milliseconds since the member last heard from a leader (0 on the leader); -1 when unknown. */
+  10: required i64 last_contact_ms,
+  11: required string version,
+}
+
+/** The cluster as one node sees it. */
+struct Topology {
+  /** Every member, sorted by node_id. */
+  1: required list<Member> members,
+  /** Empty when no leader is known. */
+  2: required string leader_id,
+  3: required i64 term,
+  /** The node that answered. */
+  4: required string served_by,
+  /** Raft index of the latest configuration change. */
+  5: required i64 config_index,
+}
+
+struct AddMemberRequest {
+  1: required string node_id,
+  /** The new node's Raft address. */
+  2: required string raft_addr,
+  /** Keep it a non-voting read replica instead of promoting it once caught up. */
+  3: optional bool nonvoter,
+  /** How long to wait for it to catch up before promoting; unset: 60 s. */
+  4: optional i64 catchup_timeout_ms,
+}
+
+struct MemberChangeResponse {
+  /** Raft index of the configuration change. */
+  1: required i64 index,
+  /** The member's suffrage after the change (unset after a removal). */
+  2: optional Suffrage suffrage,
+}
+
+struct RemoveMemberRequest {
+  1: required string node_id,
+}
+
+struct PromoteMemberRequest {
+  1: required string node_id,
+  /** How long to wait for it to catch up before promoting; unset: 60 s. */
+  2: optional i64 catchup_timeout_ms,
+}
+
+struct TransferLeadershipRequest {
+  /** The voter to hand leadership to; unset: raft picks the most up-to-date voter. */
+  1: optional string node_id,
+}
+
+struct TransferLeadershipResponse {
+  /** The new leader. */
+  1: required string leader_id,
+  2: required i64 term,
+}
+
+/**
+ * Cluster membership and topology. Any node answers topology; changes are
+ * made by the leader (a follower forwards them once). Gossip only reports
+ * liveness: voters change only through these calls.
+ */
+service Cluster {
+  Topology topology()
+    throws (1: Unavailable unavailable),
+  /**
+   * Adds a node as a non-voter, waits until it has caught up with the
+   * leader's commit index, then promotes it to voter (unless nonvoter).
+   * When catching up times out, the node stays a non-voter and Timeout is
+   * raised; promote_member finishes the job.
+   */
+  MemberChangeResponse add_member(1: AddMemberRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
+  MemberChangeResponse remove_member(1: RemoveMemberRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
+  MemberChangeResponse promote_member(1: PromoteMemberRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
+  TransferLeadershipResponse transfer_leadership(1: TransferLeadershipRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
+}
+
+struct ReadIndexResponse {
+  /** The leader's commit index, confirmed with a quorum after the call began. */
+  1: required i64 index,
+  2: required i64 term,
+}
+
+/**
+ * Internal: node to node. A follower's front door forwards writes to the
+ * leader through apply (once: the leader never forwards again) and asks it
+ * for a read index to serve linearizable reads locally.
+ */
+service Internal {
+  WriteResult apply(1: Command cmd)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
+  ReadIndexResponse read_index()
+    throws (1: NotLeader not_leader, 2: Unavailable unavailable),
+}
+
 /*
  * Internal: the Raft log entry payload. A log entry is one type byte
  * (1 = Command, 2 = CommandBatch; 0 is invalid; bit 0x80 marks a type an

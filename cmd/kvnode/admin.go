@@ -97,6 +97,7 @@ func statusJSON(st node.Status) map[string]any {
 		"keys":             st.Keys,
 		"bytes":            st.Bytes,
 		"engine":           st.Engine,
+		"forwarded":        st.Forwarded,
 	}
 }
 

@@ -15,15 +15,20 @@ import (
 
 // config is everything kvnode reads from flags and KVNODE_* variables.
 type config struct {
-	ID             string
-	DataDir        string
-	ThriftAddr     string
-	RaftAddr       string
-	RaftAdvertise  string
-	AdminAddr      string
-	Bootstrap      string // "auto", "true" or "false"
-	InitialCluster string
-	Engine         string
+	ID              string
+	DataDir         string
+	ThriftAddr      string
+	RaftAddr        string
+	RaftAdvertise   string
+	AdminAddr       string
+	Bootstrap       string // "auto", "true" or "false"
+	InitialCluster  string
+	Engine          string
+	ThriftAdvertise string
+	GossipAddr      string
+	GossipAdvertise string
+	Join            string
+	GossipKeyFile   string
 
 	ThriftTransport string
 	ThriftProtocol  string
@@ -69,9 +74,14 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.StringVar(&c.RaftAddr, "raft-addr", "127.0.0.1:9091", "host:port the Raft transport listens on")
 	fs.StringVar(&c.RaftAdvertise, "raft-advertise", "", "Raft address peers dial (default: --raft-addr)")
 	fs.StringVar(&c.AdminAddr, "admin-addr", "127.0.0.1:9092", "host:port of the admin HTTP server (/health, /ready, /status, /debug/pprof); empty disables it")
-	fs.StringVar(&c.Bootstrap, "bootstrap", "auto", "start a new one-node cluster when the data dir is empty: true, false, or auto (true unless --initial-cluster is given)")
+	fs.StringVar(&c.Bootstrap, "bootstrap", "auto", "start a new one-node cluster when the data dir is empty: true, false, or auto (true unless --initial-cluster or --join is given)")
 	fs.StringVar(&c.InitialCluster, "initial-cluster", "", "id=host:raftport,... : bootstrap a new cluster of exactly these voters (the same list on every member)")
 	fs.StringVar(&c.Engine, "engine", "btree", "storage engine: btree (ordered, O(1) snapshots) or hash")
+	fs.StringVar(&c.ThriftAdvertise, "thrift-advertise", "", "Thrift address other nodes and clients dial (default: --thrift-addr)")
+	fs.StringVar(&c.GossipAddr, "gossip-addr", "127.0.0.1:9093", "ip:port for gossip (memberlist, TCP and UDP); empty disables gossip")
+	fs.StringVar(&c.GossipAdvertise, "gossip-advertise", "", "gossip address other nodes dial (default: --gossip-addr)")
+	fs.StringVar(&c.Join, "join", "", "host:gossipport,... of existing members to join the gossip pool")
+	fs.StringVar(&c.GossipKeyFile, "gossip-key-file", "", "file holding a base64 AES key (16, 24 or 32 bytes) that encrypts gossip")
 
 	fs.StringVar(&c.ThriftTransport, "thrift-transport", "framed", "Thrift transport: framed or buffered")
 	fs.StringVar(&c.ThriftProtocol, "thrift-protocol", "binary", "Thrift protocol: binary or compact")
@@ -128,6 +138,25 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	return c, nil
 }
 
+// joinList splits --join.
+func (c *config) joinList() []string {
+	var out []string
+	for _, a := range strings.Split(c.Join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// thriftAdvertise is the Thrift address gossiped to others.
+func (c *config) thriftAdvertise() string {
+	if c.ThriftAdvertise != "" {
+		return c.ThriftAdvertise
+	}
+	return c.ThriftAddr
+}
+
 // parseInitialCluster parses "id=host:port,id=host:port".
 func parseInitialCluster(s string) ([]node.Peer, error) {
 	if strings.TrimSpace(s) == "" {
@@ -156,7 +185,7 @@ func (c *config) nodeConfig() (*node.Config, error) {
 	nc.RaftAddr = c.RaftAddr
 	nc.RaftAdvertise = c.RaftAdvertise
 	nc.InitialCluster = peers
-	nc.Bootstrap = c.Bootstrap == "true" || (c.Bootstrap == "auto" && len(peers) == 0)
+	nc.Bootstrap = c.Bootstrap == "true" || (c.Bootstrap == "auto" && len(peers) == 0 && c.joinList() == nil)
 	nc.Engine = c.Engine
 	nc.HeartbeatTimeout = c.HeartbeatTimeout
 	nc.ElectionTimeout = c.ElectionTimeout

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cubekv/cubekv/gossip"
 	"github.com/cubekv/cubekv/internal/logging"
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/server"
@@ -56,17 +57,37 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	n, err := createNode(cfg, logger)
+	g, err := createGossip(cfg, logger)
 	if err != nil {
 		return err
 	}
-	srv, err := createThriftServer(cfg, n, logger)
+	pool := transport.NewPool(&transport.DialConfig{
+		Transport: cfg.ThriftTransport,
+		Protocol:  cfg.ThriftProtocol,
+		// Forwarded requests wait for the leader's own request timeout.
+		RequestTimeout: cfg.RequestTimeout + 2*time.Second,
+	}, 64)
+	resolve := func(id string) string {
+		if g == nil {
+			return ""
+		}
+		if m, ok := g.Member(id); ok {
+			return m.ThriftAddr
+		}
+		return ""
+	}
+	fwd := server.NewForwarder(pool, resolve)
+	n, err := createNode(cfg, logger, g, fwd)
 	if err != nil {
-		return errors.Join(err, n.Close())
+		return errors.Join(err, shutdownGossip(g), pool.Close())
+	}
+	srv, err := createThriftServer(cfg, n, fwd, logger)
+	if err != nil {
+		return errors.Join(err, n.Close(), shutdownGossip(g), pool.Close())
 	}
 	admin, err := createAdmin(cfg, n, logger)
 	if err != nil {
-		return errors.Join(err, srv.Close(), n.Close())
+		return errors.Join(err, srv.Close(), n.Close(), shutdownGossip(g), pool.Close())
 	}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve() }()
@@ -81,12 +102,18 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	case err = <-serveErr:
 		logger.Error("server stopped", "err", err)
 	}
-	// Reverse order: stop taking requests, then Raft, then the stores.
+	// Reverse order: stop taking requests, leave gossip, then Raft and its
+	// stores, then the connections to peers.
 	shutdownErr := srv.Close()
 	if admin != nil {
 		shutdownErr = errors.Join(shutdownErr, admin.close())
 	}
-	shutdownErr = errors.Join(shutdownErr, n.Close())
+	if g != nil {
+		if err := g.Leave(2 * time.Second); err != nil {
+			logger.Warn("gossip leave", "err", err)
+		}
+	}
+	shutdownErr = errors.Join(shutdownErr, n.Close(), shutdownGossip(g), pool.Close())
 	if shutdownErr != nil {
 		logger.Error("shutdown", "err", shutdownErr)
 	} else {
@@ -106,12 +133,62 @@ func createLogger(cfg *config, w io.Writer) (*slog.Logger, error) {
 	return logging.New(w, cfg.LogFormat == "json", level).With("node_id", cfg.ID), nil
 }
 
-func createNode(cfg *config, logger *slog.Logger) (*node.Node, error) {
+func createGossip(cfg *config, logger *slog.Logger) (*gossip.Gossip, error) {
+	if cfg.GossipAddr == "" {
+		return nil, nil
+	}
+	gc := gossip.DefaultConfig()
+	gc.Meta = gossip.Meta{
+		ID:         cfg.ID,
+		ThriftAddr: cfg.thriftAdvertise(),
+		RaftAddr:   cfg.RaftAddr,
+		AdminAddr:  cfg.AdminAddr,
+		Version:    version,
+	}
+	if cfg.RaftAdvertise != "" {
+		gc.Meta.RaftAddr = cfg.RaftAdvertise
+	}
+	gc.BindAddr = cfg.GossipAddr
+	gc.AdvertiseAddr = cfg.GossipAdvertise
+	gc.Join = cfg.joinList()
+	gc.Logger = logger
+	if cfg.GossipKeyFile != "" {
+		key, err := gossip.LoadKeyFile(cfg.GossipKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		gc.SecretKey = key
+	}
+	if err := gc.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	g, err := gossip.New(gc)
+	if err != nil {
+		return nil, fmt.Errorf("new gossip: %w", err)
+	}
+	if err := g.Start(); err != nil {
+		return nil, fmt.Errorf("start gossip on %s: %w", cfg.GossipAddr, err)
+	}
+	return g, nil
+}
+
+func shutdownGossip(g *gossip.Gossip) error {
+	if g == nil {
+		return nil
+	}
+	return g.Shutdown()
+}
+
+func createNode(cfg *config, logger *slog.Logger, g *gossip.Gossip, remote node.Remote) (*node.Node, error) {
 	nc, err := cfg.nodeConfig()
 	if err != nil {
 		return nil, err
 	}
 	nc.Logger = logger
+	nc.Remote = remote
+	if g != nil {
+		nc.Membership = g
+	}
 	n, err := node.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
@@ -122,7 +199,7 @@ func createNode(cfg *config, logger *slog.Logger) (*node.Node, error) {
 	return n, nil
 }
 
-func createThriftServer(cfg *config, n *node.Node, logger *slog.Logger) (*transport.Server, error) {
+func createThriftServer(cfg *config, n *node.Node, fwd *server.Forwarder, logger *slog.Logger) (*transport.Server, error) {
 	sc, err := cfg.serverConfig()
 	if err != nil {
 		return nil, err
@@ -132,8 +209,10 @@ func createThriftServer(cfg *config, n *node.Node, logger *slog.Logger) (*transp
 		return nil, err
 	}
 	hc.Logger = logger
+	hc.LeaderAddr = n.ThriftAddr
 	h := server.New(n, hc)
-	srv, err := transport.NewServer(sc, server.NewProcessor(h), logger.With("component", logging.ComponentTransport))
+	proc := server.NewProcessor(h, server.NewCluster(h, n, fwd), server.NewInternal(h, n))
+	srv, err := transport.NewServer(sc, proc, logger.With("component", logging.ComponentTransport))
 	if err != nil {
 		return nil, fmt.Errorf("new thrift server: %w", err)
 	}

@@ -63,6 +63,7 @@ type proc struct {
 	thriftAddr string
 	raftAddr   string
 	adminAddr  string
+	gossipAddr string
 	extra      []string
 	logPath    string
 	cmd        *exec.Cmd
@@ -82,6 +83,7 @@ func newProc(t *testing.T, id string, extra ...string) *proc {
 		thriftAddr: freeAddr(t),
 		raftAddr:   freeAddr(t),
 		adminAddr:  freeAddr(t),
+		gossipAddr: freeAddr(t),
 		extra:      extra,
 		logPath:    filepath.Join(dir, "kvnode.log"),
 	}
@@ -111,11 +113,19 @@ func (p *proc) args() []string {
 		"--thrift-addr", p.thriftAddr,
 		"--raft-addr", p.raftAddr,
 		"--admin-addr", p.adminAddr,
+		"--gossip-addr", p.gossipAddr,
 	}, p.extra...)
 }
 
 // start launches the process and waits until its admin /ready answers 200.
 func (p *proc) start() {
+	p.t.Helper()
+	p.launch()
+	p.waitReady(30 * time.Second)
+}
+
+// launch starts the process without waiting for it.
+func (p *proc) launch() {
 	p.t.Helper()
 	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -135,7 +145,6 @@ func (p *proc) start() {
 		p.exited <- cmd.Wait()
 		logf.Close()
 	}()
-	p.waitReady(30 * time.Second)
 }
 
 // waitReady polls /ready until it answers 200, the process exits, or the

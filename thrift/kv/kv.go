@@ -348,6 +348,139 @@ func (p *Role) Value() (driver.Value, error) {
 	return int64(*p), nil
 }
 
+// A member's vote in Raft.
+type Suffrage int64
+
+const (
+	Suffrage_VOTER    Suffrage = 1
+	Suffrage_NONVOTER Suffrage = 2
+)
+
+func (p Suffrage) String() string {
+	switch p {
+	case Suffrage_VOTER:
+		return "VOTER"
+	case Suffrage_NONVOTER:
+		return "NONVOTER"
+	}
+	return "<UNSET>"
+}
+
+func SuffrageFromString(s string) (Suffrage, error) {
+	switch s {
+	case "VOTER":
+		return Suffrage_VOTER, nil
+	case "NONVOTER":
+		return Suffrage_NONVOTER, nil
+	}
+	return Suffrage(0), fmt.Errorf("not a valid Suffrage string")
+}
+
+func SuffragePtr(v Suffrage) *Suffrage { return &v }
+
+func (p Suffrage) MarshalText() ([]byte, error) {
+	return []byte(p.String()), nil
+}
+
+func (p *Suffrage) UnmarshalText(text []byte) error {
+	q, err := SuffrageFromString(string(text))
+	if err != nil {
+		return err
+	}
+	*p = q
+	return nil
+}
+
+func (p *Suffrage) Scan(value interface{}) error {
+	v, ok := value.(int64)
+	if !ok {
+		return errors.New("Scan value is not int64")
+	}
+	*p = Suffrage(v)
+	return nil
+}
+
+func (p *Suffrage) Value() (driver.Value, error) {
+	if p == nil {
+		return nil, nil
+	}
+	return int64(*p), nil
+}
+
+// A member's liveness as seen by gossip on the serving node.
+type GossipState int64
+
+const (
+	GossipState_ALIVE   GossipState = 1
+	GossipState_SUSPECT GossipState = 2
+	GossipState_DEAD    GossipState = 3
+	GossipState_LEFT    GossipState = 4
+	GossipState_UNKNOWN GossipState = 5
+)
+
+func (p GossipState) String() string {
+	switch p {
+	case GossipState_ALIVE:
+		return "ALIVE"
+	case GossipState_SUSPECT:
+		return "SUSPECT"
+	case GossipState_DEAD:
+		return "DEAD"
+	case GossipState_LEFT:
+		return "LEFT"
+	case GossipState_UNKNOWN:
+		return "UNKNOWN"
+	}
+	return "<UNSET>"
+}
+
+func GossipStateFromString(s string) (GossipState, error) {
+	switch s {
+	case "ALIVE":
+		return GossipState_ALIVE, nil
+	case "SUSPECT":
+		return GossipState_SUSPECT, nil
+	case "DEAD":
+		return GossipState_DEAD, nil
+	case "LEFT":
+		return GossipState_LEFT, nil
+	case "UNKNOWN":
+		return GossipState_UNKNOWN, nil
+	}
+	return GossipState(0), fmt.Errorf("not a valid GossipState string")
+}
+
+func GossipStatePtr(v GossipState) *GossipState { return &v }
+
+func (p GossipState) MarshalText() ([]byte, error) {
+	return []byte(p.String()), nil
+}
+
+func (p *GossipState) UnmarshalText(text []byte) error {
+	q, err := GossipStateFromString(string(text))
+	if err != nil {
+		return err
+	}
+	*p = q
+	return nil
+}
+
+func (p *GossipState) Scan(value interface{}) error {
+	v, ok := value.(int64)
+	if !ok {
+		return errors.New("Scan value is not int64")
+	}
+	*p = GossipState(v)
+	return nil
+}
+
+func (p *GossipState) Value() (driver.Value, error) {
+	if p == nil {
+		return nil, nil
+	}
+	return int64(*p), nil
+}
+
 type CommandOp int64
 
 const (
@@ -6620,6 +6753,2185 @@ func (Timeout) TExceptionType() thrift.TExceptionType {
 
 var _ thrift.TException = (*Timeout)(nil)
 
+// One node of the cluster, merged from the Raft configuration and gossip.
+//
+// Attributes:
+//   - NodeID
+//   - ThriftAddr: Client-facing Thrift address; empty when not known from gossip.
+//   - RaftAddr
+//   - GossipAddr: Empty when not known from gossip.
+//   - AdminAddr: Empty when not known from gossip or the node has no admin port.
+//   - Suffrage: Unset when the node gossips but is not in the Raft configuration.
+//   - Leader
+//   - GossipState
+//   - AppliedIndex: The member's applied index, when the serving node could ask it; -1 otherwise.
+//   - LastContactMs: Milliseconds since the member last heard from a leader (0 on the leader); -1 when unknown.
+//   - Version
+type Member struct {
+	NodeID        string      `thrift:"node_id,1,required" db:"node_id" json:"node_id"`
+	ThriftAddr    string      `thrift:"thrift_addr,2,required" db:"thrift_addr" json:"thrift_addr"`
+	RaftAddr      string      `thrift:"raft_addr,3,required" db:"raft_addr" json:"raft_addr"`
+	GossipAddr    string      `thrift:"gossip_addr,4,required" db:"gossip_addr" json:"gossip_addr"`
+	AdminAddr     string      `thrift:"admin_addr,5,required" db:"admin_addr" json:"admin_addr"`
+	Suffrage      *Suffrage   `thrift:"suffrage,6" db:"suffrage" json:"suffrage,omitempty"`
+	Leader        bool        `thrift:"leader,7,required" db:"leader" json:"leader"`
+	GossipState   GossipState `thrift:"gossip_state,8,required" db:"gossip_state" json:"gossip_state"`
+	AppliedIndex  int64       `thrift:"applied_index,9,required" db:"applied_index" json:"applied_index"`
+	LastContactMs int64       `thrift:"last_contact_ms,10,required" db:"last_contact_ms" json:"last_contact_ms"`
+	Version       string      `thrift:"version,11,required" db:"version" json:"version"`
+}
+
+func NewMember() *Member {
+	return &Member{}
+}
+
+func (p *Member) GetNodeID() string {
+	return p.NodeID
+}
+
+func (p *Member) GetThriftAddr() string {
+	return p.ThriftAddr
+}
+
+func (p *Member) GetRaftAddr() string {
+	return p.RaftAddr
+}
+
+func (p *Member) GetGossipAddr() string {
+	return p.GossipAddr
+}
+
+func (p *Member) GetAdminAddr() string {
+	return p.AdminAddr
+}
+
+var Member_Suffrage_DEFAULT Suffrage
+
+func (p *Member) GetSuffrage() Suffrage {
+	if !p.IsSetSuffrage() {
+		return Member_Suffrage_DEFAULT
+	}
+	return *p.Suffrage
+}
+
+func (p *Member) GetLeader() bool {
+	return p.Leader
+}
+
+func (p *Member) GetGossipState() GossipState {
+	return p.GossipState
+}
+
+func (p *Member) GetAppliedIndex() int64 {
+	return p.AppliedIndex
+}
+
+func (p *Member) GetLastContactMs() int64 {
+	return p.LastContactMs
+}
+
+func (p *Member) GetVersion() string {
+	return p.Version
+}
+func (p *Member) IsSetSuffrage() bool {
+	return p.Suffrage != nil
+}
+
+func (p *Member) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetNodeID bool = false
+	var issetThriftAddr bool = false
+	var issetRaftAddr bool = false
+	var issetGossipAddr bool = false
+	var issetAdminAddr bool = false
+	var issetLeader bool = false
+	var issetGossipState bool = false
+	var issetAppliedIndex bool = false
+	var issetLastContactMs bool = false
+	var issetVersion bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetNodeID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+				issetThriftAddr = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+				issetRaftAddr = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+				issetGossipAddr = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 5:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+				issetAdminAddr = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 6:
+			if fieldTypeId == thrift.I32 {
+				if err := p.ReadField6(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 7:
+			if fieldTypeId == thrift.BOOL {
+				if err := p.ReadField7(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeader = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 8:
+			if fieldTypeId == thrift.I32 {
+				if err := p.ReadField8(ctx, iprot); err != nil {
+					return err
+				}
+				issetGossipState = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 9:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField9(ctx, iprot); err != nil {
+					return err
+				}
+				issetAppliedIndex = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 10:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField10(ctx, iprot); err != nil {
+					return err
+				}
+				issetLastContactMs = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 11:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField11(ctx, iprot); err != nil {
+					return err
+				}
+				issetVersion = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetNodeID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field NodeID is not set"))
+	}
+	if !issetThriftAddr {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field ThriftAddr is not set"))
+	}
+	if !issetRaftAddr {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field RaftAddr is not set"))
+	}
+	if !issetGossipAddr {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field GossipAddr is not set"))
+	}
+	if !issetAdminAddr {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field AdminAddr is not set"))
+	}
+	if !issetLeader {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Leader is not set"))
+	}
+	if !issetGossipState {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field GossipState is not set"))
+	}
+	if !issetAppliedIndex {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field AppliedIndex is not set"))
+	}
+	if !issetLastContactMs {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field LastContactMs is not set"))
+	}
+	if !issetVersion {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Version is not set"))
+	}
+	return nil
+}
+
+func (p *Member) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.NodeID = v
+	}
+	return nil
+}
+
+func (p *Member) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.ThriftAddr = v
+	}
+	return nil
+}
+
+func (p *Member) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 3: ", err)
+	} else {
+		p.RaftAddr = v
+	}
+	return nil
+}
+
+func (p *Member) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 4: ", err)
+	} else {
+		p.GossipAddr = v
+	}
+	return nil
+}
+
+func (p *Member) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 5: ", err)
+	} else {
+		p.AdminAddr = v
+	}
+	return nil
+}
+
+func (p *Member) ReadField6(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI32(ctx); err != nil {
+		return thrift.PrependError("error reading field 6: ", err)
+	} else {
+		temp := Suffrage(v)
+		p.Suffrage = &temp
+	}
+	return nil
+}
+
+func (p *Member) ReadField7(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadBool(ctx); err != nil {
+		return thrift.PrependError("error reading field 7: ", err)
+	} else {
+		p.Leader = v
+	}
+	return nil
+}
+
+func (p *Member) ReadField8(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI32(ctx); err != nil {
+		return thrift.PrependError("error reading field 8: ", err)
+	} else {
+		temp := GossipState(v)
+		p.GossipState = temp
+	}
+	return nil
+}
+
+func (p *Member) ReadField9(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 9: ", err)
+	} else {
+		p.AppliedIndex = v
+	}
+	return nil
+}
+
+func (p *Member) ReadField10(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 10: ", err)
+	} else {
+		p.LastContactMs = v
+	}
+	return nil
+}
+
+func (p *Member) ReadField11(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 11: ", err)
+	} else {
+		p.Version = v
+	}
+	return nil
+}
+
+func (p *Member) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "Member"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField6(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField7(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField8(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField9(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField10(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField11(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *Member) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "node_id", thrift.STRING, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:node_id: ", p), err)
+	}
+	if err := oprot.WriteString(ctx, string(p.NodeID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.node_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:node_id: ", p), err)
+	}
+	return err
+}
+
+func (p *Member) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "thrift_addr", thrift.STRING, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:thrift_addr: ", p), err)
+	}
+	if err := oprot.WriteString(ctx, string(p.ThriftAddr)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.thrift_addr (2) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:thrift_addr: ", p), err)
+	}
+	return err
+}
+
+func (p *Member) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "raft_addr", thrift.STRING, 3); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:raft_addr: ", p), err)
+	}
+	if err := oprot.WriteString(ctx, string(p.RaftAddr)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.raft_addr (3) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 3:raft_addr: ", p), err)
+	}
+	return err
+}
+
+func (p *Member) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "gossip_addr", thrift.STRING, 4); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:gossip_addr: ", p), err)
+	}
+	if err := oprot.WriteString(ctx, string(p.GossipAddr)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.gossip_addr (4) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 4:gossip_addr: ", p), err)
+	}
+	return err
+}
+
+func (p *Member) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "admin_addr", thrift.STRING, 5); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:admin_addr: ", p), err)
+	}
+	if err := oprot.WriteString(ctx, string(p.AdminAddr)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.admin_addr (5) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 5:admin_addr: ", p), err)
+	}
+	return err
+}
+
+func (p *Member) writeField6(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuffrage() {
+		if err := oprot.WriteFieldBegin(ctx, "suffrage", thrift.I32, 6); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 6:suffrage: ", p), err)
+		}
+		if err := oprot.WriteI32(ctx, int32(*p.Suffrage)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.suffrage (6) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 6:suffrage: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *Member) writeField7(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "leader", thrift.BOOL, 7); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 7:leader: ", p), err)
+	}
+	if err := oprot.WriteBool(ctx, bool(p.Leader)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.leader (7) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 7:leader: ", p), err)
+	}
+	return err
+}
+
+func (p *Member) writeField8(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "gossip_state", thrift.I32, 8); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 8:gossip_state: ", p), err)
+	}
+	if err := oprot.WriteI32(ctx, int32(p.GossipState)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.gossip_state (8) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 8:gossip_state: ", p), err)
+	}
+	return err
+}
+
+func (p *Member) writeField9(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "applied_index", thrift.I64, 9); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 9:applied_index: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.AppliedIndex)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.applied_index (9) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 9:applied_index: ", p), err)
+	}
+	return err
+}
+
+func (p *Member) writeField10(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "last_contact_ms", thrift.I64, 10); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 10:last_contact_ms: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.LastContactMs)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.last_contact_ms (10) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 10:last_contact_ms: ", p), err)
+	}
+	return err
+}
+
+func (p *Member) writeField11(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "version", thrift.STRING, 11); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 11:version: ", p), err)
+	}
+	if err := oprot.WriteString(ctx, string(p.Version)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.version (11) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 11:version: ", p), err)
+	}
+	return err
+}
+
+func (p *Member) Equals(other *Member) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.NodeID != other.NodeID {
+		return false
+	}
+	if p.ThriftAddr != other.ThriftAddr {
+		return false
+	}
+	if p.RaftAddr != other.RaftAddr {
+		return false
+	}
+	if p.GossipAddr != other.GossipAddr {
+		return false
+	}
+	if p.AdminAddr != other.AdminAddr {
+		return false
+	}
+	if p.Suffrage != other.Suffrage {
+		if p.Suffrage == nil || other.Suffrage == nil {
+			return false
+		}
+		if (*p.Suffrage) != (*other.Suffrage) {
+			return false
+		}
+	}
+	if p.Leader != other.Leader {
+		return false
+	}
+	if p.GossipState != other.GossipState {
+		return false
+	}
+	if p.AppliedIndex != other.AppliedIndex {
+		return false
+	}
+	if p.LastContactMs != other.LastContactMs {
+		return false
+	}
+	if p.Version != other.Version {
+		return false
+	}
+	return true
+}
+
+func (p *Member) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("Member(%+v)", *p)
+}
+
+// The cluster as one node sees it.
+//
+// Attributes:
+//   - Members: Every member, sorted by node_id.
+//   - LeaderID: Empty when no leader is known.
+//   - Term
+//   - ServedBy: The node that answered.
+//   - ConfigIndex: Raft index of the latest configuration change.
+type Topology struct {
+	Members     []*Member `thrift:"members,1,required" db:"members" json:"members"`
+	LeaderID    string    `thrift:"leader_id,2,required" db:"leader_id" json:"leader_id"`
+	Term        int64     `thrift:"term,3,required" db:"term" json:"term"`
+	ServedBy    string    `thrift:"served_by,4,required" db:"served_by" json:"served_by"`
+	ConfigIndex int64     `thrift:"config_index,5,required" db:"config_index" json:"config_index"`
+}
+
+func NewTopology() *Topology {
+	return &Topology{}
+}
+
+func (p *Topology) GetMembers() []*Member {
+	return p.Members
+}
+
+func (p *Topology) GetLeaderID() string {
+	return p.LeaderID
+}
+
+func (p *Topology) GetTerm() int64 {
+	return p.Term
+}
+
+func (p *Topology) GetServedBy() string {
+	return p.ServedBy
+}
+
+func (p *Topology) GetConfigIndex() int64 {
+	return p.ConfigIndex
+}
+func (p *Topology) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetMembers bool = false
+	var issetLeaderID bool = false
+	var issetTerm bool = false
+	var issetServedBy bool = false
+	var issetConfigIndex bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.LIST {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetMembers = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeaderID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+				issetTerm = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+				issetServedBy = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 5:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+				issetConfigIndex = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetMembers {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Members is not set"))
+	}
+	if !issetLeaderID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field LeaderID is not set"))
+	}
+	if !issetTerm {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Term is not set"))
+	}
+	if !issetServedBy {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field ServedBy is not set"))
+	}
+	if !issetConfigIndex {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field ConfigIndex is not set"))
+	}
+	return nil
+}
+
+func (p *Topology) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	_, size, err := iprot.ReadListBegin(ctx)
+	if err != nil {
+		return thrift.PrependError("error reading list begin: ", err)
+	}
+	tSlice := make([]*Member, 0, size)
+	p.Members = tSlice
+	for i := 0; i < size; i++ {
+		_elem10 := &Member{}
+		if err := _elem10.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem10), err)
+		}
+		p.Members = append(p.Members, _elem10)
+	}
+	if err := iprot.ReadListEnd(ctx); err != nil {
+		return thrift.PrependError("error reading list end: ", err)
+	}
+	return nil
+}
+
+func (p *Topology) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.LeaderID = v
+	}
+	return nil
+}
+
+func (p *Topology) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 3: ", err)
+	} else {
+		p.Term = v
+	}
+	return nil
+}
+
+func (p *Topology) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 4: ", err)
+	} else {
+		p.ServedBy = v
+	}
+	return nil
+}
+
+func (p *Topology) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 5: ", err)
+	} else {
+		p.ConfigIndex = v
+	}
+	return nil
+}
+
+func (p *Topology) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "Topology"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *Topology) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "members", thrift.LIST, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:members: ", p), err)
+	}
+	if err := oprot.WriteListBegin(ctx, thrift.STRUCT, len(p.Members)); err != nil {
+		return thrift.PrependError("error writing list begin: ", err)
+	}
+	for _, v := range p.Members {
+		if err := v.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", v), err)
+		}
+	}
+	if err := oprot.WriteListEnd(ctx); err != nil {
+		return thrift.PrependError("error writing list end: ", err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:members: ", p), err)
+	}
+	return err
+}
+
+func (p *Topology) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "leader_id", thrift.STRING, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:leader_id: ", p), err)
+	}
+	if err := oprot.WriteString(ctx, string(p.LeaderID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.leader_id (2) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:leader_id: ", p), err)
+	}
+	return err
+}
+
+func (p *Topology) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "term", thrift.I64, 3); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:term: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.Term)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.term (3) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 3:term: ", p), err)
+	}
+	return err
+}
+
+func (p *Topology) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "served_by", thrift.STRING, 4); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:served_by: ", p), err)
+	}
+	if err := oprot.WriteString(ctx, string(p.ServedBy)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.served_by (4) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 4:served_by: ", p), err)
+	}
+	return err
+}
+
+func (p *Topology) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "config_index", thrift.I64, 5); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:config_index: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.ConfigIndex)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.config_index (5) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 5:config_index: ", p), err)
+	}
+	return err
+}
+
+func (p *Topology) Equals(other *Topology) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if len(p.Members) != len(other.Members) {
+		return false
+	}
+	for i, _tgt := range p.Members {
+		_src11 := other.Members[i]
+		if !_tgt.Equals(_src11) {
+			return false
+		}
+	}
+	if p.LeaderID != other.LeaderID {
+		return false
+	}
+	if p.Term != other.Term {
+		return false
+	}
+	if p.ServedBy != other.ServedBy {
+		return false
+	}
+	if p.ConfigIndex != other.ConfigIndex {
+		return false
+	}
+	return true
+}
+
+func (p *Topology) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("Topology(%+v)", *p)
+}
+
+// Attributes:
+//   - NodeID
+//   - RaftAddr: The new node's Raft address.
+//   - Nonvoter: Keep it a non-voting read replica instead of promoting it once caught up.
+//   - CatchupTimeoutMs: How long to wait for it to catch up before promoting; unset: 60 s.
+type AddMemberRequest struct {
+	NodeID           string `thrift:"node_id,1,required" db:"node_id" json:"node_id"`
+	RaftAddr         string `thrift:"raft_addr,2,required" db:"raft_addr" json:"raft_addr"`
+	Nonvoter         *bool  `thrift:"nonvoter,3" db:"nonvoter" json:"nonvoter,omitempty"`
+	CatchupTimeoutMs *int64 `thrift:"catchup_timeout_ms,4" db:"catchup_timeout_ms" json:"catchup_timeout_ms,omitempty"`
+}
+
+func NewAddMemberRequest() *AddMemberRequest {
+	return &AddMemberRequest{}
+}
+
+func (p *AddMemberRequest) GetNodeID() string {
+	return p.NodeID
+}
+
+func (p *AddMemberRequest) GetRaftAddr() string {
+	return p.RaftAddr
+}
+
+var AddMemberRequest_Nonvoter_DEFAULT bool
+
+func (p *AddMemberRequest) GetNonvoter() bool {
+	if !p.IsSetNonvoter() {
+		return AddMemberRequest_Nonvoter_DEFAULT
+	}
+	return *p.Nonvoter
+}
+
+var AddMemberRequest_CatchupTimeoutMs_DEFAULT int64
+
+func (p *AddMemberRequest) GetCatchupTimeoutMs() int64 {
+	if !p.IsSetCatchupTimeoutMs() {
+		return AddMemberRequest_CatchupTimeoutMs_DEFAULT
+	}
+	return *p.CatchupTimeoutMs
+}
+func (p *AddMemberRequest) IsSetNonvoter() bool {
+	return p.Nonvoter != nil
+}
+
+func (p *AddMemberRequest) IsSetCatchupTimeoutMs() bool {
+	return p.CatchupTimeoutMs != nil
+}
+
+func (p *AddMemberRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetNodeID bool = false
+	var issetRaftAddr bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetNodeID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+				issetRaftAddr = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.BOOL {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetNodeID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field NodeID is not set"))
+	}
+	if !issetRaftAddr {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field RaftAddr is not set"))
+	}
+	return nil
+}
+
+func (p *AddMemberRequest) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.NodeID = v
+	}
+	return nil
+}
+
+func (p *AddMemberRequest) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.RaftAddr = v
+	}
+	return nil
+}
+
+func (p *AddMemberRequest) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadBool(ctx); err != nil {
+		return thrift.PrependError("error reading field 3: ", err)
+	} else {
+		p.Nonvoter = &v
+	}
+	return nil
+}
+
+func (p *AddMemberRequest) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 4: ", err)
+	} else {
+		p.CatchupTimeoutMs = &v
+	}
+	return nil
+}
+
+func (p *AddMemberRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "AddMemberRequest"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *AddMemberRequest) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "node_id", thrift.STRING, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:node_id: ", p), err)
+	}
+	if err := oprot.WriteString(ctx, string(p.NodeID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.node_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:node_id: ", p), err)
+	}
+	return err
+}
+
+func (p *AddMemberRequest) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "raft_addr", thrift.STRING, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:raft_addr: ", p), err)
+	}
+	if err := oprot.WriteString(ctx, string(p.RaftAddr)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.raft_addr (2) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:raft_addr: ", p), err)
+	}
+	return err
+}
+
+func (p *AddMemberRequest) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNonvoter() {
+		if err := oprot.WriteFieldBegin(ctx, "nonvoter", thrift.BOOL, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:nonvoter: ", p), err)
+		}
+		if err := oprot.WriteBool(ctx, bool(*p.Nonvoter)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.nonvoter (3) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:nonvoter: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *AddMemberRequest) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetCatchupTimeoutMs() {
+		if err := oprot.WriteFieldBegin(ctx, "catchup_timeout_ms", thrift.I64, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:catchup_timeout_ms: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.CatchupTimeoutMs)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.catchup_timeout_ms (4) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:catchup_timeout_ms: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *AddMemberRequest) Equals(other *AddMemberRequest) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.NodeID != other.NodeID {
+		return false
+	}
+	if p.RaftAddr != other.RaftAddr {
+		return false
+	}
+	if p.Nonvoter != other.Nonvoter {
+		if p.Nonvoter == nil || other.Nonvoter == nil {
+			return false
+		}
+		if (*p.Nonvoter) != (*other.Nonvoter) {
+			return false
+		}
+	}
+	if p.CatchupTimeoutMs != other.CatchupTimeoutMs {
+		if p.CatchupTimeoutMs == nil || other.CatchupTimeoutMs == nil {
+			return false
+		}
+		if (*p.CatchupTimeoutMs) != (*other.CatchupTimeoutMs) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *AddMemberRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("AddMemberRequest(%+v)", *p)
+}
+
+// Attributes:
+//   - Index: Raft index of the configuration change.
+//   - Suffrage: The member's suffrage after the change (unset after a removal).
+type MemberChangeResponse struct {
+	Index    int64     `thrift:"index,1,required" db:"index" json:"index"`
+	Suffrage *Suffrage `thrift:"suffrage,2" db:"suffrage" json:"suffrage,omitempty"`
+}
+
+func NewMemberChangeResponse() *MemberChangeResponse {
+	return &MemberChangeResponse{}
+}
+
+func (p *MemberChangeResponse) GetIndex() int64 {
+	return p.Index
+}
+
+var MemberChangeResponse_Suffrage_DEFAULT Suffrage
+
+func (p *MemberChangeResponse) GetSuffrage() Suffrage {
+	if !p.IsSetSuffrage() {
+		return MemberChangeResponse_Suffrage_DEFAULT
+	}
+	return *p.Suffrage
+}
+func (p *MemberChangeResponse) IsSetSuffrage() bool {
+	return p.Suffrage != nil
+}
+
+func (p *MemberChangeResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetIndex bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetIndex = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.I32 {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetIndex {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Index is not set"))
+	}
+	return nil
+}
+
+func (p *MemberChangeResponse) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.Index = v
+	}
+	return nil
+}
+
+func (p *MemberChangeResponse) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI32(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		temp := Suffrage(v)
+		p.Suffrage = &temp
+	}
+	return nil
+}
+
+func (p *MemberChangeResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "MemberChangeResponse"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *MemberChangeResponse) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "index", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:index: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.Index)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.index (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:index: ", p), err)
+	}
+	return err
+}
+
+func (p *MemberChangeResponse) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuffrage() {
+		if err := oprot.WriteFieldBegin(ctx, "suffrage", thrift.I32, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:suffrage: ", p), err)
+		}
+		if err := oprot.WriteI32(ctx, int32(*p.Suffrage)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.suffrage (2) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:suffrage: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *MemberChangeResponse) Equals(other *MemberChangeResponse) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.Index != other.Index {
+		return false
+	}
+	if p.Suffrage != other.Suffrage {
+		if p.Suffrage == nil || other.Suffrage == nil {
+			return false
+		}
+		if (*p.Suffrage) != (*other.Suffrage) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *MemberChangeResponse) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("MemberChangeResponse(%+v)", *p)
+}
+
+// Attributes:
+//   - NodeID
+type RemoveMemberRequest struct {
+	NodeID string `thrift:"node_id,1,required" db:"node_id" json:"node_id"`
+}
+
+func NewRemoveMemberRequest() *RemoveMemberRequest {
+	return &RemoveMemberRequest{}
+}
+
+func (p *RemoveMemberRequest) GetNodeID() string {
+	return p.NodeID
+}
+func (p *RemoveMemberRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetNodeID bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetNodeID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetNodeID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field NodeID is not set"))
+	}
+	return nil
+}
+
+func (p *RemoveMemberRequest) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.NodeID = v
+	}
+	return nil
+}
+
+func (p *RemoveMemberRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "RemoveMemberRequest"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *RemoveMemberRequest) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "node_id", thrift.STRING, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:node_id: ", p), err)
+	}
+	if err := oprot.WriteString(ctx, string(p.NodeID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.node_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:node_id: ", p), err)
+	}
+	return err
+}
+
+func (p *RemoveMemberRequest) Equals(other *RemoveMemberRequest) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.NodeID != other.NodeID {
+		return false
+	}
+	return true
+}
+
+func (p *RemoveMemberRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("RemoveMemberRequest(%+v)", *p)
+}
+
+// Attributes:
+//   - NodeID
+//   - CatchupTimeoutMs: How long to wait for it to catch up before promoting; unset: 60 s.
+type PromoteMemberRequest struct {
+	NodeID           string `thrift:"node_id,1,required" db:"node_id" json:"node_id"`
+	CatchupTimeoutMs *int64 `thrift:"catchup_timeout_ms,2" db:"catchup_timeout_ms" json:"catchup_timeout_ms,omitempty"`
+}
+
+func NewPromoteMemberRequest() *PromoteMemberRequest {
+	return &PromoteMemberRequest{}
+}
+
+func (p *PromoteMemberRequest) GetNodeID() string {
+	return p.NodeID
+}
+
+var PromoteMemberRequest_CatchupTimeoutMs_DEFAULT int64
+
+func (p *PromoteMemberRequest) GetCatchupTimeoutMs() int64 {
+	if !p.IsSetCatchupTimeoutMs() {
+		return PromoteMemberRequest_CatchupTimeoutMs_DEFAULT
+	}
+	return *p.CatchupTimeoutMs
+}
+func (p *PromoteMemberRequest) IsSetCatchupTimeoutMs() bool {
+	return p.CatchupTimeoutMs != nil
+}
+
+func (p *PromoteMemberRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetNodeID bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetNodeID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetNodeID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field NodeID is not set"))
+	}
+	return nil
+}
+
+func (p *PromoteMemberRequest) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.NodeID = v
+	}
+	return nil
+}
+
+func (p *PromoteMemberRequest) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.CatchupTimeoutMs = &v
+	}
+	return nil
+}
+
+func (p *PromoteMemberRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "PromoteMemberRequest"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *PromoteMemberRequest) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "node_id", thrift.STRING, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:node_id: ", p), err)
+	}
+	if err := oprot.WriteString(ctx, string(p.NodeID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.node_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:node_id: ", p), err)
+	}
+	return err
+}
+
+func (p *PromoteMemberRequest) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetCatchupTimeoutMs() {
+		if err := oprot.WriteFieldBegin(ctx, "catchup_timeout_ms", thrift.I64, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:catchup_timeout_ms: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.CatchupTimeoutMs)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.catchup_timeout_ms (2) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:catchup_timeout_ms: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *PromoteMemberRequest) Equals(other *PromoteMemberRequest) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.NodeID != other.NodeID {
+		return false
+	}
+	if p.CatchupTimeoutMs != other.CatchupTimeoutMs {
+		if p.CatchupTimeoutMs == nil || other.CatchupTimeoutMs == nil {
+			return false
+		}
+		if (*p.CatchupTimeoutMs) != (*other.CatchupTimeoutMs) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *PromoteMemberRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PromoteMemberRequest(%+v)", *p)
+}
+
+// Attributes:
+//   - NodeID: The voter to hand leadership to; unset: raft picks the most up-to-date voter.
+type TransferLeadershipRequest struct {
+	NodeID *string `thrift:"node_id,1" db:"node_id" json:"node_id,omitempty"`
+}
+
+func NewTransferLeadershipRequest() *TransferLeadershipRequest {
+	return &TransferLeadershipRequest{}
+}
+
+var TransferLeadershipRequest_NodeID_DEFAULT string
+
+func (p *TransferLeadershipRequest) GetNodeID() string {
+	if !p.IsSetNodeID() {
+		return TransferLeadershipRequest_NodeID_DEFAULT
+	}
+	return *p.NodeID
+}
+func (p *TransferLeadershipRequest) IsSetNodeID() bool {
+	return p.NodeID != nil
+}
+
+func (p *TransferLeadershipRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *TransferLeadershipRequest) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.NodeID = &v
+	}
+	return nil
+}
+
+func (p *TransferLeadershipRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "TransferLeadershipRequest"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *TransferLeadershipRequest) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNodeID() {
+		if err := oprot.WriteFieldBegin(ctx, "node_id", thrift.STRING, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:node_id: ", p), err)
+		}
+		if err := oprot.WriteString(ctx, string(*p.NodeID)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.node_id (1) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:node_id: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *TransferLeadershipRequest) Equals(other *TransferLeadershipRequest) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.NodeID != other.NodeID {
+		if p.NodeID == nil || other.NodeID == nil {
+			return false
+		}
+		if (*p.NodeID) != (*other.NodeID) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *TransferLeadershipRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("TransferLeadershipRequest(%+v)", *p)
+}
+
+// Attributes:
+//   - LeaderID: The new leader.
+//   - Term
+type TransferLeadershipResponse struct {
+	LeaderID string `thrift:"leader_id,1,required" db:"leader_id" json:"leader_id"`
+	Term     int64  `thrift:"term,2,required" db:"term" json:"term"`
+}
+
+func NewTransferLeadershipResponse() *TransferLeadershipResponse {
+	return &TransferLeadershipResponse{}
+}
+
+func (p *TransferLeadershipResponse) GetLeaderID() string {
+	return p.LeaderID
+}
+
+func (p *TransferLeadershipResponse) GetTerm() int64 {
+	return p.Term
+}
+func (p *TransferLeadershipResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetLeaderID bool = false
+	var issetTerm bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeaderID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+				issetTerm = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetLeaderID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field LeaderID is not set"))
+	}
+	if !issetTerm {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Term is not set"))
+	}
+	return nil
+}
+
+func (p *TransferLeadershipResponse) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.LeaderID = v
+	}
+	return nil
+}
+
+func (p *TransferLeadershipResponse) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.Term = v
+	}
+	return nil
+}
+
+func (p *TransferLeadershipResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "TransferLeadershipResponse"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *TransferLeadershipResponse) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "leader_id", thrift.STRING, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:leader_id: ", p), err)
+	}
+	if err := oprot.WriteString(ctx, string(p.LeaderID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.leader_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:leader_id: ", p), err)
+	}
+	return err
+}
+
+func (p *TransferLeadershipResponse) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "term", thrift.I64, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:term: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.Term)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.term (2) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:term: ", p), err)
+	}
+	return err
+}
+
+func (p *TransferLeadershipResponse) Equals(other *TransferLeadershipResponse) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.LeaderID != other.LeaderID {
+		return false
+	}
+	if p.Term != other.Term {
+		return false
+	}
+	return true
+}
+
+func (p *TransferLeadershipResponse) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("TransferLeadershipResponse(%+v)", *p)
+}
+
+// Attributes:
+//   - Index: The leader's commit index, confirmed with a quorum after the call began.
+//   - Term
+type ReadIndexResponse struct {
+	Index int64 `thrift:"index,1,required" db:"index" json:"index"`
+	Term  int64 `thrift:"term,2,required" db:"term" json:"term"`
+}
+
+func NewReadIndexResponse() *ReadIndexResponse {
+	return &ReadIndexResponse{}
+}
+
+func (p *ReadIndexResponse) GetIndex() int64 {
+	return p.Index
+}
+
+func (p *ReadIndexResponse) GetTerm() int64 {
+	return p.Term
+}
+func (p *ReadIndexResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetIndex bool = false
+	var issetTerm bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetIndex = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+				issetTerm = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetIndex {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Index is not set"))
+	}
+	if !issetTerm {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Term is not set"))
+	}
+	return nil
+}
+
+func (p *ReadIndexResponse) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.Index = v
+	}
+	return nil
+}
+
+func (p *ReadIndexResponse) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.Term = v
+	}
+	return nil
+}
+
+func (p *ReadIndexResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "ReadIndexResponse"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *ReadIndexResponse) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "index", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:index: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.Index)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.index (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:index: ", p), err)
+	}
+	return err
+}
+
+func (p *ReadIndexResponse) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "term", thrift.I64, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:term: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.Term)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.term (2) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:term: ", p), err)
+	}
+	return err
+}
+
+func (p *ReadIndexResponse) Equals(other *ReadIndexResponse) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.Index != other.Index {
+		return false
+	}
+	if p.Term != other.Term {
+		return false
+	}
+	return true
+}
+
+func (p *ReadIndexResponse) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ReadIndexResponse(%+v)", *p)
+}
+
 // Attributes:
 //   - Op
 //   - Key
@@ -6964,11 +9276,11 @@ func (p *Command) ReadField6(ctx context.Context, iprot thrift.TProtocol) error 
 	tSlice := make([]*Compare, 0, size)
 	p.Compares = tSlice
 	for i := 0; i < size; i++ {
-		_elem10 := &Compare{}
-		if err := _elem10.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem10), err)
+		_elem12 := &Compare{}
+		if err := _elem12.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem12), err)
 		}
-		p.Compares = append(p.Compares, _elem10)
+		p.Compares = append(p.Compares, _elem12)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -6984,11 +9296,11 @@ func (p *Command) ReadField7(ctx context.Context, iprot thrift.TProtocol) error 
 	tSlice := make([]*Op, 0, size)
 	p.Success = tSlice
 	for i := 0; i < size; i++ {
-		_elem11 := &Op{}
-		if err := _elem11.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem11), err)
+		_elem13 := &Op{}
+		if err := _elem13.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem13), err)
 		}
-		p.Success = append(p.Success, _elem11)
+		p.Success = append(p.Success, _elem13)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -7004,11 +9316,11 @@ func (p *Command) ReadField8(ctx context.Context, iprot thrift.TProtocol) error 
 	tSlice := make([]*Op, 0, size)
 	p.Failure = tSlice
 	for i := 0; i < size; i++ {
-		_elem12 := &Op{}
-		if err := _elem12.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem12), err)
+		_elem14 := &Op{}
+		if err := _elem14.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem14), err)
 		}
-		p.Failure = append(p.Failure, _elem12)
+		p.Failure = append(p.Failure, _elem14)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -7308,8 +9620,8 @@ func (p *Command) Equals(other *Command) bool {
 		return false
 	}
 	for i, _tgt := range p.Compares {
-		_src13 := other.Compares[i]
-		if !_tgt.Equals(_src13) {
+		_src15 := other.Compares[i]
+		if !_tgt.Equals(_src15) {
 			return false
 		}
 	}
@@ -7317,8 +9629,8 @@ func (p *Command) Equals(other *Command) bool {
 		return false
 	}
 	for i, _tgt := range p.Success {
-		_src14 := other.Success[i]
-		if !_tgt.Equals(_src14) {
+		_src16 := other.Success[i]
+		if !_tgt.Equals(_src16) {
 			return false
 		}
 	}
@@ -7326,8 +9638,8 @@ func (p *Command) Equals(other *Command) bool {
 		return false
 	}
 	for i, _tgt := range p.Failure {
-		_src15 := other.Failure[i]
-		if !_tgt.Equals(_src15) {
+		_src17 := other.Failure[i]
+		if !_tgt.Equals(_src17) {
 			return false
 		}
 	}
@@ -7433,11 +9745,11 @@ func (p *CommandBatch) ReadField1(ctx context.Context, iprot thrift.TProtocol) e
 	tSlice := make([]*Command, 0, size)
 	p.Commands = tSlice
 	for i := 0; i < size; i++ {
-		_elem16 := &Command{}
-		if err := _elem16.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem16), err)
+		_elem18 := &Command{}
+		if err := _elem18.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem18), err)
 		}
-		p.Commands = append(p.Commands, _elem16)
+		p.Commands = append(p.Commands, _elem18)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -7494,8 +9806,8 @@ func (p *CommandBatch) Equals(other *CommandBatch) bool {
 		return false
 	}
 	for i, _tgt := range p.Commands {
-		_src17 := other.Commands[i]
-		if !_tgt.Equals(_src17) {
+		_src19 := other.Commands[i]
+		if !_tgt.Equals(_src19) {
 			return false
 		}
 	}
@@ -7697,11 +10009,11 @@ func (p *WriteResult_) ReadField4(ctx context.Context, iprot thrift.TProtocol) e
 	tSlice := make([]*OpResult_, 0, size)
 	p.Results = tSlice
 	for i := 0; i < size; i++ {
-		_elem18 := &OpResult_{}
-		if err := _elem18.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem18), err)
+		_elem20 := &OpResult_{}
+		if err := _elem20.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem20), err)
 		}
-		p.Results = append(p.Results, _elem18)
+		p.Results = append(p.Results, _elem20)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -7846,8 +10158,8 @@ func (p *WriteResult_) Equals(other *WriteResult_) bool {
 		return false
 	}
 	for i, _tgt := range p.Results {
-		_src19 := other.Results[i]
-		if !_tgt.Equals(_src19) {
+		_src21 := other.Results[i]
+		if !_tgt.Equals(_src21) {
 			return false
 		}
 	}
@@ -7929,28 +10241,28 @@ func (p *KVClient) SetLastResponseMeta_(meta thrift.ResponseMeta) {
 // Parameters:
 //   - Req
 func (p *KVClient) Get(ctx context.Context, req *GetRequest) (_r *GetResponse, _err error) {
-	var _args20 KVGetArgs
-	_args20.Req = req
-	var _result22 KVGetResult
-	var _meta21 thrift.ResponseMeta
-	_meta21, _err = p.Client_().Call(ctx, "get", &_args20, &_result22)
-	p.SetLastResponseMeta_(_meta21)
+	var _args22 KVGetArgs
+	_args22.Req = req
+	var _result24 KVGetResult
+	var _meta23 thrift.ResponseMeta
+	_meta23, _err = p.Client_().Call(ctx, "get", &_args22, &_result24)
+	p.SetLastResponseMeta_(_meta23)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result22.Invalid != nil:
-		return _r, _result22.Invalid
-	case _result22.NotLeader != nil:
-		return _r, _result22.NotLeader
-	case _result22.Unavailable != nil:
-		return _r, _result22.Unavailable
-	case _result22.Timeout != nil:
-		return _r, _result22.Timeout
+	case _result24.Invalid != nil:
+		return _r, _result24.Invalid
+	case _result24.NotLeader != nil:
+		return _r, _result24.NotLeader
+	case _result24.Unavailable != nil:
+		return _r, _result24.Unavailable
+	case _result24.Timeout != nil:
+		return _r, _result24.Timeout
 	}
 
-	if _ret23 := _result22.GetSuccess(); _ret23 != nil {
-		return _ret23, nil
+	if _ret25 := _result24.GetSuccess(); _ret25 != nil {
+		return _ret25, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "get failed: unknown result")
 }
@@ -7958,28 +10270,28 @@ func (p *KVClient) Get(ctx context.Context, req *GetRequest) (_r *GetResponse, _
 // Parameters:
 //   - Req
 func (p *KVClient) Put(ctx context.Context, req *PutRequest) (_r *PutResponse, _err error) {
-	var _args24 KVPutArgs
-	_args24.Req = req
-	var _result26 KVPutResult
-	var _meta25 thrift.ResponseMeta
-	_meta25, _err = p.Client_().Call(ctx, "put", &_args24, &_result26)
-	p.SetLastResponseMeta_(_meta25)
+	var _args26 KVPutArgs
+	_args26.Req = req
+	var _result28 KVPutResult
+	var _meta27 thrift.ResponseMeta
+	_meta27, _err = p.Client_().Call(ctx, "put", &_args26, &_result28)
+	p.SetLastResponseMeta_(_meta27)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result26.Invalid != nil:
-		return _r, _result26.Invalid
-	case _result26.NotLeader != nil:
-		return _r, _result26.NotLeader
-	case _result26.Unavailable != nil:
-		return _r, _result26.Unavailable
-	case _result26.Timeout != nil:
-		return _r, _result26.Timeout
+	case _result28.Invalid != nil:
+		return _r, _result28.Invalid
+	case _result28.NotLeader != nil:
+		return _r, _result28.NotLeader
+	case _result28.Unavailable != nil:
+		return _r, _result28.Unavailable
+	case _result28.Timeout != nil:
+		return _r, _result28.Timeout
 	}
 
-	if _ret27 := _result26.GetSuccess(); _ret27 != nil {
-		return _ret27, nil
+	if _ret29 := _result28.GetSuccess(); _ret29 != nil {
+		return _ret29, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "put failed: unknown result")
 }
@@ -7987,28 +10299,28 @@ func (p *KVClient) Put(ctx context.Context, req *PutRequest) (_r *PutResponse, _
 // Parameters:
 //   - Req
 func (p *KVClient) DeleteKey(ctx context.Context, req *DeleteRequest) (_r *DeleteResponse, _err error) {
-	var _args28 KVDeleteKeyArgs
-	_args28.Req = req
-	var _result30 KVDeleteKeyResult
-	var _meta29 thrift.ResponseMeta
-	_meta29, _err = p.Client_().Call(ctx, "delete_key", &_args28, &_result30)
-	p.SetLastResponseMeta_(_meta29)
+	var _args30 KVDeleteKeyArgs
+	_args30.Req = req
+	var _result32 KVDeleteKeyResult
+	var _meta31 thrift.ResponseMeta
+	_meta31, _err = p.Client_().Call(ctx, "delete_key", &_args30, &_result32)
+	p.SetLastResponseMeta_(_meta31)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result30.Invalid != nil:
-		return _r, _result30.Invalid
-	case _result30.NotLeader != nil:
-		return _r, _result30.NotLeader
-	case _result30.Unavailable != nil:
-		return _r, _result30.Unavailable
-	case _result30.Timeout != nil:
-		return _r, _result30.Timeout
+	case _result32.Invalid != nil:
+		return _r, _result32.Invalid
+	case _result32.NotLeader != nil:
+		return _r, _result32.NotLeader
+	case _result32.Unavailable != nil:
+		return _r, _result32.Unavailable
+	case _result32.Timeout != nil:
+		return _r, _result32.Timeout
 	}
 
-	if _ret31 := _result30.GetSuccess(); _ret31 != nil {
-		return _ret31, nil
+	if _ret33 := _result32.GetSuccess(); _ret33 != nil {
+		return _ret33, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "delete_key failed: unknown result")
 }
@@ -8016,28 +10328,28 @@ func (p *KVClient) DeleteKey(ctx context.Context, req *DeleteRequest) (_r *Delet
 // Parameters:
 //   - Req
 func (p *KVClient) Cas(ctx context.Context, req *CASRequest) (_r *CASResponse, _err error) {
-	var _args32 KVCasArgs
-	_args32.Req = req
-	var _result34 KVCasResult
-	var _meta33 thrift.ResponseMeta
-	_meta33, _err = p.Client_().Call(ctx, "cas", &_args32, &_result34)
-	p.SetLastResponseMeta_(_meta33)
+	var _args34 KVCasArgs
+	_args34.Req = req
+	var _result36 KVCasResult
+	var _meta35 thrift.ResponseMeta
+	_meta35, _err = p.Client_().Call(ctx, "cas", &_args34, &_result36)
+	p.SetLastResponseMeta_(_meta35)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result34.Invalid != nil:
-		return _r, _result34.Invalid
-	case _result34.NotLeader != nil:
-		return _r, _result34.NotLeader
-	case _result34.Unavailable != nil:
-		return _r, _result34.Unavailable
-	case _result34.Timeout != nil:
-		return _r, _result34.Timeout
+	case _result36.Invalid != nil:
+		return _r, _result36.Invalid
+	case _result36.NotLeader != nil:
+		return _r, _result36.NotLeader
+	case _result36.Unavailable != nil:
+		return _r, _result36.Unavailable
+	case _result36.Timeout != nil:
+		return _r, _result36.Timeout
 	}
 
-	if _ret35 := _result34.GetSuccess(); _ret35 != nil {
-		return _ret35, nil
+	if _ret37 := _result36.GetSuccess(); _ret37 != nil {
+		return _ret37, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "cas failed: unknown result")
 }
@@ -8045,28 +10357,28 @@ func (p *KVClient) Cas(ctx context.Context, req *CASRequest) (_r *CASResponse, _
 // Parameters:
 //   - Req
 func (p *KVClient) Scan(ctx context.Context, req *ScanRequest) (_r *ScanResponse, _err error) {
-	var _args36 KVScanArgs
-	_args36.Req = req
-	var _result38 KVScanResult
-	var _meta37 thrift.ResponseMeta
-	_meta37, _err = p.Client_().Call(ctx, "scan", &_args36, &_result38)
-	p.SetLastResponseMeta_(_meta37)
+	var _args38 KVScanArgs
+	_args38.Req = req
+	var _result40 KVScanResult
+	var _meta39 thrift.ResponseMeta
+	_meta39, _err = p.Client_().Call(ctx, "scan", &_args38, &_result40)
+	p.SetLastResponseMeta_(_meta39)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result38.Invalid != nil:
-		return _r, _result38.Invalid
-	case _result38.NotLeader != nil:
-		return _r, _result38.NotLeader
-	case _result38.Unavailable != nil:
-		return _r, _result38.Unavailable
-	case _result38.Timeout != nil:
-		return _r, _result38.Timeout
+	case _result40.Invalid != nil:
+		return _r, _result40.Invalid
+	case _result40.NotLeader != nil:
+		return _r, _result40.NotLeader
+	case _result40.Unavailable != nil:
+		return _r, _result40.Unavailable
+	case _result40.Timeout != nil:
+		return _r, _result40.Timeout
 	}
 
-	if _ret39 := _result38.GetSuccess(); _ret39 != nil {
-		return _ret39, nil
+	if _ret41 := _result40.GetSuccess(); _ret41 != nil {
+		return _ret41, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "scan failed: unknown result")
 }
@@ -8074,43 +10386,43 @@ func (p *KVClient) Scan(ctx context.Context, req *ScanRequest) (_r *ScanResponse
 // Parameters:
 //   - Req
 func (p *KVClient) Txn(ctx context.Context, req *TxnRequest) (_r *TxnResponse, _err error) {
-	var _args40 KVTxnArgs
-	_args40.Req = req
-	var _result42 KVTxnResult
-	var _meta41 thrift.ResponseMeta
-	_meta41, _err = p.Client_().Call(ctx, "txn", &_args40, &_result42)
-	p.SetLastResponseMeta_(_meta41)
+	var _args42 KVTxnArgs
+	_args42.Req = req
+	var _result44 KVTxnResult
+	var _meta43 thrift.ResponseMeta
+	_meta43, _err = p.Client_().Call(ctx, "txn", &_args42, &_result44)
+	p.SetLastResponseMeta_(_meta43)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result42.Invalid != nil:
-		return _r, _result42.Invalid
-	case _result42.NotLeader != nil:
-		return _r, _result42.NotLeader
-	case _result42.Unavailable != nil:
-		return _r, _result42.Unavailable
-	case _result42.Timeout != nil:
-		return _r, _result42.Timeout
+	case _result44.Invalid != nil:
+		return _r, _result44.Invalid
+	case _result44.NotLeader != nil:
+		return _r, _result44.NotLeader
+	case _result44.Unavailable != nil:
+		return _r, _result44.Unavailable
+	case _result44.Timeout != nil:
+		return _r, _result44.Timeout
 	}
 
-	if _ret43 := _result42.GetSuccess(); _ret43 != nil {
-		return _ret43, nil
+	if _ret45 := _result44.GetSuccess(); _ret45 != nil {
+		return _ret45, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "txn failed: unknown result")
 }
 
 func (p *KVClient) Status(ctx context.Context) (_r *StatusResponse, _err error) {
-	var _args44 KVStatusArgs
-	var _result46 KVStatusResult
-	var _meta45 thrift.ResponseMeta
-	_meta45, _err = p.Client_().Call(ctx, "status", &_args44, &_result46)
-	p.SetLastResponseMeta_(_meta45)
+	var _args46 KVStatusArgs
+	var _result48 KVStatusResult
+	var _meta47 thrift.ResponseMeta
+	_meta47, _err = p.Client_().Call(ctx, "status", &_args46, &_result48)
+	p.SetLastResponseMeta_(_meta47)
 	if _err != nil {
 		return
 	}
-	if _ret47 := _result46.GetSuccess(); _ret47 != nil {
-		return _ret47, nil
+	if _ret49 := _result48.GetSuccess(); _ret49 != nil {
+		return _ret49, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "status failed: unknown result")
 }
@@ -8135,15 +10447,15 @@ func (p *KVProcessor) ProcessorMap() map[string]thrift.TProcessorFunction {
 
 func NewKVProcessor(handler KV) *KVProcessor {
 
-	self48 := &KVProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
-	self48.processorMap["get"] = &kVProcessorGet{handler: handler}
-	self48.processorMap["put"] = &kVProcessorPut{handler: handler}
-	self48.processorMap["delete_key"] = &kVProcessorDeleteKey{handler: handler}
-	self48.processorMap["cas"] = &kVProcessorCas{handler: handler}
-	self48.processorMap["scan"] = &kVProcessorScan{handler: handler}
-	self48.processorMap["txn"] = &kVProcessorTxn{handler: handler}
-	self48.processorMap["status"] = &kVProcessorStatus{handler: handler}
-	return self48
+	self50 := &KVProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self50.processorMap["get"] = &kVProcessorGet{handler: handler}
+	self50.processorMap["put"] = &kVProcessorPut{handler: handler}
+	self50.processorMap["delete_key"] = &kVProcessorDeleteKey{handler: handler}
+	self50.processorMap["cas"] = &kVProcessorCas{handler: handler}
+	self50.processorMap["scan"] = &kVProcessorScan{handler: handler}
+	self50.processorMap["txn"] = &kVProcessorTxn{handler: handler}
+	self50.processorMap["status"] = &kVProcessorStatus{handler: handler}
+	return self50
 }
 
 func (p *KVProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
@@ -8156,12 +10468,12 @@ func (p *KVProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol
 	}
 	iprot.Skip(ctx, thrift.STRUCT)
 	iprot.ReadMessageEnd(ctx)
-	x49 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	x51 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
 	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
-	x49.Write(ctx, oprot)
+	x51.Write(ctx, oprot)
 	oprot.WriteMessageEnd(ctx)
 	oprot.Flush(ctx)
-	return false, x49
+	return false, x51
 
 }
 
@@ -8170,7 +10482,7 @@ type kVProcessorGet struct {
 }
 
 func (p *kVProcessorGet) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err50 error
+	var _write_err52 error
 	args := KVGetArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -8226,21 +10538,21 @@ func (p *kVProcessorGet) Process(ctx context.Context, seqId int32, iprot, oprot 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc51 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing get: "+err2.Error())
+			_exc53 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing get: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "get", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err50 = thrift.WrapTException(err2)
+				_write_err52 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc51.Write(ctx, oprot); _write_err50 == nil && err2 != nil {
-				_write_err50 = thrift.WrapTException(err2)
+			if err2 := _exc53.Write(ctx, oprot); _write_err52 == nil && err2 != nil {
+				_write_err52 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err50 == nil && err2 != nil {
-				_write_err50 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err52 == nil && err2 != nil {
+				_write_err52 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err50 == nil && err2 != nil {
-				_write_err50 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err52 == nil && err2 != nil {
+				_write_err52 = thrift.WrapTException(err2)
 			}
-			if _write_err50 != nil {
-				return false, thrift.WrapTException(_write_err50)
+			if _write_err52 != nil {
+				return false, thrift.WrapTException(_write_err52)
 			}
 			return true, err
 		}
@@ -8249,19 +10561,19 @@ func (p *kVProcessorGet) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "get", thrift.REPLY, seqId); err2 != nil {
-		_write_err50 = thrift.WrapTException(err2)
+		_write_err52 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err50 == nil && err2 != nil {
-		_write_err50 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err52 == nil && err2 != nil {
+		_write_err52 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err50 == nil && err2 != nil {
-		_write_err50 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err52 == nil && err2 != nil {
+		_write_err52 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err50 == nil && err2 != nil {
-		_write_err50 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err52 == nil && err2 != nil {
+		_write_err52 = thrift.WrapTException(err2)
 	}
-	if _write_err50 != nil {
-		return false, thrift.WrapTException(_write_err50)
+	if _write_err52 != nil {
+		return false, thrift.WrapTException(_write_err52)
 	}
 	return true, err
 }
@@ -8271,7 +10583,7 @@ type kVProcessorPut struct {
 }
 
 func (p *kVProcessorPut) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err52 error
+	var _write_err54 error
 	args := KVPutArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -8327,21 +10639,21 @@ func (p *kVProcessorPut) Process(ctx context.Context, seqId int32, iprot, oprot 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc53 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing put: "+err2.Error())
+			_exc55 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing put: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "put", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err52 = thrift.WrapTException(err2)
+				_write_err54 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc53.Write(ctx, oprot); _write_err52 == nil && err2 != nil {
-				_write_err52 = thrift.WrapTException(err2)
+			if err2 := _exc55.Write(ctx, oprot); _write_err54 == nil && err2 != nil {
+				_write_err54 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err52 == nil && err2 != nil {
-				_write_err52 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err54 == nil && err2 != nil {
+				_write_err54 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err52 == nil && err2 != nil {
-				_write_err52 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err54 == nil && err2 != nil {
+				_write_err54 = thrift.WrapTException(err2)
 			}
-			if _write_err52 != nil {
-				return false, thrift.WrapTException(_write_err52)
+			if _write_err54 != nil {
+				return false, thrift.WrapTException(_write_err54)
 			}
 			return true, err
 		}
@@ -8350,19 +10662,19 @@ func (p *kVProcessorPut) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "put", thrift.REPLY, seqId); err2 != nil {
-		_write_err52 = thrift.WrapTException(err2)
+		_write_err54 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err52 == nil && err2 != nil {
-		_write_err52 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err54 == nil && err2 != nil {
+		_write_err54 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err52 == nil && err2 != nil {
-		_write_err52 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err54 == nil && err2 != nil {
+		_write_err54 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err52 == nil && err2 != nil {
-		_write_err52 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err54 == nil && err2 != nil {
+		_write_err54 = thrift.WrapTException(err2)
 	}
-	if _write_err52 != nil {
-		return false, thrift.WrapTException(_write_err52)
+	if _write_err54 != nil {
+		return false, thrift.WrapTException(_write_err54)
 	}
 	return true, err
 }
@@ -8372,7 +10684,7 @@ type kVProcessorDeleteKey struct {
 }
 
 func (p *kVProcessorDeleteKey) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err54 error
+	var _write_err56 error
 	args := KVDeleteKeyArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -8428,21 +10740,21 @@ func (p *kVProcessorDeleteKey) Process(ctx context.Context, seqId int32, iprot, 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc55 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing delete_key: "+err2.Error())
+			_exc57 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing delete_key: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "delete_key", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err54 = thrift.WrapTException(err2)
+				_write_err56 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc55.Write(ctx, oprot); _write_err54 == nil && err2 != nil {
-				_write_err54 = thrift.WrapTException(err2)
+			if err2 := _exc57.Write(ctx, oprot); _write_err56 == nil && err2 != nil {
+				_write_err56 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err54 == nil && err2 != nil {
-				_write_err54 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err56 == nil && err2 != nil {
+				_write_err56 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err54 == nil && err2 != nil {
-				_write_err54 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err56 == nil && err2 != nil {
+				_write_err56 = thrift.WrapTException(err2)
 			}
-			if _write_err54 != nil {
-				return false, thrift.WrapTException(_write_err54)
+			if _write_err56 != nil {
+				return false, thrift.WrapTException(_write_err56)
 			}
 			return true, err
 		}
@@ -8451,19 +10763,19 @@ func (p *kVProcessorDeleteKey) Process(ctx context.Context, seqId int32, iprot, 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "delete_key", thrift.REPLY, seqId); err2 != nil {
-		_write_err54 = thrift.WrapTException(err2)
+		_write_err56 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err54 == nil && err2 != nil {
-		_write_err54 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err56 == nil && err2 != nil {
+		_write_err56 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err54 == nil && err2 != nil {
-		_write_err54 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err56 == nil && err2 != nil {
+		_write_err56 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err54 == nil && err2 != nil {
-		_write_err54 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err56 == nil && err2 != nil {
+		_write_err56 = thrift.WrapTException(err2)
 	}
-	if _write_err54 != nil {
-		return false, thrift.WrapTException(_write_err54)
+	if _write_err56 != nil {
+		return false, thrift.WrapTException(_write_err56)
 	}
 	return true, err
 }
@@ -8473,7 +10785,7 @@ type kVProcessorCas struct {
 }
 
 func (p *kVProcessorCas) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err56 error
+	var _write_err58 error
 	args := KVCasArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -8529,21 +10841,21 @@ func (p *kVProcessorCas) Process(ctx context.Context, seqId int32, iprot, oprot 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc57 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing cas: "+err2.Error())
+			_exc59 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing cas: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "cas", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+				_write_err58 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc57.Write(ctx, oprot); _write_err56 == nil && err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+			if err2 := _exc59.Write(ctx, oprot); _write_err58 == nil && err2 != nil {
+				_write_err58 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err56 == nil && err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err58 == nil && err2 != nil {
+				_write_err58 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err56 == nil && err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err58 == nil && err2 != nil {
+				_write_err58 = thrift.WrapTException(err2)
 			}
-			if _write_err56 != nil {
-				return false, thrift.WrapTException(_write_err56)
+			if _write_err58 != nil {
+				return false, thrift.WrapTException(_write_err58)
 			}
 			return true, err
 		}
@@ -8552,19 +10864,19 @@ func (p *kVProcessorCas) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "cas", thrift.REPLY, seqId); err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+		_write_err58 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err56 == nil && err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err58 == nil && err2 != nil {
+		_write_err58 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err56 == nil && err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err58 == nil && err2 != nil {
+		_write_err58 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err56 == nil && err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err58 == nil && err2 != nil {
+		_write_err58 = thrift.WrapTException(err2)
 	}
-	if _write_err56 != nil {
-		return false, thrift.WrapTException(_write_err56)
+	if _write_err58 != nil {
+		return false, thrift.WrapTException(_write_err58)
 	}
 	return true, err
 }
@@ -8574,7 +10886,7 @@ type kVProcessorScan struct {
 }
 
 func (p *kVProcessorScan) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err58 error
+	var _write_err60 error
 	args := KVScanArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -8630,21 +10942,21 @@ func (p *kVProcessorScan) Process(ctx context.Context, seqId int32, iprot, oprot
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc59 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing scan: "+err2.Error())
+			_exc61 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing scan: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "scan", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+				_write_err60 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc59.Write(ctx, oprot); _write_err58 == nil && err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+			if err2 := _exc61.Write(ctx, oprot); _write_err60 == nil && err2 != nil {
+				_write_err60 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err58 == nil && err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err60 == nil && err2 != nil {
+				_write_err60 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err58 == nil && err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err60 == nil && err2 != nil {
+				_write_err60 = thrift.WrapTException(err2)
 			}
-			if _write_err58 != nil {
-				return false, thrift.WrapTException(_write_err58)
+			if _write_err60 != nil {
+				return false, thrift.WrapTException(_write_err60)
 			}
 			return true, err
 		}
@@ -8653,19 +10965,19 @@ func (p *kVProcessorScan) Process(ctx context.Context, seqId int32, iprot, oprot
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "scan", thrift.REPLY, seqId); err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+		_write_err60 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err58 == nil && err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err60 == nil && err2 != nil {
+		_write_err60 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err58 == nil && err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err60 == nil && err2 != nil {
+		_write_err60 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err58 == nil && err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err60 == nil && err2 != nil {
+		_write_err60 = thrift.WrapTException(err2)
 	}
-	if _write_err58 != nil {
-		return false, thrift.WrapTException(_write_err58)
+	if _write_err60 != nil {
+		return false, thrift.WrapTException(_write_err60)
 	}
 	return true, err
 }
@@ -8675,7 +10987,7 @@ type kVProcessorTxn struct {
 }
 
 func (p *kVProcessorTxn) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err60 error
+	var _write_err62 error
 	args := KVTxnArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -8731,21 +11043,21 @@ func (p *kVProcessorTxn) Process(ctx context.Context, seqId int32, iprot, oprot 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc61 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing txn: "+err2.Error())
+			_exc63 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing txn: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "txn", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+				_write_err62 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc61.Write(ctx, oprot); _write_err60 == nil && err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+			if err2 := _exc63.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
+				_write_err62 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err60 == nil && err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
+				_write_err62 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err60 == nil && err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
+				_write_err62 = thrift.WrapTException(err2)
 			}
-			if _write_err60 != nil {
-				return false, thrift.WrapTException(_write_err60)
+			if _write_err62 != nil {
+				return false, thrift.WrapTException(_write_err62)
 			}
 			return true, err
 		}
@@ -8754,19 +11066,19 @@ func (p *kVProcessorTxn) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "txn", thrift.REPLY, seqId); err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+		_write_err62 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err60 == nil && err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
+		_write_err62 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err60 == nil && err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
+		_write_err62 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err60 == nil && err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
+		_write_err62 = thrift.WrapTException(err2)
 	}
-	if _write_err60 != nil {
-		return false, thrift.WrapTException(_write_err60)
+	if _write_err62 != nil {
+		return false, thrift.WrapTException(_write_err62)
 	}
 	return true, err
 }
@@ -8776,7 +11088,7 @@ type kVProcessorStatus struct {
 }
 
 func (p *kVProcessorStatus) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err62 error
+	var _write_err64 error
 	args := KVStatusArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -8822,21 +11134,21 @@ func (p *kVProcessorStatus) Process(ctx context.Context, seqId int32, iprot, opr
 		if errors.Is(err2, thrift.ErrAbandonRequest) {
 			return false, thrift.WrapTException(err2)
 		}
-		_exc63 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing status: "+err2.Error())
+		_exc65 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing status: "+err2.Error())
 		if err2 := oprot.WriteMessageBegin(ctx, "status", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err62 = thrift.WrapTException(err2)
+			_write_err64 = thrift.WrapTException(err2)
 		}
-		if err2 := _exc63.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
-			_write_err62 = thrift.WrapTException(err2)
+		if err2 := _exc65.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
+			_write_err64 = thrift.WrapTException(err2)
 		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
-			_write_err62 = thrift.WrapTException(err2)
+		if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
+			_write_err64 = thrift.WrapTException(err2)
 		}
-		if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
-			_write_err62 = thrift.WrapTException(err2)
+		if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
+			_write_err64 = thrift.WrapTException(err2)
 		}
-		if _write_err62 != nil {
-			return false, thrift.WrapTException(_write_err62)
+		if _write_err64 != nil {
+			return false, thrift.WrapTException(_write_err64)
 		}
 		return true, err
 	} else {
@@ -8844,19 +11156,19 @@ func (p *kVProcessorStatus) Process(ctx context.Context, seqId int32, iprot, opr
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "status", thrift.REPLY, seqId); err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+		_write_err64 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
+		_write_err64 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
+		_write_err64 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
+		_write_err64 = thrift.WrapTException(err2)
 	}
-	if _write_err62 != nil {
-		return false, thrift.WrapTException(_write_err62)
+	if _write_err64 != nil {
+		return false, thrift.WrapTException(_write_err64)
 	}
 	return true, err
 }
@@ -11545,4 +13857,3678 @@ func (p *KVStatusResult) String() string {
 		return "<nil>"
 	}
 	return fmt.Sprintf("KVStatusResult(%+v)", *p)
+}
+
+type Cluster interface { //Cluster membership and topology. Any node answers topology; changes are
+	//made by the leader (a follower forwards them once). Gossip only reports
+	//liveness: voters change only through these calls.
+
+	Topology(ctx context.Context) (_r *Topology, _err error)
+	// Adds a node as a non-voter, waits until it has caught up with the
+	// leader's commit index, then promotes it to voter (unless nonvoter).
+	// When catching up times out, the node stays a non-voter and Timeout is
+	// raised; promote_member finishes the job.
+	//
+	// Parameters:
+	//  - Req
+	AddMember(ctx context.Context, req *AddMemberRequest) (_r *MemberChangeResponse, _err error)
+	// Parameters:
+	//  - Req
+	RemoveMember(ctx context.Context, req *RemoveMemberRequest) (_r *MemberChangeResponse, _err error)
+	// Parameters:
+	//  - Req
+	PromoteMember(ctx context.Context, req *PromoteMemberRequest) (_r *MemberChangeResponse, _err error)
+	// Parameters:
+	//  - Req
+	TransferLeadership(ctx context.Context, req *TransferLeadershipRequest) (_r *TransferLeadershipResponse, _err error)
+}
+
+// Cluster membership and topology. Any node answers topology; changes are
+// made by the leader (a follower forwards them once). Gossip only reports
+// liveness: voters change only through these calls.
+type ClusterClient struct {
+	c    thrift.TClient
+	meta thrift.ResponseMeta
+}
+
+func NewClusterClientFactory(t thrift.TTransport, f thrift.TProtocolFactory) *ClusterClient {
+	return &ClusterClient{
+		c: thrift.NewTStandardClient(f.GetProtocol(t), f.GetProtocol(t)),
+	}
+}
+
+func NewClusterClientProtocol(t thrift.TTransport, iprot thrift.TProtocol, oprot thrift.TProtocol) *ClusterClient {
+	return &ClusterClient{
+		c: thrift.NewTStandardClient(iprot, oprot),
+	}
+}
+
+func NewClusterClient(c thrift.TClient) *ClusterClient {
+	return &ClusterClient{
+		c: c,
+	}
+}
+
+func (p *ClusterClient) Client_() thrift.TClient {
+	return p.c
+}
+
+func (p *ClusterClient) LastResponseMeta_() thrift.ResponseMeta {
+	return p.meta
+}
+
+func (p *ClusterClient) SetLastResponseMeta_(meta thrift.ResponseMeta) {
+	p.meta = meta
+}
+
+func (p *ClusterClient) Topology(ctx context.Context) (_r *Topology, _err error) {
+	var _args66 ClusterTopologyArgs
+	var _result68 ClusterTopologyResult
+	var _meta67 thrift.ResponseMeta
+	_meta67, _err = p.Client_().Call(ctx, "topology", &_args66, &_result68)
+	p.SetLastResponseMeta_(_meta67)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result68.Unavailable != nil:
+		return _r, _result68.Unavailable
+	}
+
+	if _ret69 := _result68.GetSuccess(); _ret69 != nil {
+		return _ret69, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "topology failed: unknown result")
+}
+
+// Adds a node as a non-voter, waits until it has caught up with the
+// leader's commit index, then promotes it to voter (unless nonvoter).
+// When catching up times out, the node stays a non-voter and Timeout is
+// raised; promote_member finishes the job.
+//
+// Parameters:
+//   - Req
+func (p *ClusterClient) AddMember(ctx context.Context, req *AddMemberRequest) (_r *MemberChangeResponse, _err error) {
+	var _args70 ClusterAddMemberArgs
+	_args70.Req = req
+	var _result72 ClusterAddMemberResult
+	var _meta71 thrift.ResponseMeta
+	_meta71, _err = p.Client_().Call(ctx, "add_member", &_args70, &_result72)
+	p.SetLastResponseMeta_(_meta71)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result72.Invalid != nil:
+		return _r, _result72.Invalid
+	case _result72.NotLeader != nil:
+		return _r, _result72.NotLeader
+	case _result72.Unavailable != nil:
+		return _r, _result72.Unavailable
+	case _result72.Timeout != nil:
+		return _r, _result72.Timeout
+	}
+
+	if _ret73 := _result72.GetSuccess(); _ret73 != nil {
+		return _ret73, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "add_member failed: unknown result")
+}
+
+// Parameters:
+//   - Req
+func (p *ClusterClient) RemoveMember(ctx context.Context, req *RemoveMemberRequest) (_r *MemberChangeResponse, _err error) {
+	var _args74 ClusterRemoveMemberArgs
+	_args74.Req = req
+	var _result76 ClusterRemoveMemberResult
+	var _meta75 thrift.ResponseMeta
+	_meta75, _err = p.Client_().Call(ctx, "remove_member", &_args74, &_result76)
+	p.SetLastResponseMeta_(_meta75)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result76.Invalid != nil:
+		return _r, _result76.Invalid
+	case _result76.NotLeader != nil:
+		return _r, _result76.NotLeader
+	case _result76.Unavailable != nil:
+		return _r, _result76.Unavailable
+	case _result76.Timeout != nil:
+		return _r, _result76.Timeout
+	}
+
+	if _ret77 := _result76.GetSuccess(); _ret77 != nil {
+		return _ret77, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "remove_member failed: unknown result")
+}
+
+// Parameters:
+//   - Req
+func (p *ClusterClient) PromoteMember(ctx context.Context, req *PromoteMemberRequest) (_r *MemberChangeResponse, _err error) {
+	var _args78 ClusterPromoteMemberArgs
+	_args78.Req = req
+	var _result80 ClusterPromoteMemberResult
+	var _meta79 thrift.ResponseMeta
+	_meta79, _err = p.Client_().Call(ctx, "promote_member", &_args78, &_result80)
+	p.SetLastResponseMeta_(_meta79)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result80.Invalid != nil:
+		return _r, _result80.Invalid
+	case _result80.NotLeader != nil:
+		return _r, _result80.NotLeader
+	case _result80.Unavailable != nil:
+		return _r, _result80.Unavailable
+	case _result80.Timeout != nil:
+		return _r, _result80.Timeout
+	}
+
+	if _ret81 := _result80.GetSuccess(); _ret81 != nil {
+		return _ret81, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "promote_member failed: unknown result")
+}
+
+// Parameters:
+//   - Req
+func (p *ClusterClient) TransferLeadership(ctx context.Context, req *TransferLeadershipRequest) (_r *TransferLeadershipResponse, _err error) {
+	var _args82 ClusterTransferLeadershipArgs
+	_args82.Req = req
+	var _result84 ClusterTransferLeadershipResult
+	var _meta83 thrift.ResponseMeta
+	_meta83, _err = p.Client_().Call(ctx, "transfer_leadership", &_args82, &_result84)
+	p.SetLastResponseMeta_(_meta83)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result84.Invalid != nil:
+		return _r, _result84.Invalid
+	case _result84.NotLeader != nil:
+		return _r, _result84.NotLeader
+	case _result84.Unavailable != nil:
+		return _r, _result84.Unavailable
+	case _result84.Timeout != nil:
+		return _r, _result84.Timeout
+	}
+
+	if _ret85 := _result84.GetSuccess(); _ret85 != nil {
+		return _ret85, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "transfer_leadership failed: unknown result")
+}
+
+type ClusterProcessor struct {
+	processorMap map[string]thrift.TProcessorFunction
+	handler      Cluster
+}
+
+func (p *ClusterProcessor) AddToProcessorMap(key string, processor thrift.TProcessorFunction) {
+	p.processorMap[key] = processor
+}
+
+func (p *ClusterProcessor) GetProcessorFunction(key string) (processor thrift.TProcessorFunction, ok bool) {
+	processor, ok = p.processorMap[key]
+	return processor, ok
+}
+
+func (p *ClusterProcessor) ProcessorMap() map[string]thrift.TProcessorFunction {
+	return p.processorMap
+}
+
+func NewClusterProcessor(handler Cluster) *ClusterProcessor {
+
+	self86 := &ClusterProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self86.processorMap["topology"] = &clusterProcessorTopology{handler: handler}
+	self86.processorMap["add_member"] = &clusterProcessorAddMember{handler: handler}
+	self86.processorMap["remove_member"] = &clusterProcessorRemoveMember{handler: handler}
+	self86.processorMap["promote_member"] = &clusterProcessorPromoteMember{handler: handler}
+	self86.processorMap["transfer_leadership"] = &clusterProcessorTransferLeadership{handler: handler}
+	return self86
+}
+
+func (p *ClusterProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	name, _, seqId, err2 := iprot.ReadMessageBegin(ctx)
+	if err2 != nil {
+		return false, thrift.WrapTException(err2)
+	}
+	if processor, ok := p.GetProcessorFunction(name); ok {
+		return processor.Process(ctx, seqId, iprot, oprot)
+	}
+	iprot.Skip(ctx, thrift.STRUCT)
+	iprot.ReadMessageEnd(ctx)
+	x87 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
+	x87.Write(ctx, oprot)
+	oprot.WriteMessageEnd(ctx)
+	oprot.Flush(ctx)
+	return false, x87
+
+}
+
+type clusterProcessorTopology struct {
+	handler Cluster
+}
+
+func (p *clusterProcessorTopology) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err88 error
+	args := ClusterTopologyArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "topology", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := ClusterTopologyResult{}
+	if retval, err2 := p.handler.Topology(ctx); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *Unavailable:
+			result.Unavailable = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc89 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing topology: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "topology", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err88 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc89.Write(ctx, oprot); _write_err88 == nil && err2 != nil {
+				_write_err88 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err88 == nil && err2 != nil {
+				_write_err88 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err88 == nil && err2 != nil {
+				_write_err88 = thrift.WrapTException(err2)
+			}
+			if _write_err88 != nil {
+				return false, thrift.WrapTException(_write_err88)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "topology", thrift.REPLY, seqId); err2 != nil {
+		_write_err88 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err88 == nil && err2 != nil {
+		_write_err88 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err88 == nil && err2 != nil {
+		_write_err88 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err88 == nil && err2 != nil {
+		_write_err88 = thrift.WrapTException(err2)
+	}
+	if _write_err88 != nil {
+		return false, thrift.WrapTException(_write_err88)
+	}
+	return true, err
+}
+
+type clusterProcessorAddMember struct {
+	handler Cluster
+}
+
+func (p *clusterProcessorAddMember) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err90 error
+	args := ClusterAddMemberArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "add_member", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := ClusterAddMemberResult{}
+	if retval, err2 := p.handler.AddMember(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *Timeout:
+			result.Timeout = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc91 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing add_member: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "add_member", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err90 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc91.Write(ctx, oprot); _write_err90 == nil && err2 != nil {
+				_write_err90 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err90 == nil && err2 != nil {
+				_write_err90 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err90 == nil && err2 != nil {
+				_write_err90 = thrift.WrapTException(err2)
+			}
+			if _write_err90 != nil {
+				return false, thrift.WrapTException(_write_err90)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "add_member", thrift.REPLY, seqId); err2 != nil {
+		_write_err90 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err90 == nil && err2 != nil {
+		_write_err90 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err90 == nil && err2 != nil {
+		_write_err90 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err90 == nil && err2 != nil {
+		_write_err90 = thrift.WrapTException(err2)
+	}
+	if _write_err90 != nil {
+		return false, thrift.WrapTException(_write_err90)
+	}
+	return true, err
+}
+
+type clusterProcessorRemoveMember struct {
+	handler Cluster
+}
+
+func (p *clusterProcessorRemoveMember) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err92 error
+	args := ClusterRemoveMemberArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "remove_member", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := ClusterRemoveMemberResult{}
+	if retval, err2 := p.handler.RemoveMember(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *Timeout:
+			result.Timeout = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc93 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing remove_member: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "remove_member", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err92 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc93.Write(ctx, oprot); _write_err92 == nil && err2 != nil {
+				_write_err92 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err92 == nil && err2 != nil {
+				_write_err92 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err92 == nil && err2 != nil {
+				_write_err92 = thrift.WrapTException(err2)
+			}
+			if _write_err92 != nil {
+				return false, thrift.WrapTException(_write_err92)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "remove_member", thrift.REPLY, seqId); err2 != nil {
+		_write_err92 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err92 == nil && err2 != nil {
+		_write_err92 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err92 == nil && err2 != nil {
+		_write_err92 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err92 == nil && err2 != nil {
+		_write_err92 = thrift.WrapTException(err2)
+	}
+	if _write_err92 != nil {
+		return false, thrift.WrapTException(_write_err92)
+	}
+	return true, err
+}
+
+type clusterProcessorPromoteMember struct {
+	handler Cluster
+}
+
+func (p *clusterProcessorPromoteMember) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err94 error
+	args := ClusterPromoteMemberArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "promote_member", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := ClusterPromoteMemberResult{}
+	if retval, err2 := p.handler.PromoteMember(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *Timeout:
+			result.Timeout = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc95 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing promote_member: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "promote_member", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err94 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc95.Write(ctx, oprot); _write_err94 == nil && err2 != nil {
+				_write_err94 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err94 == nil && err2 != nil {
+				_write_err94 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err94 == nil && err2 != nil {
+				_write_err94 = thrift.WrapTException(err2)
+			}
+			if _write_err94 != nil {
+				return false, thrift.WrapTException(_write_err94)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "promote_member", thrift.REPLY, seqId); err2 != nil {
+		_write_err94 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err94 == nil && err2 != nil {
+		_write_err94 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err94 == nil && err2 != nil {
+		_write_err94 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err94 == nil && err2 != nil {
+		_write_err94 = thrift.WrapTException(err2)
+	}
+	if _write_err94 != nil {
+		return false, thrift.WrapTException(_write_err94)
+	}
+	return true, err
+}
+
+type clusterProcessorTransferLeadership struct {
+	handler Cluster
+}
+
+func (p *clusterProcessorTransferLeadership) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err96 error
+	args := ClusterTransferLeadershipArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "transfer_leadership", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := ClusterTransferLeadershipResult{}
+	if retval, err2 := p.handler.TransferLeadership(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *Timeout:
+			result.Timeout = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc97 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing transfer_leadership: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "transfer_leadership", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err96 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc97.Write(ctx, oprot); _write_err96 == nil && err2 != nil {
+				_write_err96 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err96 == nil && err2 != nil {
+				_write_err96 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err96 == nil && err2 != nil {
+				_write_err96 = thrift.WrapTException(err2)
+			}
+			if _write_err96 != nil {
+				return false, thrift.WrapTException(_write_err96)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "transfer_leadership", thrift.REPLY, seqId); err2 != nil {
+		_write_err96 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err96 == nil && err2 != nil {
+		_write_err96 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err96 == nil && err2 != nil {
+		_write_err96 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err96 == nil && err2 != nil {
+		_write_err96 = thrift.WrapTException(err2)
+	}
+	if _write_err96 != nil {
+		return false, thrift.WrapTException(_write_err96)
+	}
+	return true, err
+}
+
+// HELPER FUNCTIONS AND STRUCTURES
+
+type ClusterTopologyArgs struct {
+}
+
+func NewClusterTopologyArgs() *ClusterTopologyArgs {
+	return &ClusterTopologyArgs{}
+}
+
+func (p *ClusterTopologyArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+			return err
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *ClusterTopologyArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "topology_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *ClusterTopologyArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ClusterTopologyArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Unavailable
+type ClusterTopologyResult struct {
+	Success     *Topology    `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Unavailable *Unavailable `thrift:"unavailable,1" db:"unavailable" json:"unavailable,omitempty"`
+}
+
+func NewClusterTopologyResult() *ClusterTopologyResult {
+	return &ClusterTopologyResult{}
+}
+
+var ClusterTopologyResult_Success_DEFAULT *Topology
+
+func (p *ClusterTopologyResult) GetSuccess() *Topology {
+	if !p.IsSetSuccess() {
+		return ClusterTopologyResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var ClusterTopologyResult_Unavailable_DEFAULT *Unavailable
+
+func (p *ClusterTopologyResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return ClusterTopologyResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+func (p *ClusterTopologyResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *ClusterTopologyResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *ClusterTopologyResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *ClusterTopologyResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &Topology{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *ClusterTopologyResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *ClusterTopologyResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "topology_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *ClusterTopologyResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterTopologyResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterTopologyResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ClusterTopologyResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type ClusterAddMemberArgs struct {
+	Req *AddMemberRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewClusterAddMemberArgs() *ClusterAddMemberArgs {
+	return &ClusterAddMemberArgs{}
+}
+
+var ClusterAddMemberArgs_Req_DEFAULT *AddMemberRequest
+
+func (p *ClusterAddMemberArgs) GetReq() *AddMemberRequest {
+	if !p.IsSetReq() {
+		return ClusterAddMemberArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *ClusterAddMemberArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *ClusterAddMemberArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *ClusterAddMemberArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &AddMemberRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *ClusterAddMemberArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "add_member_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *ClusterAddMemberArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *ClusterAddMemberArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ClusterAddMemberArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - Timeout
+type ClusterAddMemberResult struct {
+	Success     *MemberChangeResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid     *InvalidArgument      `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader   *NotLeader            `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable *Unavailable          `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout     *Timeout              `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+}
+
+func NewClusterAddMemberResult() *ClusterAddMemberResult {
+	return &ClusterAddMemberResult{}
+}
+
+var ClusterAddMemberResult_Success_DEFAULT *MemberChangeResponse
+
+func (p *ClusterAddMemberResult) GetSuccess() *MemberChangeResponse {
+	if !p.IsSetSuccess() {
+		return ClusterAddMemberResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var ClusterAddMemberResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *ClusterAddMemberResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return ClusterAddMemberResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var ClusterAddMemberResult_NotLeader_DEFAULT *NotLeader
+
+func (p *ClusterAddMemberResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return ClusterAddMemberResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var ClusterAddMemberResult_Unavailable_DEFAULT *Unavailable
+
+func (p *ClusterAddMemberResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return ClusterAddMemberResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var ClusterAddMemberResult_Timeout_DEFAULT *Timeout
+
+func (p *ClusterAddMemberResult) GetTimeout() *Timeout {
+	if !p.IsSetTimeout() {
+		return ClusterAddMemberResult_Timeout_DEFAULT
+	}
+	return p.Timeout
+}
+func (p *ClusterAddMemberResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *ClusterAddMemberResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *ClusterAddMemberResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *ClusterAddMemberResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *ClusterAddMemberResult) IsSetTimeout() bool {
+	return p.Timeout != nil
+}
+
+func (p *ClusterAddMemberResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *ClusterAddMemberResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &MemberChangeResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *ClusterAddMemberResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *ClusterAddMemberResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *ClusterAddMemberResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *ClusterAddMemberResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Timeout = &Timeout{}
+	if err := p.Timeout.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Timeout), err)
+	}
+	return nil
+}
+
+func (p *ClusterAddMemberResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "add_member_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *ClusterAddMemberResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterAddMemberResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterAddMemberResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterAddMemberResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterAddMemberResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetTimeout() {
+		if err := oprot.WriteFieldBegin(ctx, "timeout", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:timeout: ", p), err)
+		}
+		if err := p.Timeout.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Timeout), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterAddMemberResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ClusterAddMemberResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type ClusterRemoveMemberArgs struct {
+	Req *RemoveMemberRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewClusterRemoveMemberArgs() *ClusterRemoveMemberArgs {
+	return &ClusterRemoveMemberArgs{}
+}
+
+var ClusterRemoveMemberArgs_Req_DEFAULT *RemoveMemberRequest
+
+func (p *ClusterRemoveMemberArgs) GetReq() *RemoveMemberRequest {
+	if !p.IsSetReq() {
+		return ClusterRemoveMemberArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *ClusterRemoveMemberArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *ClusterRemoveMemberArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *ClusterRemoveMemberArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &RemoveMemberRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *ClusterRemoveMemberArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "remove_member_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *ClusterRemoveMemberArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *ClusterRemoveMemberArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ClusterRemoveMemberArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - Timeout
+type ClusterRemoveMemberResult struct {
+	Success     *MemberChangeResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid     *InvalidArgument      `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader   *NotLeader            `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable *Unavailable          `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout     *Timeout              `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+}
+
+func NewClusterRemoveMemberResult() *ClusterRemoveMemberResult {
+	return &ClusterRemoveMemberResult{}
+}
+
+var ClusterRemoveMemberResult_Success_DEFAULT *MemberChangeResponse
+
+func (p *ClusterRemoveMemberResult) GetSuccess() *MemberChangeResponse {
+	if !p.IsSetSuccess() {
+		return ClusterRemoveMemberResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var ClusterRemoveMemberResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *ClusterRemoveMemberResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return ClusterRemoveMemberResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var ClusterRemoveMemberResult_NotLeader_DEFAULT *NotLeader
+
+func (p *ClusterRemoveMemberResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return ClusterRemoveMemberResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var ClusterRemoveMemberResult_Unavailable_DEFAULT *Unavailable
+
+func (p *ClusterRemoveMemberResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return ClusterRemoveMemberResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var ClusterRemoveMemberResult_Timeout_DEFAULT *Timeout
+
+func (p *ClusterRemoveMemberResult) GetTimeout() *Timeout {
+	if !p.IsSetTimeout() {
+		return ClusterRemoveMemberResult_Timeout_DEFAULT
+	}
+	return p.Timeout
+}
+func (p *ClusterRemoveMemberResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *ClusterRemoveMemberResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *ClusterRemoveMemberResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *ClusterRemoveMemberResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *ClusterRemoveMemberResult) IsSetTimeout() bool {
+	return p.Timeout != nil
+}
+
+func (p *ClusterRemoveMemberResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *ClusterRemoveMemberResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &MemberChangeResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *ClusterRemoveMemberResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *ClusterRemoveMemberResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *ClusterRemoveMemberResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *ClusterRemoveMemberResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Timeout = &Timeout{}
+	if err := p.Timeout.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Timeout), err)
+	}
+	return nil
+}
+
+func (p *ClusterRemoveMemberResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "remove_member_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *ClusterRemoveMemberResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterRemoveMemberResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterRemoveMemberResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterRemoveMemberResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterRemoveMemberResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetTimeout() {
+		if err := oprot.WriteFieldBegin(ctx, "timeout", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:timeout: ", p), err)
+		}
+		if err := p.Timeout.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Timeout), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterRemoveMemberResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ClusterRemoveMemberResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type ClusterPromoteMemberArgs struct {
+	Req *PromoteMemberRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewClusterPromoteMemberArgs() *ClusterPromoteMemberArgs {
+	return &ClusterPromoteMemberArgs{}
+}
+
+var ClusterPromoteMemberArgs_Req_DEFAULT *PromoteMemberRequest
+
+func (p *ClusterPromoteMemberArgs) GetReq() *PromoteMemberRequest {
+	if !p.IsSetReq() {
+		return ClusterPromoteMemberArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *ClusterPromoteMemberArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *ClusterPromoteMemberArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *ClusterPromoteMemberArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &PromoteMemberRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *ClusterPromoteMemberArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "promote_member_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *ClusterPromoteMemberArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *ClusterPromoteMemberArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ClusterPromoteMemberArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - Timeout
+type ClusterPromoteMemberResult struct {
+	Success     *MemberChangeResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid     *InvalidArgument      `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader   *NotLeader            `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable *Unavailable          `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout     *Timeout              `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+}
+
+func NewClusterPromoteMemberResult() *ClusterPromoteMemberResult {
+	return &ClusterPromoteMemberResult{}
+}
+
+var ClusterPromoteMemberResult_Success_DEFAULT *MemberChangeResponse
+
+func (p *ClusterPromoteMemberResult) GetSuccess() *MemberChangeResponse {
+	if !p.IsSetSuccess() {
+		return ClusterPromoteMemberResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var ClusterPromoteMemberResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *ClusterPromoteMemberResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return ClusterPromoteMemberResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var ClusterPromoteMemberResult_NotLeader_DEFAULT *NotLeader
+
+func (p *ClusterPromoteMemberResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return ClusterPromoteMemberResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var ClusterPromoteMemberResult_Unavailable_DEFAULT *Unavailable
+
+func (p *ClusterPromoteMemberResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return ClusterPromoteMemberResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var ClusterPromoteMemberResult_Timeout_DEFAULT *Timeout
+
+func (p *ClusterPromoteMemberResult) GetTimeout() *Timeout {
+	if !p.IsSetTimeout() {
+		return ClusterPromoteMemberResult_Timeout_DEFAULT
+	}
+	return p.Timeout
+}
+func (p *ClusterPromoteMemberResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *ClusterPromoteMemberResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *ClusterPromoteMemberResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *ClusterPromoteMemberResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *ClusterPromoteMemberResult) IsSetTimeout() bool {
+	return p.Timeout != nil
+}
+
+func (p *ClusterPromoteMemberResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *ClusterPromoteMemberResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &MemberChangeResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *ClusterPromoteMemberResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *ClusterPromoteMemberResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *ClusterPromoteMemberResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *ClusterPromoteMemberResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Timeout = &Timeout{}
+	if err := p.Timeout.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Timeout), err)
+	}
+	return nil
+}
+
+func (p *ClusterPromoteMemberResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "promote_member_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *ClusterPromoteMemberResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterPromoteMemberResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterPromoteMemberResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterPromoteMemberResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterPromoteMemberResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetTimeout() {
+		if err := oprot.WriteFieldBegin(ctx, "timeout", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:timeout: ", p), err)
+		}
+		if err := p.Timeout.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Timeout), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterPromoteMemberResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ClusterPromoteMemberResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type ClusterTransferLeadershipArgs struct {
+	Req *TransferLeadershipRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewClusterTransferLeadershipArgs() *ClusterTransferLeadershipArgs {
+	return &ClusterTransferLeadershipArgs{}
+}
+
+var ClusterTransferLeadershipArgs_Req_DEFAULT *TransferLeadershipRequest
+
+func (p *ClusterTransferLeadershipArgs) GetReq() *TransferLeadershipRequest {
+	if !p.IsSetReq() {
+		return ClusterTransferLeadershipArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *ClusterTransferLeadershipArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *ClusterTransferLeadershipArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *ClusterTransferLeadershipArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &TransferLeadershipRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *ClusterTransferLeadershipArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "transfer_leadership_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *ClusterTransferLeadershipArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *ClusterTransferLeadershipArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ClusterTransferLeadershipArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - Timeout
+type ClusterTransferLeadershipResult struct {
+	Success     *TransferLeadershipResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid     *InvalidArgument            `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader   *NotLeader                  `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable *Unavailable                `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout     *Timeout                    `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+}
+
+func NewClusterTransferLeadershipResult() *ClusterTransferLeadershipResult {
+	return &ClusterTransferLeadershipResult{}
+}
+
+var ClusterTransferLeadershipResult_Success_DEFAULT *TransferLeadershipResponse
+
+func (p *ClusterTransferLeadershipResult) GetSuccess() *TransferLeadershipResponse {
+	if !p.IsSetSuccess() {
+		return ClusterTransferLeadershipResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var ClusterTransferLeadershipResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *ClusterTransferLeadershipResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return ClusterTransferLeadershipResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var ClusterTransferLeadershipResult_NotLeader_DEFAULT *NotLeader
+
+func (p *ClusterTransferLeadershipResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return ClusterTransferLeadershipResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var ClusterTransferLeadershipResult_Unavailable_DEFAULT *Unavailable
+
+func (p *ClusterTransferLeadershipResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return ClusterTransferLeadershipResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var ClusterTransferLeadershipResult_Timeout_DEFAULT *Timeout
+
+func (p *ClusterTransferLeadershipResult) GetTimeout() *Timeout {
+	if !p.IsSetTimeout() {
+		return ClusterTransferLeadershipResult_Timeout_DEFAULT
+	}
+	return p.Timeout
+}
+func (p *ClusterTransferLeadershipResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *ClusterTransferLeadershipResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *ClusterTransferLeadershipResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *ClusterTransferLeadershipResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *ClusterTransferLeadershipResult) IsSetTimeout() bool {
+	return p.Timeout != nil
+}
+
+func (p *ClusterTransferLeadershipResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *ClusterTransferLeadershipResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &TransferLeadershipResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *ClusterTransferLeadershipResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *ClusterTransferLeadershipResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *ClusterTransferLeadershipResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *ClusterTransferLeadershipResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Timeout = &Timeout{}
+	if err := p.Timeout.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Timeout), err)
+	}
+	return nil
+}
+
+func (p *ClusterTransferLeadershipResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "transfer_leadership_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *ClusterTransferLeadershipResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterTransferLeadershipResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterTransferLeadershipResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterTransferLeadershipResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterTransferLeadershipResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetTimeout() {
+		if err := oprot.WriteFieldBegin(ctx, "timeout", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:timeout: ", p), err)
+		}
+		if err := p.Timeout.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Timeout), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterTransferLeadershipResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ClusterTransferLeadershipResult(%+v)", *p)
+}
+
+type Internal interface { //Internal: node to node. A follower's front door forwards writes to the
+	//leader through apply (once: the leader never forwards again) and asks it
+	//for a read index to serve linearizable reads locally.
+
+	// Parameters:
+	//  - Cmd
+	Apply(ctx context.Context, cmd *Command) (_r *WriteResult_, _err error)
+	ReadIndex(ctx context.Context) (_r *ReadIndexResponse, _err error)
+}
+
+// Internal: node to node. A follower's front door forwards writes to the
+// leader through apply (once: the leader never forwards again) and asks it
+// for a read index to serve linearizable reads locally.
+type InternalClient struct {
+	c    thrift.TClient
+	meta thrift.ResponseMeta
+}
+
+func NewInternalClientFactory(t thrift.TTransport, f thrift.TProtocolFactory) *InternalClient {
+	return &InternalClient{
+		c: thrift.NewTStandardClient(f.GetProtocol(t), f.GetProtocol(t)),
+	}
+}
+
+func NewInternalClientProtocol(t thrift.TTransport, iprot thrift.TProtocol, oprot thrift.TProtocol) *InternalClient {
+	return &InternalClient{
+		c: thrift.NewTStandardClient(iprot, oprot),
+	}
+}
+
+func NewInternalClient(c thrift.TClient) *InternalClient {
+	return &InternalClient{
+		c: c,
+	}
+}
+
+func (p *InternalClient) Client_() thrift.TClient {
+	return p.c
+}
+
+func (p *InternalClient) LastResponseMeta_() thrift.ResponseMeta {
+	return p.meta
+}
+
+func (p *InternalClient) SetLastResponseMeta_(meta thrift.ResponseMeta) {
+	p.meta = meta
+}
+
+// Parameters:
+//   - Cmd
+func (p *InternalClient) Apply(ctx context.Context, cmd *Command) (_r *WriteResult_, _err error) {
+	var _args98 InternalApplyArgs
+	_args98.Cmd = cmd
+	var _result100 InternalApplyResult
+	var _meta99 thrift.ResponseMeta
+	_meta99, _err = p.Client_().Call(ctx, "apply", &_args98, &_result100)
+	p.SetLastResponseMeta_(_meta99)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result100.Invalid != nil:
+		return _r, _result100.Invalid
+	case _result100.NotLeader != nil:
+		return _r, _result100.NotLeader
+	case _result100.Unavailable != nil:
+		return _r, _result100.Unavailable
+	case _result100.Timeout != nil:
+		return _r, _result100.Timeout
+	}
+
+	return _result100.GetSuccess(), nil
+}
+
+func (p *InternalClient) ReadIndex(ctx context.Context) (_r *ReadIndexResponse, _err error) {
+	var _args101 InternalReadIndexArgs
+	var _result103 InternalReadIndexResult
+	var _meta102 thrift.ResponseMeta
+	_meta102, _err = p.Client_().Call(ctx, "read_index", &_args101, &_result103)
+	p.SetLastResponseMeta_(_meta102)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result103.NotLeader != nil:
+		return _r, _result103.NotLeader
+	case _result103.Unavailable != nil:
+		return _r, _result103.Unavailable
+	}
+
+	if _ret104 := _result103.GetSuccess(); _ret104 != nil {
+		return _ret104, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "read_index failed: unknown result")
+}
+
+type InternalProcessor struct {
+	processorMap map[string]thrift.TProcessorFunction
+	handler      Internal
+}
+
+func (p *InternalProcessor) AddToProcessorMap(key string, processor thrift.TProcessorFunction) {
+	p.processorMap[key] = processor
+}
+
+func (p *InternalProcessor) GetProcessorFunction(key string) (processor thrift.TProcessorFunction, ok bool) {
+	processor, ok = p.processorMap[key]
+	return processor, ok
+}
+
+func (p *InternalProcessor) ProcessorMap() map[string]thrift.TProcessorFunction {
+	return p.processorMap
+}
+
+func NewInternalProcessor(handler Internal) *InternalProcessor {
+
+	self105 := &InternalProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self105.processorMap["apply"] = &internalProcessorApply{handler: handler}
+	self105.processorMap["read_index"] = &internalProcessorReadIndex{handler: handler}
+	return self105
+}
+
+func (p *InternalProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	name, _, seqId, err2 := iprot.ReadMessageBegin(ctx)
+	if err2 != nil {
+		return false, thrift.WrapTException(err2)
+	}
+	if processor, ok := p.GetProcessorFunction(name); ok {
+		return processor.Process(ctx, seqId, iprot, oprot)
+	}
+	iprot.Skip(ctx, thrift.STRUCT)
+	iprot.ReadMessageEnd(ctx)
+	x106 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
+	x106.Write(ctx, oprot)
+	oprot.WriteMessageEnd(ctx)
+	oprot.Flush(ctx)
+	return false, x106
+
+}
+
+type internalProcessorApply struct {
+	handler Internal
+}
+
+func (p *internalProcessorApply) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err107 error
+	args := InternalApplyArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "apply", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := InternalApplyResult{}
+	if retval, err2 := p.handler.Apply(ctx, args.Cmd); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *Timeout:
+			result.Timeout = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc108 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing apply: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "apply", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err107 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc108.Write(ctx, oprot); _write_err107 == nil && err2 != nil {
+				_write_err107 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err107 == nil && err2 != nil {
+				_write_err107 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err107 == nil && err2 != nil {
+				_write_err107 = thrift.WrapTException(err2)
+			}
+			if _write_err107 != nil {
+				return false, thrift.WrapTException(_write_err107)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "apply", thrift.REPLY, seqId); err2 != nil {
+		_write_err107 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err107 == nil && err2 != nil {
+		_write_err107 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err107 == nil && err2 != nil {
+		_write_err107 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err107 == nil && err2 != nil {
+		_write_err107 = thrift.WrapTException(err2)
+	}
+	if _write_err107 != nil {
+		return false, thrift.WrapTException(_write_err107)
+	}
+	return true, err
+}
+
+type internalProcessorReadIndex struct {
+	handler Internal
+}
+
+func (p *internalProcessorReadIndex) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err109 error
+	args := InternalReadIndexArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "read_index", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := InternalReadIndexResult{}
+	if retval, err2 := p.handler.ReadIndex(ctx); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc110 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing read_index: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "read_index", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err109 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc110.Write(ctx, oprot); _write_err109 == nil && err2 != nil {
+				_write_err109 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err109 == nil && err2 != nil {
+				_write_err109 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err109 == nil && err2 != nil {
+				_write_err109 = thrift.WrapTException(err2)
+			}
+			if _write_err109 != nil {
+				return false, thrift.WrapTException(_write_err109)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "read_index", thrift.REPLY, seqId); err2 != nil {
+		_write_err109 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err109 == nil && err2 != nil {
+		_write_err109 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err109 == nil && err2 != nil {
+		_write_err109 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err109 == nil && err2 != nil {
+		_write_err109 = thrift.WrapTException(err2)
+	}
+	if _write_err109 != nil {
+		return false, thrift.WrapTException(_write_err109)
+	}
+	return true, err
+}
+
+// HELPER FUNCTIONS AND STRUCTURES
+
+// Attributes:
+//   - Cmd
+type InternalApplyArgs struct {
+	Cmd *Command `thrift:"cmd,1" db:"cmd" json:"cmd"`
+}
+
+func NewInternalApplyArgs() *InternalApplyArgs {
+	return &InternalApplyArgs{}
+}
+
+var InternalApplyArgs_Cmd_DEFAULT *Command
+
+func (p *InternalApplyArgs) GetCmd() *Command {
+	if !p.IsSetCmd() {
+		return InternalApplyArgs_Cmd_DEFAULT
+	}
+	return p.Cmd
+}
+func (p *InternalApplyArgs) IsSetCmd() bool {
+	return p.Cmd != nil
+}
+
+func (p *InternalApplyArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalApplyArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Cmd = &Command{}
+	if err := p.Cmd.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Cmd), err)
+	}
+	return nil
+}
+
+func (p *InternalApplyArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "apply_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalApplyArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "cmd", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:cmd: ", p), err)
+	}
+	if err := p.Cmd.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Cmd), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:cmd: ", p), err)
+	}
+	return err
+}
+
+func (p *InternalApplyArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalApplyArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - Timeout
+type InternalApplyResult struct {
+	Success     *WriteResult_    `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid     *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader   *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout     *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+}
+
+func NewInternalApplyResult() *InternalApplyResult {
+	return &InternalApplyResult{}
+}
+
+var InternalApplyResult_Success_DEFAULT *WriteResult_
+
+func (p *InternalApplyResult) GetSuccess() *WriteResult_ {
+	if !p.IsSetSuccess() {
+		return InternalApplyResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var InternalApplyResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *InternalApplyResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return InternalApplyResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var InternalApplyResult_NotLeader_DEFAULT *NotLeader
+
+func (p *InternalApplyResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return InternalApplyResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var InternalApplyResult_Unavailable_DEFAULT *Unavailable
+
+func (p *InternalApplyResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return InternalApplyResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var InternalApplyResult_Timeout_DEFAULT *Timeout
+
+func (p *InternalApplyResult) GetTimeout() *Timeout {
+	if !p.IsSetTimeout() {
+		return InternalApplyResult_Timeout_DEFAULT
+	}
+	return p.Timeout
+}
+func (p *InternalApplyResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *InternalApplyResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *InternalApplyResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *InternalApplyResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *InternalApplyResult) IsSetTimeout() bool {
+	return p.Timeout != nil
+}
+
+func (p *InternalApplyResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalApplyResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &WriteResult_{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *InternalApplyResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *InternalApplyResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *InternalApplyResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *InternalApplyResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Timeout = &Timeout{}
+	if err := p.Timeout.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Timeout), err)
+	}
+	return nil
+}
+
+func (p *InternalApplyResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "apply_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalApplyResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalApplyResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalApplyResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalApplyResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalApplyResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetTimeout() {
+		if err := oprot.WriteFieldBegin(ctx, "timeout", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:timeout: ", p), err)
+		}
+		if err := p.Timeout.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Timeout), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalApplyResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalApplyResult(%+v)", *p)
+}
+
+type InternalReadIndexArgs struct {
+}
+
+func NewInternalReadIndexArgs() *InternalReadIndexArgs {
+	return &InternalReadIndexArgs{}
+}
+
+func (p *InternalReadIndexArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+			return err
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalReadIndexArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "read_index_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalReadIndexArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalReadIndexArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - NotLeader
+//   - Unavailable
+type InternalReadIndexResult struct {
+	Success     *ReadIndexResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	NotLeader   *NotLeader         `thrift:"not_leader,1" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable *Unavailable       `thrift:"unavailable,2" db:"unavailable" json:"unavailable,omitempty"`
+}
+
+func NewInternalReadIndexResult() *InternalReadIndexResult {
+	return &InternalReadIndexResult{}
+}
+
+var InternalReadIndexResult_Success_DEFAULT *ReadIndexResponse
+
+func (p *InternalReadIndexResult) GetSuccess() *ReadIndexResponse {
+	if !p.IsSetSuccess() {
+		return InternalReadIndexResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var InternalReadIndexResult_NotLeader_DEFAULT *NotLeader
+
+func (p *InternalReadIndexResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return InternalReadIndexResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var InternalReadIndexResult_Unavailable_DEFAULT *Unavailable
+
+func (p *InternalReadIndexResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return InternalReadIndexResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+func (p *InternalReadIndexResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *InternalReadIndexResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *InternalReadIndexResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *InternalReadIndexResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalReadIndexResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &ReadIndexResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *InternalReadIndexResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *InternalReadIndexResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *InternalReadIndexResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "read_index_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalReadIndexResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalReadIndexResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalReadIndexResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalReadIndexResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalReadIndexResult(%+v)", *p)
 }

@@ -1,0 +1,401 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/cubekv/cubekv/thrift/kv"
+	"github.com/cubekv/cubekv/transport"
+)
+
+// Defaults used when a Config field is zero.
+const (
+	// DefaultMaxRetries is the number of retries after the first attempt when Config.MaxRetries is 0.
+	DefaultMaxRetries = 5
+	// DefaultBackoff is the wait before the first retry when Config.Backoff is 0.
+	DefaultBackoff = 50 * time.Millisecond
+	// DefaultMaxBackoff caps the wait between retries when Config.MaxBackoff is 0.
+	DefaultMaxBackoff = time.Second
+)
+
+// Config configures a Client.
+type Config struct {
+	// Endpoints are the Thrift addresses (host:port) of any nodes of the cluster; at least one.
+	Endpoints []string
+	// Dial says how to connect to a node.
+	Dial transport.DialConfig
+	// MaxIdlePerEndpoint is the number of idle connections kept per node. 0 means
+	// transport.DefaultMaxIdlePerAddr.
+	MaxIdlePerEndpoint int
+	// MaxRetries is how many times a request is retried after NotLeader (at the named leader when
+	// there is one), Unavailable, a server Timeout or a broken connection, always within the
+	// context's deadline. 0 means DefaultMaxRetries; negative means no retries.
+	MaxRetries int
+	// Backoff is the wait before the first retry; it doubles with each retry up to MaxBackoff, with
+	// jitter (the actual wait is between half and all of it). A redirect to a named leader is not
+	// delayed. 0 means DefaultBackoff.
+	Backoff time.Duration
+	// MaxBackoff caps the wait between retries. 0 means DefaultMaxBackoff.
+	MaxBackoff time.Duration
+	// Consistency is the default for reads; a ReadOption or ScanRequest.Consistency overrides it.
+	// 0 means kv.Consistency_LINEARIZABLE.
+	Consistency kv.Consistency
+	// Logger receives debug records about retries. nil discards them.
+	Logger *slog.Logger
+}
+
+// Validate reports whether the configuration can be used.
+func (cfg *Config) Validate() error {
+	if len(cfg.Endpoints) == 0 {
+		return &InvalidArgumentError{Field: "endpoints", Reason: "at least one endpoint is required"}
+	}
+	for i, e := range cfg.Endpoints {
+		if e == "" {
+			return &InvalidArgumentError{Field: fmt.Sprintf("endpoints[%d]", i), Reason: "empty address"}
+		}
+	}
+	switch cfg.Consistency {
+	case 0, kv.Consistency_LINEARIZABLE, kv.Consistency_STALE:
+	default:
+		return &InvalidArgumentError{Field: "consistency", Reason: fmt.Sprintf("unknown consistency %d", cfg.Consistency)}
+	}
+	if cfg.Backoff < 0 || cfg.MaxBackoff < 0 {
+		return &InvalidArgumentError{Field: "backoff", Reason: "negative duration"}
+	}
+	return nil
+}
+
+// Client talks to a cubekv cluster. Safe for concurrent use; each call borrows a pooled connection,
+// and each write a session (client id and sequence) of its own.
+type Client struct {
+	pool        *transport.Pool
+	router      *router
+	sessions    sessions
+	maxRetries  int
+	backoff     time.Duration
+	maxBackoff  time.Duration
+	consistency kv.Consistency
+	logger      *slog.Logger
+}
+
+// New returns a client for cfg. It only allocates: connections are made on first use.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("client config: %w", err)
+	}
+	c := &Client{
+		pool:        transport.NewPool(&cfg.Dial, cfg.MaxIdlePerEndpoint),
+		router:      newRouter(cfg.Endpoints),
+		maxRetries:  cfg.MaxRetries,
+		backoff:     cfg.Backoff,
+		maxBackoff:  cfg.MaxBackoff,
+		consistency: cfg.Consistency,
+		logger:      cfg.Logger,
+	}
+	if c.maxRetries == 0 {
+		c.maxRetries = DefaultMaxRetries
+	} else if c.maxRetries < 0 {
+		c.maxRetries = 0
+	}
+	if c.backoff == 0 {
+		c.backoff = DefaultBackoff
+	}
+	if c.maxBackoff == 0 {
+		c.maxBackoff = DefaultMaxBackoff
+	}
+	if c.consistency == 0 {
+		c.consistency = kv.Consistency_LINEARIZABLE
+	}
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
+	c.logger = c.logger.With("component", "client")
+	return c, nil
+}
+
+// Close closes the idle connections; calls made afterwards fail with ErrClosed. It is idempotent.
+func (c *Client) Close() error {
+	return c.pool.Close()
+}
+
+// Get reads key. A missing key is not an error: the response has Found false.
+func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (*kv.GetResponse, error) {
+	o := readOptions{consistency: c.consistency}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	req := &kv.GetRequest{Key: key, Consistency: kv.ConsistencyPtr(o.consistency)}
+	var resp *kv.GetResponse
+	_, err := c.invoke(ctx, c.router.start(), func(ctx context.Context, kvc *kv.KVClient) (err error) {
+		resp, err = kvc.Get(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get: %w", err)
+	}
+	return resp, nil
+}
+
+// Put writes value at key, exactly once even when retried.
+func (c *Client) Put(ctx context.Context, key, value []byte, opts ...WriteOption) (*kv.PutResponse, error) {
+	o := writeOpts(opts)
+	req := &kv.PutRequest{Key: key, Value: value}
+	if o.returnPrevious {
+		req.ReturnPrevious = &o.returnPrevious
+	}
+	var resp *kv.PutResponse
+	err := c.write(ctx, nil, func(ctx context.Context, kvc *kv.KVClient, id *kv.RequestID) (err error) {
+		req.RequestID = id
+		resp, err = kvc.Put(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("put: %w", err)
+	}
+	return resp, nil
+}
+
+// Delete removes key, exactly once even when retried. Deleting a missing key is not an error: the
+// response has Deleted false.
+func (c *Client) Delete(ctx context.Context, key []byte, opts ...WriteOption) (*kv.DeleteResponse, error) {
+	o := writeOpts(opts)
+	req := &kv.DeleteRequest{Key: key}
+	if o.returnPrevious {
+		req.ReturnPrevious = &o.returnPrevious
+	}
+	var resp *kv.DeleteResponse
+	err := c.write(ctx, nil, func(ctx context.Context, kvc *kv.KVClient, id *kv.RequestID) (err error) {
+		req.RequestID = id
+		resp, err = kvc.DeleteKey(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delete: %w", err)
+	}
+	return resp, nil
+}
+
+// CAS runs a compare-and-swap. A compare that does not hold is not an error: the response has
+// Succeeded false. The client fills in the request id of the request it sends (req itself is not
+// modified); a caller that sets req.RequestID, e.g. to learn the outcome of an earlier write reported
+// as ErrUnknownOutcome, has it used as is.
+func (c *Client) CAS(ctx context.Context, req *kv.CASRequest) (*kv.CASResponse, error) {
+	if req == nil {
+		return nil, fmt.Errorf("cas: %w", &InvalidArgumentError{Field: "req", Reason: "nil request"})
+	}
+	sendReq := *req
+	var resp *kv.CASResponse
+	err := c.write(ctx, req.RequestID, func(ctx context.Context, kvc *kv.KVClient, id *kv.RequestID) (err error) {
+		sendReq.RequestID = id
+		resp, err = kvc.Cas(ctx, &sendReq)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cas: %w", err)
+	}
+	return resp, nil
+}
+
+// Scan reads one page of a range. When req.Consistency is unset, Config.Consistency is used (req
+// itself is not modified). Follow ScanResponse.Continuation for further pages.
+func (c *Client) Scan(ctx context.Context, req *kv.ScanRequest) (*kv.ScanResponse, error) {
+	if req == nil {
+		return nil, fmt.Errorf("scan: %w", &InvalidArgumentError{Field: "req", Reason: "nil request"})
+	}
+	sendReq := *req
+	if sendReq.Consistency == nil {
+		sendReq.Consistency = kv.ConsistencyPtr(c.consistency)
+	}
+	var resp *kv.ScanResponse
+	_, err := c.invoke(ctx, c.router.start(), func(ctx context.Context, kvc *kv.KVClient) (err error) {
+		resp, err = kvc.Scan(ctx, &sendReq)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan: %w", err)
+	}
+	return resp, nil
+}
+
+// Txn runs an atomic transaction. Compares that do not all hold are not an error: the failure branch
+// runs and the response has Succeeded false. Request ids are handled as for CAS.
+func (c *Client) Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, error) {
+	if req == nil {
+		return nil, fmt.Errorf("txn: %w", &InvalidArgumentError{Field: "req", Reason: "nil request"})
+	}
+	sendReq := *req
+	// The IDL marks all three lists required; send empty lists rather than none.
+	if sendReq.Compares == nil {
+		sendReq.Compares = []*kv.Compare{}
+	}
+	if sendReq.Success == nil {
+		sendReq.Success = []*kv.Op{}
+	}
+	if sendReq.Failure == nil {
+		sendReq.Failure = []*kv.Op{}
+	}
+	var resp *kv.TxnResponse
+	err := c.write(ctx, req.RequestID, func(ctx context.Context, kvc *kv.KVClient, id *kv.RequestID) (err error) {
+		sendReq.RequestID = id
+		resp, err = kvc.Txn(ctx, &sendReq)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("txn: %w", err)
+	}
+	return resp, nil
+}
+
+// Status asks one node for its view of itself and the cluster. An empty endpoint means whichever node
+// the client would send a request to.
+func (c *Client) Status(ctx context.Context, endpoint string) (*kv.StatusResponse, error) {
+	rt := c.router.start()
+	if endpoint != "" {
+		rt = c.router.pinned(endpoint)
+	}
+	var resp *kv.StatusResponse
+	_, err := c.invoke(ctx, rt, func(ctx context.Context, kvc *kv.KVClient) (err error) {
+		resp, err = kvc.Status(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("status %s: %w", rt.current(), err)
+	}
+	return resp, nil
+}
+
+func writeOpts(opts []WriteOption) writeOptions {
+	var o writeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// write runs one write with a request id: given when the caller chose it, else a fresh one from a
+// session. Every attempt reuses the id. A session goes back to the pool only when the write's outcome
+// is known; otherwise it is dropped and the error is an *UnknownOutcomeError.
+func (c *Client) write(ctx context.Context, given *kv.RequestID,
+	fn func(ctx context.Context, kvc *kv.KVClient, id *kv.RequestID) error,
+) error {
+	var (
+		sess *session
+		id   kv.RequestID
+	)
+	if given != nil {
+		id = *given
+	} else {
+		sess = c.sessions.take()
+		id = sess.next()
+	}
+	unknown, err := c.invoke(ctx, c.router.start(), func(ctx context.Context, kvc *kv.KVClient) error {
+		sendID := id // a fresh copy per attempt: the request must not share memory with the caller
+		return fn(ctx, kvc, &sendID)
+	})
+	if err != nil && unknown {
+		// Some attempt may have committed and no later one told us. Even an error that looks final
+		// (say InvalidArgument from a node configured differently) does not rule that out.
+		return &UnknownOutcomeError{RequestID: id, Err: err}
+	}
+	if sess != nil {
+		c.sessions.give(sess)
+	}
+	return err
+}
+
+// invoke runs fn, one call of the KV service, following rt with retries. unknown reports whether some
+// attempt may have been applied without the client learning its result (only meaningful for writes).
+func (c *Client) invoke(ctx context.Context, rt *route, fn func(ctx context.Context, kvc *kv.KVClient) error) (unknown bool, err error) {
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		addr := rt.current()
+		sent, err := c.attempt(ctx, addr, fn)
+		kind, err := classify(err, sent)
+		switch kind {
+		case outcomeFinal:
+			if err == nil {
+				c.router.worked(addr)
+			}
+			return unknown, err
+		case outcomeFinalUnknown:
+			return true, err
+		case outcomeRetryUnknown:
+			unknown = true
+		}
+		lastErr = err
+
+		redirected := false
+		var nl *NotLeaderError
+		if errors.As(err, &nl) {
+			redirected = rt.redirect(nl.LeaderAddr)
+		}
+		if !redirected && !errors.Is(err, ErrTimeout) {
+			// A server Timeout came from a node that is working (likely the leader): stay there.
+			rt.next()
+		}
+		if attempt >= c.maxRetries || contextDone(ctx) != nil {
+			break
+		}
+		if !redirected && !c.sleep(ctx, attempt) {
+			break
+		}
+		c.logger.Debug("retrying request", "addr", rt.current(), "err", err, "count", attempt+1)
+	}
+	if ctxErr := contextDone(ctx); ctxErr != nil && !errors.Is(lastErr, ctxErr) {
+		lastErr = fmt.Errorf("%w: last error: %w", ctxErr, lastErr)
+	}
+	return unknown, lastErr
+}
+
+// contextDone returns ctx's error, or context.DeadlineExceeded once its deadline has passed even if
+// its timer has not fired yet.
+func contextDone(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// attempt makes one call at addr on a pooled connection.
+func (c *Client) attempt(ctx context.Context, addr string, fn func(ctx context.Context, kvc *kv.KVClient) error) (sent bool, err error) {
+	conn, err := c.pool.Get(ctx, addr)
+	if err != nil {
+		return false, err
+	}
+	sent, err = conn.Call(ctx, fn)
+	broken := conn.Broken()
+	c.pool.Put(conn, broken)
+	if err != nil && broken {
+		err = fmt.Errorf("%s: %w", addr, err)
+	}
+	return sent, err
+}
+
+// sleep waits before retry number attempt+1: exponential backoff with jitter, capped by MaxBackoff.
+// It reports false when ctx ended first or would end before the wait does.
+func (c *Client) sleep(ctx context.Context, attempt int) bool {
+	d := c.backoff
+	for i := 0; i < attempt && d < c.maxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, c.maxBackoff)
+	d = d/2 + rand.N(d/2+1)
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

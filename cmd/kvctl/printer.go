@@ -1,0 +1,261 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/cubekv/cubekv/thrift/kv"
+)
+
+// printer writes command results in one output format. Keys and values are printed as text.
+type printer interface {
+	Get(resp *kv.GetResponse) error
+	Put(resp *kv.PutResponse) error
+	Delete(resp *kv.DeleteResponse) error
+	CAS(resp *kv.CASResponse) error
+	Scan(entries []*kv.Entry, keysOnly bool) error
+	Txn(resp *kv.TxnResponse) error
+	Status(rows []statusRow) error
+}
+
+// statusRow is one endpoint's answer to status, or the error it gave.
+type statusRow struct {
+	Endpoint string
+	Status   *kv.StatusResponse
+	Err      error
+}
+
+// simplePrinter prints plain text: a get's value alone, "OK" and the index for writes, one line per
+// scanned entry, a table for status.
+type simplePrinter struct {
+	w io.Writer
+}
+
+var _ printer = (*simplePrinter)(nil)
+
+func (p *simplePrinter) Get(resp *kv.GetResponse) error {
+	if !resp.Found {
+		return nil
+	}
+	_, err := fmt.Fprintf(p.w, "%s\n", resp.Entry.Value)
+	return err
+}
+
+func (p *simplePrinter) Put(resp *kv.PutResponse) error {
+	_, err := fmt.Fprintf(p.w, "OK index=%d\n", resp.Index)
+	return err
+}
+
+func (p *simplePrinter) Delete(resp *kv.DeleteResponse) error {
+	if !resp.Deleted {
+		return nil
+	}
+	_, err := fmt.Fprintf(p.w, "OK index=%d\n", resp.Index)
+	return err
+}
+
+func (p *simplePrinter) CAS(resp *kv.CASResponse) error {
+	if !resp.Succeeded {
+		if resp.Current == nil {
+			_, err := fmt.Fprintf(p.w, "FAILED index=%d current=absent\n", resp.Index)
+			return err
+		}
+		_, err := fmt.Fprintf(p.w, "FAILED index=%d current_mod_index=%d\n", resp.Index, resp.Current.ModIndex)
+		return err
+	}
+	_, err := fmt.Fprintf(p.w, "OK index=%d\n", resp.Index)
+	return err
+}
+
+func (p *simplePrinter) Scan(entries []*kv.Entry, keysOnly bool) error {
+	for _, e := range entries {
+		var err error
+		if keysOnly {
+			_, err = fmt.Fprintf(p.w, "%s\n", e.Key)
+		} else {
+			_, err = fmt.Fprintf(p.w, "%s\t%s\n", e.Key, e.Value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *simplePrinter) Txn(resp *kv.TxnResponse) error {
+	verdict := "SUCCEEDED"
+	if !resp.Succeeded {
+		verdict = "FAILED"
+	}
+	if _, err := fmt.Fprintf(p.w, "%s index=%d\n", verdict, resp.Index); err != nil {
+		return err
+	}
+	for _, r := range resp.Results {
+		var err error
+		switch {
+		case r.Type == kv.OpType_GET && r.Found:
+			_, err = fmt.Fprintf(p.w, "get %s\t%s\n", r.Entry.Key, r.Entry.Value)
+		case r.Type == kv.OpType_GET:
+			_, err = fmt.Fprintf(p.w, "get (not found)\n")
+		case r.Type == kv.OpType_PUT:
+			_, err = fmt.Fprintf(p.w, "put OK\n")
+		case r.Found:
+			_, err = fmt.Fprintf(p.w, "del OK\n")
+		default:
+			_, err = fmt.Fprintf(p.w, "del (not found)\n")
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *simplePrinter) Status(rows []statusRow) error {
+	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ENDPOINT\tID\tROLE\tTERM\tCOMMIT\tAPPLIED\tLEADER\tKEYS\tENGINE")
+	for _, r := range rows {
+		if r.Err != nil {
+			fmt.Fprintf(tw, "%s\tERROR: %v\t\t\t\t\t\t\t\n", r.Endpoint, r.Err)
+			continue
+		}
+		s := r.Status
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%d\t%s\n", r.Endpoint, s.NodeID, s.Role, s.Term,
+			s.CommitIndex, s.AppliedIndex, s.LeaderID, s.Keys, s.Engine)
+	}
+	return tw.Flush()
+}
+
+// jsonPrinter prints one JSON document per result.
+type jsonPrinter struct {
+	w io.Writer
+}
+
+var _ printer = (*jsonPrinter)(nil)
+
+// jsonEntry is an entry as kvctl prints it: key and value as text.
+type jsonEntry struct {
+	Key         string  `json:"key"`
+	Value       *string `json:"value,omitempty"`
+	CreateIndex int64   `json:"create_index"`
+	ModIndex    int64   `json:"mod_index"`
+}
+
+func toJSONEntry(e *kv.Entry) *jsonEntry {
+	if e == nil {
+		return nil
+	}
+	j := &jsonEntry{Key: string(e.Key), CreateIndex: e.CreateIndex, ModIndex: e.ModIndex}
+	if e.Value != nil {
+		v := string(e.Value)
+		j.Value = &v
+	}
+	return j
+}
+
+func (p *jsonPrinter) print(v any) error {
+	enc := json.NewEncoder(p.w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (p *jsonPrinter) Get(resp *kv.GetResponse) error {
+	return p.print(struct {
+		Found        bool       `json:"found"`
+		Entry        *jsonEntry `json:"entry,omitempty"`
+		NodeID       string     `json:"node_id"`
+		Consistency  string     `json:"consistency"`
+		AppliedIndex int64      `json:"applied_index"`
+	}{resp.Found, toJSONEntry(resp.Entry), resp.Info.NodeID, resp.Info.Consistency.String(), resp.Info.AppliedIndex})
+}
+
+func (p *jsonPrinter) Put(resp *kv.PutResponse) error {
+	return p.print(struct {
+		Index       int64      `json:"index"`
+		CreateIndex int64      `json:"create_index"`
+		Previous    *jsonEntry `json:"previous,omitempty"`
+	}{resp.Index, resp.CreateIndex, toJSONEntry(resp.Previous)})
+}
+
+func (p *jsonPrinter) Delete(resp *kv.DeleteResponse) error {
+	return p.print(struct {
+		Index    int64      `json:"index"`
+		Deleted  bool       `json:"deleted"`
+		Previous *jsonEntry `json:"previous,omitempty"`
+	}{resp.Index, resp.Deleted, toJSONEntry(resp.Previous)})
+}
+
+func (p *jsonPrinter) CAS(resp *kv.CASResponse) error {
+	return p.print(struct {
+		Succeeded bool       `json:"succeeded"`
+		Index     int64      `json:"index"`
+		Current   *jsonEntry `json:"current,omitempty"`
+	}{resp.Succeeded, resp.Index, toJSONEntry(resp.Current)})
+}
+
+func (p *jsonPrinter) Scan(entries []*kv.Entry, _ bool) error {
+	out := make([]*jsonEntry, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, toJSONEntry(e))
+	}
+	return p.print(out)
+}
+
+func (p *jsonPrinter) Txn(resp *kv.TxnResponse) error {
+	type result struct {
+		Op    string     `json:"op"`
+		Found bool       `json:"found"`
+		Entry *jsonEntry `json:"entry,omitempty"`
+	}
+	results := make([]result, 0, len(resp.Results))
+	for _, r := range resp.Results {
+		results = append(results, result{opName(r.Type), r.Found, toJSONEntry(r.Entry)})
+	}
+	return p.print(struct {
+		Succeeded bool     `json:"succeeded"`
+		Index     int64    `json:"index"`
+		Results   []result `json:"results"`
+	}{resp.Succeeded, resp.Index, results})
+}
+
+func (p *jsonPrinter) Status(rows []statusRow) error {
+	type row struct {
+		Endpoint string `json:"endpoint"`
+		Error    string `json:"error,omitempty"`
+		NodeID   string `json:"node_id,omitempty"`
+		Role     string `json:"role,omitempty"`
+		Term     int64  `json:"term,omitempty"`
+		Commit   int64  `json:"commit_index,omitempty"`
+		Applied  int64  `json:"applied_index,omitempty"`
+		Leader   string `json:"leader_id,omitempty"`
+		Keys     int64  `json:"keys,omitempty"`
+		Engine   string `json:"engine,omitempty"`
+		Version  string `json:"version,omitempty"`
+	}
+	out := make([]row, 0, len(rows))
+	for _, r := range rows {
+		if r.Err != nil {
+			out = append(out, row{Endpoint: r.Endpoint, Error: r.Err.Error()})
+			continue
+		}
+		s := r.Status
+		out = append(out, row{r.Endpoint, "", s.NodeID, s.Role.String(), s.Term, s.CommitIndex, s.AppliedIndex,
+			s.LeaderID, s.Keys, s.Engine, s.Version})
+	}
+	return p.print(out)
+}
+
+// opName is the txn spec's name of an op type.
+func opName(t kv.OpType) string {
+	switch t {
+	case kv.OpType_GET:
+		return "get"
+	case kv.OpType_PUT:
+		return "put"
+	case kv.OpType_DELETE:
+		return "del"
+	}
+	return t.String()
+}

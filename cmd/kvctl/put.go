@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+func newPutCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "put KEY [VALUE]",
+		Short: "Write VALUE at KEY (VALUE is read from stdin when omitted or -)",
+		Args:  wrapArgs(cobra.RangeArgs(1, 2)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runPut(cmd.Context(), g, args, cmd.InOrStdin(), cmd.OutOrStdout())
+		},
+	}
+}
+
+// runPut writes args[1] (or stdin when it is absent or "-") at args[0].
+func runPut(ctx context.Context, g *globalOptions, args []string, stdin io.Reader, stdout io.Writer) error {
+	key := args[0]
+	var value []byte
+	if len(args) < 2 || args[1] == "-" {
+		v, err := io.ReadAll(stdin)
+		if err != nil {
+			return usageErrorf("read value from stdin: %w", err)
+		}
+		value = v
+	} else {
+		value = []byte(args[1])
+	}
+	ctx, c, p, done, err := g.session(ctx, stdout)
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := c.Put(ctx, []byte(key), value)
+	if err != nil {
+		return err
+	}
+	if err := p.Put(resp); err != nil {
+		return fmt.Errorf("print: %w", err)
+	}
+	return nil
+}

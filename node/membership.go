@@ -1,0 +1,300 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/cubekv/cubekv/gossip"
+)
+
+// Membership is the live view of the gossip pool that the topology merges
+// with the Raft configuration. *gossip.Gossip satisfies it.
+type Membership interface {
+	// Members returns every member gossip knows, including self.
+	Members() []gossip.Member
+	// Member returns one member by node id.
+	Member(id string) (gossip.Member, bool)
+}
+
+// ErrUnknownMember means a membership change named a node that is not in
+// the Raft configuration.
+var ErrUnknownMember = errors.New("not a member")
+
+// ErrMembership is wrapped by membership changes raft refused (for example
+// a concurrent configuration change or a transfer in progress); nothing
+// changed.
+var ErrMembership = errors.New("membership change refused")
+
+// Suffrage is a member's vote in Raft.
+type Suffrage int
+
+// Suffrages. SuffrageNone means not in the Raft configuration.
+const (
+	SuffrageNone Suffrage = iota
+	SuffrageVoter
+	SuffrageNonvoter
+)
+
+func (s Suffrage) String() string {
+	switch s {
+	case SuffrageVoter:
+		return "voter"
+	case SuffrageNonvoter:
+		return "nonvoter"
+	default:
+		return "none"
+	}
+}
+
+// Server is one entry of the Raft configuration.
+type Server struct {
+	ID       string
+	RaftAddr string
+	Suffrage Suffrage
+}
+
+// MemberInfo is one node as the topology reports it.
+type MemberInfo struct {
+	ID         string
+	ThriftAddr string // from gossip; empty when unknown
+	RaftAddr   string
+	GossipAddr string
+	AdminAddr  string
+	Version    string
+	Suffrage   Suffrage
+	Leader     bool
+	// GossipState is "alive", "suspect", "dead", "left" or "unknown"
+	// (in the Raft configuration but never seen in gossip).
+	GossipState string
+}
+
+// Topology is the cluster as this node sees it.
+type Topology struct {
+	Members     []MemberInfo // sorted by ID
+	LeaderID    string
+	Term        uint64
+	ConfigIndex uint64
+}
+
+// Configuration returns the latest Raft configuration and its index.
+func (n *Node) Configuration() ([]Server, uint64, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrRaftShutdown) {
+			return nil, 0, ErrShutdown
+		}
+		return nil, 0, fmt.Errorf("get configuration: %w", err)
+	}
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		sv := Server{ID: string(s.ID), RaftAddr: string(s.Address), Suffrage: SuffrageNonvoter}
+		if s.Suffrage == raft.Voter {
+			sv.Suffrage = SuffrageVoter
+		}
+		out = append(out, sv)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, f.Index(), nil
+}
+
+// Topology merges the Raft configuration with the gossip view.
+func (n *Node) Topology() (Topology, error) {
+	servers, idx, err := n.Configuration()
+	if err != nil {
+		return Topology{}, err
+	}
+	_, leaderID := n.raft.LeaderWithID()
+	t := Topology{LeaderID: string(leaderID), Term: n.raft.CurrentTerm(), ConfigIndex: idx}
+	byID := map[string]*MemberInfo{}
+	for _, s := range servers {
+		m := &MemberInfo{ID: s.ID, RaftAddr: s.RaftAddr, Suffrage: s.Suffrage, Leader: s.ID == t.LeaderID, GossipState: "unknown"}
+		byID[s.ID] = m
+	}
+	if n.cfg.Membership != nil {
+		for _, gm := range n.cfg.Membership.Members() {
+			m, ok := byID[gm.ID]
+			if !ok {
+				m = &MemberInfo{ID: gm.ID, RaftAddr: gm.RaftAddr, Suffrage: SuffrageNone}
+				byID[gm.ID] = m
+			}
+			m.ThriftAddr = gm.ThriftAddr
+			m.GossipAddr = gm.GossipAddr
+			m.AdminAddr = gm.AdminAddr
+			m.Version = gm.Version
+			m.GossipState = gm.State.String()
+		}
+	}
+	for _, m := range byID {
+		t.Members = append(t.Members, *m)
+	}
+	sort.Slice(t.Members, func(i, j int) bool { return t.Members[i].ID < t.Members[j].ID })
+	return t, nil
+}
+
+// ThriftAddr returns the client-facing address gossip reports for a node
+// id, or "" when unknown.
+func (n *Node) ThriftAddr(id string) string {
+	if n.cfg.Membership == nil {
+		return ""
+	}
+	if m, ok := n.cfg.Membership.Member(id); ok {
+		return m.ThriftAddr
+	}
+	return ""
+}
+
+// membershipTimeout bounds how long a configuration change may wait to be
+// enqueued.
+const membershipTimeout = 10 * time.Second
+
+// waitIndexFuture waits for a configuration change and translates errors.
+func (n *Node) waitIndexFuture(ctx context.Context, f raft.IndexFuture) (uint64, error) {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			switch {
+			case errors.Is(err, raft.ErrNotLeader):
+				return 0, n.notLeaderErr()
+			case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
+				return 0, fmt.Errorf("%w: %v", ErrTimeout, err)
+			default:
+				return 0, fmt.Errorf("%w: %v", ErrMembership, err)
+			}
+		}
+		return f.Index(), nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: %v", ErrTimeout, ctx.Err())
+	}
+}
+
+// AddNonvoter adds a node that receives the log but does not vote. Adding
+// a node already present with the same address is a no-op that returns the
+// current configuration index.
+func (n *Node) AddNonvoter(ctx context.Context, id, raftAddr string) (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, n.notLeaderErr()
+	}
+	servers, idx, err := n.Configuration()
+	if err != nil {
+		return 0, err
+	}
+	for _, s := range servers {
+		if s.ID == id {
+			if s.RaftAddr != raftAddr {
+				return 0, fmt.Errorf("%w: %s is already a member at %s", ErrMembership, id, s.RaftAddr)
+			}
+			return idx, nil
+		}
+	}
+	n.logger.Info("adding nonvoter", "peer", id, "addr", raftAddr)
+	return n.waitIndexFuture(ctx, n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(raftAddr), idx, membershipTimeout))
+}
+
+// Promote makes a member a voter.
+func (n *Node) Promote(ctx context.Context, id string) (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, n.notLeaderErr()
+	}
+	servers, idx, err := n.Configuration()
+	if err != nil {
+		return 0, err
+	}
+	for _, s := range servers {
+		if s.ID != id {
+			continue
+		}
+		if s.Suffrage == SuffrageVoter {
+			return idx, nil
+		}
+		n.logger.Info("promoting to voter", "peer", id)
+		return n.waitIndexFuture(ctx, n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(s.RaftAddr), idx, membershipTimeout))
+	}
+	return 0, fmt.Errorf("%w: %s", ErrUnknownMember, id)
+}
+
+// RemoveServer removes a member from the Raft configuration.
+func (n *Node) RemoveServer(ctx context.Context, id string) (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, n.notLeaderErr()
+	}
+	servers, idx, err := n.Configuration()
+	if err != nil {
+		return 0, err
+	}
+	for _, s := range servers {
+		if s.ID == id {
+			n.logger.Info("removing member", "peer", id)
+			return n.waitIndexFuture(ctx, n.raft.RemoveServer(raft.ServerID(id), idx, membershipTimeout))
+		}
+	}
+	return 0, fmt.Errorf("%w: %s", ErrUnknownMember, id)
+}
+
+// TransferLeadership hands leadership to the voter id, or to the most
+// up-to-date voter when id is empty, and waits until a leader other than
+// this node is known. It returns the new leader's id.
+func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error) {
+	if n.raft.State() != raft.Leader {
+		return "", n.notLeaderErr()
+	}
+	var f raft.Future
+	if id == "" {
+		f = n.raft.LeadershipTransfer()
+	} else {
+		servers, _, err := n.Configuration()
+		if err != nil {
+			return "", err
+		}
+		var target *Server
+		for i := range servers {
+			if servers[i].ID == id {
+				target = &servers[i]
+			}
+		}
+		switch {
+		case target == nil:
+			return "", fmt.Errorf("%w: %s", ErrUnknownMember, id)
+		case target.Suffrage != SuffrageVoter:
+			return "", fmt.Errorf("%w: %s is not a voter", ErrMembership, id)
+		case id == n.cfg.ID:
+			return id, nil
+		}
+		f = n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(target.RaftAddr))
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			if errors.Is(err, raft.ErrNotLeader) {
+				return "", n.notLeaderErr()
+			}
+			return "", fmt.Errorf("%w: leadership transfer: %v", ErrUnavailable, err)
+		}
+	case <-ctx.Done():
+		return "", fmt.Errorf("%w: leadership transfer: %v", ErrTimeout, ctx.Err())
+	}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, lid := n.raft.LeaderWithID(); lid != "" && string(lid) != n.cfg.ID {
+			if id != "" && string(lid) != id {
+				return string(lid), fmt.Errorf("%w: leadership went to %s, not %s", ErrUnavailable, lid, id)
+			}
+			n.logger.Info("leadership transferred", "leader", string(lid))
+			return string(lid), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("%w: waiting for the new leader: %v", ErrTimeout, ctx.Err())
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,65 @@
+package server
+
+import (
+	"context"
+
+	"github.com/cubekv/cubekv/node"
+	"github.com/cubekv/cubekv/thrift/kv"
+)
+
+// LeaderStore is what the Internal service needs: applying without
+// forwarding and the leader's read index. *node.Node satisfies it.
+type LeaderStore interface {
+	ApplyLocal(ctx context.Context, cmd *kv.Command) (*kv.WriteResult_, error)
+	ReadIndex(ctx context.Context) (uint64, error)
+	Status() node.Status
+}
+
+// InternalHandler implements the node-to-node kv.Internal service.
+type InternalHandler struct {
+	h     *Handler
+	store LeaderStore
+}
+
+var _ kv.Internal = (*InternalHandler)(nil)
+
+// NewInternal returns the Internal service of the front door h over store.
+func NewInternal(h *Handler, store LeaderStore) *InternalHandler {
+	return &InternalHandler{h: h, store: store}
+}
+
+// Apply implements kv.Internal: a write forwarded by a follower, applied
+// here without forwarding again.
+func (i *InternalHandler) Apply(ctx context.Context, cmd *kv.Command) (_ *kv.WriteResult_, err error) {
+	defer i.h.recoverPanic("internal.apply", &err)
+	if cmd == nil {
+		return nil, i.h.fail(invalid("cmd", "missing"), nil)
+	}
+	var id *kv.RequestID
+	if cmd.ClientID != nil && cmd.Sequence != nil {
+		id = &kv.RequestID{ClientID: *cmd.ClientID, Sequence: *cmd.Sequence}
+	}
+	ctx, cancel := i.h.ctx(ctx)
+	defer cancel()
+	res, err := i.store.ApplyLocal(ctx, cmd)
+	if err != nil {
+		return nil, i.h.fail(err, id)
+	}
+	return res, nil
+}
+
+// ReadIndex implements kv.Internal.
+func (i *InternalHandler) ReadIndex(ctx context.Context) (_ *kv.ReadIndexResponse, err error) {
+	defer i.h.recoverPanic("internal.read_index", &err)
+	ctx, cancel := i.h.ctx(ctx)
+	defer cancel()
+	idx, err := i.store.ReadIndex(ctx)
+	if err != nil {
+		out := i.h.fail(err, nil)
+		if _, ok := out.(*kv.Timeout); ok {
+			out = &kv.Unavailable{Reason: err.Error()}
+		}
+		return nil, out
+	}
+	return &kv.ReadIndexResponse{Index: int64(idx), Term: int64(i.store.Status().Term)}, nil
+}
