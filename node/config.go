@@ -73,6 +73,12 @@ type Config struct {
 	// the node_id attribute: node adds only component.
 	Logger *slog.Logger
 
+	// UnsafeLocalReads serves LINEARIZABLE reads from local state without a
+	// read index: deliberately broken, for checking that the fault tests'
+	// linearizability checker notices. Validate refuses it unless the
+	// binary was built with the canary build tag.
+	UnsafeLocalReads bool
+
 	// Membership is the gossip view merged into the topology and used to
 	// find other nodes' Thrift addresses; nil: the Raft configuration only.
 	Membership Membership
@@ -128,6 +134,9 @@ func (c *Config) Validate() error {
 		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 			return fmt.Errorf("%w: raft advertise address %q is unspecified; set an address peers can dial", ErrBadConfig, adv)
 		}
+	}
+	if c.UnsafeLocalReads && !canaryBuild {
+		return fmt.Errorf("%w: unsafe local reads exist only in binaries built with the canary tag", ErrBadConfig)
 	}
 	if c.Bootstrap && len(c.InitialCluster) > 0 {
 		return fmt.Errorf("%w: bootstrap and initial cluster are exclusive", ErrBadConfig)

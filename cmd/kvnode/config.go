@@ -50,6 +50,8 @@ type config struct {
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
 
+	UnsafeLocalReads bool
+
 	LogLevel  string
 	LogFormat string
 	Version   bool
@@ -103,6 +105,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", nd.SnapshotInterval, "how often the snapshot threshold is checked")
 	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", nd.TrailingLogs, "log entries kept after a snapshot for lagging followers")
 
+	fs.BoolVar(&c.UnsafeLocalReads, "unsafe-local-reads", false, "TESTING ONLY: serve linearizable reads without a read index (refused unless built with -tags canary)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
@@ -187,6 +190,7 @@ func (c *config) nodeConfig() (*node.Config, error) {
 	nc.InitialCluster = peers
 	nc.Bootstrap = c.Bootstrap == "true" || (c.Bootstrap == "auto" && len(peers) == 0 && c.joinList() == nil)
 	nc.Engine = c.Engine
+	nc.UnsafeLocalReads = c.UnsafeLocalReads
 	nc.HeartbeatTimeout = c.HeartbeatTimeout
 	nc.ElectionTimeout = c.ElectionTimeout
 	nc.LeaderLeaseTimeout = c.LeaderLeaseTimeout

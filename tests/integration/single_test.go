@@ -395,6 +395,7 @@ func TestKVNode_BadFlagsExitTwo(t *testing.T) {
 		{[]string{"--initial-cluster", "n1"}, "initial-cluster"},
 		{[]string{"--raft-addr", "0.0.0.0:9999"}, "unspecified"},
 		{[]string{"--max-value-size", "0"}, "max-value-size"},
+		{[]string{"--unsafe-local-reads"}, "canary"},
 	} {
 		cmd := exec.Command(kvnodeBin, append(tc.args, "--data-dir", t.TempDir(), "--thrift-addr", freeAddr(t), "--admin-addr", "")...)
 		cmd.Env = filterEnv(os.Environ())
