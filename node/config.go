@@ -65,6 +65,10 @@ type Config struct {
 	TrailingLogs uint64
 	// SnapshotRetain is how many snapshots are kept on disk. 0: 2.
 	SnapshotRetain int
+	// MaxInflightEntries is how many coalesced log entries the leader keeps
+	// in flight at once; commands arriving meanwhile wait and are coalesced
+	// into the next entry. 0: 2.
+	MaxInflightEntries int
 	// LogCacheSize is how many recent log entries are kept in memory in
 	// front of the bolt log store. 0: 512.
 	LogCacheSize int
@@ -165,6 +169,13 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: max append entries %d not in 0..1024", ErrBadConfig, c.MaxAppendEntries)
 	}
 	return nil
+}
+
+func (c *Config) maxInflight() int {
+	if c.MaxInflightEntries <= 0 {
+		return 2
+	}
+	return c.MaxInflightEntries
 }
 
 // raftConfig maps Config onto raft.Config: the one place that does so. Only

@@ -51,6 +51,13 @@ type Node struct {
 	readyMu sync.Mutex
 	readyCh chan struct{}
 
+	// proposeCh feeds the proposer (see propose.go).
+	proposeCh chan *proposal
+	// batches and batchedCommands count proposed log entries and the
+	// commands they carried.
+	batches         atomic.Uint64
+	batchedCommands atomic.Uint64
+
 	// forwarded counts writes forwarded to the leader.
 	forwarded atomic.Uint64
 
@@ -79,12 +86,13 @@ func New(cfg *Config) (*Node, error) {
 		return nil, fmt.Errorf("new fsm: %w", err)
 	}
 	return &Node{
-		cfg:     *cfg,
-		base:    base,
-		logger:  base.With("component", logging.ComponentNode),
-		fsm:     f,
-		closing: make(chan struct{}),
-		readyCh: make(chan struct{}),
+		cfg:       *cfg,
+		base:      base,
+		logger:    base.With("component", logging.ComponentNode),
+		fsm:       f,
+		closing:   make(chan struct{}),
+		readyCh:   make(chan struct{}),
+		proposeCh: make(chan *proposal, 4*maxBatchCommands),
 	}, nil
 }
 
@@ -208,8 +216,9 @@ func (n *Node) Open() (err error) {
 		n.logger.Info("no raft state and no bootstrap: waiting to be added to a cluster")
 	}
 
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.watchLeadership()
+	go n.runProposer()
 	return nil
 }
 
@@ -339,17 +348,12 @@ func (n *Node) Forwarded() uint64 { return n.forwarded.Load() }
 // ApplyLocal proposes cmd through this node's Raft, failing with a
 // *NotLeaderError on a follower.
 func (n *Node) ApplyLocal(ctx context.Context, cmd *kv.Command) (*kv.WriteResult_, error) {
-	data, err := fsm.EncodeCommand(cmd)
-	if err != nil {
-		return nil, fmt.Errorf("encode command: %w", err)
-	}
-	res, err := n.applyEntry(ctx, data)
+	r, err := n.propose(ctx, cmd)
 	if err != nil {
 		return nil, err
 	}
-	r, ok := res.(*fsm.Result)
-	if !ok || r == nil {
-		return nil, fmt.Errorf("unexpected apply response %T", res)
+	if r == nil {
+		return nil, fmt.Errorf("no result for the command")
 	}
 	if r.Err != nil {
 		return nil, r.Err
@@ -357,38 +361,7 @@ func (n *Node) ApplyLocal(ctx context.Context, cmd *kv.Command) (*kv.WriteResult
 	return r.Write, nil
 }
 
-// applyEntry hands an encoded entry to Raft and returns the FSM's response.
-func (n *Node) applyEntry(ctx context.Context, data []byte) (interface{}, error) {
-	select {
-	case <-n.closing:
-		return nil, ErrShutdown
-	default:
-	}
-	if n.raft.State() != raft.Leader {
-		return nil, n.notLeaderErr()
-	}
-	enqueue := 5 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		enqueue = time.Until(dl)
-		if enqueue <= 0 {
-			return nil, fmt.Errorf("%w: deadline passed before enqueue", ErrUnavailable)
-		}
-	}
-	f := n.raft.Apply(data, enqueue)
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return nil, n.translateApplyErr(err)
-		}
-		return f.Response(), nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %v", ErrTimeout, ctx.Err())
-	case <-n.closing:
-		return nil, fmt.Errorf("%w: node shutting down with the write in flight", ErrTimeout)
-	}
-}
+func (n *Node) isLeader() bool { return n.raft.State() == raft.Leader }
 
 // translateApplyErr maps raft's errors to node's, keeping "not applied" and
 // "outcome unknown" apart.

@@ -306,3 +306,62 @@ func TestConfig_Validate(t *testing.T) {
 		})
 	}
 }
+
+func TestNode_ProposerCoalescesAndKeepsPerCommandResults(t *testing.T) {
+	c := mustCluster(t, 3)
+	n := c.mustLeader(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	entries0, cmds0 := n.BatchStats()
+	const writers, each = 32, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			client := int64(1000 + w)
+			for i := 1; i <= each; i++ {
+				key := fmt.Sprintf("w%02d", w)
+				seq := int64(i)
+				cmd := &kv.Command{Op: kv.CommandOp_PUT, Key: []byte(key), Value: []byte(fmt.Sprint(i)), ClientID: &client, Sequence: &seq}
+				res, err := n.Apply(ctx, cmd)
+				if err != nil {
+					errs <- err
+					return
+				}
+				// The retry of the same request id answers the same result.
+				again, err := n.Apply(ctx, cmd)
+				if err != nil || again.Index != res.Index {
+					errs <- fmt.Errorf("retry of %d:%d answered %+v, %v; first was at %d", client, i, again, err, res.Index)
+					return
+				}
+				e, _, _ := n.FSM().Get([]byte(key))
+				if e.ModIndex < uint64(res.Index) {
+					errs <- fmt.Errorf("%s at %d after a write acknowledged at %d", key, e.ModIndex, res.Index)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	entries, cmds := n.BatchStats()
+	entries, cmds = entries-entries0, cmds-cmds0
+	if cmds != 2*writers*each {
+		t.Fatalf("proposer carried %d commands, want %d", cmds, 2*writers*each)
+	}
+	if entries >= cmds {
+		t.Fatalf("no coalescing: %d entries for %d commands", entries, cmds)
+	}
+	t.Logf("%d commands in %d log entries (%.1f per entry)", cmds, entries, float64(cmds)/float64(entries))
+	for w := 0; w < writers; w++ {
+		e, ok, _ := n.FSM().Get([]byte(fmt.Sprintf("w%02d", w)))
+		if !ok || string(e.Value) != fmt.Sprint(each) {
+			t.Fatalf("w%02d = %q, want %d", w, e.Value, each)
+		}
+	}
+}

@@ -1,0 +1,186 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cubekv/cubekv/fsm"
+	"github.com/cubekv/cubekv/thrift/kv"
+)
+
+// Coalescing limits. One log entry carries at most maxBatchCommands
+// commands and, beyond its first command, at most maxBatchBytes of keys and
+// values, so an AppendEntries RPC stays bounded on small boards.
+const (
+	maxBatchCommands = 512
+	maxBatchBytes    = 1 << 20
+	enqueueTimeout   = 5 * time.Second
+)
+
+// proposal is one command waiting for the proposer. done is buffered so
+// the proposer never blocks on a caller that has given up.
+type proposal struct {
+	cmd  *kv.Command
+	ctx  context.Context
+	done chan proposalResult
+}
+
+type proposalResult struct {
+	res *fsm.Result
+	err error
+}
+
+func commandSize(c *kv.Command) int {
+	n := len(c.Key) + len(c.Value) + len(c.ExpectedValue) + 32
+	for _, ops := range [][]*kv.Op{c.Success, c.Failure} {
+		for _, op := range ops {
+			n += len(op.Key) + len(op.Value) + 8
+		}
+	}
+	for _, cmp := range c.Compares {
+		n += len(cmp.Key) + len(cmp.Value) + 16
+	}
+	return n
+}
+
+// propose hands cmd to the proposer and waits for its result. A command
+// never reaches Raft on a follower: it fails with a *NotLeaderError first.
+func (n *Node) propose(ctx context.Context, cmd *kv.Command) (*fsm.Result, error) {
+	select {
+	case <-n.closing:
+		return nil, ErrShutdown
+	default:
+	}
+	if !n.isLeader() {
+		return nil, n.notLeaderErr()
+	}
+	p := &proposal{cmd: cmd, ctx: ctx, done: make(chan proposalResult, 1)}
+	select {
+	case n.proposeCh <- p:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: deadline passed before the write was queued", ErrUnavailable)
+	case <-n.closing:
+		return nil, ErrShutdown
+	}
+	select {
+	case r := <-p.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %v", ErrTimeout, ctx.Err())
+	case <-n.closing:
+		return nil, fmt.Errorf("%w: node shutting down with the write in flight", ErrTimeout)
+	}
+}
+
+// runProposer coalesces every command waiting when a log entry can be
+// proposed into that one entry (a CommandBatch when there are several), and
+// keeps at most MaxInflightEntries entries in flight. Each command keeps its
+// own request id and gets its own result. Raft's BatchApplyCh further groups
+// entries that arrive together into one fsync.
+func (n *Node) runProposer() {
+	defer n.wg.Done()
+	inflight := make(chan struct{}, n.cfg.maxInflight())
+	for {
+		var first *proposal
+		select {
+		case first = <-n.proposeCh:
+		case <-n.closing:
+			return
+		}
+		// Take the slot before draining, so the entry carries everything
+		// that queued up while the previous ones were in flight.
+		select {
+		case inflight <- struct{}{}:
+		case <-n.closing:
+			first.done <- proposalResult{err: ErrShutdown}
+			return
+		}
+		batch := []*proposal{first}
+		size := commandSize(first.cmd)
+	drain:
+		for len(batch) < maxBatchCommands && size < maxBatchBytes {
+			select {
+			case p := <-n.proposeCh:
+				batch = append(batch, p)
+				size += commandSize(p.cmd)
+			default:
+				break drain
+			}
+		}
+		live := batch[:0]
+		for _, p := range batch {
+			if err := p.ctx.Err(); err != nil {
+				// Its caller already answered "outcome unknown"; not
+				// proposing it keeps that answer true and wastes nothing.
+				p.done <- proposalResult{err: fmt.Errorf("%w: %v", ErrTimeout, err)}
+				continue
+			}
+			live = append(live, p)
+		}
+		if len(live) == 0 {
+			<-inflight
+			continue
+		}
+		n.proposeEntry(live, inflight)
+	}
+}
+
+// proposeEntry encodes batch as one log entry, hands it to Raft and, in a
+// goroutine, hands each proposal its result and frees the in-flight slot.
+func (n *Node) proposeEntry(batch []*proposal, inflight chan struct{}) {
+	var data []byte
+	var err error
+	if len(batch) == 1 {
+		data, err = fsm.EncodeCommand(batch[0].cmd)
+	} else {
+		cmds := make([]*kv.Command, len(batch))
+		for i, p := range batch {
+			cmds[i] = p.cmd
+		}
+		data, err = fsm.EncodeBatch(cmds)
+	}
+	if err != nil {
+		<-inflight
+		for _, p := range batch {
+			p.done <- proposalResult{err: fmt.Errorf("encode command: %w", err)}
+		}
+		return
+	}
+	n.batches.Add(1)
+	n.batchedCommands.Add(uint64(len(batch)))
+	f := n.raft.Apply(data, enqueueTimeout)
+	go func() {
+		err := f.Error()
+		<-inflight
+		if err != nil {
+			err = n.translateApplyErr(err)
+			for _, p := range batch {
+				p.done <- proposalResult{err: err}
+			}
+			return
+		}
+		switch resp := f.Response().(type) {
+		case *fsm.Result:
+			batch[0].done <- proposalResult{res: resp}
+		case []*fsm.Result:
+			for i, p := range batch {
+				if i < len(resp) {
+					p.done <- proposalResult{res: resp[i]}
+				} else {
+					p.done <- proposalResult{err: fmt.Errorf("batch of %d answered with %d results", len(batch), len(resp))}
+				}
+			}
+		default:
+			for _, p := range batch {
+				p.done <- proposalResult{err: fmt.Errorf("unexpected apply response %T", resp)}
+			}
+		}
+	}()
+}
+
+// BatchStats returns how many log entries the proposer has written and how
+// many commands they carried.
+func (n *Node) BatchStats() (entries, commands uint64) {
+	return n.batches.Load(), n.batchedCommands.Load()
+}
