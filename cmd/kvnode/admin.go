@@ -2,16 +2,21 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"strconv"
 	"time"
 
+	"github.com/cubekv/cubekv/fsm"
 	"github.com/cubekv/cubekv/node"
 )
 
@@ -45,6 +50,12 @@ func createAdmin(cfg *config, n *node.Node, logger *slog.Logger) (*adminServer, 
 	mux.HandleFunc("/digest", func(w http.ResponseWriter, _ *http.Request) {
 		applied, sum := n.FSM().Digest()
 		writeJSON(w, map[string]any{"node_id": n.ID(), "applied_index": applied, "keys": n.FSM().Len(), "digest": hex.EncodeToString(sum[:])})
+	})
+	mux.HandleFunc("GET /snapshot", func(w http.ResponseWriter, r *http.Request) {
+		serveSnapshot(w, r, n, cfg.DataDir, logger)
+	})
+	mux.HandleFunc("POST /snapshot/restore", func(w http.ResponseWriter, r *http.Request) {
+		restoreSnapshot(w, r, n, cfg.DataDir, logger)
 	})
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -106,4 +117,102 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// Backup headers: the SHA-256 of the snapshot body (hex), checked by both
+// ends, and what the snapshot holds.
+const (
+	headerSHA256  = "X-Cubekv-Sha256"
+	headerApplied = "X-Cubekv-Applied-Index"
+	headerEntries = "X-Cubekv-Entries"
+)
+
+// serveSnapshot answers GET /snapshot with a linearizable snapshot of the
+// whole state, staged in the data dir so its checksum and length can be sent
+// before the body.
+func serveSnapshot(w http.ResponseWriter, r *http.Request, n *node.Node, dataDir string, logger *slog.Logger) {
+	tmp, err := os.CreateTemp(dataDir, "backup-*.tmp")
+	if err != nil {
+		http.Error(w, "stage snapshot: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	h := sha256.New()
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Minute)
+	defer cancel()
+	info, size, err := n.SnapshotTo(ctx, io.MultiWriter(tmp, h))
+	if err != nil {
+		http.Error(w, "snapshot: "+err.Error(), adminStatusFor(err))
+		return
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		http.Error(w, "rewind snapshot: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.Header().Set(headerSHA256, hex.EncodeToString(h.Sum(nil)))
+	w.Header().Set(headerApplied, strconv.FormatUint(info.AppliedIndex, 10))
+	w.Header().Set(headerEntries, strconv.Itoa(info.Entries))
+	if _, err := io.Copy(w, tmp); err != nil {
+		logger.Warn("send snapshot", "err", err)
+		return
+	}
+	logger.Info("snapshot sent", "raft_index", info.AppliedIndex, "count", info.Entries, "bytes", size)
+}
+
+// restoreSnapshot answers POST /snapshot/restore: the body is a snapshot
+// whose SHA-256 is in the X-Cubekv-Sha256 header. It is staged, checked and
+// handed to the leader's RestoreFrom.
+func restoreSnapshot(w http.ResponseWriter, r *http.Request, n *node.Node, dataDir string, logger *slog.Logger) {
+	want := r.Header.Get(headerSHA256)
+	if want == "" {
+		http.Error(w, "missing "+headerSHA256+" header", http.StatusBadRequest)
+		return
+	}
+	tmp, err := os.CreateTemp(dataDir, "restore-*.tmp")
+	if err != nil {
+		http.Error(w, "stage snapshot: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	h := sha256.New()
+	size, err := io.Copy(io.MultiWriter(tmp, h), r.Body)
+	if err != nil {
+		http.Error(w, "receive snapshot: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		http.Error(w, fmt.Sprintf("checksum mismatch: received %d bytes with sha256 %s, header says %s", size, got, want), http.StatusBadRequest)
+		return
+	}
+	if err := tmp.Sync(); err != nil {
+		http.Error(w, "stage snapshot: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Minute)
+	defer cancel()
+	info, err := n.RestoreFrom(ctx, tmp.Name())
+	if err != nil {
+		http.Error(w, "restore: "+err.Error(), adminStatusFor(err))
+		return
+	}
+	logger.Info("snapshot restored from upload", "raft_index", info.AppliedIndex, "count", info.Entries, "bytes", size)
+	writeJSON(w, map[string]any{"applied_index": info.AppliedIndex, "entries": info.Entries, "bytes": size})
+}
+
+// adminStatusFor maps node errors to HTTP statuses.
+func adminStatusFor(err error) int {
+	switch {
+	case errors.Is(err, fsm.ErrCorruptSnapshot):
+		return http.StatusBadRequest
+	case errors.Is(err, node.ErrNotLeader):
+		return http.StatusConflict
+	case errors.Is(err, node.ErrNoLeader), errors.Is(err, node.ErrUnavailable), errors.Is(err, node.ErrNotReady), errors.Is(err, node.ErrShutdown):
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
 }
