@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/cubekv/cubekv/storage"
@@ -28,9 +29,75 @@ func (f *FSM) applyCommand(idx uint64, c *kv.Command) *Result {
 	}
 	res := f.execute(idx, c)
 	if clientID != 0 {
-		f.sessions.remember(clientID, c.GetSequence(), idx, res)
+		f.sessions.remember(clientID, c.GetSequence(), idx, rememberable(res))
 	}
 	return &Result{Write: res}
+}
+
+// resultBytes is the total size of the keys and values a result holds.
+func resultBytes(r *kv.WriteResult_) int {
+	n := 0
+	if r.Entry != nil {
+		n += len(r.Entry.Key) + len(r.Entry.Value)
+	}
+	for _, or := range r.Results {
+		if or.Entry != nil {
+			n += len(or.Entry.Key) + len(or.Entry.Value)
+		}
+	}
+	return n
+}
+
+// rememberable returns r, or when its entries exceed maxRememberedResult a
+// copy without them: deterministic, and it keeps the request-id table and
+// every snapshot of it bounded.
+func rememberable(r *kv.WriteResult_) *kv.WriteResult_ {
+	if resultBytes(r) <= maxRememberedResult {
+		return r
+	}
+	out := &kv.WriteResult_{Index: r.Index, Succeeded: r.Succeeded, CreateIndex: r.CreateIndex}
+	for _, or := range r.Results {
+		out.Results = append(out.Results, &kv.OpResult_{Type: or.Type, Found: or.Found})
+	}
+	return out
+}
+
+// checkSizes refuses keys and values beyond MaxKeySize and MaxValueSize.
+func checkSizes(c *kv.Command) error {
+	key := func(what string, k []byte) error {
+		if len(k) > MaxKeySize {
+			return invalid("%s: key of %d bytes exceeds %d", what, len(k), MaxKeySize)
+		}
+		return nil
+	}
+	value := func(what string, v []byte) error {
+		if len(v) > MaxValueSize {
+			return invalid("%s: value of %d bytes exceeds %d", what, len(v), MaxValueSize)
+		}
+		return nil
+	}
+	if err := errors.Join(key("command", c.Key), value("command", c.Value), value("expected", c.ExpectedValue)); err != nil {
+		return err
+	}
+	for _, cmp := range c.Compares {
+		if cmp == nil {
+			continue
+		}
+		if err := errors.Join(key("compare", cmp.Key), value("compare", cmp.Value)); err != nil {
+			return err
+		}
+	}
+	for _, ops := range [][]*kv.Op{c.Success, c.Failure} {
+		for _, op := range ops {
+			if op == nil {
+				continue
+			}
+			if err := errors.Join(key("op", op.Key), value("op", op.Value)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // invalid wraps ErrInvalidCommand with a reason.
@@ -41,6 +108,9 @@ func invalid(format string, args ...any) error {
 // validateCommand checks everything execute relies on, so that a command
 // either applies completely or not at all.
 func validateCommand(c *kv.Command) error {
+	if err := checkSizes(c); err != nil {
+		return err
+	}
 	if c.GetClientID() != 0 && c.GetSequence() <= 0 {
 		return invalid("client %d: sequence %d is not positive", c.GetClientID(), c.GetSequence())
 	}

@@ -19,14 +19,26 @@ import (
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
+// Hard limits of the state machine. Apply refuses (ErrInvalidCommand) any
+// command with a longer key or value, so every state it can reach can be
+// snapshotted and restored; the front door's limits must not exceed them.
+const (
+	MaxKeySize   = 64 << 10 // longest key, bytes
+	MaxValueSize = 64 << 20 // longest value, bytes
+	// maxRememberedResult bounds the keys and values one remembered result
+	// may hold; a larger result is remembered without its entries (index,
+	// outcome and op types only), so a retry still learns the outcome.
+	maxRememberedResult = 16 << 20
+)
+
 // Snapshot format constants; the layout is described in doc.go.
 const (
 	snapshotMagic   = "CUBEKVS\x00"
 	snapshotVersion = 1
 
-	maxSnapshotKey    = 64 << 10  // longest key accepted by Restore, bytes
-	maxSnapshotValue  = 64 << 20  // longest value accepted by Restore, bytes
-	maxSnapshotResult = 256 << 20 // longest encoded WriteResult accepted by Restore, bytes
+	maxSnapshotKey    = MaxKeySize   // longest key accepted by Restore, bytes
+	maxSnapshotValue  = MaxValueSize // longest value accepted by Restore, bytes
+	maxSnapshotResult = 256 << 20    // longest encoded WriteResult accepted by Restore, bytes
 )
 
 // castagnoli is the CRC-32C table.

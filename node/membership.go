@@ -244,8 +244,13 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error
 	if n.raft.State() != raft.Leader {
 		return "", n.notLeaderErr()
 	}
+	// A vote for a transfer target skips followers' leader stickiness,
+	// which the read index leans on (see read.go): stop serving reads
+	// before handing over.
+	term := n.raft.CurrentTerm()
 	var f raft.Future
 	if id == "" {
+		n.setReady(0)
 		f = n.raft.LeadershipTransfer()
 	} else {
 		servers, _, err := n.Configuration()
@@ -266,6 +271,7 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error
 		case id == n.cfg.ID:
 			return id, nil
 		}
+		n.setReady(0)
 		f = n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(target.RaftAddr))
 	}
 	done := make(chan error, 1)
@@ -273,12 +279,14 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error
 	select {
 	case err := <-done:
 		if err != nil {
+			n.reestablish(term)
 			if errors.Is(err, raft.ErrNotLeader) {
 				return "", n.notLeaderErr()
 			}
 			return "", fmt.Errorf("%w: leadership transfer: %v", ErrUnavailable, err)
 		}
 	case <-ctx.Done():
+		n.reestablish(term)
 		return "", fmt.Errorf("%w: leadership transfer: %v", ErrTimeout, ctx.Err())
 	}
 	t := time.NewTicker(10 * time.Millisecond)
@@ -297,4 +305,28 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error
 		case <-t.C:
 		}
 	}
+}
+
+// reestablish makes a leader whose readiness was withdrawn (for a transfer
+// that then failed) ready again in term, in the background.
+func (n *Node) reestablish(term uint64) {
+	select {
+	case <-n.closing:
+		return
+	default:
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-n.closing:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		n.establish(ctx, term)
+	}()
 }

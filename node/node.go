@@ -298,8 +298,7 @@ func (n *Node) establish(ctx context.Context, term uint64) {
 		_, err := n.ApplyLocal(actx, &kv.Command{Op: kv.CommandOp_NOOP})
 		cancel()
 		if err == nil {
-			if n.raft.CurrentTerm() == term && n.raft.State() == raft.Leader {
-				n.setReady(term)
+			if n.markReady(ctx, term) {
 				n.logger.Info("leader ready for reads", "term", term, "raft_index", n.fsm.AppliedIndex())
 			}
 			return
@@ -318,6 +317,21 @@ func (n *Node) setReady(term uint64) {
 	close(n.readyCh)
 	n.readyCh = make(chan struct{})
 	n.readyMu.Unlock()
+}
+
+// markReady records that this node, leader in term, has applied its NOOP
+// command of that term, unless a newer term began meanwhile (a late
+// establish must not undo a newer one's readiness).
+func (n *Node) markReady(ctx context.Context, term uint64) bool {
+	n.readyMu.Lock()
+	defer n.readyMu.Unlock()
+	if ctx.Err() != nil || n.raft.CurrentTerm() != term || n.raft.State() != raft.Leader || n.readyTerm.Load() > term {
+		return false
+	}
+	n.readyTerm.Store(term)
+	close(n.readyCh)
+	n.readyCh = make(chan struct{})
+	return true
 }
 
 func (n *Node) readyChan() chan struct{} {
@@ -371,6 +385,9 @@ func (n *Node) translateApplyErr(err error) error {
 		return n.notLeaderErr()
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return fmt.Errorf("%w: apply queue full", ErrUnavailable)
+	case errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		// Refused before it was appended.
+		return fmt.Errorf("%w: leadership transfer in progress", ErrUnavailable)
 	case errors.Is(err, raft.ErrLeadershipLost):
 		return fmt.Errorf("%w: leadership lost with the write in flight", ErrTimeout)
 	case errors.Is(err, raft.ErrRaftShutdown):

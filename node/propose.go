@@ -31,6 +31,48 @@ type proposalResult struct {
 	err error
 }
 
+// writeKeys returns the keys cmd may write. A transaction counts the keys
+// of both branches, since which one runs is decided only at apply time.
+func writeKeys(c *kv.Command) [][]byte {
+	switch c.Op {
+	case kv.CommandOp_PUT, kv.CommandOp_DELETE, kv.CommandOp_CAS_PUT, kv.CommandOp_CAS_DELETE:
+		return [][]byte{c.Key}
+	case kv.CommandOp_TXN:
+		var keys [][]byte
+		for _, ops := range [][]*kv.Op{c.Success, c.Failure} {
+			for _, op := range ops {
+				if op.Type == kv.OpType_PUT || op.Type == kv.OpType_DELETE {
+					keys = append(keys, op.Key)
+				}
+			}
+		}
+		return keys
+	}
+	return nil
+}
+
+// batchKeys tracks the keys written by the commands of one entry. Every
+// command of an entry is applied at the entry's Raft index, so two writes of
+// one key in one entry would leave two versions with the same mod_index,
+// and a CAS on that index could overwrite the newer one. An entry therefore
+// never holds two commands that write the same key.
+type batchKeys map[string]struct{}
+
+// add records cmd's keys and reports true, or reports false (recording
+// nothing) when one of them is already written by the entry.
+func (b batchKeys) add(c *kv.Command) bool {
+	keys := writeKeys(c)
+	for _, k := range keys {
+		if _, ok := b[string(k)]; ok {
+			return false
+		}
+	}
+	for _, k := range keys {
+		b[string(k)] = struct{}{}
+	}
+	return true
+}
+
 func commandSize(c *kv.Command) int {
 	n := len(c.Key) + len(c.Value) + len(c.ExpectedValue) + 32
 	for _, ops := range [][]*kv.Op{c.Success, c.Failure} {
@@ -81,27 +123,51 @@ func (n *Node) propose(ctx context.Context, cmd *kv.Command) (*fsm.Result, error
 func (n *Node) runProposer() {
 	defer n.wg.Done()
 	inflight := make(chan struct{}, n.cfg.maxInflight())
+	var carry *proposal // a proposal that conflicted with the previous entry
+	defer func() {
+		// Answer what was never proposed: not applied.
+		if carry != nil {
+			carry.done <- proposalResult{err: ErrShutdown}
+		}
+		for {
+			select {
+			case p := <-n.proposeCh:
+				p.done <- proposalResult{err: ErrShutdown}
+			default:
+				return
+			}
+		}
+	}()
 	for {
-		var first *proposal
-		select {
-		case first = <-n.proposeCh:
-		case <-n.closing:
-			return
+		first := carry
+		carry = nil
+		if first == nil {
+			select {
+			case first = <-n.proposeCh:
+			case <-n.closing:
+				return
+			}
 		}
 		// Take the slot before draining, so the entry carries everything
 		// that queued up while the previous ones were in flight.
 		select {
 		case inflight <- struct{}{}:
 		case <-n.closing:
-			first.done <- proposalResult{err: ErrShutdown}
+			carry = first
 			return
 		}
 		batch := []*proposal{first}
+		keys := batchKeys{}
+		keys.add(first.cmd)
 		size := commandSize(first.cmd)
 	drain:
 		for len(batch) < maxBatchCommands && size < maxBatchBytes {
 			select {
 			case p := <-n.proposeCh:
+				if !keys.add(p.cmd) {
+					carry = p
+					break drain
+				}
 				batch = append(batch, p)
 				size += commandSize(p.cmd)
 			default:

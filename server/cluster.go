@@ -192,7 +192,15 @@ func (c *ClusterHandler) PromoteMember(ctx context.Context, req *kv.PromoteMembe
 // of now, then makes it a voter, so a new voter never weakens the quorum
 // while it is still far behind.
 func (c *ClusterHandler) promote(ctx context.Context, id string, wait time.Duration) (*kv.MemberChangeResponse, error) {
-	target := c.store.Status().CommitIndex
+	st := c.store.Status()
+	if st.Role != node.RoleLeader {
+		// Only the leader can promote; don't wait out the catch-up first.
+		if st.LeaderID == "" {
+			return nil, c.h.fail(node.ErrNoLeader, nil)
+		}
+		return nil, c.h.fail(&node.NotLeaderError{LeaderID: st.LeaderID, LeaderRaftAddr: st.LeaderRaftAddr}, nil)
+	}
+	target := st.CommitIndex
 	deadline := c.now().Add(wait)
 	var last int64 = -1
 	for {

@@ -42,6 +42,10 @@ type Limits struct {
 	// MaxScanPage is the most entries one scan returns; larger limits are
 	// lowered to it and the answer carries a continuation. 0: 10000.
 	MaxScanPage int
+	// MaxResponseBytes bounds the keys and values one answer carries, so
+	// it fits a frame: a scan page stops early (with a continuation) and a
+	// transaction whose results would exceed it is refused. 0: 4 MiB.
+	MaxResponseBytes int
 }
 
 // Default limits.
@@ -50,6 +54,8 @@ const (
 	DefaultMaxValueSize = 1 << 20
 	DefaultMaxTxnOps    = 128
 	DefaultMaxScanPage  = 10000
+	// DefaultMaxResponseBytes is half the default 8 MiB frame.
+	DefaultMaxResponseBytes = 4 << 20
 )
 
 // Config configures a Handler.
@@ -89,6 +95,9 @@ func New(store Store, cfg Config) *Handler {
 	}
 	if cfg.Limits.MaxScanPage <= 0 {
 		cfg.Limits.MaxScanPage = DefaultMaxScanPage
+	}
+	if cfg.Limits.MaxResponseBytes <= 0 {
+		cfg.Limits.MaxResponseBytes = DefaultMaxResponseBytes
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
@@ -307,6 +316,18 @@ func (h *Handler) Scan(ctx context.Context, req *kv.ScanRequest) (_ *kv.ScanResp
 		return nil, h.failRead(err)
 	}
 	resp.Info = readInfo(info)
+	// Stop the page at the byte budget (always keeping one entry).
+	budget := h.cfg.Limits.MaxResponseBytes
+	for i, e := range entries {
+		size := len(e.Key) + 32
+		if !req.GetKeysOnly() {
+			size += len(e.Value)
+		}
+		if budget -= size; budget < 0 && i > 0 {
+			entries, more = entries[:i], true
+			break
+		}
+	}
 	resp.Entries = make([]*kv.Entry, len(entries))
 	for i, e := range entries {
 		resp.Entries[i] = toEntry(e, req.GetKeysOnly())
@@ -329,6 +350,9 @@ func (h *Handler) Txn(ctx context.Context, req *kv.TxnRequest) (_ *kv.TxnRespons
 		return nil, h.fail(invalid("req", "missing"), nil)
 	}
 	if err := h.checkTxn(req); err != nil {
+		return nil, h.fail(err, nil)
+	}
+	if err := h.checkTxnAnswer(ctx, req); err != nil {
 		return nil, h.fail(err, nil)
 	}
 	cmd := &kv.Command{Op: kv.CommandOp_TXN, Compares: req.Compares, Success: req.Success, Failure: req.Failure}

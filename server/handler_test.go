@@ -409,3 +409,84 @@ func TestPrefixEnd(t *testing.T) {
 		}
 	}
 }
+
+func TestHandler_ScanStopsAtTheByteBudget(t *testing.T) {
+	h, _ := mustHandler(t, Limits{MaxResponseBytes: 1000})
+	ctx := context.Background()
+	for i := 0; i < 10; i++ {
+		if _, err := h.Put(ctx, &kv.PutRequest{Key: []byte(fmt.Sprintf("k%d", i)), Value: bytes.Repeat([]byte("v"), 300)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := h.Scan(ctx, &kv.ScanRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Entries) != 2 || string(r.Continuation) != "k1\x00" {
+		t.Fatalf("page of %d entries, continuation %q; want 2 entries and k1\\x00", len(r.Entries), r.Continuation)
+	}
+	// Keys only fit more per page.
+	r, err = h.Scan(ctx, &kv.ScanRequest{KeysOnly: bp(true)})
+	if err != nil || len(r.Entries) != 10 || r.Continuation != nil {
+		t.Fatalf("keys-only page: %d entries, continuation %q, %v", len(r.Entries), r.Continuation, err)
+	}
+	// A single entry larger than the budget is still served.
+	h2, _ := mustHandler(t, Limits{MaxResponseBytes: 100})
+	if _, err := h2.Put(ctx, &kv.PutRequest{Key: []byte("big"), Value: bytes.Repeat([]byte("v"), 300)}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := h2.Scan(ctx, &kv.ScanRequest{}); err != nil || len(r.Entries) != 1 {
+		t.Fatalf("oversize single entry: %+v, %v", r, err)
+	}
+}
+
+func TestHandler_TxnWhoseAnswerCannotFitIsRefused(t *testing.T) {
+	h, s := mustHandler(t, Limits{MaxResponseBytes: 1000})
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if _, err := h.Put(ctx, &kv.PutRequest{Key: []byte(fmt.Sprintf("k%d", i)), Value: bytes.Repeat([]byte("v"), 400)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := s.appliedCount()
+	gets := []*kv.Op{{Type: kv.OpType_GET, Key: []byte("k0")}, {Type: kv.OpType_GET, Key: []byte("k1")}, {Type: kv.OpType_GET, Key: []byte("k2")}}
+	_, err := h.Txn(ctx, &kv.TxnRequest{Compares: []*kv.Compare{}, Success: gets, Failure: []*kv.Op{}})
+	var ia *kv.InvalidArgument
+	if !errors.As(err, &ia) || ia.Field != "success" {
+		t.Fatalf("err = %v, want InvalidArgument on success", err)
+	}
+	// A PUT's result carries the previous entry, counted too; and a GET
+	// after the txn's own PUT sees the new (small) value.
+	puts := []*kv.Op{{Type: kv.OpType_PUT, Key: []byte("k0"), Value: []byte("s")}, {Type: kv.OpType_GET, Key: []byte("k0")}, {Type: kv.OpType_GET, Key: []byte("k1")}}
+	if _, err := h.Txn(ctx, &kv.TxnRequest{Compares: []*kv.Compare{}, Success: puts, Failure: []*kv.Op{}}); err != nil {
+		t.Fatalf("txn within budget refused: %v", err)
+	}
+	if s.appliedCount() != before+1 {
+		t.Fatalf("applied %d commands, want exactly the one within budget", s.appliedCount()-before)
+	}
+}
+
+func TestInternal_ValidatesForwardedCommands(t *testing.T) {
+	h, s := mustHandler(t, Limits{MaxKeySize: 8})
+	in := NewInternal(h, leaderFake{s})
+	_, err := in.Apply(context.Background(), &kv.Command{Op: kv.CommandOp_PUT, Key: []byte("123456789"), Value: []byte("v")})
+	var ia *kv.InvalidArgument
+	if !errors.As(err, &ia) || ia.Field != "key" {
+		t.Fatalf("err = %v, want InvalidArgument on key", err)
+	}
+	if _, err := in.Apply(context.Background(), &kv.Command{Op: kv.CommandOp_PUT, Key: []byte("ok"), Value: []byte("v")}); err != nil {
+		t.Fatalf("valid forwarded put: %v", err)
+	}
+	if s.appliedCount() != 1 {
+		t.Fatalf("applied %d, want 1", s.appliedCount())
+	}
+}
+
+// leaderFake adapts fakeStore to LeaderStore.
+type leaderFake struct{ *fakeStore }
+
+func (l leaderFake) ApplyLocal(ctx context.Context, cmd *kv.Command) (*kv.WriteResult_, error) {
+	return l.Apply(ctx, cmd)
+}
+
+func (l leaderFake) ReadIndex(context.Context) (uint64, error) { return l.f.AppliedIndex(), nil }

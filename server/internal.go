@@ -39,6 +39,10 @@ func (i *InternalHandler) Apply(ctx context.Context, cmd *kv.Command) (_ *kv.Wri
 	if cmd.ClientID != nil && cmd.Sequence != nil {
 		id = &kv.RequestID{ClientID: *cmd.ClientID, Sequence: *cmd.Sequence}
 	}
+	// The leader checks what it applies with its own limits, whoever sent it.
+	if err := i.h.checkCommand(cmd); err != nil {
+		return nil, i.h.fail(err, id)
+	}
 	ctx, cancel := i.h.ctx(ctx)
 	defer cancel()
 	res, err := i.store.ApplyLocal(ctx, cmd)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 
 	"github.com/cubekv/cubekv/thrift/kv"
@@ -201,4 +202,77 @@ func (h *Handler) scanBounds(req *kv.ScanRequest) (start, end []byte, limit int,
 		}
 	}
 	return start, end, limit, nil
+}
+
+// checkTxnAnswer refuses a transaction whose answer would carry more than
+// MaxResponseBytes of keys and values: every op's result holds the entry as
+// it was before the op (GET: as it is), estimated from the local state with
+// the transaction's own earlier writes laid over it. A transaction that is
+// applied but whose answer cannot be delivered would leave its client with
+// an unknown outcome. The estimate reads local state, so a value growing
+// between the check and the commit can still push an answer over; the FSM
+// bounds what it remembers either way.
+func (h *Handler) checkTxnAnswer(ctx context.Context, req *kv.TxnRequest) error {
+	for _, branch := range []struct {
+		name string
+		ops  []*kv.Op
+	}{{"success", req.Success}, {"failure", req.Failure}} {
+		written := map[string]int{} // key -> value size after this txn's earlier ops; -1 deleted
+		total := 0
+		for _, op := range branch.ops {
+			size, ok := written[string(op.Key)]
+			if !ok {
+				e, found, _, err := h.store.Get(ctx, op.Key, kv.Consistency_STALE)
+				if err != nil {
+					return err
+				}
+				size = -1
+				if found {
+					size = len(e.Value)
+				}
+			}
+			if size >= 0 {
+				total += len(op.Key) + size + 32
+			}
+			switch op.Type {
+			case kv.OpType_PUT:
+				written[string(op.Key)] = len(op.Value)
+			case kv.OpType_DELETE:
+				written[string(op.Key)] = -1
+			}
+			if total > h.cfg.Limits.MaxResponseBytes {
+				return invalid(branch.name, "its results would carry more than %d bytes; split the transaction", h.cfg.Limits.MaxResponseBytes)
+			}
+		}
+	}
+	return nil
+}
+
+// checkCommand validates a command forwarded by another node as the front
+// door validates the request it came from.
+func (h *Handler) checkCommand(c *kv.Command) error {
+	var id *kv.RequestID
+	if c.ClientID != nil || c.Sequence != nil {
+		id = &kv.RequestID{ClientID: c.GetClientID(), Sequence: c.GetSequence()}
+	}
+	switch c.Op {
+	case kv.CommandOp_NOOP:
+		return nil
+	case kv.CommandOp_PUT:
+		return firstErr(h.checkKey("key", c.Key), h.checkValue("value", c.Value), checkRequestID(id))
+	case kv.CommandOp_DELETE:
+		return firstErr(h.checkKey("key", c.Key), checkRequestID(id))
+	case kv.CommandOp_CAS_PUT, kv.CommandOp_CAS_DELETE:
+		req := &kv.CASRequest{Key: c.Key, ExpectedValue: c.ExpectedValue, ExpectedModIndex: c.ExpectedModIndex, RequestID: id}
+		if c.Op == kv.CommandOp_CAS_DELETE {
+			t := true
+			req.Remove = &t
+		} else {
+			req.Value = nonNil(c.Value)
+		}
+		return h.checkCAS(req)
+	case kv.CommandOp_TXN:
+		return h.checkTxn(&kv.TxnRequest{Compares: c.Compares, Success: c.Success, Failure: c.Failure, RequestID: id})
+	}
+	return invalid("op", "unknown command op %d", int64(c.Op))
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cubekv/cubekv/fsm"
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/server"
 	"github.com/cubekv/cubekv/transport"
@@ -233,8 +234,17 @@ func (c *config) handlerConfig() (server.Config, error) {
 			return server.Config{}, fmt.Errorf("%w: --%s must be positive, got %d", errUsage, l.name, l.v)
 		}
 	}
-	if c.MaxValueSize >= c.MaxFrameSize {
-		return server.Config{}, fmt.Errorf("%w: --max-value-size %d must be below --max-frame-size %d", errUsage, c.MaxValueSize, c.MaxFrameSize)
+	if c.MaxKeySize > fsm.MaxKeySize {
+		return server.Config{}, fmt.Errorf("%w: --max-key-size %d exceeds the state machine's limit of %d", errUsage, c.MaxKeySize, fsm.MaxKeySize)
+	}
+	if c.MaxValueSize > fsm.MaxValueSize {
+		return server.Config{}, fmt.Errorf("%w: --max-value-size %d exceeds the state machine's limit of %d", errUsage, c.MaxValueSize, fsm.MaxValueSize)
+	}
+	// An answer holds at most MaxResponseBytes of keys and values plus
+	// framing; a single maximal entry must fit in it.
+	respBytes := c.MaxFrameSize / 2
+	if c.MaxValueSize+c.MaxKeySize+4096 > respBytes {
+		return server.Config{}, fmt.Errorf("%w: --max-value-size %d plus --max-key-size %d must fit in half of --max-frame-size %d", errUsage, c.MaxValueSize, c.MaxKeySize, c.MaxFrameSize)
 	}
 	return server.Config{
 		Limits: server.Limits{
@@ -242,6 +252,8 @@ func (c *config) handlerConfig() (server.Config, error) {
 			MaxValueSize: c.MaxValueSize,
 			MaxTxnOps:    c.MaxTxnOps,
 			MaxScanPage:  c.MaxScanPage,
+			// Half the frame leaves room for the rest of the answer.
+			MaxResponseBytes: respBytes,
 		},
 		RequestTimeout: c.RequestTimeout,
 		Version:        version,

@@ -102,6 +102,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	case err = <-serveErr:
 		logger.Error("server stopped", "err", err)
 	}
+	// A leader hands over first, so a restart is not a write outage while
+	// the others notice it is gone.
+	handOver(n, logger)
 	// Reverse order: stop taking requests, leave gossip, then Raft and its
 	// stores, then the connections to peers.
 	shutdownErr := srv.Close()
@@ -131,6 +134,34 @@ func createLogger(cfg *config, w io.Writer) (*slog.Logger, error) {
 		return nil, fmt.Errorf("%w: --log-format must be text or json, got %q", errUsage, cfg.LogFormat)
 	}
 	return logging.New(w, cfg.LogFormat == "json", level).With("node_id", cfg.ID), nil
+}
+
+// handOver transfers leadership to another voter when this node leads a
+// cluster of several voters, waiting at most a few seconds.
+func handOver(n *node.Node, logger *slog.Logger) {
+	if n.Status().Role != node.RoleLeader {
+		return
+	}
+	servers, _, err := n.Configuration()
+	if err != nil {
+		return
+	}
+	voters := 0
+	for _, s := range servers {
+		if s.Suffrage == node.SuffrageVoter {
+			voters++
+		}
+	}
+	if voters < 2 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if leader, err := n.TransferLeadership(ctx, ""); err != nil {
+		logger.Warn("leadership hand-over before shutdown failed", "err", err)
+	} else {
+		logger.Info("handed leadership over before shutdown", "leader", leader)
+	}
 }
 
 func createGossip(cfg *config, logger *slog.Logger) (*gossip.Gossip, error) {
