@@ -20,12 +20,46 @@ const (
 	DefaultBackoff = 50 * time.Millisecond
 	// DefaultMaxBackoff caps the wait between retries when Config.MaxBackoff is 0.
 	DefaultMaxBackoff = time.Second
+	// DefaultTopologyMaxAge is the age at which the cached topology is refreshed when
+	// Config.TopologyMaxAge is 0.
+	DefaultTopologyMaxAge = 10 * time.Second
+	// DefaultTopologyRefreshInterval is the least time between two topology refreshes when
+	// Config.TopologyRefreshInterval is 0.
+	DefaultTopologyRefreshInterval = 100 * time.Millisecond
+	// DefaultAdminRequestTimeout bounds the socket I/O of one cluster change (AddMember and the like)
+	// when Config.AdminRequestTimeout is 0.
+	DefaultAdminRequestTimeout = 10 * time.Minute
 )
+
+// topologyTryTimeout bounds one node's answer to a topology request, so a hung node does not stall
+// discovery while others could answer. A node asks its peers for their status (one second each, in
+// parallel) before it answers.
+const topologyTryTimeout = 3 * time.Second
 
 // Config configures a Client.
 type Config struct {
-	// Endpoints are the Thrift addresses (host:port) of any nodes of the cluster; at least one.
+	// Endpoints are the Thrift addresses (host:port) of any nodes of the cluster; at least one. With
+	// discovery on they are the seeds the topology is first learnt from, and the fallback when no
+	// known member answers; otherwise they are the only nodes requests go to (besides a leader named
+	// by NotLeader).
 	Endpoints []string
+	// DisableDiscovery turns topology discovery off: requests go to the endpoints only, starting from
+	// the last one that answered, which suits a single node or a proxy in front of the cluster.
+	DisableDiscovery bool
+	// SpreadLinearizableReads sends LINEARIZABLE reads round-robin to every alive member, like STALE
+	// ones (followers serve them through the leader's read index), instead of to the leader alone.
+	SpreadLinearizableReads bool
+	// TopologyMaxAge is how old the cached topology may grow before a request refreshes it (in the
+	// background). 0 means DefaultTopologyMaxAge.
+	TopologyMaxAge time.Duration
+	// TopologyRefreshInterval is the least time between the starts of two topology refreshes (at most
+	// one is in flight at a time). 0 means DefaultTopologyRefreshInterval.
+	TopologyRefreshInterval time.Duration
+	// AdminRequestTimeout bounds the socket I/O of one cluster change (AddMember, RemoveMember,
+	// PromoteMember, TransferLeadership), which may wait for a new member to catch up: such a call
+	// ends at the sooner of the context's deadline and this. Dial.RequestTimeout does not apply to
+	// them. 0 means DefaultAdminRequestTimeout.
+	AdminRequestTimeout time.Duration
 	// Dial says how to connect to a node.
 	Dial transport.DialConfig
 	// MaxIdlePerEndpoint is the number of idle connections kept per node. 0 means
@@ -66,13 +100,17 @@ func (cfg *Config) Validate() error {
 	if cfg.Backoff < 0 || cfg.MaxBackoff < 0 {
 		return &InvalidArgumentError{Field: "backoff", Reason: "negative duration"}
 	}
+	if cfg.TopologyMaxAge < 0 || cfg.TopologyRefreshInterval < 0 || cfg.AdminRequestTimeout < 0 {
+		return &InvalidArgumentError{Field: "topology", Reason: "negative duration"}
+	}
 	return nil
 }
 
 // Client talks to a cubekv cluster. Safe for concurrent use; each call borrows a pooled connection,
 // and each write a session (client id and sequence) of its own.
 type Client struct {
-	pool        *transport.Pool
+	pool        *transport.Pool // KV calls and topology requests
+	adminPool   *transport.Pool // cluster changes: the same dial settings, AdminRequestTimeout
 	router      *router
 	sessions    sessions
 	maxRetries  int
@@ -87,9 +125,14 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("client config: %w", err)
 	}
+	admin := cfg.Dial
+	admin.RequestTimeout = cfg.AdminRequestTimeout
+	if admin.RequestTimeout == 0 {
+		admin.RequestTimeout = DefaultAdminRequestTimeout
+	}
 	c := &Client{
 		pool:        transport.NewPool(&cfg.Dial, cfg.MaxIdlePerEndpoint),
-		router:      newRouter(cfg.Endpoints),
+		adminPool:   transport.NewPool(&admin, 1),
 		maxRetries:  cfg.MaxRetries,
 		backoff:     cfg.Backoff,
 		maxBackoff:  cfg.MaxBackoff,
@@ -114,12 +157,34 @@ func New(cfg Config) (*Client, error) {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
 	c.logger = c.logger.With("component", "client")
+	rc := routerConfig{
+		seeds:              cfg.Endpoints,
+		discovery:          !cfg.DisableDiscovery,
+		spreadLinearizable: cfg.SpreadLinearizableReads,
+		maxAge:             cfg.TopologyMaxAge,
+		minInterval:        cfg.TopologyRefreshInterval,
+		fetchTimeout:       cfg.Dial.RequestTimeout,
+		fetch:              c.fetchTopology,
+		logger:             c.logger,
+	}
+	if rc.maxAge == 0 {
+		rc.maxAge = DefaultTopologyMaxAge
+	}
+	if rc.minInterval == 0 {
+		rc.minInterval = DefaultTopologyRefreshInterval
+	}
+	if rc.fetchTimeout <= 0 {
+		rc.fetchTimeout = transport.DefaultRequestTimeout
+	}
+	c.router = newRouter(rc)
 	return c, nil
 }
 
-// Close closes the idle connections; calls made afterwards fail with ErrClosed. It is idempotent.
+// Close stops topology refreshes and closes the idle connections; calls made afterwards fail with
+// ErrClosed. It is idempotent.
 func (c *Client) Close() error {
-	return c.pool.Close()
+	c.router.close()
+	return errors.Join(c.pool.Close(), c.adminPool.Close())
 }
 
 // Get reads key. A missing key is not an error: the response has Found false.
@@ -130,7 +195,7 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (*kv.G
 	}
 	req := &kv.GetRequest{Key: key, Consistency: kv.ConsistencyPtr(o.consistency)}
 	var resp *kv.GetResponse
-	_, err := c.invoke(ctx, c.router.start(), func(ctx context.Context, kvc *kv.KVClient) (err error) {
+	_, err := c.invoke(ctx, c.router.start(ctx, c.router.kindFor(o.consistency)), func(ctx context.Context, kvc *kv.KVClient) (err error) {
 		resp, err = kvc.Get(ctx, req)
 		return err
 	})
@@ -211,7 +276,7 @@ func (c *Client) Scan(ctx context.Context, req *kv.ScanRequest) (*kv.ScanRespons
 		sendReq.Consistency = kv.ConsistencyPtr(c.consistency)
 	}
 	var resp *kv.ScanResponse
-	_, err := c.invoke(ctx, c.router.start(), func(ctx context.Context, kvc *kv.KVClient) (err error) {
+	_, err := c.invoke(ctx, c.router.start(ctx, c.router.kindFor(sendReq.GetConsistency())), func(ctx context.Context, kvc *kv.KVClient) (err error) {
 		resp, err = kvc.Scan(ctx, &sendReq)
 		return err
 	})
@@ -251,11 +316,13 @@ func (c *Client) Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, 
 }
 
 // Status asks one node for its view of itself and the cluster. An empty endpoint means whichever node
-// the client would send a request to.
+// the client would send a write to.
 func (c *Client) Status(ctx context.Context, endpoint string) (*kv.StatusResponse, error) {
-	rt := c.router.start()
+	var rt *route
 	if endpoint != "" {
 		rt = c.router.pinned(endpoint)
+	} else {
+		rt = c.router.start(ctx, toLeader)
 	}
 	var resp *kv.StatusResponse
 	_, err := c.invoke(ctx, rt, func(ctx context.Context, kvc *kv.KVClient) (err error) {
@@ -292,7 +359,7 @@ func (c *Client) write(ctx context.Context, given *kv.RequestID,
 		sess = c.sessions.take()
 		id = sess.next()
 	}
-	unknown, err := c.invoke(ctx, c.router.start(), func(ctx context.Context, kvc *kv.KVClient) error {
+	unknown, err := c.invoke(ctx, c.router.start(ctx, toLeader), func(ctx context.Context, kvc *kv.KVClient) error {
 		sendID := id // a fresh copy per attempt: the request must not share memory with the caller
 		return fn(ctx, kvc, &sendID)
 	})
@@ -310,11 +377,31 @@ func (c *Client) write(ctx context.Context, given *kv.RequestID,
 // invoke runs fn, one call of the KV service, following rt with retries. unknown reports whether some
 // attempt may have been applied without the client learning its result (only meaningful for writes).
 func (c *Client) invoke(ctx context.Context, rt *route, fn func(ctx context.Context, kvc *kv.KVClient) error) (unknown bool, err error) {
+	return c.do(ctx, rt, callOpts{pool: c.pool}, func(ctx context.Context, conn *transport.Conn) error {
+		return fn(ctx, conn.KV)
+	})
+}
+
+// callOpts says how do runs one call.
+type callOpts struct {
+	// pool is where connections come from.
+	pool *transport.Pool
+	// once stops at an attempt that may have been applied instead of retrying it: for calls that carry
+	// no request id, whose repetition is not harmless.
+	once bool
+}
+
+// do runs fn, one call on one of a connection's clients, following rt with retries. unknown reports
+// whether some attempt may have been applied without the client learning its result.
+func (c *Client) do(ctx context.Context, rt *route, opts callOpts, fn func(ctx context.Context, conn *transport.Conn) error) (unknown bool, err error) {
 	var lastErr error
 	for attempt := 0; ; attempt++ {
 		addr := rt.current()
-		sent, err := c.attempt(ctx, addr, fn)
+		sent, err := c.attempt(ctx, opts.pool, addr, fn)
 		kind, err := classify(err, sent)
+		if opts.once && kind == outcomeRetryUnknown {
+			kind = outcomeFinalUnknown
+		}
 		switch kind {
 		case outcomeFinal:
 			if err == nil {
@@ -328,20 +415,25 @@ func (c *Client) invoke(ctx context.Context, rt *route, fn func(ctx context.Cont
 		}
 		lastErr = err
 
+		// A server Timeout came from a node that is working (likely the leader): stay there.
+		stay := errors.Is(err, ErrTimeout)
 		redirected := false
 		var nl *NotLeaderError
-		if errors.As(err, &nl) {
+		switch {
+		case errors.As(err, &nl):
 			redirected = rt.redirect(nl.LeaderAddr)
-		}
-		if !redirected && !errors.Is(err, ErrTimeout) {
-			// A server Timeout came from a node that is working (likely the leader): stay there.
-			rt.next()
+		case !stay:
+			rt.failed()
 		}
 		if attempt >= c.maxRetries || contextDone(ctx) != nil {
 			break
 		}
 		if !redirected && !c.sleep(ctx, attempt) {
 			break
+		}
+		if !redirected && !stay {
+			// Chosen after the backoff: a refresh the failure started may have found the leader.
+			rt.next()
 		}
 		c.logger.Debug("retrying request", "addr", rt.current(), "err", err, "count", attempt+1)
 	}
@@ -363,15 +455,15 @@ func contextDone(ctx context.Context) error {
 	return nil
 }
 
-// attempt makes one call at addr on a pooled connection.
-func (c *Client) attempt(ctx context.Context, addr string, fn func(ctx context.Context, kvc *kv.KVClient) error) (sent bool, err error) {
-	conn, err := c.pool.Get(ctx, addr)
+// attempt makes one call at addr on a connection from pool.
+func (c *Client) attempt(ctx context.Context, pool *transport.Pool, addr string, fn func(ctx context.Context, conn *transport.Conn) error) (sent bool, err error) {
+	conn, err := pool.Get(ctx, addr)
 	if err != nil {
 		return false, err
 	}
-	sent, err = conn.Call(ctx, fn)
+	sent, err = conn.Do(ctx, func(ctx context.Context) error { return fn(ctx, conn) })
 	broken := conn.Broken()
-	c.pool.Put(conn, broken)
+	pool.Put(conn, broken)
 	if err != nil && broken {
 		err = fmt.Errorf("%s: %w", addr, err)
 	}

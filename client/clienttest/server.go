@@ -1,7 +1,9 @@
 // Package clienttest provides an in-process fake of a cubekv node for tests of code built on the Go
 // client: a real Thrift server (framed transport, binary protocol) on 127.0.0.1 serving a map-backed
-// kv.KV handler with the request-id table of the real cluster, a record of every call, and a hook to
-// inject answers such as NotLeader, Unavailable or Timeout.
+// kv.KV handler (as the default service) with the request-id table of the real cluster, and a
+// multiplexed "Cluster" service whose topology the test sets; a record of every call, and hooks to
+// inject answers such as NotLeader, Unavailable or Timeout. Cluster groups fakes into a cluster with
+// one shared topology and a leader, whose followers refuse writes with NotLeader.
 package clienttest
 
 import (
@@ -24,12 +26,17 @@ const DefaultMaxPage = 1000
 
 // Call is one request as the fake received it.
 type Call struct {
-	// Method is the Thrift method name: "get", "put", "delete_key", "cas", "scan", "txn" or "status".
+	// Method is the Thrift method name: "get", "put", "delete_key", "cas", "scan", "txn" or "status"
+	// of the KV service, or "add_member", "remove_member", "promote_member" or "transfer_leadership"
+	// of the Cluster service. Topology requests are not recorded here (see TopologyCalls).
 	Method string
 	// Key is the request's key, when it has one.
 	Key []byte
 	// RequestID is the write's request id; nil for reads and writes sent without one.
 	RequestID *kv.RequestID
+	// Request is the request of a Cluster call as received (*kv.AddMemberRequest and so on); nil for
+	// KV calls.
+	Request any
 }
 
 // Hook runs before the fake handles a call. A nil error lets the call proceed. Any other error is the
@@ -69,6 +76,13 @@ type Server struct {
 	overlaps  int           // writes that arrived while another with the same client id was in flight
 	hook      Hook
 	applyHits map[string]int // key -> number of times a write changed it
+
+	topology      *kv.Topology // answered by Cluster.topology; nil: Unavailable
+	topologyHook  Hook
+	topologyCalls int
+	followLeader  string   // when non-empty, writes and cluster changes answer NotLeader naming it
+	followAddr    string   // the leader's Thrift address in that answer
+	cluster       *Cluster // the cluster this fake belongs to, nil when alone
 }
 
 // remembered is a client id's last sequence and its answer.
@@ -77,7 +91,10 @@ type remembered struct {
 	answer any
 }
 
-var _ kv.KV = (*Server)(nil)
+var (
+	_ kv.KV      = (*Server)(nil)
+	_ kv.Cluster = (*Server)(nil)
+)
 
 // NewServer starts a fake node named nodeID on 127.0.0.1 and stops it when the test ends.
 func NewServer(t testing.TB, nodeID string) *Server {
@@ -101,7 +118,12 @@ func NewServer(t testing.TB, nodeID string) *Server {
 		applyHits: make(map[string]int),
 	}
 	conf := &thrift.TConfiguration{}
-	s.srv = thrift.NewTSimpleServer4(kv.NewKVProcessor(s), sock,
+	mp := thrift.NewTMultiplexedProcessor()
+	kvp := kv.NewKVProcessor(s)
+	mp.RegisterDefault(kvp)
+	mp.RegisterProcessor("KV", kvp)
+	mp.RegisterProcessor("Cluster", kv.NewClusterProcessor(s))
+	s.srv = thrift.NewTSimpleServer4(mp, sock,
 		thrift.NewTFramedTransportFactoryConf(thrift.NewTTransportFactory(), conf),
 		thrift.NewTBinaryProtocolFactoryConf(conf))
 	// Not Serve: it listens again, and so would reopen the socket if Stop came before it ran.
@@ -217,6 +239,9 @@ func (s *Server) write(ctx context.Context, c Call, apply func() any) (any, erro
 	applyFirst, err := s.begin(ctx, c)
 	if err != nil && !applyFirst {
 		return nil, err
+	}
+	if nl := s.notLeader(); nl != nil {
+		return nil, nl
 	}
 	s.mu.Lock()
 	answer, dupErr := s.dedupe(c.RequestID, apply)

@@ -16,6 +16,18 @@ import (
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
+// deadAddr returns a loopback address nothing listens on.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
 // mustGlobals returns global options pointing at srv, simple output.
 func mustGlobals(t *testing.T, srv *clienttest.Server) *globalOptions {
 	t.Helper()
@@ -251,7 +263,7 @@ func TestKvctl_Txn(t *testing.T) {
 	}
 }
 
-func TestKvctl_Status(t *testing.T) {
+func TestKvctl_StatusOneRowPerEndpointWithoutTopology(t *testing.T) {
 	n1 := clienttest.NewServer(t, "n1")
 	n2 := clienttest.NewServer(t, "n2")
 	n2.SetRole(kv.Role_FOLLOWER, "n1")
@@ -266,30 +278,66 @@ func TestKvctl_Status(t *testing.T) {
 	if len(lines) != 3 {
 		t.Fatalf("status printed %d lines, want a header and 2 rows:\n%s", len(lines), out.String())
 	}
-	for i, want := range [][]string{{n1.Addr, "n1", "LEADER", "n1", "btree"}, {n2.Addr, "n2", "FOLLOWER", "n1", "btree"}} {
+	for i, want := range [][]string{{"n1", n1.Addr, "LEADER", "n1", "btree"}, {"n2", n2.Addr, "FOLLOWER", "n1", "btree"}} {
 		fields := strings.Fields(lines[i+1])
-		if len(fields) != 9 || fields[0] != want[0] || fields[1] != want[1] || fields[2] != want[2] ||
+		if len(fields) != 10 || fields[0] != want[0] || fields[1] != want[1] || fields[2] != want[2] ||
 			fields[6] != want[3] || fields[8] != want[4] {
-			t.Fatalf("row %d = %q, want endpoint, id, role, leader and engine %v", i, lines[i+1], want)
+			t.Fatalf("row %d = %q, want id, endpoint, role, leader and engine %v", i, lines[i+1], want)
 		}
 	}
 
 	// An endpoint that does not answer gets an error row and fails the command.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	_ = ln.Close()
+	dead := deadAddr(t)
 	g.endpoints = n1.Addr + "," + dead
 	g.timeout = 2 * time.Second
 	out.Reset()
-	err = runStatus(context.Background(), g, &out)
+	err := runStatus(context.Background(), g, &out)
 	if err == nil || exitCode(err, true) != exitServerError {
 		t.Fatalf("status with a dead endpoint: got %v (exit %d), want a server error", err, exitCode(err, true))
 	}
-	if !strings.Contains(out.String(), dead+"  ERROR") {
+	if !strings.Contains(out.String(), "-   "+dead+"  ERROR") {
 		t.Fatalf("status printed no error row for %s:\n%s", dead, out.String())
+	}
+}
+
+func TestKvctl_StatusOneRowPerMember(t *testing.T) {
+	cl := clienttest.NewCluster(t, "n1", "n2", "n3")
+	cl.SetLeader("n2")
+	// Only one endpoint named, a follower: every member is listed all the same.
+	code, stdout, stderr := mustRun(t, "", "--endpoints="+cl.Server("n3").Addr, "status")
+	if code != exitOK {
+		t.Fatalf("status: exit %d, stderr %q", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 4 || strings.Join(strings.Fields(lines[0]), " ") != "ID ENDPOINT ROLE TERM COMMIT APPLIED LEADER KEYS ENGINE LAST-CONTACT" {
+		t.Fatalf("status printed:\n%s\nwant a header and 3 rows", stdout)
+	}
+	for i, id := range []string{"n1", "n2", "n3"} {
+		role := "FOLLOWER"
+		if id == "n2" {
+			role = "LEADER"
+		}
+		f := strings.Fields(lines[i+1])
+		if len(f) != 10 || f[0] != id || f[1] != cl.Server(id).Addr || f[2] != role || f[6] != "n2" {
+			t.Fatalf("row %d = %q, want %s at %s, %s, led by n2", i, lines[i+1], id, cl.Server(id).Addr, role)
+		}
+	}
+
+	// Members that cannot be asked get error rows, and the command fails after printing them all.
+	dead := deadAddr(t)
+	cl.Update(func(topo *kv.Topology) {
+		topo.Members = append(topo.Members,
+			&kv.Member{NodeID: "n4", ThriftAddr: dead, GossipState: kv.GossipState_DEAD},
+			&kv.Member{NodeID: "n5", GossipState: kv.GossipState_UNKNOWN})
+	})
+	code, stdout, stderr = mustRun(t, "", "--endpoints="+cl.Server("n1").Addr, "--timeout=3s", "status")
+	if code != exitServerError || !strings.Contains(stderr, "no answer from n4, n5") {
+		t.Fatalf("status with unreachable members: exit %d, stderr %q, want %d naming n4 and n5", code, stderr, exitServerError)
+	}
+	lines = strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 6 || !strings.HasPrefix(lines[4], "n4  "+dead) || !strings.Contains(lines[4], "ERROR") ||
+		!strings.Contains(lines[5], "n5  -") || !strings.Contains(lines[5], "no Thrift address known") {
+		t.Fatalf("status printed:\n%s\nwant error rows for n4 (at %s) and n5 (no address)", stdout, dead)
 	}
 }
 

@@ -1,5 +1,6 @@
 // Command kvctl is the command-line client of cubekv: reads, writes, scans, compare-and-swap,
-// transactions and node status over the Go client (package client).
+// transactions, cluster status, membership (member list, add, remove, promote) and leadership
+// transfer over the Go client (package client), which learns the cluster from any endpoint named.
 //
 // Exit codes: 0 success; 1 key not found or compare failed; 2 bad arguments (usage errors and
 // InvalidArgument from the server); 3 server or connection error; 4 write outcome unknown (the

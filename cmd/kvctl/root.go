@@ -68,17 +68,15 @@ func (g *globalOptions) printer(w io.Writer) (printer, error) {
 	return nil, usageErrorf("--output %q: want simple or json", g.output)
 }
 
-// withTimeout bounds ctx by --timeout.
-func (g *globalOptions) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if g.timeout <= 0 {
-		return context.WithCancel(ctx)
-	}
-	return context.WithTimeout(ctx, g.timeout)
+// session opens what every command needs: a context bounded by --timeout, a client and a printer.
+// The caller must call done.
+func (g *globalOptions) session(ctx context.Context, stdout io.Writer) (context.Context, *client.Client, printer, func(), error) {
+	return g.sessionFor(ctx, stdout, g.timeout)
 }
 
-// session opens what every command needs: a bounded context, a client and a printer. The caller must
-// call done.
-func (g *globalOptions) session(ctx context.Context, stdout io.Writer) (context.Context, *client.Client, printer, func(), error) {
+// sessionFor is session with the context bounded by timeout instead of --timeout (0 or less: not
+// bounded).
+func (g *globalOptions) sessionFor(ctx context.Context, stdout io.Writer, timeout time.Duration) (context.Context, *client.Client, printer, func(), error) {
 	p, err := g.printer(stdout)
 	if err != nil {
 		return nil, nil, nil, nil, err
@@ -87,8 +85,22 @@ func (g *globalOptions) session(ctx context.Context, stdout io.Writer) (context.
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	ctx, cancel := g.withTimeout(ctx)
+	var cancel context.CancelFunc
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
+	}
 	return ctx, c, p, func() { cancel(); _ = c.Close() }, nil
+}
+
+// membershipTimeout is the time limit of a membership change that waits for a member to catch up:
+// --timeout, but never less than the catch-up plus the time the leader needs around it.
+func (g *globalOptions) membershipTimeout(catchup time.Duration) time.Duration {
+	if g.timeout <= 0 {
+		return 0
+	}
+	return max(g.timeout, catchup+15*time.Second)
 }
 
 // exactArgs is cobra.ExactArgs reporting a usage error.
@@ -142,6 +154,8 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *boo
 		newCASCmd(g),
 		newTxnCmd(g),
 		newStatusCmd(g),
+		newMemberCmd(g),
+		newLeaderCmd(g),
 	)
 	return root, ran
 }
