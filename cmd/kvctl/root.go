@@ -156,6 +156,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *boo
 		newStatusCmd(g),
 		newMemberCmd(g),
 		newLeaderCmd(g),
+		newSnapshotCmd(g),
 	)
 	return root, ran
 }

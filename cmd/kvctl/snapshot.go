@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cubekv/cubekv/fsm"
+)
+
+// Backup headers, as kvnode's admin port sends and expects them.
+const (
+	headerSHA256  = "X-Cubekv-Sha256"
+	headerApplied = "X-Cubekv-Applied-Index"
+)
+
+type snapshotOptions struct {
+	admin   string        // admin address to use instead of the leader's from the topology
+	timeout time.Duration // bound of the transfer
+}
+
+func newSnapshotCmd(g *globalOptions) *cobra.Command {
+	o := &snapshotOptions{timeout: 10 * time.Minute}
+	cmd := &cobra.Command{
+		Use:   "snapshot",
+		Short: "Back up the cluster to a file, or seed a new cluster from one",
+		Args:  wrapArgs(cobra.NoArgs),
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.PersistentFlags().StringVar(&o.admin, "admin", "", "admin address (host:port) of the node to use (default: the leader's, from the topology)")
+	cmd.PersistentFlags().DurationVar(&o.timeout, "transfer-timeout", o.timeout, "time limit of the snapshot transfer")
+	cmd.AddCommand(&cobra.Command{
+		Use:   "save FILE",
+		Short: "Save a consistent snapshot of the whole cluster to FILE (checksums verified)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runSnapshotSave(cmd.Context(), g, o, args[0], cmd.OutOrStdout())
+		},
+	}, &cobra.Command{
+		Use:   "restore FILE",
+		Short: "Replace a cluster's state with the snapshot in FILE (meant for a fresh cluster)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runSnapshotRestore(cmd.Context(), g, o, args[0], cmd.OutOrStdout())
+		},
+	})
+	return cmd
+}
+
+// adminAddr returns the admin address to talk to: --admin, else the
+// leader's from the topology.
+func (o *snapshotOptions) adminAddr(ctx context.Context, g *globalOptions) (string, error) {
+	if o.admin != "" {
+		return o.admin, nil
+	}
+	c, err := g.newClient()
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	tctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	topo, err := c.Topology(tctx)
+	if err != nil {
+		return "", fmt.Errorf("topology: %w", err)
+	}
+	for _, m := range topo.Members {
+		if m.Leader {
+			if m.AdminAddr == "" {
+				return "", fmt.Errorf("leader %s has no admin address: give --admin", m.NodeID)
+			}
+			return m.AdminAddr, nil
+		}
+	}
+	return "", fmt.Errorf("no leader known: give --admin")
+}
+
+// snapshotResult is what save and restore report.
+type snapshotResult struct {
+	File         string `json:"file"`
+	Bytes        int64  `json:"bytes"`
+	Keys         int    `json:"keys"`
+	AppliedIndex uint64 `json:"applied_index"`
+	SHA256       string `json:"sha256"`
+	Node         string `json:"admin_addr"`
+}
+
+func (g *globalOptions) printSnapshot(w io.Writer, verb string, r snapshotResult) error {
+	if g.output == "json" {
+		return json.NewEncoder(w).Encode(r)
+	}
+	_, err := fmt.Fprintf(w, "%s %s: %d bytes, %d keys at index %d, sha256 %s (via %s)\n", verb, r.File, r.Bytes, r.Keys, r.AppliedIndex, r.SHA256, r.Node)
+	return err
+}
+
+func runSnapshotSave(ctx context.Context, g *globalOptions, o *snapshotOptions, file string, stdout io.Writer) error {
+	if _, err := g.printer(stdout); err != nil {
+		return err
+	}
+	addr, err := o.adminAddr(ctx, g)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/snapshot", nil)
+	if err != nil {
+		return usageErrorf("--admin %q: %v", addr, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("snapshot from %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("snapshot from %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*.tmp")
+	if err != nil {
+		return usageErrorf("cannot write next to %s: %v", file, err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), resp.Body)
+	if err != nil {
+		return fmt.Errorf("snapshot from %s: %w", addr, err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if want := resp.Header.Get(headerSHA256); sum != want {
+		return fmt.Errorf("snapshot from %s: received %d bytes with sha256 %s, node sent %s", addr, n, sum, want)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	info, err := fsm.VerifySnapshot(tmp)
+	if err != nil {
+		return fmt.Errorf("snapshot from %s: %w", addr, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), file); err != nil {
+		return err
+	}
+	return g.printSnapshot(stdout, "saved", snapshotResult{File: file, Bytes: n, Keys: info.Entries, AppliedIndex: info.AppliedIndex, SHA256: sum, Node: addr})
+}
+
+func runSnapshotRestore(ctx context.Context, g *globalOptions, o *snapshotOptions, file string, stdout io.Writer) error {
+	if _, err := g.printer(stdout); err != nil {
+		return err
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	info, err := fsm.VerifySnapshot(io.TeeReader(f, h))
+	if err != nil {
+		if errors.Is(err, fsm.ErrCorruptSnapshot) {
+			return usageErrorf("%s is not a valid snapshot: %v", file, err)
+		}
+		return err
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	addr, err := o.adminAddr(ctx, g)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/snapshot/restore", f)
+	if err != nil {
+		return usageErrorf("--admin %q: %v", addr, err)
+	}
+	req.ContentLength = size
+	req.Header.Set(headerSHA256, sum)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("restore via %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("restore via %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return g.printSnapshot(stdout, "restored", snapshotResult{File: file, Bytes: size, Keys: info.Entries, AppliedIndex: info.AppliedIndex, SHA256: sum, Node: addr})
+}
