@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -82,6 +83,9 @@ type Config struct {
 	// linearizability checker notices. Validate refuses it unless the
 	// binary was built with the canary build tag.
 	UnsafeLocalReads bool
+
+	// RaftTLS, when set, makes the Raft transport mutual TLS (both roles).
+	RaftTLS *tls.Config
 
 	// Membership is the gossip view merged into the topology and used to
 	// find other nodes' Thrift addresses; nil: the Raft configuration only.

@@ -174,7 +174,7 @@ func (n *Node) Open() (err error) {
 		if err != nil {
 			return fmt.Errorf("resolve raft advertise address %s: %w", advertise, err)
 		}
-		layer, err := transport.NewTCPStreamLayer(cfg.RaftAddr, adv, nil)
+		layer, err := transport.NewTCPStreamLayer(cfg.RaftAddr, adv, cfg.RaftTLS)
 		if err != nil {
 			return fmt.Errorf("listen raft %s: %w", cfg.RaftAddr, err)
 		}

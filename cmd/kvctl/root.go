@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/cubekv/cubekv/client"
 	"github.com/cubekv/cubekv/thrift/kv"
+	"github.com/cubekv/cubekv/transport"
 )
 
 // globalOptions are the flags every command shares.
@@ -19,6 +21,23 @@ type globalOptions struct {
 	consistency string        // linearizable or stale
 	output      string        // simple or json
 	timeout     time.Duration // bound of the whole command
+	cacert      string        // CA that signed the nodes' certificates: enables TLS
+	cert, key   string        // client certificate and key for mutual TLS
+}
+
+// tlsConfig returns the client TLS configuration the flags ask for, or nil.
+func (g *globalOptions) tlsConfig() (*tls.Config, error) {
+	if g.cacert == "" {
+		if g.cert != "" || g.key != "" {
+			return nil, usageErrorf("--cert and --key need --cacert")
+		}
+		return nil, nil
+	}
+	cfg, err := transport.ClientTLS(g.cacert, g.cert, g.key)
+	if err != nil {
+		return nil, &usageError{err: err}
+	}
+	return cfg, nil
 }
 
 func defaultGlobalOptions() *globalOptions {
@@ -50,7 +69,11 @@ func (g *globalOptions) newClient() (*client.Client, error) {
 	default:
 		return nil, usageErrorf("--consistency %q: want linearizable or stale", g.consistency)
 	}
-	c, err := client.New(client.Config{Endpoints: eps, Consistency: cons})
+	tlsCfg, err := g.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(client.Config{Endpoints: eps, Consistency: cons, Dial: transport.DialConfig{TLS: tlsCfg}})
 	if err != nil {
 		return nil, &usageError{err: err}
 	}
@@ -145,6 +168,9 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *boo
 	f.StringVar(&g.consistency, "consistency", g.consistency, "read consistency: linearizable or stale")
 	f.StringVarP(&g.output, "output", "o", g.output, "output format: simple or json")
 	f.DurationVar(&g.timeout, "timeout", g.timeout, "time limit of the whole command, retries included")
+	f.StringVar(&g.cacert, "cacert", "", "CA certificate (PEM) that signed the nodes' certificates: talk TLS")
+	f.StringVar(&g.cert, "cert", "", "client certificate (PEM) for mutual TLS")
+	f.StringVar(&g.key, "key", "", "private key (PEM) of --cert")
 
 	root.AddCommand(
 		newGetCmd(g),
@@ -157,6 +183,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *boo
 		newMemberCmd(g),
 		newLeaderCmd(g),
 		newSnapshotCmd(g),
+		newCertCmd(),
 	)
 	return root, ran
 }

@@ -86,6 +86,19 @@ func (o *snapshotOptions) adminAddr(ctx context.Context, g *globalOptions) (stri
 	return "", fmt.Errorf("no leader known: give --admin")
 }
 
+// httpClient returns an HTTP client and URL scheme for the admin port: TLS
+// with the same certificates as the Thrift port when --cacert is given.
+func (g *globalOptions) httpClient() (*http.Client, string, error) {
+	tc, err := g.tlsConfig()
+	if err != nil {
+		return nil, "", err
+	}
+	if tc == nil {
+		return http.DefaultClient, "http", nil
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}, "https", nil
+}
+
 // snapshotResult is what save and restore report.
 type snapshotResult struct {
 	File         string `json:"file"`
@@ -112,13 +125,17 @@ func runSnapshotSave(ctx context.Context, g *globalOptions, o *snapshotOptions, 
 	if err != nil {
 		return err
 	}
+	hc, scheme, err := g.httpClient()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/snapshot", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+addr+"/snapshot", nil)
 	if err != nil {
 		return usageErrorf("--admin %q: %v", addr, err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("snapshot from %s: %w", addr, err)
 	}
@@ -190,15 +207,19 @@ func runSnapshotRestore(ctx context.Context, g *globalOptions, o *snapshotOption
 	if err != nil {
 		return err
 	}
+	hc, scheme, err := g.httpClient()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/snapshot/restore", f)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+addr+"/snapshot/restore", f)
 	if err != nil {
 		return usageErrorf("--admin %q: %v", addr, err)
 	}
 	req.ContentLength = size
 	req.Header.Set(headerSHA256, sum)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("restore via %s: %w", addr, err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -66,6 +67,11 @@ func createAdmin(cfg *config, n *node.Node, logger *slog.Logger) (*adminServer, 
 	ln, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen admin %s: %w", cfg.AdminAddr, err)
+	}
+	if tc := cfg.tlsConfig(); tc != nil {
+		// Plaintext and TLS never share a port: with TLS on, the admin
+		// port speaks only mutual TLS too.
+		ln = tls.NewListener(ln, tc)
 	}
 	return &adminServer{
 		http: &http.Server{

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -52,6 +53,14 @@ type config struct {
 	TrailingLogs       uint64
 
 	UnsafeLocalReads bool
+
+	TLSCert           string
+	TLSKey            string
+	TLSCA             string
+	TLSReloadInterval time.Duration
+
+	// certs is loaded by createCerts, not read from flags.
+	certs *transport.Certs
 
 	LogLevel  string
 	LogFormat string
@@ -106,6 +115,10 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", nd.SnapshotInterval, "how often the snapshot threshold is checked")
 	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", nd.TrailingLogs, "log entries kept after a snapshot for lagging followers")
 
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "node certificate (PEM): with --tls-key and --tls-ca, mutual TLS on the Raft, Thrift and admin ports")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of --tls-cert (PEM)")
+	fs.StringVar(&c.TLSCA, "tls-ca", "", "CA certificate (PEM): peers and clients must present a certificate it signed")
+	fs.DurationVar(&c.TLSReloadInterval, "tls-reload-interval", 10*time.Second, "how often the TLS files are checked for changes (SIGHUP reloads at once)")
 	fs.BoolVar(&c.UnsafeLocalReads, "unsafe-local-reads", false, "TESTING ONLY: serve linearizable reads without a read index (refused unless built with -tags canary)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
@@ -140,6 +153,15 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 		return nil, fmt.Errorf("%w: --bootstrap must be true, false or auto, got %q", errUsage, c.Bootstrap)
 	}
 	return c, nil
+}
+
+// tlsConfig is the mutual TLS configuration for the Thrift and admin ports
+// and outgoing connections, nil when TLS is off.
+func (c *config) tlsConfig() *tls.Config {
+	if c.certs == nil {
+		return nil
+	}
+	return c.certs.TLSConfig()
 }
 
 // joinList splits --join.

@@ -57,6 +57,28 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
+	certs, err := createCerts(cfg)
+	if err != nil {
+		return err
+	}
+	if certs != nil {
+		go certs.Watch(ctx, cfg.TLSReloadInterval, logger)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-hup:
+					certs.ReloadAndLog(logger)
+				}
+			}
+		}()
+	}
+	cfg.certs = certs
+
 	g, err := createGossip(cfg, logger)
 	if err != nil {
 		return err
@@ -66,6 +88,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 		Protocol:  cfg.ThriftProtocol,
 		// Forwarded requests wait for the leader's own request timeout.
 		RequestTimeout: cfg.RequestTimeout + 2*time.Second,
+		TLS:            cfg.tlsConfig(),
 	}, 64)
 	resolve := func(id string) string {
 		if g == nil {
@@ -164,6 +187,22 @@ func handOver(n *node.Node, logger *slog.Logger) {
 	}
 }
 
+// createCerts loads the TLS files when any is given; mutual TLS needs all
+// three.
+func createCerts(cfg *config) (*transport.Certs, error) {
+	if cfg.TLSCert == "" && cfg.TLSKey == "" && cfg.TLSCA == "" {
+		return nil, nil
+	}
+	if cfg.TLSReloadInterval <= 0 {
+		return nil, fmt.Errorf("%w: --tls-reload-interval must be positive", errUsage)
+	}
+	certs, err := transport.LoadCerts(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return certs, nil
+}
+
 func createGossip(cfg *config, logger *slog.Logger) (*gossip.Gossip, error) {
 	if cfg.GossipAddr == "" {
 		return nil, nil
@@ -217,6 +256,9 @@ func createNode(cfg *config, logger *slog.Logger, g *gossip.Gossip, remote node.
 	}
 	nc.Logger = logger
 	nc.Remote = remote
+	if cfg.certs != nil {
+		nc.RaftTLS = cfg.certs.PeerTLSConfig()
+	}
 	if g != nil {
 		nc.Membership = g
 	}
@@ -235,6 +277,7 @@ func createThriftServer(cfg *config, n *node.Node, fwd *server.Forwarder, logger
 	if err != nil {
 		return nil, err
 	}
+	sc.TLS = cfg.tlsConfig()
 	hc, err := cfg.handlerConfig()
 	if err != nil {
 		return nil, err

@@ -23,7 +23,8 @@ type digest struct {
 
 func nodeDigest(t *testing.T, p *proc) digest {
 	t.Helper()
-	resp, err := http.Get("http://" + p.adminAddr + "/digest")
+	hc, base := p.admin()
+	resp, err := hc.Get(base + "/digest")
 	if err != nil {
 		t.Fatalf("digest of %s: %v", p.id, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"syscall"
@@ -24,6 +23,13 @@ type testCluster struct {
 // gossip, and waits until every one is ready.
 func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 	t.Helper()
+	return startClusterWith(t, n, nil, extra...)
+}
+
+// startClusterWith is startCluster with a hook that adjusts each node (its
+// flags, its admin TLS) before it starts.
+func startClusterWith(t *testing.T, n int, prepare func(p *proc), extra ...string) *testCluster {
+	t.Helper()
 	c := &testCluster{t: t}
 	for i := 0; i < n; i++ {
 		c.procs = append(c.procs, newProc(t, fmt.Sprintf("n%d", i+1)))
@@ -39,6 +45,9 @@ func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 			"--join", strings.Join(join, ","),
 			"--request-timeout", "3s",
 		}, extra...)
+		if prepare != nil {
+			prepare(p)
+		}
 		p.launch()
 	}
 	for _, p := range c.procs {
@@ -59,8 +68,8 @@ func (c *testCluster) byID(id string) *proc {
 
 // adminStatus reads a node's /status.
 func adminStatus(p *proc) (map[string]any, error) {
-	hc := &http.Client{Timeout: time.Second}
-	resp, err := hc.Get("http://" + p.adminAddr + "/status")
+	hc, base := p.admin()
+	resp, err := hc.Get(base + "/status")
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -69,6 +70,17 @@ type proc struct {
 	cmd        *exec.Cmd
 	exited     chan error
 	starts     int
+	// adminTLS, when set, is the client TLS configuration for the admin
+	// port (which speaks only TLS when the node has certificates).
+	adminTLS *tls.Config
+}
+
+// admin returns an HTTP client and base URL for the node's admin port.
+func (p *proc) admin() (*http.Client, string) {
+	if p.adminTLS != nil {
+		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: p.adminTLS}}, "https://" + p.adminAddr
+	}
+	return &http.Client{Timeout: 5 * time.Second}, "http://" + p.adminAddr
 }
 
 // newProc allocates a node with fresh ports and data directory; it does not
@@ -152,7 +164,7 @@ func (p *proc) launch() {
 func (p *proc) waitReady(timeout time.Duration) {
 	p.t.Helper()
 	deadline := time.Now().Add(timeout)
-	hc := &http.Client{Timeout: time.Second}
+	hc, base := p.admin()
 	for {
 		select {
 		case err := <-p.exited:
@@ -160,7 +172,7 @@ func (p *proc) waitReady(timeout time.Duration) {
 			p.t.Fatalf("kvnode %s exited before ready: %v", p.id, err)
 		default:
 		}
-		resp, err := hc.Get("http://" + p.adminAddr + "/ready")
+		resp, err := hc.Get(base + "/ready")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
