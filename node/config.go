@@ -70,6 +70,10 @@ type Config struct {
 	// in flight at once; commands arriving meanwhile wait and are coalesced
 	// into the next entry. 0: 2.
 	MaxInflightEntries int
+	// MaxEntryBytes bounds the keys and values the proposer coalesces into
+	// one log entry beyond its first command (a single larger command still
+	// goes alone). 0: 1 MiB.
+	MaxEntryBytes int
 	// LogCacheSize is how many recent log entries are kept in memory in
 	// front of the bolt log store. 0: 512.
 	LogCacheSize int
@@ -83,6 +87,10 @@ type Config struct {
 	// linearizability checker notices. Validate refuses it unless the
 	// binary was built with the canary build tag.
 	UnsafeLocalReads bool
+
+	// Observer receives the node's measurements (read-index waits,
+	// commands per log entry); nil: none are taken.
+	Observer Observer
 
 	// RaftTLS, when set, makes the Raft transport mutual TLS (both roles).
 	RaftTLS *tls.Config
@@ -100,6 +108,16 @@ type Config struct {
 	LogStore      raft.LogStore
 	StableStore   raft.StableStore
 	SnapshotStore raft.SnapshotStore
+}
+
+// Observer receives measurements from a node. Implementations must be
+// cheap and safe for concurrent use; they are called on hot paths.
+type Observer interface {
+	// ReadIndex reports how long obtaining a read index took, whether it
+	// came from the leader over the network, and whether it succeeded.
+	ReadIndex(d time.Duration, remote bool, err error)
+	// Proposal reports the number of commands a proposed log entry carries.
+	Proposal(commands int)
 }
 
 // DefaultConfig returns a Config with every tunable at its default. ID,
@@ -180,6 +198,13 @@ func (c *Config) maxInflight() int {
 		return 2
 	}
 	return c.MaxInflightEntries
+}
+
+func (c *Config) maxEntryBytes() int {
+	if c.MaxEntryBytes <= 0 {
+		return 1 << 20
+	}
+	return c.MaxEntryBytes
 }
 
 // raftConfig maps Config onto raft.Config: the one place that does so. Only

@@ -10,11 +10,11 @@ import (
 )
 
 // Coalescing limits. One log entry carries at most maxBatchCommands
-// commands and, beyond its first command, at most maxBatchBytes of keys and
-// values, so an AppendEntries RPC stays bounded on small boards.
+// commands and, beyond its first command, at most Config.MaxEntryBytes of
+// keys and values, so AppendEntries RPCs and raft.db stay bounded on small
+// boards.
 const (
 	maxBatchCommands = 512
-	maxBatchBytes    = 1 << 20
 	enqueueTimeout   = 5 * time.Second
 )
 
@@ -123,6 +123,7 @@ func (n *Node) propose(ctx context.Context, cmd *kv.Command) (*fsm.Result, error
 func (n *Node) runProposer() {
 	defer n.wg.Done()
 	inflight := make(chan struct{}, n.cfg.maxInflight())
+	maxBytes := n.cfg.maxEntryBytes()
 	var carry *proposal // a proposal that conflicted with the previous entry
 	defer func() {
 		// Answer what was never proposed: not applied.
@@ -161,7 +162,7 @@ func (n *Node) runProposer() {
 		keys.add(first.cmd)
 		size := commandSize(first.cmd)
 	drain:
-		for len(batch) < maxBatchCommands && size < maxBatchBytes {
+		for len(batch) < maxBatchCommands && size < maxBytes {
 			select {
 			case p := <-n.proposeCh:
 				if !keys.add(p.cmd) {
@@ -215,6 +216,9 @@ func (n *Node) proposeEntry(batch []*proposal, inflight chan struct{}) {
 	}
 	n.batches.Add(1)
 	n.batchedCommands.Add(uint64(len(batch)))
+	if n.cfg.Observer != nil {
+		n.cfg.Observer.Proposal(len(batch))
+	}
 	f := n.raft.Apply(data, enqueueTimeout)
 	go func() {
 		err := f.Error()

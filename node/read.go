@@ -117,6 +117,36 @@ func (n *Node) waitReady(ctx context.Context) error {
 	}
 }
 
+// readIndexAnywhere returns a read index: this leader's own, or on a
+// follower the leader's, asked over the network.
+func (n *Node) readIndexAnywhere(ctx context.Context) (uint64, error) {
+	start := time.Now()
+	idx, err := n.ReadIndex(ctx)
+	remote := false
+	var nl *NotLeaderError
+	if err != nil && n.cfg.Remote != nil && errors.As(err, &nl) {
+		// A follower asks the leader for the index, then waits for its own
+		// FSM to reach it and reads locally: reads scale with nodes.
+		remote = true
+		idx, err = n.cfg.Remote.ReadIndex(ctx, nl.LeaderID)
+	}
+	if n.cfg.Observer != nil {
+		n.cfg.Observer.ReadIndex(time.Since(start), remote, err)
+	}
+	return idx, err
+}
+
+// CaughtUp reports whether this node has applied everything the leader had
+// committed when asked (through a read index, so the leader confirms it is
+// still the leader): what /ready means.
+func (n *Node) CaughtUp(ctx context.Context) (bool, error) {
+	idx, err := n.readIndexAnywhere(ctx)
+	if err != nil {
+		return false, err
+	}
+	return n.fsm.AppliedIndex() >= idx, nil
+}
+
 // prepareRead makes a read at consistency c safe to serve from the local FSM
 // and returns the ReadInfo to report with it.
 func (n *Node) prepareRead(ctx context.Context, c kv.Consistency) (ReadInfo, error) {
@@ -126,13 +156,7 @@ func (n *Node) prepareRead(ctx context.Context, c kv.Consistency) (ReadInfo, err
 	case c == kv.Consistency_LINEARIZABLE && n.cfg.UnsafeLocalReads && canaryBuild:
 		// The canary: labelled linearizable, served like STALE.
 	case c == kv.Consistency_LINEARIZABLE:
-		idx, err := n.ReadIndex(ctx)
-		var nl *NotLeaderError
-		if err != nil && n.cfg.Remote != nil && errors.As(err, &nl) {
-			// A follower asks the leader for the index, then waits for its
-			// own FSM to reach it and reads locally: reads scale with nodes.
-			idx, err = n.cfg.Remote.ReadIndex(ctx, nl.LeaderID)
-		}
+		idx, err := n.readIndexAnywhere(ctx)
 		if err != nil {
 			return info, err
 		}

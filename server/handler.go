@@ -69,6 +69,9 @@ type Config struct {
 	// LeaderAddr returns the Thrift address of the node with the given id,
 	// for NotLeader answers; nil or "" when unknown.
 	LeaderAddr func(id string) string
+	// Observe, when set, receives every request's method, outcome ("ok" or
+	// the name of the exception or error class) and duration.
+	Observe func(method, outcome string, d time.Duration)
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -124,6 +127,31 @@ func NewProcessor(h *Handler, cluster *ClusterHandler, internal *InternalHandler
 		mp.RegisterProcessor(transport.ServiceInternal, kv.NewInternalProcessor(internal))
 	}
 	return mp
+}
+
+// observe reports a finished request to the configured observer.
+func (h *Handler) observe(method string, start time.Time, err error) {
+	if h.cfg.Observe != nil {
+		h.cfg.Observe(method, Outcome(err), time.Since(start))
+	}
+}
+
+// Outcome names an answer for metrics: "ok", or the exception it became.
+func Outcome(err error) string {
+	switch err.(type) {
+	case nil:
+		return "ok"
+	case *kv.InvalidArgument:
+		return "invalid_argument"
+	case *kv.NotLeader:
+		return "not_leader"
+	case *kv.Unavailable:
+		return "unavailable"
+	case *kv.Timeout:
+		return "timeout"
+	default:
+		return "internal_error"
+	}
 }
 
 // recoverPanic turns a handler panic into errInternal so the node stays up
@@ -197,6 +225,7 @@ func toEntry(e storage.Entry, keysOnly bool) *kv.Entry {
 
 // Get implements kv.KV.
 func (h *Handler) Get(ctx context.Context, req *kv.GetRequest) (_ *kv.GetResponse, err error) {
+	defer func(start time.Time) { h.observe("get", start, err) }(time.Now())
 	defer h.recoverPanic("get", &err)
 	if req == nil {
 		return nil, h.fail(invalid("req", "missing"), nil)
@@ -223,6 +252,7 @@ func (h *Handler) Get(ctx context.Context, req *kv.GetRequest) (_ *kv.GetRespons
 
 // Put implements kv.KV.
 func (h *Handler) Put(ctx context.Context, req *kv.PutRequest) (_ *kv.PutResponse, err error) {
+	defer func(start time.Time) { h.observe("put", start, err) }(time.Now())
 	defer h.recoverPanic("put", &err)
 	if req == nil {
 		return nil, h.fail(invalid("req", "missing"), nil)
@@ -245,6 +275,7 @@ func (h *Handler) Put(ctx context.Context, req *kv.PutRequest) (_ *kv.PutRespons
 
 // DeleteKey implements kv.KV.
 func (h *Handler) DeleteKey(ctx context.Context, req *kv.DeleteRequest) (_ *kv.DeleteResponse, err error) {
+	defer func(start time.Time) { h.observe("delete", start, err) }(time.Now())
 	defer h.recoverPanic("delete", &err)
 	if req == nil {
 		return nil, h.fail(invalid("req", "missing"), nil)
@@ -263,6 +294,7 @@ func (h *Handler) DeleteKey(ctx context.Context, req *kv.DeleteRequest) (_ *kv.D
 
 // Cas implements kv.KV.
 func (h *Handler) Cas(ctx context.Context, req *kv.CASRequest) (_ *kv.CASResponse, err error) {
+	defer func(start time.Time) { h.observe("cas", start, err) }(time.Now())
 	defer h.recoverPanic("cas", &err)
 	if req == nil {
 		return nil, h.fail(invalid("req", "missing"), nil)
@@ -287,6 +319,7 @@ func (h *Handler) Cas(ctx context.Context, req *kv.CASRequest) (_ *kv.CASRespons
 
 // Scan implements kv.KV.
 func (h *Handler) Scan(ctx context.Context, req *kv.ScanRequest) (_ *kv.ScanResponse, err error) {
+	defer func(start time.Time) { h.observe("scan", start, err) }(time.Now())
 	defer h.recoverPanic("scan", &err)
 	if req == nil {
 		return nil, h.fail(invalid("req", "missing"), nil)
@@ -345,6 +378,7 @@ func (h *Handler) Scan(ctx context.Context, req *kv.ScanRequest) (_ *kv.ScanResp
 
 // Txn implements kv.KV.
 func (h *Handler) Txn(ctx context.Context, req *kv.TxnRequest) (_ *kv.TxnResponse, err error) {
+	defer func(start time.Time) { h.observe("txn", start, err) }(time.Now())
 	defer h.recoverPanic("txn", &err)
 	if req == nil {
 		return nil, h.fail(invalid("req", "missing"), nil)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -490,3 +491,26 @@ func (l leaderFake) ApplyLocal(ctx context.Context, cmd *kv.Command) (*kv.WriteR
 }
 
 func (l leaderFake) ReadIndex(context.Context) (uint64, error) { return l.f.AppliedIndex(), nil }
+
+func TestHandler_ObservesEveryRequestWithItsOutcome(t *testing.T) {
+	s := mustNewFakeStore(t)
+	type obs struct{ method, outcome string }
+	var mu sync.Mutex
+	var got []obs
+	h := New(s, Config{Observe: func(method, outcome string, d time.Duration) {
+		mu.Lock()
+		got = append(got, obs{method, outcome})
+		mu.Unlock()
+	}})
+	ctx := context.Background()
+	_, _ = h.Put(ctx, &kv.PutRequest{Key: []byte("k"), Value: []byte("v")})
+	_, _ = h.Get(ctx, &kv.GetRequest{})
+	s.panicOn = "apply"
+	_, _ = h.DeleteKey(ctx, &kv.DeleteRequest{Key: []byte("k")})
+	want := []obs{{"put", "ok"}, {"get", "invalid_argument"}, {"delete", "internal_error"}}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("observed %v, want %v", got, want)
+	}
+}

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/cubekv/cubekv/fsm"
 	"github.com/cubekv/cubekv/node"
 )
@@ -36,15 +38,21 @@ func createAdmin(cfg *config, n *node.Node, logger *slog.Logger) (*adminServer, 
 	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
+		// Ready: a leader is known, confirms it leads (a read index), and
+		// this node has applied everything it had committed.
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		ok, err := n.CaughtUp(ctx)
 		st := n.Status()
-		if st.LeaderID == "" || st.AppliedIndex < st.CommitIndex {
+		if err != nil || !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "not ready: leader=%q applied=%d commit=%d\n", st.LeaderID, st.AppliedIndex, st.CommitIndex)
+			fmt.Fprintf(w, "not ready: leader=%q applied=%d err=%v\n", st.LeaderID, st.AppliedIndex, err)
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	mux.Handle("/metrics", promhttp.HandlerFor(cfg.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, statusJSON(n.Status()))
 	})

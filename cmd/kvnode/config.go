@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -51,6 +52,7 @@ type config struct {
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
+	MaxEntryBytes      int
 
 	UnsafeLocalReads bool
 
@@ -59,8 +61,9 @@ type config struct {
 	TLSCA             string
 	TLSReloadInterval time.Duration
 
-	// certs is loaded by createCerts, not read from flags.
-	certs *transport.Certs
+	// certs and metrics are built by run, not read from flags.
+	certs   *transport.Certs
+	metrics *metrics
 
 	LogLevel  string
 	LogFormat string
@@ -113,6 +116,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.IntVar(&c.MaxAppendEntries, "max-append-entries", nd.MaxAppendEntries, "most log entries per AppendEntries RPC")
 	fs.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", nd.SnapshotThreshold, "log entries since the last snapshot that trigger a new one")
 	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", nd.SnapshotInterval, "how often the snapshot threshold is checked")
+	fs.IntVar(&c.MaxEntryBytes, "max-entry-bytes", 1<<20, "most bytes of keys and values coalesced into one log entry (a single larger command still goes alone)")
 	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", nd.TrailingLogs, "log entries kept after a snapshot for lagging followers")
 
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "node certificate (PEM): with --tls-key and --tls-ca, mutual TLS on the Raft, Thrift and admin ports")
@@ -153,6 +157,29 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 		return nil, fmt.Errorf("%w: --bootstrap must be true, false or auto, got %q", errUsage, c.Bootstrap)
 	}
 	return c, nil
+}
+
+// validate checks every derived configuration without starting anything.
+func (c *config) validate() error {
+	if _, err := c.nodeConfig(); err != nil {
+		return err
+	}
+	if _, err := c.serverConfig(); err != nil {
+		return err
+	}
+	if _, err := c.handlerConfig(); err != nil {
+		return err
+	}
+	if c.GossipAddr != "" && c.ThriftAdvertise == "" {
+		host, _, err := net.SplitHostPort(c.ThriftAddr)
+		if err != nil {
+			return fmt.Errorf("%w: --thrift-addr %q: %v", errUsage, c.ThriftAddr, err)
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			return fmt.Errorf("%w: --thrift-addr %q is unspecified; set --thrift-advertise to an address other nodes and clients can dial", errUsage, c.ThriftAddr)
+		}
+	}
+	return nil
 }
 
 // tlsConfig is the mutual TLS configuration for the Thrift and admin ports
@@ -221,6 +248,10 @@ func (c *config) nodeConfig() (*node.Config, error) {
 	nc.SnapshotThreshold = c.SnapshotThreshold
 	nc.SnapshotInterval = c.SnapshotInterval
 	nc.TrailingLogs = c.TrailingLogs
+	if c.MaxEntryBytes <= 0 {
+		return nil, fmt.Errorf("%w: --max-entry-bytes must be positive, got %d", errUsage, c.MaxEntryBytes)
+	}
+	nc.MaxEntryBytes = c.MaxEntryBytes
 	if err := nc.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}

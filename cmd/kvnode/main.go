@@ -54,6 +54,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	// Every flag is checked before anything starts, so a bad setting never
+	// leaves a half-started node (or a restart loop under a supervisor).
+	if err := cfg.validate(); err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -78,6 +83,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 		}()
 	}
 	cfg.certs = certs
+
+	m, err := newMetrics()
+	if err != nil {
+		return err
+	}
+	cfg.metrics = m
 
 	g, err := createGossip(cfg, logger)
 	if err != nil {
@@ -107,6 +118,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	srv, err := createThriftServer(cfg, n, fwd, logger)
 	if err != nil {
 		return errors.Join(err, n.Close(), shutdownGossip(g), pool.Close())
+	}
+	if err := m.watch(n, srv); err != nil {
+		return errors.Join(err, srv.Close(), n.Close(), shutdownGossip(g), pool.Close())
 	}
 	admin, err := createAdmin(cfg, n, logger)
 	if err != nil {
@@ -256,6 +270,7 @@ func createNode(cfg *config, logger *slog.Logger, g *gossip.Gossip, remote node.
 	}
 	nc.Logger = logger
 	nc.Remote = remote
+	nc.Observer = cfg.metrics
 	if cfg.certs != nil {
 		nc.RaftTLS = cfg.certs.PeerTLSConfig()
 	}
@@ -284,6 +299,7 @@ func createThriftServer(cfg *config, n *node.Node, fwd *server.Forwarder, logger
 	}
 	hc.Logger = logger
 	hc.LeaderAddr = n.ThriftAddr
+	hc.Observe = cfg.metrics.observeRequest
 	h := server.New(n, hc)
 	proc := server.NewProcessor(h, server.NewCluster(h, n, fwd), server.NewInternal(h, n))
 	srv, err := transport.NewServer(sc, proc, logger.With("component", logging.ComponentTransport))

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	gometrics "github.com/hashicorp/go-metrics/compat"
+	gmprom "github.com/hashicorp/go-metrics/compat/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/cubekv/cubekv/node"
+	"github.com/cubekv/cubekv/transport"
+)
+
+// metrics is the node's Prometheus registry: cubekv's own request, read
+// index, proposal, engine and connection metrics, Go runtime and process
+// metrics, and raft's and memberlist's metrics through go-metrics.
+type metrics struct {
+	reg       *prometheus.Registry
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	readIndex *prometheus.HistogramVec
+	proposal  prometheus.Histogram
+}
+
+var _ node.Observer = (*metrics)(nil)
+
+func newMetrics() (*metrics, error) {
+	reg := prometheus.NewRegistry()
+	m := &metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cubekv_requests_total",
+			Help: "Thrift KV requests by method and outcome (ok or the exception answered).",
+		}, []string{"method", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cubekv_request_duration_seconds",
+			Help:    "Time from a KV request's decoding to its answer, by method.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"method"}),
+		readIndex: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cubekv_read_index_duration_seconds",
+			Help:    "Time to obtain a linearizable read index: local (this leader) or remote (asked of the leader).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"path", "outcome"}),
+		proposal: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cubekv_proposal_commands",
+			Help:    "Commands carried by each log entry the leader proposes.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.readIndex, m.proposal,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	// raft and memberlist report through go-metrics' process-wide sink;
+	// route it into this registry.
+	sink, err := gmprom.NewPrometheusSinkFrom(gmprom.PrometheusOpts{Registerer: reg, Expiration: 10 * time.Minute})
+	if err != nil {
+		return nil, fmt.Errorf("go-metrics sink: %w", err)
+	}
+	mc := gometrics.DefaultConfig("cubekv")
+	mc.EnableHostname = false
+	mc.EnableRuntimeMetrics = false
+	if _, err := gometrics.NewGlobal(mc, sink); err != nil {
+		return nil, fmt.Errorf("go-metrics: %w", err)
+	}
+	return m, nil
+}
+
+// observeRequest is server.Config.Observe.
+func (m *metrics) observeRequest(method, outcome string, d time.Duration) {
+	m.requests.WithLabelValues(method, outcome).Inc()
+	m.latency.WithLabelValues(method).Observe(d.Seconds())
+}
+
+// ReadIndex implements node.Observer.
+func (m *metrics) ReadIndex(d time.Duration, remote bool, err error) {
+	path, outcome := "local", "ok"
+	if remote {
+		path = "remote"
+	}
+	if err != nil {
+		outcome = "error"
+	}
+	m.readIndex.WithLabelValues(path, outcome).Observe(d.Seconds())
+}
+
+// Proposal implements node.Observer.
+func (m *metrics) Proposal(commands int) { m.proposal.Observe(float64(commands)) }
+
+// watch adds gauges and counters read from the node and the Thrift server
+// at scrape time.
+func (m *metrics) watch(n *node.Node, srv *transport.Server) error {
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	counter := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
+	}
+	for _, c := range []prometheus.Collector{
+		gauge("cubekv_engine_keys", "Keys held by the storage engine.", func() float64 { return float64(n.FSM().Len()) }),
+		gauge("cubekv_engine_bytes", "Bytes of keys and values held by the storage engine.", func() float64 { return float64(n.FSM().Bytes()) }),
+		gauge("cubekv_applied_index", "Raft index the state machine has applied.", func() float64 { return float64(n.FSM().AppliedIndex()) }),
+		gauge("cubekv_commit_index", "Raft commit index as this node knows it.", func() float64 { return float64(n.Status().CommitIndex) }),
+		gauge("cubekv_term", "Current Raft term.", func() float64 { return float64(n.Status().Term) }),
+		gauge("cubekv_is_leader", "1 when this node is the leader.", func() float64 {
+			if n.Status().Role == node.RoleLeader {
+				return 1
+			}
+			return 0
+		}),
+		gauge("cubekv_last_leader_contact_seconds", "Seconds since this node last heard from a leader (0 on the leader, -1 never).", func() float64 {
+			lc := n.Status().LastContact
+			if lc < 0 {
+				return -1
+			}
+			return lc.Seconds()
+		}),
+		gauge("cubekv_snapshot_index", "Raft index of the latest snapshot.", func() float64 { return float64(n.Status().SnapshotIndex) }),
+		counter("cubekv_forwarded_writes_total", "Writes this node forwarded to the leader.", func() float64 { return float64(n.Forwarded()) }),
+		gauge("cubekv_thrift_open_connections", "Open Thrift client connections.", func() float64 { return float64(srv.OpenConns()) }),
+		counter("cubekv_thrift_rejected_connections_total", "Thrift connections closed at once because the connection cap was reached.", func() float64 { return float64(srv.Rejected()) }),
+		counter("cubekv_thrift_accepted_connections_total", "Thrift connections accepted.", func() float64 { return float64(srv.Accepted()) }),
+	} {
+		if err := m.reg.Register(c); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return nil
+}
