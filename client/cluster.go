@@ -137,3 +137,16 @@ func clusterChange[T any](ctx context.Context, c *Client, fn func(ctx context.Co
 		})
 	return out, err
 }
+
+// GossipKeys runs a gossip keyring operation on every alive member (asked
+// of the leader, which fans it out) and returns each node's keyring as
+// fingerprints.
+func (c *Client) GossipKeys(ctx context.Context, req *kv.GossipKeyRequest) (*kv.GossipKeyResponse, error) {
+	resp, err := clusterChange(ctx, c, func(ctx context.Context, cc *kv.ClusterClient) (*kv.GossipKeyResponse, error) {
+		return cc.GossipKeys(ctx, req)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gossip keys: %w", err)
+	}
+	return resp, nil
+}

@@ -23,16 +23,20 @@ type ClusterStore interface {
 	TransferLeadership(ctx context.Context, id string) (string, error)
 }
 
-// StatusFetcher asks another node for its status (Forwarder does).
-type StatusFetcher interface {
+// Peers reaches other nodes' front doors (Forwarder does).
+type Peers interface {
+	// Status asks the node at addr for its status.
 	Status(ctx context.Context, addr string) (*kv.StatusResponse, error)
+	// GossipKeys asks the node at addr to run a keyring operation.
+	GossipKeys(ctx context.Context, addr string, req *kv.GossipKeyRequest) (*kv.NodeGossipKeys, error)
 }
 
 // ClusterHandler implements the kv.Cluster service.
 type ClusterHandler struct {
-	h      *Handler
-	store  ClusterStore
-	peers  StatusFetcher
+	h       *Handler
+	store   ClusterStore
+	peers   Peers
+	keyring Keyring // nil when gossip is off
 	now    func() time.Time
 	poll   time.Duration
 	status time.Duration
@@ -44,9 +48,10 @@ var _ kv.Cluster = (*ClusterHandler)(nil)
 // for a new member to catch up before promoting it.
 const DefaultCatchupTimeout = 60 * time.Second
 
-// NewCluster returns the Cluster service of the front door h.
-func NewCluster(h *Handler, store ClusterStore, peers StatusFetcher) *ClusterHandler {
-	return &ClusterHandler{h: h, store: store, peers: peers, now: time.Now, poll: 50 * time.Millisecond, status: time.Second}
+// NewCluster returns the Cluster service of the front door h; keyring is
+// the node's gossip keyring (nil when gossip is off).
+func NewCluster(h *Handler, store ClusterStore, peers Peers, keyring Keyring) *ClusterHandler {
+	return &ClusterHandler{h: h, store: store, peers: peers, keyring: keyring, now: time.Now, poll: 50 * time.Millisecond, status: time.Second}
 }
 
 func suffrage(s node.Suffrage) *kv.Suffrage {

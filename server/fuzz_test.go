@@ -71,7 +71,7 @@ func FuzzFrontDoor(f *testing.F) {
 	cfg := transport.TConfiguration(64<<10, 0, 0)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, s := mustHandler(t, Limits{MaxKeySize: 64, MaxValueSize: 1024, MaxTxnOps: 8, MaxScanPage: 16, MaxResponseBytes: 8 << 10})
-		proc := NewProcessor(h, nil, NewInternal(h, leaderFake{s}))
+		proc := NewProcessor(h, nil, NewInternal(h, leaderFake{s}, nil))
 		in := thrift.NewTMemoryBuffer()
 		_, _ = in.Write(data)
 		out := thrift.NewTMemoryBuffer()

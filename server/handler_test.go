@@ -469,7 +469,7 @@ func TestHandler_TxnWhoseAnswerCannotFitIsRefused(t *testing.T) {
 
 func TestInternal_ValidatesForwardedCommands(t *testing.T) {
 	h, s := mustHandler(t, Limits{MaxKeySize: 8})
-	in := NewInternal(h, leaderFake{s})
+	in := NewInternal(h, leaderFake{s}, nil)
 	_, err := in.Apply(context.Background(), &kv.Command{Op: kv.CommandOp_PUT, Key: []byte("123456789"), Value: []byte("v")})
 	var ia *kv.InvalidArgument
 	if !errors.As(err, &ia) || ia.Field != "key" {

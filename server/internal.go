@@ -17,15 +17,18 @@ type LeaderStore interface {
 
 // InternalHandler implements the node-to-node kv.Internal service.
 type InternalHandler struct {
-	h     *Handler
-	store LeaderStore
+	h       *Handler
+	store   LeaderStore
+	nodeID  string
+	keyring Keyring // nil when gossip is off
 }
 
 var _ kv.Internal = (*InternalHandler)(nil)
 
-// NewInternal returns the Internal service of the front door h over store.
-func NewInternal(h *Handler, store LeaderStore) *InternalHandler {
-	return &InternalHandler{h: h, store: store}
+// NewInternal returns the Internal service of the front door h over store;
+// keyring is the node's gossip keyring (nil when gossip is off).
+func NewInternal(h *Handler, store LeaderStore, keyring Keyring) *InternalHandler {
+	return &InternalHandler{h: h, store: store, nodeID: store.Status().ID, keyring: keyring}
 }
 
 // Apply implements kv.Internal: a write forwarded by a follower, applied

@@ -425,6 +425,41 @@ struct TransferLeadershipResponse {
   2: required i64 term,
 }
 
+/** A gossip keyring operation. */
+enum GossipKeyOp {
+  /** Report each node's keys (as fingerprints). */
+  LIST = 1,
+  /** Add a key that nodes accept but do not yet send with. */
+  INSTALL = 2,
+  /** Make an installed key the one nodes encrypt with. */
+  USE = 3,
+  /** Drop a key that is no longer used. */
+  REMOVE = 4,
+}
+
+struct GossipKeyRequest {
+  1: required GossipKeyOp op,
+  /** The AES key (16, 24 or 32 bytes); required except for LIST. */
+  2: optional binary key,
+}
+
+/** One node's keyring after the operation, or why it failed there. */
+struct NodeGossipKeys {
+  1: required string node_id,
+  /**
+   * Fingerprints of the node's keys (the first 8 bytes of each key's
+   * SHA-256, in hex), the key in use first. Keys themselves never travel.
+   */
+  2: required list<string> fingerprints,
+  /** Set when the operation failed on this node. */
+  3: optional string error,
+}
+
+struct GossipKeyResponse {
+  /** Every alive member's result, sorted by node_id. */
+  1: required list<NodeGossipKeys> nodes,
+}
+
 /**
  * Cluster membership and topology. Any node answers topology; changes are
  * made by the leader (a follower forwards them once). Gossip only reports
@@ -447,6 +482,13 @@ service Cluster {
     throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
   TransferLeadershipResponse transfer_leadership(1: TransferLeadershipRequest req)
     throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
+  /**
+   * Applies a gossip keyring operation on every alive member (any node
+   * answers; it asks each member in turn). Rotation without downtime:
+   * INSTALL the new key, USE it, REMOVE the old one.
+   */
+  GossipKeyResponse gossip_keys(1: GossipKeyRequest req)
+    throws (1: InvalidArgument invalid, 2: Unavailable unavailable),
 }
 
 struct ReadIndexResponse {
@@ -465,6 +507,9 @@ service Internal {
     throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
   ReadIndexResponse read_index()
     throws (1: NotLeader not_leader, 2: Unavailable unavailable),
+  /** Applies a gossip keyring operation on this node only. */
+  NodeGossipKeys gossip_keys_local(1: GossipKeyRequest req)
+    throws (1: InvalidArgument invalid, 2: Unavailable unavailable),
 }
 
 /*

@@ -380,3 +380,42 @@ func (c *Cluster) topologyAt() *kv.Topology {
 	}
 	return t
 }
+
+// GossipKeys implements kv.Cluster: the fake keeps one keyring (as key
+// fingerprints) for every member of its topology and applies the operation
+// to all of them.
+func (s *Server) GossipKeys(ctx context.Context, req *kv.GossipKeyRequest) (*kv.GossipKeyResponse, error) {
+	var resp *kv.GossipKeyResponse
+	err := s.change(ctx, Call{Method: "gossip_keys", Request: req}, func(t *kv.Topology) error {
+		s.keysMu.Lock()
+		defer s.keysMu.Unlock()
+		fp := fmt.Sprintf("%x", req.Key)
+		switch req.Op {
+		case kv.GossipKeyOp_INSTALL:
+			if !slices.Contains(s.gossipKeys, fp) {
+				s.gossipKeys = append(s.gossipKeys, fp)
+			}
+		case kv.GossipKeyOp_USE:
+			i := slices.Index(s.gossipKeys, fp)
+			if i < 0 {
+				return &kv.InvalidArgument{Field: "key", Reason: "not installed"}
+			}
+			s.gossipKeys = append([]string{fp}, slices.Delete(slices.Clone(s.gossipKeys), i, i+1)...)
+		case kv.GossipKeyOp_REMOVE:
+			i := slices.Index(s.gossipKeys, fp)
+			if i <= 0 {
+				return &kv.InvalidArgument{Field: "key", Reason: "not installed or in use"}
+			}
+			s.gossipKeys = slices.Delete(s.gossipKeys, i, i+1)
+		}
+		resp = &kv.GossipKeyResponse{}
+		for _, m := range t.Members {
+			resp.Nodes = append(resp.Nodes, &kv.NodeGossipKeys{NodeID: m.NodeID, Fingerprints: slices.Clone(s.gossipKeys)})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}

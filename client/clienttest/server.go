@@ -83,6 +83,10 @@ type Server struct {
 	followLeader  string   // when non-empty, writes and cluster changes answer NotLeader naming it
 	followAddr    string   // the leader's Thrift address in that answer
 	cluster       *Cluster // the cluster this fake belongs to, nil when alone
+
+	// keysMu guards gossipKeys (cluster changes run under mu).
+	keysMu     sync.Mutex
+	gossipKeys []string // the fake keyring, as key fingerprints, the one in use first
 }
 
 // remembered is a client id's last sequence and its answer.

@@ -184,6 +184,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *boo
 		newLeaderCmd(g),
 		newSnapshotCmd(g),
 		newCertCmd(),
+		newGossipCmd(g),
 	)
 	return root, ran
 }

@@ -115,7 +115,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	if err != nil {
 		return errors.Join(err, shutdownGossip(g), pool.Close())
 	}
-	srv, err := createThriftServer(cfg, n, fwd, logger)
+	srv, err := createThriftServer(cfg, n, fwd, g, logger)
 	if err != nil {
 		return errors.Join(err, n.Close(), shutdownGossip(g), pool.Close())
 	}
@@ -287,7 +287,7 @@ func createNode(cfg *config, logger *slog.Logger, g *gossip.Gossip, remote node.
 	return n, nil
 }
 
-func createThriftServer(cfg *config, n *node.Node, fwd *server.Forwarder, logger *slog.Logger) (*transport.Server, error) {
+func createThriftServer(cfg *config, n *node.Node, fwd *server.Forwarder, g *gossip.Gossip, logger *slog.Logger) (*transport.Server, error) {
 	sc, err := cfg.serverConfig()
 	if err != nil {
 		return nil, err
@@ -301,7 +301,11 @@ func createThriftServer(cfg *config, n *node.Node, fwd *server.Forwarder, logger
 	hc.LeaderAddr = n.ThriftAddr
 	hc.Observe = cfg.metrics.observeRequest
 	h := server.New(n, hc)
-	proc := server.NewProcessor(h, server.NewCluster(h, n, fwd), server.NewInternal(h, n))
+	var keyring server.Keyring
+	if g != nil {
+		keyring = g
+	}
+	proc := server.NewProcessor(h, server.NewCluster(h, n, fwd, keyring), server.NewInternal(h, n, keyring))
 	srv, err := transport.NewServer(sc, proc, logger.With("component", logging.ComponentTransport))
 	if err != nil {
 		return nil, fmt.Errorf("new thrift server: %w", err)

@@ -481,6 +481,75 @@ func (p *GossipState) Value() (driver.Value, error) {
 	return int64(*p), nil
 }
 
+// A gossip keyring operation.
+type GossipKeyOp int64
+
+const (
+	GossipKeyOp_LIST    GossipKeyOp = 1
+	GossipKeyOp_INSTALL GossipKeyOp = 2
+	GossipKeyOp_USE     GossipKeyOp = 3
+	GossipKeyOp_REMOVE  GossipKeyOp = 4
+)
+
+func (p GossipKeyOp) String() string {
+	switch p {
+	case GossipKeyOp_LIST:
+		return "LIST"
+	case GossipKeyOp_INSTALL:
+		return "INSTALL"
+	case GossipKeyOp_USE:
+		return "USE"
+	case GossipKeyOp_REMOVE:
+		return "REMOVE"
+	}
+	return "<UNSET>"
+}
+
+func GossipKeyOpFromString(s string) (GossipKeyOp, error) {
+	switch s {
+	case "LIST":
+		return GossipKeyOp_LIST, nil
+	case "INSTALL":
+		return GossipKeyOp_INSTALL, nil
+	case "USE":
+		return GossipKeyOp_USE, nil
+	case "REMOVE":
+		return GossipKeyOp_REMOVE, nil
+	}
+	return GossipKeyOp(0), fmt.Errorf("not a valid GossipKeyOp string")
+}
+
+func GossipKeyOpPtr(v GossipKeyOp) *GossipKeyOp { return &v }
+
+func (p GossipKeyOp) MarshalText() ([]byte, error) {
+	return []byte(p.String()), nil
+}
+
+func (p *GossipKeyOp) UnmarshalText(text []byte) error {
+	q, err := GossipKeyOpFromString(string(text))
+	if err != nil {
+		return err
+	}
+	*p = q
+	return nil
+}
+
+func (p *GossipKeyOp) Scan(value interface{}) error {
+	v, ok := value.(int64)
+	if !ok {
+		return errors.New("Scan value is not int64")
+	}
+	*p = GossipKeyOp(v)
+	return nil
+}
+
+func (p *GossipKeyOp) Value() (driver.Value, error) {
+	if p == nil {
+		return nil, nil
+	}
+	return int64(*p), nil
+}
+
 type CommandOp int64
 
 const (
@@ -8767,6 +8836,575 @@ func (p *TransferLeadershipResponse) String() string {
 }
 
 // Attributes:
+//   - Op
+//   - Key: The AES key (16, 24 or 32 bytes); required except for LIST.
+type GossipKeyRequest struct {
+	Op  GossipKeyOp `thrift:"op,1,required" db:"op" json:"op"`
+	Key []byte      `thrift:"key,2" db:"key" json:"key,omitempty"`
+}
+
+func NewGossipKeyRequest() *GossipKeyRequest {
+	return &GossipKeyRequest{}
+}
+
+func (p *GossipKeyRequest) GetOp() GossipKeyOp {
+	return p.Op
+}
+
+var GossipKeyRequest_Key_DEFAULT []byte
+
+func (p *GossipKeyRequest) GetKey() []byte {
+	return p.Key
+}
+func (p *GossipKeyRequest) IsSetKey() bool {
+	return p.Key != nil
+}
+
+func (p *GossipKeyRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetOp bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I32 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetOp = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetOp {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Op is not set"))
+	}
+	return nil
+}
+
+func (p *GossipKeyRequest) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI32(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		temp := GossipKeyOp(v)
+		p.Op = temp
+	}
+	return nil
+}
+
+func (p *GossipKeyRequest) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadBinary(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.Key = v
+	}
+	return nil
+}
+
+func (p *GossipKeyRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "GossipKeyRequest"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *GossipKeyRequest) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "op", thrift.I32, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:op: ", p), err)
+	}
+	if err := oprot.WriteI32(ctx, int32(p.Op)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.op (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:op: ", p), err)
+	}
+	return err
+}
+
+func (p *GossipKeyRequest) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetKey() {
+		if err := oprot.WriteFieldBegin(ctx, "key", thrift.STRING, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:key: ", p), err)
+		}
+		if err := oprot.WriteBinary(ctx, p.Key); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.key (2) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:key: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *GossipKeyRequest) Equals(other *GossipKeyRequest) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.Op != other.Op {
+		return false
+	}
+	if bytes.Compare(p.Key, other.Key) != 0 {
+		return false
+	}
+	return true
+}
+
+func (p *GossipKeyRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("GossipKeyRequest(%+v)", *p)
+}
+
+// One node's keyring after the operation, or why it failed there.
+//
+// Attributes:
+//   - NodeID
+//   - Fingerprints: Fingerprints of the node's keys (the first 8 bytes of each key's
+//
+// SHA-256, in hex), the key in use first. Keys themselves never travel.
+//   - Error: Set when the operation failed on this node.
+type NodeGossipKeys struct {
+	NodeID       string   `thrift:"node_id,1,required" db:"node_id" json:"node_id"`
+	Fingerprints []string `thrift:"fingerprints,2,required" db:"fingerprints" json:"fingerprints"`
+	Error        *string  `thrift:"error,3" db:"error" json:"error,omitempty"`
+}
+
+func NewNodeGossipKeys() *NodeGossipKeys {
+	return &NodeGossipKeys{}
+}
+
+func (p *NodeGossipKeys) GetNodeID() string {
+	return p.NodeID
+}
+
+func (p *NodeGossipKeys) GetFingerprints() []string {
+	return p.Fingerprints
+}
+
+var NodeGossipKeys_Error_DEFAULT string
+
+func (p *NodeGossipKeys) GetError() string {
+	if !p.IsSetError() {
+		return NodeGossipKeys_Error_DEFAULT
+	}
+	return *p.Error
+}
+func (p *NodeGossipKeys) IsSetError() bool {
+	return p.Error != nil
+}
+
+func (p *NodeGossipKeys) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetNodeID bool = false
+	var issetFingerprints bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetNodeID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.LIST {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+				issetFingerprints = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetNodeID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field NodeID is not set"))
+	}
+	if !issetFingerprints {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Fingerprints is not set"))
+	}
+	return nil
+}
+
+func (p *NodeGossipKeys) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.NodeID = v
+	}
+	return nil
+}
+
+func (p *NodeGossipKeys) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	_, size, err := iprot.ReadListBegin(ctx)
+	if err != nil {
+		return thrift.PrependError("error reading list begin: ", err)
+	}
+	tSlice := make([]string, 0, size)
+	p.Fingerprints = tSlice
+	for i := 0; i < size; i++ {
+		var _elem12 string
+		if v, err := iprot.ReadString(ctx); err != nil {
+			return thrift.PrependError("error reading field 0: ", err)
+		} else {
+			_elem12 = v
+		}
+		p.Fingerprints = append(p.Fingerprints, _elem12)
+	}
+	if err := iprot.ReadListEnd(ctx); err != nil {
+		return thrift.PrependError("error reading list end: ", err)
+	}
+	return nil
+}
+
+func (p *NodeGossipKeys) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 3: ", err)
+	} else {
+		p.Error = &v
+	}
+	return nil
+}
+
+func (p *NodeGossipKeys) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "NodeGossipKeys"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *NodeGossipKeys) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "node_id", thrift.STRING, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:node_id: ", p), err)
+	}
+	if err := oprot.WriteString(ctx, string(p.NodeID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.node_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:node_id: ", p), err)
+	}
+	return err
+}
+
+func (p *NodeGossipKeys) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "fingerprints", thrift.LIST, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:fingerprints: ", p), err)
+	}
+	if err := oprot.WriteListBegin(ctx, thrift.STRING, len(p.Fingerprints)); err != nil {
+		return thrift.PrependError("error writing list begin: ", err)
+	}
+	for _, v := range p.Fingerprints {
+		if err := oprot.WriteString(ctx, string(v)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T. (0) field write error: ", p), err)
+		}
+	}
+	if err := oprot.WriteListEnd(ctx); err != nil {
+		return thrift.PrependError("error writing list end: ", err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:fingerprints: ", p), err)
+	}
+	return err
+}
+
+func (p *NodeGossipKeys) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetError() {
+		if err := oprot.WriteFieldBegin(ctx, "error", thrift.STRING, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:error: ", p), err)
+		}
+		if err := oprot.WriteString(ctx, string(*p.Error)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.error (3) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:error: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *NodeGossipKeys) Equals(other *NodeGossipKeys) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.NodeID != other.NodeID {
+		return false
+	}
+	if len(p.Fingerprints) != len(other.Fingerprints) {
+		return false
+	}
+	for i, _tgt := range p.Fingerprints {
+		_src13 := other.Fingerprints[i]
+		if _tgt != _src13 {
+			return false
+		}
+	}
+	if p.Error != other.Error {
+		if p.Error == nil || other.Error == nil {
+			return false
+		}
+		if (*p.Error) != (*other.Error) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *NodeGossipKeys) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("NodeGossipKeys(%+v)", *p)
+}
+
+// Attributes:
+//   - Nodes: Every alive member's result, sorted by node_id.
+type GossipKeyResponse struct {
+	Nodes []*NodeGossipKeys `thrift:"nodes,1,required" db:"nodes" json:"nodes"`
+}
+
+func NewGossipKeyResponse() *GossipKeyResponse {
+	return &GossipKeyResponse{}
+}
+
+func (p *GossipKeyResponse) GetNodes() []*NodeGossipKeys {
+	return p.Nodes
+}
+func (p *GossipKeyResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetNodes bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.LIST {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetNodes = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetNodes {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Nodes is not set"))
+	}
+	return nil
+}
+
+func (p *GossipKeyResponse) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	_, size, err := iprot.ReadListBegin(ctx)
+	if err != nil {
+		return thrift.PrependError("error reading list begin: ", err)
+	}
+	tSlice := make([]*NodeGossipKeys, 0, size)
+	p.Nodes = tSlice
+	for i := 0; i < size; i++ {
+		_elem14 := &NodeGossipKeys{}
+		if err := _elem14.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem14), err)
+		}
+		p.Nodes = append(p.Nodes, _elem14)
+	}
+	if err := iprot.ReadListEnd(ctx); err != nil {
+		return thrift.PrependError("error reading list end: ", err)
+	}
+	return nil
+}
+
+func (p *GossipKeyResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "GossipKeyResponse"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *GossipKeyResponse) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "nodes", thrift.LIST, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:nodes: ", p), err)
+	}
+	if err := oprot.WriteListBegin(ctx, thrift.STRUCT, len(p.Nodes)); err != nil {
+		return thrift.PrependError("error writing list begin: ", err)
+	}
+	for _, v := range p.Nodes {
+		if err := v.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", v), err)
+		}
+	}
+	if err := oprot.WriteListEnd(ctx); err != nil {
+		return thrift.PrependError("error writing list end: ", err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:nodes: ", p), err)
+	}
+	return err
+}
+
+func (p *GossipKeyResponse) Equals(other *GossipKeyResponse) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if len(p.Nodes) != len(other.Nodes) {
+		return false
+	}
+	for i, _tgt := range p.Nodes {
+		_src15 := other.Nodes[i]
+		if !_tgt.Equals(_src15) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *GossipKeyResponse) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("GossipKeyResponse(%+v)", *p)
+}
+
+// Attributes:
 //   - Index: The leader's commit index, confirmed with a quorum after the call began.
 //   - Term
 type ReadIndexResponse struct {
@@ -9276,11 +9914,11 @@ func (p *Command) ReadField6(ctx context.Context, iprot thrift.TProtocol) error 
 	tSlice := make([]*Compare, 0, size)
 	p.Compares = tSlice
 	for i := 0; i < size; i++ {
-		_elem12 := &Compare{}
-		if err := _elem12.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem12), err)
+		_elem16 := &Compare{}
+		if err := _elem16.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem16), err)
 		}
-		p.Compares = append(p.Compares, _elem12)
+		p.Compares = append(p.Compares, _elem16)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -9296,11 +9934,11 @@ func (p *Command) ReadField7(ctx context.Context, iprot thrift.TProtocol) error 
 	tSlice := make([]*Op, 0, size)
 	p.Success = tSlice
 	for i := 0; i < size; i++ {
-		_elem13 := &Op{}
-		if err := _elem13.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem13), err)
+		_elem17 := &Op{}
+		if err := _elem17.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem17), err)
 		}
-		p.Success = append(p.Success, _elem13)
+		p.Success = append(p.Success, _elem17)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -9316,11 +9954,11 @@ func (p *Command) ReadField8(ctx context.Context, iprot thrift.TProtocol) error 
 	tSlice := make([]*Op, 0, size)
 	p.Failure = tSlice
 	for i := 0; i < size; i++ {
-		_elem14 := &Op{}
-		if err := _elem14.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem14), err)
+		_elem18 := &Op{}
+		if err := _elem18.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem18), err)
 		}
-		p.Failure = append(p.Failure, _elem14)
+		p.Failure = append(p.Failure, _elem18)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -9620,8 +10258,8 @@ func (p *Command) Equals(other *Command) bool {
 		return false
 	}
 	for i, _tgt := range p.Compares {
-		_src15 := other.Compares[i]
-		if !_tgt.Equals(_src15) {
+		_src19 := other.Compares[i]
+		if !_tgt.Equals(_src19) {
 			return false
 		}
 	}
@@ -9629,8 +10267,8 @@ func (p *Command) Equals(other *Command) bool {
 		return false
 	}
 	for i, _tgt := range p.Success {
-		_src16 := other.Success[i]
-		if !_tgt.Equals(_src16) {
+		_src20 := other.Success[i]
+		if !_tgt.Equals(_src20) {
 			return false
 		}
 	}
@@ -9638,8 +10276,8 @@ func (p *Command) Equals(other *Command) bool {
 		return false
 	}
 	for i, _tgt := range p.Failure {
-		_src17 := other.Failure[i]
-		if !_tgt.Equals(_src17) {
+		_src21 := other.Failure[i]
+		if !_tgt.Equals(_src21) {
 			return false
 		}
 	}
@@ -9745,11 +10383,11 @@ func (p *CommandBatch) ReadField1(ctx context.Context, iprot thrift.TProtocol) e
 	tSlice := make([]*Command, 0, size)
 	p.Commands = tSlice
 	for i := 0; i < size; i++ {
-		_elem18 := &Command{}
-		if err := _elem18.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem18), err)
+		_elem22 := &Command{}
+		if err := _elem22.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem22), err)
 		}
-		p.Commands = append(p.Commands, _elem18)
+		p.Commands = append(p.Commands, _elem22)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -9806,8 +10444,8 @@ func (p *CommandBatch) Equals(other *CommandBatch) bool {
 		return false
 	}
 	for i, _tgt := range p.Commands {
-		_src19 := other.Commands[i]
-		if !_tgt.Equals(_src19) {
+		_src23 := other.Commands[i]
+		if !_tgt.Equals(_src23) {
 			return false
 		}
 	}
@@ -10009,11 +10647,11 @@ func (p *WriteResult_) ReadField4(ctx context.Context, iprot thrift.TProtocol) e
 	tSlice := make([]*OpResult_, 0, size)
 	p.Results = tSlice
 	for i := 0; i < size; i++ {
-		_elem20 := &OpResult_{}
-		if err := _elem20.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem20), err)
+		_elem24 := &OpResult_{}
+		if err := _elem24.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem24), err)
 		}
-		p.Results = append(p.Results, _elem20)
+		p.Results = append(p.Results, _elem24)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -10158,8 +10796,8 @@ func (p *WriteResult_) Equals(other *WriteResult_) bool {
 		return false
 	}
 	for i, _tgt := range p.Results {
-		_src21 := other.Results[i]
-		if !_tgt.Equals(_src21) {
+		_src25 := other.Results[i]
+		if !_tgt.Equals(_src25) {
 			return false
 		}
 	}
@@ -10241,40 +10879,11 @@ func (p *KVClient) SetLastResponseMeta_(meta thrift.ResponseMeta) {
 // Parameters:
 //   - Req
 func (p *KVClient) Get(ctx context.Context, req *GetRequest) (_r *GetResponse, _err error) {
-	var _args22 KVGetArgs
-	_args22.Req = req
-	var _result24 KVGetResult
-	var _meta23 thrift.ResponseMeta
-	_meta23, _err = p.Client_().Call(ctx, "get", &_args22, &_result24)
-	p.SetLastResponseMeta_(_meta23)
-	if _err != nil {
-		return
-	}
-	switch {
-	case _result24.Invalid != nil:
-		return _r, _result24.Invalid
-	case _result24.NotLeader != nil:
-		return _r, _result24.NotLeader
-	case _result24.Unavailable != nil:
-		return _r, _result24.Unavailable
-	case _result24.Timeout != nil:
-		return _r, _result24.Timeout
-	}
-
-	if _ret25 := _result24.GetSuccess(); _ret25 != nil {
-		return _ret25, nil
-	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "get failed: unknown result")
-}
-
-// Parameters:
-//   - Req
-func (p *KVClient) Put(ctx context.Context, req *PutRequest) (_r *PutResponse, _err error) {
-	var _args26 KVPutArgs
+	var _args26 KVGetArgs
 	_args26.Req = req
-	var _result28 KVPutResult
+	var _result28 KVGetResult
 	var _meta27 thrift.ResponseMeta
-	_meta27, _err = p.Client_().Call(ctx, "put", &_args26, &_result28)
+	_meta27, _err = p.Client_().Call(ctx, "get", &_args26, &_result28)
 	p.SetLastResponseMeta_(_meta27)
 	if _err != nil {
 		return
@@ -10293,17 +10902,17 @@ func (p *KVClient) Put(ctx context.Context, req *PutRequest) (_r *PutResponse, _
 	if _ret29 := _result28.GetSuccess(); _ret29 != nil {
 		return _ret29, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "put failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "get failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVClient) DeleteKey(ctx context.Context, req *DeleteRequest) (_r *DeleteResponse, _err error) {
-	var _args30 KVDeleteKeyArgs
+func (p *KVClient) Put(ctx context.Context, req *PutRequest) (_r *PutResponse, _err error) {
+	var _args30 KVPutArgs
 	_args30.Req = req
-	var _result32 KVDeleteKeyResult
+	var _result32 KVPutResult
 	var _meta31 thrift.ResponseMeta
-	_meta31, _err = p.Client_().Call(ctx, "delete_key", &_args30, &_result32)
+	_meta31, _err = p.Client_().Call(ctx, "put", &_args30, &_result32)
 	p.SetLastResponseMeta_(_meta31)
 	if _err != nil {
 		return
@@ -10322,17 +10931,17 @@ func (p *KVClient) DeleteKey(ctx context.Context, req *DeleteRequest) (_r *Delet
 	if _ret33 := _result32.GetSuccess(); _ret33 != nil {
 		return _ret33, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "delete_key failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "put failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVClient) Cas(ctx context.Context, req *CASRequest) (_r *CASResponse, _err error) {
-	var _args34 KVCasArgs
+func (p *KVClient) DeleteKey(ctx context.Context, req *DeleteRequest) (_r *DeleteResponse, _err error) {
+	var _args34 KVDeleteKeyArgs
 	_args34.Req = req
-	var _result36 KVCasResult
+	var _result36 KVDeleteKeyResult
 	var _meta35 thrift.ResponseMeta
-	_meta35, _err = p.Client_().Call(ctx, "cas", &_args34, &_result36)
+	_meta35, _err = p.Client_().Call(ctx, "delete_key", &_args34, &_result36)
 	p.SetLastResponseMeta_(_meta35)
 	if _err != nil {
 		return
@@ -10351,17 +10960,17 @@ func (p *KVClient) Cas(ctx context.Context, req *CASRequest) (_r *CASResponse, _
 	if _ret37 := _result36.GetSuccess(); _ret37 != nil {
 		return _ret37, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "cas failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "delete_key failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVClient) Scan(ctx context.Context, req *ScanRequest) (_r *ScanResponse, _err error) {
-	var _args38 KVScanArgs
+func (p *KVClient) Cas(ctx context.Context, req *CASRequest) (_r *CASResponse, _err error) {
+	var _args38 KVCasArgs
 	_args38.Req = req
-	var _result40 KVScanResult
+	var _result40 KVCasResult
 	var _meta39 thrift.ResponseMeta
-	_meta39, _err = p.Client_().Call(ctx, "scan", &_args38, &_result40)
+	_meta39, _err = p.Client_().Call(ctx, "cas", &_args38, &_result40)
 	p.SetLastResponseMeta_(_meta39)
 	if _err != nil {
 		return
@@ -10380,17 +10989,17 @@ func (p *KVClient) Scan(ctx context.Context, req *ScanRequest) (_r *ScanResponse
 	if _ret41 := _result40.GetSuccess(); _ret41 != nil {
 		return _ret41, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "scan failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "cas failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVClient) Txn(ctx context.Context, req *TxnRequest) (_r *TxnResponse, _err error) {
-	var _args42 KVTxnArgs
+func (p *KVClient) Scan(ctx context.Context, req *ScanRequest) (_r *ScanResponse, _err error) {
+	var _args42 KVScanArgs
 	_args42.Req = req
-	var _result44 KVTxnResult
+	var _result44 KVScanResult
 	var _meta43 thrift.ResponseMeta
-	_meta43, _err = p.Client_().Call(ctx, "txn", &_args42, &_result44)
+	_meta43, _err = p.Client_().Call(ctx, "scan", &_args42, &_result44)
 	p.SetLastResponseMeta_(_meta43)
 	if _err != nil {
 		return
@@ -10409,20 +11018,49 @@ func (p *KVClient) Txn(ctx context.Context, req *TxnRequest) (_r *TxnResponse, _
 	if _ret45 := _result44.GetSuccess(); _ret45 != nil {
 		return _ret45, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "txn failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "scan failed: unknown result")
 }
 
-func (p *KVClient) Status(ctx context.Context) (_r *StatusResponse, _err error) {
-	var _args46 KVStatusArgs
-	var _result48 KVStatusResult
+// Parameters:
+//   - Req
+func (p *KVClient) Txn(ctx context.Context, req *TxnRequest) (_r *TxnResponse, _err error) {
+	var _args46 KVTxnArgs
+	_args46.Req = req
+	var _result48 KVTxnResult
 	var _meta47 thrift.ResponseMeta
-	_meta47, _err = p.Client_().Call(ctx, "status", &_args46, &_result48)
+	_meta47, _err = p.Client_().Call(ctx, "txn", &_args46, &_result48)
 	p.SetLastResponseMeta_(_meta47)
 	if _err != nil {
 		return
 	}
+	switch {
+	case _result48.Invalid != nil:
+		return _r, _result48.Invalid
+	case _result48.NotLeader != nil:
+		return _r, _result48.NotLeader
+	case _result48.Unavailable != nil:
+		return _r, _result48.Unavailable
+	case _result48.Timeout != nil:
+		return _r, _result48.Timeout
+	}
+
 	if _ret49 := _result48.GetSuccess(); _ret49 != nil {
 		return _ret49, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "txn failed: unknown result")
+}
+
+func (p *KVClient) Status(ctx context.Context) (_r *StatusResponse, _err error) {
+	var _args50 KVStatusArgs
+	var _result52 KVStatusResult
+	var _meta51 thrift.ResponseMeta
+	_meta51, _err = p.Client_().Call(ctx, "status", &_args50, &_result52)
+	p.SetLastResponseMeta_(_meta51)
+	if _err != nil {
+		return
+	}
+	if _ret53 := _result52.GetSuccess(); _ret53 != nil {
+		return _ret53, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "status failed: unknown result")
 }
@@ -10447,15 +11085,15 @@ func (p *KVProcessor) ProcessorMap() map[string]thrift.TProcessorFunction {
 
 func NewKVProcessor(handler KV) *KVProcessor {
 
-	self50 := &KVProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
-	self50.processorMap["get"] = &kVProcessorGet{handler: handler}
-	self50.processorMap["put"] = &kVProcessorPut{handler: handler}
-	self50.processorMap["delete_key"] = &kVProcessorDeleteKey{handler: handler}
-	self50.processorMap["cas"] = &kVProcessorCas{handler: handler}
-	self50.processorMap["scan"] = &kVProcessorScan{handler: handler}
-	self50.processorMap["txn"] = &kVProcessorTxn{handler: handler}
-	self50.processorMap["status"] = &kVProcessorStatus{handler: handler}
-	return self50
+	self54 := &KVProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self54.processorMap["get"] = &kVProcessorGet{handler: handler}
+	self54.processorMap["put"] = &kVProcessorPut{handler: handler}
+	self54.processorMap["delete_key"] = &kVProcessorDeleteKey{handler: handler}
+	self54.processorMap["cas"] = &kVProcessorCas{handler: handler}
+	self54.processorMap["scan"] = &kVProcessorScan{handler: handler}
+	self54.processorMap["txn"] = &kVProcessorTxn{handler: handler}
+	self54.processorMap["status"] = &kVProcessorStatus{handler: handler}
+	return self54
 }
 
 func (p *KVProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
@@ -10468,12 +11106,12 @@ func (p *KVProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol
 	}
 	iprot.Skip(ctx, thrift.STRUCT)
 	iprot.ReadMessageEnd(ctx)
-	x51 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	x55 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
 	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
-	x51.Write(ctx, oprot)
+	x55.Write(ctx, oprot)
 	oprot.WriteMessageEnd(ctx)
 	oprot.Flush(ctx)
-	return false, x51
+	return false, x55
 
 }
 
@@ -10482,7 +11120,7 @@ type kVProcessorGet struct {
 }
 
 func (p *kVProcessorGet) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err52 error
+	var _write_err56 error
 	args := KVGetArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -10538,21 +11176,21 @@ func (p *kVProcessorGet) Process(ctx context.Context, seqId int32, iprot, oprot 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc53 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing get: "+err2.Error())
+			_exc57 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing get: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "get", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err52 = thrift.WrapTException(err2)
+				_write_err56 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc53.Write(ctx, oprot); _write_err52 == nil && err2 != nil {
-				_write_err52 = thrift.WrapTException(err2)
+			if err2 := _exc57.Write(ctx, oprot); _write_err56 == nil && err2 != nil {
+				_write_err56 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err52 == nil && err2 != nil {
-				_write_err52 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err56 == nil && err2 != nil {
+				_write_err56 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err52 == nil && err2 != nil {
-				_write_err52 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err56 == nil && err2 != nil {
+				_write_err56 = thrift.WrapTException(err2)
 			}
-			if _write_err52 != nil {
-				return false, thrift.WrapTException(_write_err52)
+			if _write_err56 != nil {
+				return false, thrift.WrapTException(_write_err56)
 			}
 			return true, err
 		}
@@ -10561,19 +11199,19 @@ func (p *kVProcessorGet) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "get", thrift.REPLY, seqId); err2 != nil {
-		_write_err52 = thrift.WrapTException(err2)
+		_write_err56 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err52 == nil && err2 != nil {
-		_write_err52 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err56 == nil && err2 != nil {
+		_write_err56 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err52 == nil && err2 != nil {
-		_write_err52 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err56 == nil && err2 != nil {
+		_write_err56 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err52 == nil && err2 != nil {
-		_write_err52 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err56 == nil && err2 != nil {
+		_write_err56 = thrift.WrapTException(err2)
 	}
-	if _write_err52 != nil {
-		return false, thrift.WrapTException(_write_err52)
+	if _write_err56 != nil {
+		return false, thrift.WrapTException(_write_err56)
 	}
 	return true, err
 }
@@ -10583,7 +11221,7 @@ type kVProcessorPut struct {
 }
 
 func (p *kVProcessorPut) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err54 error
+	var _write_err58 error
 	args := KVPutArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -10639,21 +11277,21 @@ func (p *kVProcessorPut) Process(ctx context.Context, seqId int32, iprot, oprot 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc55 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing put: "+err2.Error())
+			_exc59 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing put: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "put", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err54 = thrift.WrapTException(err2)
+				_write_err58 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc55.Write(ctx, oprot); _write_err54 == nil && err2 != nil {
-				_write_err54 = thrift.WrapTException(err2)
+			if err2 := _exc59.Write(ctx, oprot); _write_err58 == nil && err2 != nil {
+				_write_err58 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err54 == nil && err2 != nil {
-				_write_err54 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err58 == nil && err2 != nil {
+				_write_err58 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err54 == nil && err2 != nil {
-				_write_err54 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err58 == nil && err2 != nil {
+				_write_err58 = thrift.WrapTException(err2)
 			}
-			if _write_err54 != nil {
-				return false, thrift.WrapTException(_write_err54)
+			if _write_err58 != nil {
+				return false, thrift.WrapTException(_write_err58)
 			}
 			return true, err
 		}
@@ -10662,19 +11300,19 @@ func (p *kVProcessorPut) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "put", thrift.REPLY, seqId); err2 != nil {
-		_write_err54 = thrift.WrapTException(err2)
+		_write_err58 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err54 == nil && err2 != nil {
-		_write_err54 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err58 == nil && err2 != nil {
+		_write_err58 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err54 == nil && err2 != nil {
-		_write_err54 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err58 == nil && err2 != nil {
+		_write_err58 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err54 == nil && err2 != nil {
-		_write_err54 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err58 == nil && err2 != nil {
+		_write_err58 = thrift.WrapTException(err2)
 	}
-	if _write_err54 != nil {
-		return false, thrift.WrapTException(_write_err54)
+	if _write_err58 != nil {
+		return false, thrift.WrapTException(_write_err58)
 	}
 	return true, err
 }
@@ -10684,7 +11322,7 @@ type kVProcessorDeleteKey struct {
 }
 
 func (p *kVProcessorDeleteKey) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err56 error
+	var _write_err60 error
 	args := KVDeleteKeyArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -10740,21 +11378,21 @@ func (p *kVProcessorDeleteKey) Process(ctx context.Context, seqId int32, iprot, 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc57 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing delete_key: "+err2.Error())
+			_exc61 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing delete_key: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "delete_key", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+				_write_err60 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc57.Write(ctx, oprot); _write_err56 == nil && err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+			if err2 := _exc61.Write(ctx, oprot); _write_err60 == nil && err2 != nil {
+				_write_err60 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err56 == nil && err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err60 == nil && err2 != nil {
+				_write_err60 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err56 == nil && err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err60 == nil && err2 != nil {
+				_write_err60 = thrift.WrapTException(err2)
 			}
-			if _write_err56 != nil {
-				return false, thrift.WrapTException(_write_err56)
+			if _write_err60 != nil {
+				return false, thrift.WrapTException(_write_err60)
 			}
 			return true, err
 		}
@@ -10763,19 +11401,19 @@ func (p *kVProcessorDeleteKey) Process(ctx context.Context, seqId int32, iprot, 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "delete_key", thrift.REPLY, seqId); err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+		_write_err60 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err56 == nil && err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err60 == nil && err2 != nil {
+		_write_err60 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err56 == nil && err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err60 == nil && err2 != nil {
+		_write_err60 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err56 == nil && err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err60 == nil && err2 != nil {
+		_write_err60 = thrift.WrapTException(err2)
 	}
-	if _write_err56 != nil {
-		return false, thrift.WrapTException(_write_err56)
+	if _write_err60 != nil {
+		return false, thrift.WrapTException(_write_err60)
 	}
 	return true, err
 }
@@ -10785,7 +11423,7 @@ type kVProcessorCas struct {
 }
 
 func (p *kVProcessorCas) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err58 error
+	var _write_err62 error
 	args := KVCasArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -10841,21 +11479,21 @@ func (p *kVProcessorCas) Process(ctx context.Context, seqId int32, iprot, oprot 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc59 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing cas: "+err2.Error())
+			_exc63 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing cas: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "cas", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+				_write_err62 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc59.Write(ctx, oprot); _write_err58 == nil && err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+			if err2 := _exc63.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
+				_write_err62 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err58 == nil && err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
+				_write_err62 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err58 == nil && err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
+				_write_err62 = thrift.WrapTException(err2)
 			}
-			if _write_err58 != nil {
-				return false, thrift.WrapTException(_write_err58)
+			if _write_err62 != nil {
+				return false, thrift.WrapTException(_write_err62)
 			}
 			return true, err
 		}
@@ -10864,19 +11502,19 @@ func (p *kVProcessorCas) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "cas", thrift.REPLY, seqId); err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+		_write_err62 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err58 == nil && err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
+		_write_err62 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err58 == nil && err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
+		_write_err62 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err58 == nil && err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
+		_write_err62 = thrift.WrapTException(err2)
 	}
-	if _write_err58 != nil {
-		return false, thrift.WrapTException(_write_err58)
+	if _write_err62 != nil {
+		return false, thrift.WrapTException(_write_err62)
 	}
 	return true, err
 }
@@ -10886,7 +11524,7 @@ type kVProcessorScan struct {
 }
 
 func (p *kVProcessorScan) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err60 error
+	var _write_err64 error
 	args := KVScanArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -10942,21 +11580,21 @@ func (p *kVProcessorScan) Process(ctx context.Context, seqId int32, iprot, oprot
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc61 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing scan: "+err2.Error())
+			_exc65 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing scan: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "scan", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+				_write_err64 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc61.Write(ctx, oprot); _write_err60 == nil && err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+			if err2 := _exc65.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
+				_write_err64 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err60 == nil && err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
+				_write_err64 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err60 == nil && err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
+				_write_err64 = thrift.WrapTException(err2)
 			}
-			if _write_err60 != nil {
-				return false, thrift.WrapTException(_write_err60)
+			if _write_err64 != nil {
+				return false, thrift.WrapTException(_write_err64)
 			}
 			return true, err
 		}
@@ -10965,19 +11603,19 @@ func (p *kVProcessorScan) Process(ctx context.Context, seqId int32, iprot, oprot
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "scan", thrift.REPLY, seqId); err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+		_write_err64 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err60 == nil && err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
+		_write_err64 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err60 == nil && err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
+		_write_err64 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err60 == nil && err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
+		_write_err64 = thrift.WrapTException(err2)
 	}
-	if _write_err60 != nil {
-		return false, thrift.WrapTException(_write_err60)
+	if _write_err64 != nil {
+		return false, thrift.WrapTException(_write_err64)
 	}
 	return true, err
 }
@@ -10987,7 +11625,7 @@ type kVProcessorTxn struct {
 }
 
 func (p *kVProcessorTxn) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err62 error
+	var _write_err66 error
 	args := KVTxnArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -11043,21 +11681,21 @@ func (p *kVProcessorTxn) Process(ctx context.Context, seqId int32, iprot, oprot 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc63 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing txn: "+err2.Error())
+			_exc67 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing txn: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "txn", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+				_write_err66 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc63.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+			if err2 := _exc67.Write(ctx, oprot); _write_err66 == nil && err2 != nil {
+				_write_err66 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err66 == nil && err2 != nil {
+				_write_err66 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err66 == nil && err2 != nil {
+				_write_err66 = thrift.WrapTException(err2)
 			}
-			if _write_err62 != nil {
-				return false, thrift.WrapTException(_write_err62)
+			if _write_err66 != nil {
+				return false, thrift.WrapTException(_write_err66)
 			}
 			return true, err
 		}
@@ -11066,19 +11704,19 @@ func (p *kVProcessorTxn) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "txn", thrift.REPLY, seqId); err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+		_write_err66 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err66 == nil && err2 != nil {
+		_write_err66 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err66 == nil && err2 != nil {
+		_write_err66 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err66 == nil && err2 != nil {
+		_write_err66 = thrift.WrapTException(err2)
 	}
-	if _write_err62 != nil {
-		return false, thrift.WrapTException(_write_err62)
+	if _write_err66 != nil {
+		return false, thrift.WrapTException(_write_err66)
 	}
 	return true, err
 }
@@ -11088,7 +11726,7 @@ type kVProcessorStatus struct {
 }
 
 func (p *kVProcessorStatus) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err64 error
+	var _write_err68 error
 	args := KVStatusArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -11134,21 +11772,21 @@ func (p *kVProcessorStatus) Process(ctx context.Context, seqId int32, iprot, opr
 		if errors.Is(err2, thrift.ErrAbandonRequest) {
 			return false, thrift.WrapTException(err2)
 		}
-		_exc65 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing status: "+err2.Error())
+		_exc69 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing status: "+err2.Error())
 		if err2 := oprot.WriteMessageBegin(ctx, "status", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err64 = thrift.WrapTException(err2)
+			_write_err68 = thrift.WrapTException(err2)
 		}
-		if err2 := _exc65.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
-			_write_err64 = thrift.WrapTException(err2)
+		if err2 := _exc69.Write(ctx, oprot); _write_err68 == nil && err2 != nil {
+			_write_err68 = thrift.WrapTException(err2)
 		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
-			_write_err64 = thrift.WrapTException(err2)
+		if err2 := oprot.WriteMessageEnd(ctx); _write_err68 == nil && err2 != nil {
+			_write_err68 = thrift.WrapTException(err2)
 		}
-		if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
-			_write_err64 = thrift.WrapTException(err2)
+		if err2 := oprot.Flush(ctx); _write_err68 == nil && err2 != nil {
+			_write_err68 = thrift.WrapTException(err2)
 		}
-		if _write_err64 != nil {
-			return false, thrift.WrapTException(_write_err64)
+		if _write_err68 != nil {
+			return false, thrift.WrapTException(_write_err68)
 		}
 		return true, err
 	} else {
@@ -11156,19 +11794,19 @@ func (p *kVProcessorStatus) Process(ctx context.Context, seqId int32, iprot, opr
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "status", thrift.REPLY, seqId); err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+		_write_err68 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err68 == nil && err2 != nil {
+		_write_err68 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err68 == nil && err2 != nil {
+		_write_err68 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err68 == nil && err2 != nil {
+		_write_err68 = thrift.WrapTException(err2)
 	}
-	if _write_err64 != nil {
-		return false, thrift.WrapTException(_write_err64)
+	if _write_err68 != nil {
+		return false, thrift.WrapTException(_write_err68)
 	}
 	return true, err
 }
@@ -13881,6 +14519,13 @@ type Cluster interface { //Cluster membership and topology. Any node answers top
 	// Parameters:
 	//  - Req
 	TransferLeadership(ctx context.Context, req *TransferLeadershipRequest) (_r *TransferLeadershipResponse, _err error)
+	// Applies a gossip keyring operation on every alive member (any node
+	// answers; it asks each member in turn). Rotation without downtime:
+	// INSTALL the new key, USE it, REMOVE the old one.
+	//
+	// Parameters:
+	//  - Req
+	GossipKeys(ctx context.Context, req *GossipKeyRequest) (_r *GossipKeyResponse, _err error)
 }
 
 // Cluster membership and topology. Any node answers topology; changes are
@@ -13922,21 +14567,21 @@ func (p *ClusterClient) SetLastResponseMeta_(meta thrift.ResponseMeta) {
 }
 
 func (p *ClusterClient) Topology(ctx context.Context) (_r *Topology, _err error) {
-	var _args66 ClusterTopologyArgs
-	var _result68 ClusterTopologyResult
-	var _meta67 thrift.ResponseMeta
-	_meta67, _err = p.Client_().Call(ctx, "topology", &_args66, &_result68)
-	p.SetLastResponseMeta_(_meta67)
+	var _args70 ClusterTopologyArgs
+	var _result72 ClusterTopologyResult
+	var _meta71 thrift.ResponseMeta
+	_meta71, _err = p.Client_().Call(ctx, "topology", &_args70, &_result72)
+	p.SetLastResponseMeta_(_meta71)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result68.Unavailable != nil:
-		return _r, _result68.Unavailable
+	case _result72.Unavailable != nil:
+		return _r, _result72.Unavailable
 	}
 
-	if _ret69 := _result68.GetSuccess(); _ret69 != nil {
-		return _ret69, nil
+	if _ret73 := _result72.GetSuccess(); _ret73 != nil {
+		return _ret73, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "topology failed: unknown result")
 }
@@ -13949,40 +14594,11 @@ func (p *ClusterClient) Topology(ctx context.Context) (_r *Topology, _err error)
 // Parameters:
 //   - Req
 func (p *ClusterClient) AddMember(ctx context.Context, req *AddMemberRequest) (_r *MemberChangeResponse, _err error) {
-	var _args70 ClusterAddMemberArgs
-	_args70.Req = req
-	var _result72 ClusterAddMemberResult
-	var _meta71 thrift.ResponseMeta
-	_meta71, _err = p.Client_().Call(ctx, "add_member", &_args70, &_result72)
-	p.SetLastResponseMeta_(_meta71)
-	if _err != nil {
-		return
-	}
-	switch {
-	case _result72.Invalid != nil:
-		return _r, _result72.Invalid
-	case _result72.NotLeader != nil:
-		return _r, _result72.NotLeader
-	case _result72.Unavailable != nil:
-		return _r, _result72.Unavailable
-	case _result72.Timeout != nil:
-		return _r, _result72.Timeout
-	}
-
-	if _ret73 := _result72.GetSuccess(); _ret73 != nil {
-		return _ret73, nil
-	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "add_member failed: unknown result")
-}
-
-// Parameters:
-//   - Req
-func (p *ClusterClient) RemoveMember(ctx context.Context, req *RemoveMemberRequest) (_r *MemberChangeResponse, _err error) {
-	var _args74 ClusterRemoveMemberArgs
+	var _args74 ClusterAddMemberArgs
 	_args74.Req = req
-	var _result76 ClusterRemoveMemberResult
+	var _result76 ClusterAddMemberResult
 	var _meta75 thrift.ResponseMeta
-	_meta75, _err = p.Client_().Call(ctx, "remove_member", &_args74, &_result76)
+	_meta75, _err = p.Client_().Call(ctx, "add_member", &_args74, &_result76)
 	p.SetLastResponseMeta_(_meta75)
 	if _err != nil {
 		return
@@ -14001,17 +14617,17 @@ func (p *ClusterClient) RemoveMember(ctx context.Context, req *RemoveMemberReque
 	if _ret77 := _result76.GetSuccess(); _ret77 != nil {
 		return _ret77, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "remove_member failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "add_member failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *ClusterClient) PromoteMember(ctx context.Context, req *PromoteMemberRequest) (_r *MemberChangeResponse, _err error) {
-	var _args78 ClusterPromoteMemberArgs
+func (p *ClusterClient) RemoveMember(ctx context.Context, req *RemoveMemberRequest) (_r *MemberChangeResponse, _err error) {
+	var _args78 ClusterRemoveMemberArgs
 	_args78.Req = req
-	var _result80 ClusterPromoteMemberResult
+	var _result80 ClusterRemoveMemberResult
 	var _meta79 thrift.ResponseMeta
-	_meta79, _err = p.Client_().Call(ctx, "promote_member", &_args78, &_result80)
+	_meta79, _err = p.Client_().Call(ctx, "remove_member", &_args78, &_result80)
 	p.SetLastResponseMeta_(_meta79)
 	if _err != nil {
 		return
@@ -14030,17 +14646,17 @@ func (p *ClusterClient) PromoteMember(ctx context.Context, req *PromoteMemberReq
 	if _ret81 := _result80.GetSuccess(); _ret81 != nil {
 		return _ret81, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "promote_member failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "remove_member failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *ClusterClient) TransferLeadership(ctx context.Context, req *TransferLeadershipRequest) (_r *TransferLeadershipResponse, _err error) {
-	var _args82 ClusterTransferLeadershipArgs
+func (p *ClusterClient) PromoteMember(ctx context.Context, req *PromoteMemberRequest) (_r *MemberChangeResponse, _err error) {
+	var _args82 ClusterPromoteMemberArgs
 	_args82.Req = req
-	var _result84 ClusterTransferLeadershipResult
+	var _result84 ClusterPromoteMemberResult
 	var _meta83 thrift.ResponseMeta
-	_meta83, _err = p.Client_().Call(ctx, "transfer_leadership", &_args82, &_result84)
+	_meta83, _err = p.Client_().Call(ctx, "promote_member", &_args82, &_result84)
 	p.SetLastResponseMeta_(_meta83)
 	if _err != nil {
 		return
@@ -14059,7 +14675,65 @@ func (p *ClusterClient) TransferLeadership(ctx context.Context, req *TransferLea
 	if _ret85 := _result84.GetSuccess(); _ret85 != nil {
 		return _ret85, nil
 	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "promote_member failed: unknown result")
+}
+
+// Parameters:
+//   - Req
+func (p *ClusterClient) TransferLeadership(ctx context.Context, req *TransferLeadershipRequest) (_r *TransferLeadershipResponse, _err error) {
+	var _args86 ClusterTransferLeadershipArgs
+	_args86.Req = req
+	var _result88 ClusterTransferLeadershipResult
+	var _meta87 thrift.ResponseMeta
+	_meta87, _err = p.Client_().Call(ctx, "transfer_leadership", &_args86, &_result88)
+	p.SetLastResponseMeta_(_meta87)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result88.Invalid != nil:
+		return _r, _result88.Invalid
+	case _result88.NotLeader != nil:
+		return _r, _result88.NotLeader
+	case _result88.Unavailable != nil:
+		return _r, _result88.Unavailable
+	case _result88.Timeout != nil:
+		return _r, _result88.Timeout
+	}
+
+	if _ret89 := _result88.GetSuccess(); _ret89 != nil {
+		return _ret89, nil
+	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "transfer_leadership failed: unknown result")
+}
+
+// Applies a gossip keyring operation on every alive member (any node
+// answers; it asks each member in turn). Rotation without downtime:
+// INSTALL the new key, USE it, REMOVE the old one.
+//
+// Parameters:
+//   - Req
+func (p *ClusterClient) GossipKeys(ctx context.Context, req *GossipKeyRequest) (_r *GossipKeyResponse, _err error) {
+	var _args90 ClusterGossipKeysArgs
+	_args90.Req = req
+	var _result92 ClusterGossipKeysResult
+	var _meta91 thrift.ResponseMeta
+	_meta91, _err = p.Client_().Call(ctx, "gossip_keys", &_args90, &_result92)
+	p.SetLastResponseMeta_(_meta91)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result92.Invalid != nil:
+		return _r, _result92.Invalid
+	case _result92.Unavailable != nil:
+		return _r, _result92.Unavailable
+	}
+
+	if _ret93 := _result92.GetSuccess(); _ret93 != nil {
+		return _ret93, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "gossip_keys failed: unknown result")
 }
 
 type ClusterProcessor struct {
@@ -14082,13 +14756,14 @@ func (p *ClusterProcessor) ProcessorMap() map[string]thrift.TProcessorFunction {
 
 func NewClusterProcessor(handler Cluster) *ClusterProcessor {
 
-	self86 := &ClusterProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
-	self86.processorMap["topology"] = &clusterProcessorTopology{handler: handler}
-	self86.processorMap["add_member"] = &clusterProcessorAddMember{handler: handler}
-	self86.processorMap["remove_member"] = &clusterProcessorRemoveMember{handler: handler}
-	self86.processorMap["promote_member"] = &clusterProcessorPromoteMember{handler: handler}
-	self86.processorMap["transfer_leadership"] = &clusterProcessorTransferLeadership{handler: handler}
-	return self86
+	self94 := &ClusterProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self94.processorMap["topology"] = &clusterProcessorTopology{handler: handler}
+	self94.processorMap["add_member"] = &clusterProcessorAddMember{handler: handler}
+	self94.processorMap["remove_member"] = &clusterProcessorRemoveMember{handler: handler}
+	self94.processorMap["promote_member"] = &clusterProcessorPromoteMember{handler: handler}
+	self94.processorMap["transfer_leadership"] = &clusterProcessorTransferLeadership{handler: handler}
+	self94.processorMap["gossip_keys"] = &clusterProcessorGossipKeys{handler: handler}
+	return self94
 }
 
 func (p *ClusterProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
@@ -14101,12 +14776,12 @@ func (p *ClusterProcessor) Process(ctx context.Context, iprot, oprot thrift.TPro
 	}
 	iprot.Skip(ctx, thrift.STRUCT)
 	iprot.ReadMessageEnd(ctx)
-	x87 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	x95 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
 	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
-	x87.Write(ctx, oprot)
+	x95.Write(ctx, oprot)
 	oprot.WriteMessageEnd(ctx)
 	oprot.Flush(ctx)
-	return false, x87
+	return false, x95
 
 }
 
@@ -14115,7 +14790,7 @@ type clusterProcessorTopology struct {
 }
 
 func (p *clusterProcessorTopology) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err88 error
+	var _write_err96 error
 	args := ClusterTopologyArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -14165,21 +14840,21 @@ func (p *clusterProcessorTopology) Process(ctx context.Context, seqId int32, ipr
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc89 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing topology: "+err2.Error())
+			_exc97 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing topology: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "topology", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err88 = thrift.WrapTException(err2)
+				_write_err96 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc89.Write(ctx, oprot); _write_err88 == nil && err2 != nil {
-				_write_err88 = thrift.WrapTException(err2)
+			if err2 := _exc97.Write(ctx, oprot); _write_err96 == nil && err2 != nil {
+				_write_err96 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err88 == nil && err2 != nil {
-				_write_err88 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err96 == nil && err2 != nil {
+				_write_err96 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err88 == nil && err2 != nil {
-				_write_err88 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err96 == nil && err2 != nil {
+				_write_err96 = thrift.WrapTException(err2)
 			}
-			if _write_err88 != nil {
-				return false, thrift.WrapTException(_write_err88)
+			if _write_err96 != nil {
+				return false, thrift.WrapTException(_write_err96)
 			}
 			return true, err
 		}
@@ -14188,19 +14863,19 @@ func (p *clusterProcessorTopology) Process(ctx context.Context, seqId int32, ipr
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "topology", thrift.REPLY, seqId); err2 != nil {
-		_write_err88 = thrift.WrapTException(err2)
+		_write_err96 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err88 == nil && err2 != nil {
-		_write_err88 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err96 == nil && err2 != nil {
+		_write_err96 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err88 == nil && err2 != nil {
-		_write_err88 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err96 == nil && err2 != nil {
+		_write_err96 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err88 == nil && err2 != nil {
-		_write_err88 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err96 == nil && err2 != nil {
+		_write_err96 = thrift.WrapTException(err2)
 	}
-	if _write_err88 != nil {
-		return false, thrift.WrapTException(_write_err88)
+	if _write_err96 != nil {
+		return false, thrift.WrapTException(_write_err96)
 	}
 	return true, err
 }
@@ -14210,7 +14885,7 @@ type clusterProcessorAddMember struct {
 }
 
 func (p *clusterProcessorAddMember) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err90 error
+	var _write_err98 error
 	args := ClusterAddMemberArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -14266,21 +14941,21 @@ func (p *clusterProcessorAddMember) Process(ctx context.Context, seqId int32, ip
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc91 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing add_member: "+err2.Error())
+			_exc99 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing add_member: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "add_member", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err90 = thrift.WrapTException(err2)
+				_write_err98 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc91.Write(ctx, oprot); _write_err90 == nil && err2 != nil {
-				_write_err90 = thrift.WrapTException(err2)
+			if err2 := _exc99.Write(ctx, oprot); _write_err98 == nil && err2 != nil {
+				_write_err98 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err90 == nil && err2 != nil {
-				_write_err90 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err98 == nil && err2 != nil {
+				_write_err98 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err90 == nil && err2 != nil {
-				_write_err90 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err98 == nil && err2 != nil {
+				_write_err98 = thrift.WrapTException(err2)
 			}
-			if _write_err90 != nil {
-				return false, thrift.WrapTException(_write_err90)
+			if _write_err98 != nil {
+				return false, thrift.WrapTException(_write_err98)
 			}
 			return true, err
 		}
@@ -14289,19 +14964,19 @@ func (p *clusterProcessorAddMember) Process(ctx context.Context, seqId int32, ip
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "add_member", thrift.REPLY, seqId); err2 != nil {
-		_write_err90 = thrift.WrapTException(err2)
+		_write_err98 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err90 == nil && err2 != nil {
-		_write_err90 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err98 == nil && err2 != nil {
+		_write_err98 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err90 == nil && err2 != nil {
-		_write_err90 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err98 == nil && err2 != nil {
+		_write_err98 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err90 == nil && err2 != nil {
-		_write_err90 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err98 == nil && err2 != nil {
+		_write_err98 = thrift.WrapTException(err2)
 	}
-	if _write_err90 != nil {
-		return false, thrift.WrapTException(_write_err90)
+	if _write_err98 != nil {
+		return false, thrift.WrapTException(_write_err98)
 	}
 	return true, err
 }
@@ -14311,7 +14986,7 @@ type clusterProcessorRemoveMember struct {
 }
 
 func (p *clusterProcessorRemoveMember) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err92 error
+	var _write_err100 error
 	args := ClusterRemoveMemberArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -14367,21 +15042,21 @@ func (p *clusterProcessorRemoveMember) Process(ctx context.Context, seqId int32,
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc93 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing remove_member: "+err2.Error())
+			_exc101 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing remove_member: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "remove_member", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err92 = thrift.WrapTException(err2)
+				_write_err100 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc93.Write(ctx, oprot); _write_err92 == nil && err2 != nil {
-				_write_err92 = thrift.WrapTException(err2)
+			if err2 := _exc101.Write(ctx, oprot); _write_err100 == nil && err2 != nil {
+				_write_err100 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err92 == nil && err2 != nil {
-				_write_err92 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err100 == nil && err2 != nil {
+				_write_err100 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err92 == nil && err2 != nil {
-				_write_err92 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err100 == nil && err2 != nil {
+				_write_err100 = thrift.WrapTException(err2)
 			}
-			if _write_err92 != nil {
-				return false, thrift.WrapTException(_write_err92)
+			if _write_err100 != nil {
+				return false, thrift.WrapTException(_write_err100)
 			}
 			return true, err
 		}
@@ -14390,19 +15065,19 @@ func (p *clusterProcessorRemoveMember) Process(ctx context.Context, seqId int32,
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "remove_member", thrift.REPLY, seqId); err2 != nil {
-		_write_err92 = thrift.WrapTException(err2)
+		_write_err100 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err92 == nil && err2 != nil {
-		_write_err92 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err100 == nil && err2 != nil {
+		_write_err100 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err92 == nil && err2 != nil {
-		_write_err92 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err100 == nil && err2 != nil {
+		_write_err100 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err92 == nil && err2 != nil {
-		_write_err92 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err100 == nil && err2 != nil {
+		_write_err100 = thrift.WrapTException(err2)
 	}
-	if _write_err92 != nil {
-		return false, thrift.WrapTException(_write_err92)
+	if _write_err100 != nil {
+		return false, thrift.WrapTException(_write_err100)
 	}
 	return true, err
 }
@@ -14412,7 +15087,7 @@ type clusterProcessorPromoteMember struct {
 }
 
 func (p *clusterProcessorPromoteMember) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err94 error
+	var _write_err102 error
 	args := ClusterPromoteMemberArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -14468,21 +15143,21 @@ func (p *clusterProcessorPromoteMember) Process(ctx context.Context, seqId int32
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc95 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing promote_member: "+err2.Error())
+			_exc103 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing promote_member: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "promote_member", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err94 = thrift.WrapTException(err2)
+				_write_err102 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc95.Write(ctx, oprot); _write_err94 == nil && err2 != nil {
-				_write_err94 = thrift.WrapTException(err2)
+			if err2 := _exc103.Write(ctx, oprot); _write_err102 == nil && err2 != nil {
+				_write_err102 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err94 == nil && err2 != nil {
-				_write_err94 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err102 == nil && err2 != nil {
+				_write_err102 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err94 == nil && err2 != nil {
-				_write_err94 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err102 == nil && err2 != nil {
+				_write_err102 = thrift.WrapTException(err2)
 			}
-			if _write_err94 != nil {
-				return false, thrift.WrapTException(_write_err94)
+			if _write_err102 != nil {
+				return false, thrift.WrapTException(_write_err102)
 			}
 			return true, err
 		}
@@ -14491,19 +15166,19 @@ func (p *clusterProcessorPromoteMember) Process(ctx context.Context, seqId int32
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "promote_member", thrift.REPLY, seqId); err2 != nil {
-		_write_err94 = thrift.WrapTException(err2)
+		_write_err102 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err94 == nil && err2 != nil {
-		_write_err94 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err102 == nil && err2 != nil {
+		_write_err102 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err94 == nil && err2 != nil {
-		_write_err94 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err102 == nil && err2 != nil {
+		_write_err102 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err94 == nil && err2 != nil {
-		_write_err94 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err102 == nil && err2 != nil {
+		_write_err102 = thrift.WrapTException(err2)
 	}
-	if _write_err94 != nil {
-		return false, thrift.WrapTException(_write_err94)
+	if _write_err102 != nil {
+		return false, thrift.WrapTException(_write_err102)
 	}
 	return true, err
 }
@@ -14513,7 +15188,7 @@ type clusterProcessorTransferLeadership struct {
 }
 
 func (p *clusterProcessorTransferLeadership) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err96 error
+	var _write_err104 error
 	args := ClusterTransferLeadershipArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -14569,21 +15244,21 @@ func (p *clusterProcessorTransferLeadership) Process(ctx context.Context, seqId 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc97 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing transfer_leadership: "+err2.Error())
+			_exc105 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing transfer_leadership: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "transfer_leadership", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err96 = thrift.WrapTException(err2)
+				_write_err104 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc97.Write(ctx, oprot); _write_err96 == nil && err2 != nil {
-				_write_err96 = thrift.WrapTException(err2)
+			if err2 := _exc105.Write(ctx, oprot); _write_err104 == nil && err2 != nil {
+				_write_err104 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err96 == nil && err2 != nil {
-				_write_err96 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err104 == nil && err2 != nil {
+				_write_err104 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err96 == nil && err2 != nil {
-				_write_err96 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err104 == nil && err2 != nil {
+				_write_err104 = thrift.WrapTException(err2)
 			}
-			if _write_err96 != nil {
-				return false, thrift.WrapTException(_write_err96)
+			if _write_err104 != nil {
+				return false, thrift.WrapTException(_write_err104)
 			}
 			return true, err
 		}
@@ -14592,19 +15267,116 @@ func (p *clusterProcessorTransferLeadership) Process(ctx context.Context, seqId 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "transfer_leadership", thrift.REPLY, seqId); err2 != nil {
-		_write_err96 = thrift.WrapTException(err2)
+		_write_err104 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err96 == nil && err2 != nil {
-		_write_err96 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err104 == nil && err2 != nil {
+		_write_err104 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err96 == nil && err2 != nil {
-		_write_err96 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err104 == nil && err2 != nil {
+		_write_err104 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err96 == nil && err2 != nil {
-		_write_err96 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err104 == nil && err2 != nil {
+		_write_err104 = thrift.WrapTException(err2)
 	}
-	if _write_err96 != nil {
-		return false, thrift.WrapTException(_write_err96)
+	if _write_err104 != nil {
+		return false, thrift.WrapTException(_write_err104)
+	}
+	return true, err
+}
+
+type clusterProcessorGossipKeys struct {
+	handler Cluster
+}
+
+func (p *clusterProcessorGossipKeys) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err106 error
+	args := ClusterGossipKeysArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "gossip_keys", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := ClusterGossipKeysResult{}
+	if retval, err2 := p.handler.GossipKeys(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *Unavailable:
+			result.Unavailable = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc107 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing gossip_keys: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err106 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc107.Write(ctx, oprot); _write_err106 == nil && err2 != nil {
+				_write_err106 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err106 == nil && err2 != nil {
+				_write_err106 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err106 == nil && err2 != nil {
+				_write_err106 = thrift.WrapTException(err2)
+			}
+			if _write_err106 != nil {
+				return false, thrift.WrapTException(_write_err106)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys", thrift.REPLY, seqId); err2 != nil {
+		_write_err106 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err106 == nil && err2 != nil {
+		_write_err106 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err106 == nil && err2 != nil {
+		_write_err106 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err106 == nil && err2 != nil {
+		_write_err106 = thrift.WrapTException(err2)
+	}
+	if _write_err106 != nil {
+		return false, thrift.WrapTException(_write_err106)
 	}
 	return true, err
 }
@@ -16506,6 +17278,324 @@ func (p *ClusterTransferLeadershipResult) String() string {
 	return fmt.Sprintf("ClusterTransferLeadershipResult(%+v)", *p)
 }
 
+// Attributes:
+//   - Req
+type ClusterGossipKeysArgs struct {
+	Req *GossipKeyRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewClusterGossipKeysArgs() *ClusterGossipKeysArgs {
+	return &ClusterGossipKeysArgs{}
+}
+
+var ClusterGossipKeysArgs_Req_DEFAULT *GossipKeyRequest
+
+func (p *ClusterGossipKeysArgs) GetReq() *GossipKeyRequest {
+	if !p.IsSetReq() {
+		return ClusterGossipKeysArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *ClusterGossipKeysArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *ClusterGossipKeysArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *ClusterGossipKeysArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &GossipKeyRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *ClusterGossipKeysArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "gossip_keys_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *ClusterGossipKeysArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *ClusterGossipKeysArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ClusterGossipKeysArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - Unavailable
+type ClusterGossipKeysResult struct {
+	Success     *GossipKeyResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid     *InvalidArgument   `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	Unavailable *Unavailable       `thrift:"unavailable,2" db:"unavailable" json:"unavailable,omitempty"`
+}
+
+func NewClusterGossipKeysResult() *ClusterGossipKeysResult {
+	return &ClusterGossipKeysResult{}
+}
+
+var ClusterGossipKeysResult_Success_DEFAULT *GossipKeyResponse
+
+func (p *ClusterGossipKeysResult) GetSuccess() *GossipKeyResponse {
+	if !p.IsSetSuccess() {
+		return ClusterGossipKeysResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var ClusterGossipKeysResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *ClusterGossipKeysResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return ClusterGossipKeysResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var ClusterGossipKeysResult_Unavailable_DEFAULT *Unavailable
+
+func (p *ClusterGossipKeysResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return ClusterGossipKeysResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+func (p *ClusterGossipKeysResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *ClusterGossipKeysResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *ClusterGossipKeysResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *ClusterGossipKeysResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *ClusterGossipKeysResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &GossipKeyResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *ClusterGossipKeysResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *ClusterGossipKeysResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *ClusterGossipKeysResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "gossip_keys_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *ClusterGossipKeysResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterGossipKeysResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterGossipKeysResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *ClusterGossipKeysResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ClusterGossipKeysResult(%+v)", *p)
+}
+
 type Internal interface { //Internal: node to node. A follower's front door forwards writes to the
 	//leader through apply (once: the leader never forwards again) and asks it
 	//for a read index to serve linearizable reads locally.
@@ -16514,6 +17604,11 @@ type Internal interface { //Internal: node to node. A follower's front door forw
 	//  - Cmd
 	Apply(ctx context.Context, cmd *Command) (_r *WriteResult_, _err error)
 	ReadIndex(ctx context.Context) (_r *ReadIndexResponse, _err error)
+	// Applies a gossip keyring operation on this node only.
+	//
+	// Parameters:
+	//  - Req
+	GossipKeysLocal(ctx context.Context, req *GossipKeyRequest) (_r *NodeGossipKeys, _err error)
 }
 
 // Internal: node to node. A follower's front door forwards writes to the
@@ -16557,49 +17652,76 @@ func (p *InternalClient) SetLastResponseMeta_(meta thrift.ResponseMeta) {
 // Parameters:
 //   - Cmd
 func (p *InternalClient) Apply(ctx context.Context, cmd *Command) (_r *WriteResult_, _err error) {
-	var _args98 InternalApplyArgs
-	_args98.Cmd = cmd
-	var _result100 InternalApplyResult
-	var _meta99 thrift.ResponseMeta
-	_meta99, _err = p.Client_().Call(ctx, "apply", &_args98, &_result100)
-	p.SetLastResponseMeta_(_meta99)
+	var _args108 InternalApplyArgs
+	_args108.Cmd = cmd
+	var _result110 InternalApplyResult
+	var _meta109 thrift.ResponseMeta
+	_meta109, _err = p.Client_().Call(ctx, "apply", &_args108, &_result110)
+	p.SetLastResponseMeta_(_meta109)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result100.Invalid != nil:
-		return _r, _result100.Invalid
-	case _result100.NotLeader != nil:
-		return _r, _result100.NotLeader
-	case _result100.Unavailable != nil:
-		return _r, _result100.Unavailable
-	case _result100.Timeout != nil:
-		return _r, _result100.Timeout
+	case _result110.Invalid != nil:
+		return _r, _result110.Invalid
+	case _result110.NotLeader != nil:
+		return _r, _result110.NotLeader
+	case _result110.Unavailable != nil:
+		return _r, _result110.Unavailable
+	case _result110.Timeout != nil:
+		return _r, _result110.Timeout
 	}
 
-	return _result100.GetSuccess(), nil
+	return _result110.GetSuccess(), nil
 }
 
 func (p *InternalClient) ReadIndex(ctx context.Context) (_r *ReadIndexResponse, _err error) {
-	var _args101 InternalReadIndexArgs
-	var _result103 InternalReadIndexResult
-	var _meta102 thrift.ResponseMeta
-	_meta102, _err = p.Client_().Call(ctx, "read_index", &_args101, &_result103)
-	p.SetLastResponseMeta_(_meta102)
+	var _args111 InternalReadIndexArgs
+	var _result113 InternalReadIndexResult
+	var _meta112 thrift.ResponseMeta
+	_meta112, _err = p.Client_().Call(ctx, "read_index", &_args111, &_result113)
+	p.SetLastResponseMeta_(_meta112)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result103.NotLeader != nil:
-		return _r, _result103.NotLeader
-	case _result103.Unavailable != nil:
-		return _r, _result103.Unavailable
+	case _result113.NotLeader != nil:
+		return _r, _result113.NotLeader
+	case _result113.Unavailable != nil:
+		return _r, _result113.Unavailable
 	}
 
-	if _ret104 := _result103.GetSuccess(); _ret104 != nil {
-		return _ret104, nil
+	if _ret114 := _result113.GetSuccess(); _ret114 != nil {
+		return _ret114, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "read_index failed: unknown result")
+}
+
+// Applies a gossip keyring operation on this node only.
+//
+// Parameters:
+//   - Req
+func (p *InternalClient) GossipKeysLocal(ctx context.Context, req *GossipKeyRequest) (_r *NodeGossipKeys, _err error) {
+	var _args115 InternalGossipKeysLocalArgs
+	_args115.Req = req
+	var _result117 InternalGossipKeysLocalResult
+	var _meta116 thrift.ResponseMeta
+	_meta116, _err = p.Client_().Call(ctx, "gossip_keys_local", &_args115, &_result117)
+	p.SetLastResponseMeta_(_meta116)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result117.Invalid != nil:
+		return _r, _result117.Invalid
+	case _result117.Unavailable != nil:
+		return _r, _result117.Unavailable
+	}
+
+	if _ret118 := _result117.GetSuccess(); _ret118 != nil {
+		return _ret118, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "gossip_keys_local failed: unknown result")
 }
 
 type InternalProcessor struct {
@@ -16622,10 +17744,11 @@ func (p *InternalProcessor) ProcessorMap() map[string]thrift.TProcessorFunction 
 
 func NewInternalProcessor(handler Internal) *InternalProcessor {
 
-	self105 := &InternalProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
-	self105.processorMap["apply"] = &internalProcessorApply{handler: handler}
-	self105.processorMap["read_index"] = &internalProcessorReadIndex{handler: handler}
-	return self105
+	self119 := &InternalProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self119.processorMap["apply"] = &internalProcessorApply{handler: handler}
+	self119.processorMap["read_index"] = &internalProcessorReadIndex{handler: handler}
+	self119.processorMap["gossip_keys_local"] = &internalProcessorGossipKeysLocal{handler: handler}
+	return self119
 }
 
 func (p *InternalProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
@@ -16638,12 +17761,12 @@ func (p *InternalProcessor) Process(ctx context.Context, iprot, oprot thrift.TPr
 	}
 	iprot.Skip(ctx, thrift.STRUCT)
 	iprot.ReadMessageEnd(ctx)
-	x106 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	x120 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
 	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
-	x106.Write(ctx, oprot)
+	x120.Write(ctx, oprot)
 	oprot.WriteMessageEnd(ctx)
 	oprot.Flush(ctx)
-	return false, x106
+	return false, x120
 
 }
 
@@ -16652,7 +17775,7 @@ type internalProcessorApply struct {
 }
 
 func (p *internalProcessorApply) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err107 error
+	var _write_err121 error
 	args := InternalApplyArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -16708,21 +17831,21 @@ func (p *internalProcessorApply) Process(ctx context.Context, seqId int32, iprot
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc108 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing apply: "+err2.Error())
+			_exc122 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing apply: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "apply", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err107 = thrift.WrapTException(err2)
+				_write_err121 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc108.Write(ctx, oprot); _write_err107 == nil && err2 != nil {
-				_write_err107 = thrift.WrapTException(err2)
+			if err2 := _exc122.Write(ctx, oprot); _write_err121 == nil && err2 != nil {
+				_write_err121 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err107 == nil && err2 != nil {
-				_write_err107 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err121 == nil && err2 != nil {
+				_write_err121 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err107 == nil && err2 != nil {
-				_write_err107 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err121 == nil && err2 != nil {
+				_write_err121 = thrift.WrapTException(err2)
 			}
-			if _write_err107 != nil {
-				return false, thrift.WrapTException(_write_err107)
+			if _write_err121 != nil {
+				return false, thrift.WrapTException(_write_err121)
 			}
 			return true, err
 		}
@@ -16731,19 +17854,19 @@ func (p *internalProcessorApply) Process(ctx context.Context, seqId int32, iprot
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "apply", thrift.REPLY, seqId); err2 != nil {
-		_write_err107 = thrift.WrapTException(err2)
+		_write_err121 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err107 == nil && err2 != nil {
-		_write_err107 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err121 == nil && err2 != nil {
+		_write_err121 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err107 == nil && err2 != nil {
-		_write_err107 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err121 == nil && err2 != nil {
+		_write_err121 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err107 == nil && err2 != nil {
-		_write_err107 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err121 == nil && err2 != nil {
+		_write_err121 = thrift.WrapTException(err2)
 	}
-	if _write_err107 != nil {
-		return false, thrift.WrapTException(_write_err107)
+	if _write_err121 != nil {
+		return false, thrift.WrapTException(_write_err121)
 	}
 	return true, err
 }
@@ -16753,7 +17876,7 @@ type internalProcessorReadIndex struct {
 }
 
 func (p *internalProcessorReadIndex) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err109 error
+	var _write_err123 error
 	args := InternalReadIndexArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -16805,21 +17928,21 @@ func (p *internalProcessorReadIndex) Process(ctx context.Context, seqId int32, i
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc110 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing read_index: "+err2.Error())
+			_exc124 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing read_index: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "read_index", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err109 = thrift.WrapTException(err2)
+				_write_err123 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc110.Write(ctx, oprot); _write_err109 == nil && err2 != nil {
-				_write_err109 = thrift.WrapTException(err2)
+			if err2 := _exc124.Write(ctx, oprot); _write_err123 == nil && err2 != nil {
+				_write_err123 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err109 == nil && err2 != nil {
-				_write_err109 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err123 == nil && err2 != nil {
+				_write_err123 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err109 == nil && err2 != nil {
-				_write_err109 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err123 == nil && err2 != nil {
+				_write_err123 = thrift.WrapTException(err2)
 			}
-			if _write_err109 != nil {
-				return false, thrift.WrapTException(_write_err109)
+			if _write_err123 != nil {
+				return false, thrift.WrapTException(_write_err123)
 			}
 			return true, err
 		}
@@ -16828,19 +17951,116 @@ func (p *internalProcessorReadIndex) Process(ctx context.Context, seqId int32, i
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "read_index", thrift.REPLY, seqId); err2 != nil {
-		_write_err109 = thrift.WrapTException(err2)
+		_write_err123 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err109 == nil && err2 != nil {
-		_write_err109 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err123 == nil && err2 != nil {
+		_write_err123 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err109 == nil && err2 != nil {
-		_write_err109 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err123 == nil && err2 != nil {
+		_write_err123 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err109 == nil && err2 != nil {
-		_write_err109 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err123 == nil && err2 != nil {
+		_write_err123 = thrift.WrapTException(err2)
 	}
-	if _write_err109 != nil {
-		return false, thrift.WrapTException(_write_err109)
+	if _write_err123 != nil {
+		return false, thrift.WrapTException(_write_err123)
+	}
+	return true, err
+}
+
+type internalProcessorGossipKeysLocal struct {
+	handler Internal
+}
+
+func (p *internalProcessorGossipKeysLocal) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err125 error
+	args := InternalGossipKeysLocalArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "gossip_keys_local", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := InternalGossipKeysLocalResult{}
+	if retval, err2 := p.handler.GossipKeysLocal(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *Unavailable:
+			result.Unavailable = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc126 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing gossip_keys_local: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys_local", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err125 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc126.Write(ctx, oprot); _write_err125 == nil && err2 != nil {
+				_write_err125 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err125 == nil && err2 != nil {
+				_write_err125 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err125 == nil && err2 != nil {
+				_write_err125 = thrift.WrapTException(err2)
+			}
+			if _write_err125 != nil {
+				return false, thrift.WrapTException(_write_err125)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys_local", thrift.REPLY, seqId); err2 != nil {
+		_write_err125 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err125 == nil && err2 != nil {
+		_write_err125 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err125 == nil && err2 != nil {
+		_write_err125 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err125 == nil && err2 != nil {
+		_write_err125 = thrift.WrapTException(err2)
+	}
+	if _write_err125 != nil {
+		return false, thrift.WrapTException(_write_err125)
 	}
 	return true, err
 }
@@ -17531,4 +18751,322 @@ func (p *InternalReadIndexResult) String() string {
 		return "<nil>"
 	}
 	return fmt.Sprintf("InternalReadIndexResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type InternalGossipKeysLocalArgs struct {
+	Req *GossipKeyRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewInternalGossipKeysLocalArgs() *InternalGossipKeysLocalArgs {
+	return &InternalGossipKeysLocalArgs{}
+}
+
+var InternalGossipKeysLocalArgs_Req_DEFAULT *GossipKeyRequest
+
+func (p *InternalGossipKeysLocalArgs) GetReq() *GossipKeyRequest {
+	if !p.IsSetReq() {
+		return InternalGossipKeysLocalArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *InternalGossipKeysLocalArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *InternalGossipKeysLocalArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalGossipKeysLocalArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &GossipKeyRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *InternalGossipKeysLocalArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "gossip_keys_local_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalGossipKeysLocalArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *InternalGossipKeysLocalArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalGossipKeysLocalArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - Unavailable
+type InternalGossipKeysLocalResult struct {
+	Success     *NodeGossipKeys  `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid     *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	Unavailable *Unavailable     `thrift:"unavailable,2" db:"unavailable" json:"unavailable,omitempty"`
+}
+
+func NewInternalGossipKeysLocalResult() *InternalGossipKeysLocalResult {
+	return &InternalGossipKeysLocalResult{}
+}
+
+var InternalGossipKeysLocalResult_Success_DEFAULT *NodeGossipKeys
+
+func (p *InternalGossipKeysLocalResult) GetSuccess() *NodeGossipKeys {
+	if !p.IsSetSuccess() {
+		return InternalGossipKeysLocalResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var InternalGossipKeysLocalResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *InternalGossipKeysLocalResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return InternalGossipKeysLocalResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var InternalGossipKeysLocalResult_Unavailable_DEFAULT *Unavailable
+
+func (p *InternalGossipKeysLocalResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return InternalGossipKeysLocalResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+func (p *InternalGossipKeysLocalResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *InternalGossipKeysLocalResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *InternalGossipKeysLocalResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *InternalGossipKeysLocalResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalGossipKeysLocalResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &NodeGossipKeys{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *InternalGossipKeysLocalResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *InternalGossipKeysLocalResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *InternalGossipKeysLocalResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "gossip_keys_local_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalGossipKeysLocalResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalGossipKeysLocalResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalGossipKeysLocalResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalGossipKeysLocalResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalGossipKeysLocalResult(%+v)", *p)
 }

@@ -1,0 +1,143 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"sort"
+	"sync"
+
+	"github.com/cubekv/cubekv/thrift/kv"
+)
+
+// Keyring is the node's gossip keyring. *gossip.Gossip satisfies it.
+type Keyring interface {
+	InstallKey(key []byte) error
+	UseKey(key []byte) error
+	RemoveKey(key []byte) error
+	// ListKeys returns the installed keys, the one in use first.
+	ListKeys() [][]byte
+}
+
+// Fingerprint names a key without revealing it: the first 8 bytes of its
+// SHA-256, in hex.
+func Fingerprint(key []byte) string {
+	sum := sha256.Sum256(key)
+	return hex.EncodeToString(sum[:8])
+}
+
+func checkKeyRequest(req *kv.GossipKeyRequest) error {
+	if req == nil {
+		return invalid("req", "missing")
+	}
+	switch req.Op {
+	case kv.GossipKeyOp_LIST:
+		return nil
+	case kv.GossipKeyOp_INSTALL, kv.GossipKeyOp_USE, kv.GossipKeyOp_REMOVE:
+		if n := len(req.Key); n != 16 && n != 24 && n != 32 {
+			return invalid("key", "an AES key is 16, 24 or 32 bytes, got %d", n)
+		}
+		return nil
+	}
+	return invalid("op", "unknown gossip key op %d", int64(req.Op))
+}
+
+// applyKeyOp runs req on keyring and reports the keyring afterwards.
+func applyKeyOp(nodeID string, keyring Keyring, req *kv.GossipKeyRequest) *kv.NodeGossipKeys {
+	out := &kv.NodeGossipKeys{NodeID: nodeID, Fingerprints: []string{}}
+	if keyring == nil {
+		msg := "gossip is off on this node"
+		out.Error = &msg
+		return out
+	}
+	var err error
+	switch req.Op {
+	case kv.GossipKeyOp_INSTALL:
+		err = keyring.InstallKey(req.Key)
+	case kv.GossipKeyOp_USE:
+		err = keyring.UseKey(req.Key)
+	case kv.GossipKeyOp_REMOVE:
+		err = keyring.RemoveKey(req.Key)
+	}
+	if err != nil {
+		msg := err.Error()
+		out.Error = &msg
+	}
+	for _, k := range keyring.ListKeys() {
+		out.Fingerprints = append(out.Fingerprints, Fingerprint(k))
+	}
+	return out
+}
+
+// GossipKeysLocal implements kv.Internal: the operation on this node.
+func (i *InternalHandler) GossipKeysLocal(ctx context.Context, req *kv.GossipKeyRequest) (_ *kv.NodeGossipKeys, err error) {
+	defer i.h.recoverPanic("internal.gossip_keys_local", &err)
+	if err := checkKeyRequest(req); err != nil {
+		return nil, i.h.fail(err, nil)
+	}
+	return applyKeyOp(i.nodeID, i.keyring, req), nil
+}
+
+// GossipKeys implements kv.Cluster: the operation on every alive member,
+// this node directly and the others through their Internal service.
+func (c *ClusterHandler) GossipKeys(ctx context.Context, req *kv.GossipKeyRequest) (_ *kv.GossipKeyResponse, err error) {
+	defer c.h.recoverPanic("cluster.gossip_keys", &err)
+	if err := checkKeyRequest(req); err != nil {
+		return nil, c.h.fail(err, nil)
+	}
+	topo, err := c.store.Topology()
+	if err != nil {
+		return nil, &kv.Unavailable{Reason: err.Error()}
+	}
+	self := c.store.Status().ID
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	resp := &kv.GossipKeyResponse{Nodes: []*kv.NodeGossipKeys{}}
+	add := func(n *kv.NodeGossipKeys) {
+		mu.Lock()
+		resp.Nodes = append(resp.Nodes, n)
+		mu.Unlock()
+	}
+	for _, m := range topo.Members {
+		switch {
+		case m.ID == self:
+			add(applyKeyOp(self, c.keyring, req))
+		case m.GossipState != "alive":
+			// A member gossip does not see alive is not asked; it shows as
+			// absent, and the operator reruns the step once it is back.
+		case m.ThriftAddr == "" || c.peers == nil:
+			msg := "no Thrift address known for this member"
+			add(&kv.NodeGossipKeys{NodeID: m.ID, Fingerprints: []string{}, Error: &msg})
+		default:
+			wg.Add(1)
+			go func(id, addr string) {
+				defer wg.Done()
+				r, err := c.peers.GossipKeys(ctx, addr, req)
+				if err != nil {
+					msg := err.Error()
+					r = &kv.NodeGossipKeys{NodeID: id, Fingerprints: []string{}, Error: &msg}
+				}
+				add(r)
+			}(m.ID, m.ThriftAddr)
+		}
+	}
+	wg.Wait()
+	sort.Slice(resp.Nodes, func(i, j int) bool { return resp.Nodes[i].NodeID < resp.Nodes[j].NodeID })
+	return resp, nil
+}
+
+// GossipKeys asks the node at addr to run a keyring operation on itself.
+func (f *Forwarder) GossipKeys(ctx context.Context, addr string, req *kv.GossipKeyRequest) (*kv.NodeGossipKeys, error) {
+	conn, err := f.pool.Get(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	var out *kv.NodeGossipKeys
+	_, err = conn.Do(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = conn.Internal.GossipKeysLocal(ctx, req)
+		return err
+	})
+	f.pool.Put(conn, conn.Broken())
+	return out, err
+}
