@@ -37,9 +37,9 @@ type ClusterHandler struct {
 	store   ClusterStore
 	peers   Peers
 	keyring Keyring // nil when gossip is off
-	now    func() time.Time
-	poll   time.Duration
-	status time.Duration
+	now     func() time.Time
+	poll    time.Duration
+	status  time.Duration
 }
 
 var _ kv.Cluster = (*ClusterHandler)(nil)
