@@ -2,6 +2,7 @@ package jepsenlite
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -47,6 +49,7 @@ type kvnode struct {
 	bin     string
 	dataDir string
 	logPath string
+	tls     *tlsSetup // nil: plaintext
 
 	// mu guards everything below.
 	mu     sync.Mutex
@@ -184,7 +187,8 @@ func (n *kvnode) adminGet(path string, out any) (int, error) {
 	if !n.running() || n.isPaused() {
 		return 0, fmt.Errorf("%s: %w", n.id, ErrNodeDown)
 	}
-	resp, err := adminHTTP.Get("http://" + n.adminAddr() + path)
+	hc, scheme := n.tls.adminClient()
+	resp, err := hc.Get(scheme + "://" + n.adminAddr() + path)
 	if err != nil {
 		return 0, err
 	}
@@ -217,6 +221,8 @@ type cluster struct {
 	t     *testing.T
 	net   *network
 	nodes []*kvnode
+	extra []string  // every node's extra flags, fresh nodes included
+	tls   *tlsSetup // nil: plaintext
 }
 
 // clusterOpts says how to start a cluster.
@@ -224,6 +230,7 @@ type clusterOpts struct {
 	size  int
 	bin   string
 	extra []string // extra kvnode flags for every node
+	tls   bool     // mutual TLS on every port
 }
 
 // startCluster creates one namespace per node, starts them all formed with
@@ -250,6 +257,18 @@ func startCluster(t *testing.T, nw *network, dir string, o clusterOpts) *cluster
 			n.kill()
 		}
 	})
+	c.extra = o.extra
+	if o.tls {
+		var ips []string
+		for _, n := range c.nodes {
+			ips = append(ips, n.ip)
+		}
+		c.tls = newTLSSetup(t, dir, ips)
+		c.extra = append(slices.Clone(o.extra), c.tls.nodeFlags...)
+		for _, n := range c.nodes {
+			n.tls = c.tls
+		}
+	}
 	var initial, join []string
 	for _, n := range c.nodes {
 		initial = append(initial, n.id+"="+n.raftAddr())
@@ -259,7 +278,7 @@ func startCluster(t *testing.T, nw *network, dir string, o clusterOpts) *cluster
 		n.args = append(append([]string{
 			"--initial-cluster", strings.Join(initial, ","),
 			"--join", strings.Join(join, ","),
-		}, nodeTiming...), o.extra...)
+		}, nodeTiming...), c.extra...)
 		if err := n.start(); err != nil {
 			t.Fatalf("%v", err)
 		}
@@ -276,7 +295,7 @@ func (c *cluster) joinArgs() []string {
 	for _, n := range c.nodes {
 		join = append(join, n.gossipAddr())
 	}
-	return append([]string{"--bootstrap", "false", "--join", strings.Join(join, ",")}, nodeTiming...)
+	return append(append([]string{"--bootstrap", "false", "--join", strings.Join(join, ",")}, nodeTiming...), c.extra...)
 }
 
 func (c *cluster) byID(id string) *kvnode {
@@ -355,8 +374,8 @@ func (c *cluster) followers(leader *kvnode) []*kvnode {
 }
 
 // clusterDo makes one Cluster service call at addr on a fresh connection.
-func clusterDo(ctx context.Context, addr string, fn func(ctx context.Context, cc *kv.ClusterClient) error) error {
-	conn, err := transport.Dial(ctx, addr, &transport.DialConfig{ConnectTimeout: time.Second, RequestTimeout: 90 * time.Second})
+func clusterDo(ctx context.Context, addr string, tlsCfg *tls.Config, fn func(ctx context.Context, cc *kv.ClusterClient) error) error {
+	conn, err := transport.Dial(ctx, addr, &transport.DialConfig{ConnectTimeout: time.Second, RequestTimeout: 90 * time.Second, TLS: tlsCfg})
 	if err != nil {
 		return err
 	}

@@ -203,7 +203,7 @@ func (e *nemesisEnv) clusterCall(ctx context.Context, fn func(ctx context.Contex
 		l, err := e.pickLeader(ctx)
 		if err == nil {
 			cctx, cancel := context.WithTimeout(ctx, 70*time.Second)
-			err = clusterDo(cctx, l.thriftAddr(), fn)
+			err = clusterDo(cctx, l.thriftAddr(), e.c.tls.clientTLS(), fn)
 			cancel()
 			if err == nil {
 				return nil
@@ -290,7 +290,7 @@ func (tn *transferNemesis) Inject(ctx context.Context) error {
 	target := fs[tn.env.rng.IntN(len(fs))]
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	return clusterDo(cctx, l.thriftAddr(), func(ctx context.Context, cc *kv.ClusterClient) error {
+	return clusterDo(cctx, l.thriftAddr(), tn.env.c.tls.clientTLS(), func(ctx context.Context, cc *kv.ClusterClient) error {
 		_, err := cc.TransferLeadership(ctx, &kv.TransferLeadershipRequest{NodeID: &target.id})
 		return err
 	})

@@ -29,6 +29,8 @@ type scenario struct {
 	workload workloadConfig
 	// verify runs extra assertions after the common checks (e.g. a snapshot was installed).
 	verify func(t *testing.T, c *cluster) []string
+	// tls runs every port with mutual TLS.
+	tls bool
 }
 
 // row is one line of the summary table.
@@ -113,6 +115,12 @@ func scenarios(profile string) []scenario {
 		mk("transfer", 3, 6, func(e *nemesisEnv) []Nemesis {
 			return []Nemesis{&transferNemesis{env: e}}
 		}, func(s *scenario) { s.fault, s.quiet = 500*time.Millisecond, 1500*time.Millisecond }),
+		mk("tls", 3, 4, func(e *nemesisEnv) []Nemesis {
+			return []Nemesis{
+				&killNemesis{env: e, mode: "leader"}, &partitionNemesis{env: e, mode: "isolate-leader"},
+				&pauseNemesis{env: e, mode: "follower"}, &memberNemesis{env: e},
+			}
+		}, func(s *scenario) { s.tls = true }),
 		mk("snapshot", 3, 2, func(e *nemesisEnv) []Nemesis {
 			return []Nemesis{&killNemesis{env: e, mode: "follower"}}
 		}, func(s *scenario) {
@@ -143,9 +151,11 @@ func runScenario(t *testing.T, s scenario, bin string, seed uint64, resultsDir s
 	t.Logf("scenario %s: seed %d (rerun with -jepsen.seed=%d -run 'TestJepsen/%s')", s.name, seed, seed, s.name)
 	dir := t.TempDir()
 	nw := newNetwork(t)
-	c := startCluster(t, nw, dir, clusterOpts{size: s.nodes, bin: bin, extra: s.extra})
+	c := startCluster(t, nw, dir, clusterOpts{size: s.nodes, bin: bin, extra: s.extra, tls: s.tls})
 	rec := newRecorder()
-	wl := newWorkload(s.workload, rec, "jl/"+s.name, c.endpoints(), seed)
+	wcfg := s.workload
+	wcfg.tls = c.tls.clientTLS()
+	wl := newWorkload(wcfg, rec, "jl/"+s.name, c.endpoints(), seed)
 	defer wl.close()
 	env := &nemesisEnv{c: c, rng: rand.New(rand.NewPCG(seed, 0x6e656d))}
 	nemeses := s.nemeses(env)

@@ -2,6 +2,7 @@ package jepsenlite
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -34,7 +35,8 @@ type workloadConfig struct {
 	keysPerGen      int   // register keys in use at a time
 	opsPerGen       int64 // register operations before moving to fresh keys
 	opTimeout       time.Duration
-	resendProb      float64 // chance of resending an acknowledged increment with its request id
+	resendProb      float64     // chance of resending an acknowledged increment with its request id
+	tls             *tls.Config // client TLS; nil: plaintext
 }
 
 // workload drives the register, set and counter clients of one scenario.
@@ -79,7 +81,7 @@ func (w *workload) newClient(endpoints []string, first int, retries int, mode cl
 		Endpoints:               eps,
 		DisableDiscovery:        mode == pinned,
 		SpreadLinearizableReads: mode == discoverSpread,
-		Dial:                    transport.DialConfig{ConnectTimeout: 500 * time.Millisecond, RequestTimeout: 3 * time.Second},
+		Dial:                    transport.DialConfig{ConnectTimeout: 500 * time.Millisecond, RequestTimeout: 3 * time.Second, TLS: w.cfg.tls},
 		MaxRetries:              retries,
 		Backoff:                 20 * time.Millisecond,
 		MaxBackoff:              300 * time.Millisecond,
