@@ -65,6 +65,8 @@ type config struct {
 	certs   *transport.Certs
 	metrics *metrics
 
+	ForceNewCluster bool
+
 	LogLevel  string
 	LogFormat string
 	Version   bool
@@ -124,6 +126,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "CA certificate (PEM): peers and clients must present a certificate it signed")
 	fs.DurationVar(&c.TLSReloadInterval, "tls-reload-interval", 10*time.Second, "how often the TLS files are checked for changes (SIGHUP reloads at once)")
 	fs.BoolVar(&c.UnsafeLocalReads, "unsafe-local-reads", false, "TESTING ONLY: serve linearizable reads without a read index (refused unless built with -tags canary)")
+	fs.BoolVar(&c.ForceNewCluster, "force-new-cluster", false, "recovery after losing a majority for good: make this stopped node the only voter of its data, then exit (start it normally afterwards)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")

@@ -59,6 +59,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	if err := cfg.validate(); err != nil {
 		return err
 	}
+	if cfg.ForceNewCluster {
+		return forceNewCluster(cfg, logger, stdout)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -171,6 +174,21 @@ func createLogger(cfg *config, w io.Writer) (*slog.Logger, error) {
 		return nil, fmt.Errorf("%w: --log-format must be text or json, got %q", errUsage, cfg.LogFormat)
 	}
 	return logging.New(w, cfg.LogFormat == "json", level).With("node_id", cfg.ID), nil
+}
+
+// forceNewCluster runs the one-shot recovery and exits: a flag left in a
+// unit file must not force the configuration again on every start.
+func forceNewCluster(cfg *config, logger *slog.Logger, stdout io.Writer) error {
+	nc, err := cfg.nodeConfig()
+	if err != nil {
+		return err
+	}
+	nc.Logger = logger
+	if err := node.ForceNewCluster(nc); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s is now the only voter of the cluster in %s; start kvnode without --force-new-cluster, then add members with kvctl member add\n", cfg.ID, cfg.DataDir)
+	return nil
 }
 
 // handOver transfers leadership to another voter when this node leads a

@@ -1,0 +1,85 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/cubekv/cubekv/fsm"
+	"github.com/cubekv/cubekv/internal/logging"
+)
+
+// ErrNothingToRecover means ForceNewCluster found no Raft state in the data
+// directory.
+var ErrNothingToRecover = errors.New("no raft state to recover")
+
+// ForceNewCluster rewrites the Raft configuration stored in cfg.DataDir so
+// that this node is the only voter, for recovery after a majority of the
+// cluster is lost for good. It keeps every entry in the local log, which
+// raft then treats as committed, including any that were still being
+// replicated when the others died. It must run while the node is stopped;
+// start the node normally afterwards and add fresh members with kvctl.
+func ForceNewCluster(cfg *Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	dir := filepath.Join(cfg.DataDir, "raft")
+	if _, err := os.Stat(filepath.Join(dir, "raft.db")); err != nil {
+		return fmt.Errorf("%w in %s: %v", ErrNothingToRecover, dir, err)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = logging.Discard()
+	}
+	hlog := logging.HCLog(logger.With("component", logging.ComponentRaft))
+	bs, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(dir, "raft.db"),
+		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true}, // a running node holds the lock
+	})
+	if err != nil {
+		return fmt.Errorf("open raft log (is the node still running?): %w", err)
+	}
+	defer bs.Close()
+	retain := cfg.SnapshotRetain
+	if retain <= 0 {
+		retain = 2
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, retain, hlog)
+	if err != nil {
+		return fmt.Errorf("open snapshot store: %w", err)
+	}
+	existing, err := raft.HasExistingState(bs, bs, snaps)
+	if err != nil {
+		return fmt.Errorf("check raft state: %w", err)
+	}
+	if !existing {
+		return fmt.Errorf("%w in %s", ErrNothingToRecover, dir)
+	}
+	addr := cfg.RaftAdvertise
+	if addr == "" {
+		addr = cfg.RaftAddr
+	}
+	// RecoverCluster replays the log through an FSM to snapshot it; that
+	// FSM is thrown away afterwards, as raft asks.
+	fcfg := fsm.DefaultConfig()
+	fcfg.Engine = cfg.Engine
+	scratch, err := fsm.New(fcfg)
+	if err != nil {
+		return err
+	}
+	_, trans := raft.NewInmemTransport(raft.ServerAddress(addr))
+	rc := cfg.raftConfig()
+	rc.Logger = hlog
+	conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.ID), Address: raft.ServerAddress(addr)}}}
+	if err := raft.RecoverCluster(rc, scratch, bs, bs, snaps, trans, conf); err != nil {
+		return fmt.Errorf("recover cluster: %w", err)
+	}
+	logger.Warn("forced a new one-node cluster from the local state", "raft_index", scratch.AppliedIndex(), "count", scratch.Len())
+	return nil
+}
