@@ -303,6 +303,17 @@ func (f *FSM) Sessions() int {
 	return f.sessions.len()
 }
 
+// LastSequence returns the last sequence applied for clientID, or 0 when
+// the request-id table does not know it.
+func (f *FSM) LastSequence(clientID int64) int64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if s := f.sessions.lookup(clientID); s != nil {
+		return s.seq
+	}
+	return 0
+}
+
 // Digest returns a SHA-256 over every (key, create index, mod index, value)
 // in key order, and the applied index it was taken at. Equal states give
 // equal digests on every node and with either engine. The hash is computed

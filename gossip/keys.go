@@ -60,6 +60,11 @@ func (g *Gossip) RemoveKey(key []byte) error {
 	if !g.hasKey(key) {
 		return fmt.Errorf("remove key: %w", ErrUnknownKey)
 	}
+	// Only the last key may go: removing another shifts memberlist's key
+	// array in place while its decryption path reads it without a lock.
+	if keys := g.keyring.GetKeys(); !bytes.Equal(keys[len(keys)-1], key) {
+		return fmt.Errorf("remove key: %w: remove the last listed key first", ErrBadKey)
+	}
 	if err := g.keyring.RemoveKey(key); err != nil {
 		return fmt.Errorf("remove key: %w: %v", ErrPrimaryKey, err)
 	}

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -58,10 +57,11 @@ func (n *Node) RestoreFrom(ctx context.Context, path string) (fsm.SnapshotInfo, 
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	n.setReady(0)
+	n.withdrawReady(term)
 	defer func() {
-		// Ready again in this term, however the restore ended; establish
-		// gives up by itself if leadership or the term changes.
+		// Ready again, however the restore ended; establish gives up by
+		// itself if this node is no longer leader.
+		term := n.raft.CurrentTerm()
 		ectx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() {
@@ -76,12 +76,10 @@ func (n *Node) RestoreFrom(ctx context.Context, path string) (fsm.SnapshotInfo, 
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: info.AppliedIndex, Term: term, Size: size}
 	n.logger.Info("restoring backup", "raft_index", info.AppliedIndex, "count", info.Entries, "bytes", size)
 	if err := n.raft.Restore(meta, f, timeout); err != nil {
-		switch {
-		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
-			return fsm.SnapshotInfo{}, fmt.Errorf("%w: restore: %v", ErrUnavailable, err)
-		default:
-			return fsm.SnapshotInfo{}, fmt.Errorf("restore: %w", err)
-		}
+		// raft may have stored and applied the snapshot locally before
+		// failing (its final no-op is what waits for the followers), so a
+		// failure here does not mean nothing changed.
+		return fsm.SnapshotInfo{}, fmt.Errorf("%w: restore ended with %v; compare /digest on every node before retrying", ErrTimeout, err)
 	}
 	n.logger.Info("backup restored", "raft_index", n.raft.LastIndex(), "count", info.Entries)
 	return info, nil

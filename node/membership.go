@@ -250,7 +250,7 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error
 	term := n.raft.CurrentTerm()
 	var f raft.Future
 	if id == "" {
-		n.setReady(0)
+		n.withdrawReady(term)
 		f = n.raft.LeadershipTransfer()
 	} else {
 		servers, _, err := n.Configuration()
@@ -271,7 +271,7 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error
 		case id == n.cfg.ID:
 			return id, nil
 		}
-		n.setReady(0)
+		n.withdrawReady(term)
 		f = n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(target.RaftAddr))
 	}
 	done := make(chan error, 1)

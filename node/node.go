@@ -319,6 +319,20 @@ func (n *Node) setReady(term uint64) {
 	n.readyMu.Unlock()
 }
 
+// withdrawReady stops linearizable reads while this node is ready in term;
+// readiness in any other term is left alone (a newer term's establish may
+// already have run).
+func (n *Node) withdrawReady(term uint64) {
+	n.readyMu.Lock()
+	defer n.readyMu.Unlock()
+	if n.readyTerm.Load() != term {
+		return
+	}
+	n.readyTerm.Store(0)
+	close(n.readyCh)
+	n.readyCh = make(chan struct{})
+}
+
 // markReady records that this node, leader in term, has applied its NOOP
 // command of that term, unless a newer term began meanwhile (a late
 // establish must not undo a newer one's readiness).
@@ -355,6 +369,10 @@ func (n *Node) Apply(ctx context.Context, cmd *kv.Command) (*kv.WriteResult_, er
 	}
 	return res, err
 }
+
+// LastSequence returns the last applied sequence of a client id, 0 when
+// unknown.
+func (n *Node) LastSequence(clientID int64) int64 { return n.fsm.LastSequence(clientID) }
 
 // Forwarded returns how many writes this node has forwarded to a leader.
 func (n *Node) Forwarded() uint64 { return n.forwarded.Load() }

@@ -28,6 +28,10 @@ type Store interface {
 	Scan(ctx context.Context, start, end []byte, reverse bool, limit int, keysOnly bool, c kv.Consistency) ([]storage.Entry, bool, node.ReadInfo, error)
 	// Status reports the node's state.
 	Status() node.Status
+	// LastSequence returns the last applied sequence of a client id (0 when
+	// unknown), so a retry is recognised before any check that depends on
+	// the current state.
+	LastSequence(clientID int64) int64
 }
 
 // Limits bound what one request may carry. Zero fields take the defaults.
@@ -386,8 +390,14 @@ func (h *Handler) Txn(ctx context.Context, req *kv.TxnRequest) (_ *kv.TxnRespons
 	if err := h.checkTxn(req); err != nil {
 		return nil, h.fail(err, nil)
 	}
-	if err := h.checkTxnAnswer(ctx, req); err != nil {
-		return nil, h.fail(err, nil)
+	// The answer-size estimate reads current state, which a first attempt
+	// of this request may already have changed: a retry the state machine
+	// has seen goes straight to it and gets the remembered outcome.
+	retry := req.RequestID != nil && h.store.LastSequence(req.RequestID.ClientID) >= req.RequestID.Sequence
+	if !retry {
+		if err := h.checkTxnAnswer(ctx, req); err != nil {
+			return nil, h.fail(err, nil)
+		}
 	}
 	cmd := &kv.Command{Op: kv.CommandOp_TXN, Compares: req.Compares, Success: req.Success, Failure: req.Failure}
 	if cmd.Compares == nil {

@@ -77,6 +77,8 @@ func (s *fakeStore) Scan(_ context.Context, start, end []byte, reverse bool, lim
 	return es, more, node.ReadInfo{NodeID: "n1", Consistency: c, AppliedIndex: applied}, nil
 }
 
+func (s *fakeStore) LastSequence(clientID int64) int64 { return s.f.LastSequence(clientID) }
+
 func (s *fakeStore) Status() node.Status {
 	return node.Status{ID: "n1", Role: node.RoleLeader, Term: 3, Engine: s.f.EngineName(), Keys: s.f.Len()}
 }
@@ -512,5 +514,33 @@ func TestHandler_ObservesEveryRequestWithItsOutcome(t *testing.T) {
 	defer mu.Unlock()
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("observed %v, want %v", got, want)
+	}
+}
+
+func TestHandler_TxnRetryAfterItGrewTheStateGetsTheFirstOutcome(t *testing.T) {
+	h, s := mustHandler(t, Limits{MaxResponseBytes: 1000})
+	ctx := context.Background()
+	big := bytes.Repeat([]byte("v"), 600)
+	id := &kv.RequestID{ClientID: 42, Sequence: 1}
+	req := &kv.TxnRequest{Compares: []*kv.Compare{}, Failure: []*kv.Op{}, RequestID: id,
+		Success: []*kv.Op{{Type: kv.OpType_PUT, Key: []byte("a"), Value: big}, {Type: kv.OpType_PUT, Key: []byte("b"), Value: big}}}
+	first, err := h.Txn(ctx, req)
+	if err != nil || !first.Succeeded {
+		t.Fatalf("first attempt: %+v, %v", first, err)
+	}
+	// The answer was lost; the retry finds a and b now large. Estimated
+	// afresh it would be refused as InvalidArgument ("not applied").
+	again, err := h.Txn(ctx, req)
+	if err != nil || again.Index != first.Index {
+		t.Fatalf("retry answered %+v, %v; want the first outcome at %d", again, err, first.Index)
+	}
+	if s.appliedCount() != 2 {
+		t.Fatalf("%d commands reached the state machine, want 2 (the txn and its retry, answered from the request-id table)", s.appliedCount())
+	}
+	// A new request of the same shape is refused before it is proposed.
+	req.RequestID = &kv.RequestID{ClientID: 42, Sequence: 2}
+	var ia *kv.InvalidArgument
+	if _, err := h.Txn(ctx, req); !errors.As(err, &ia) {
+		t.Fatalf("new txn whose answer cannot fit: %v, want InvalidArgument", err)
 	}
 }

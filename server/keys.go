@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"sort"
 	"sync"
 
@@ -85,6 +86,31 @@ func (c *ClusterHandler) GossipKeys(ctx context.Context, req *kv.GossipKeyReques
 	if err := checkKeyRequest(req); err != nil {
 		return nil, c.h.fail(err, nil)
 	}
+	if req.Op == kv.GossipKeyOp_USE {
+		// Sending with a key a member lacks would cut it off: every alive
+		// member must have it installed first.
+		list, err := c.fanOutKeys(ctx, &kv.GossipKeyRequest{Op: kv.GossipKeyOp_LIST})
+		if err != nil {
+			return nil, err
+		}
+		fp, missing := Fingerprint(req.Key), false
+		for _, n := range list.Nodes {
+			if n.Error == nil && !slices.Contains(n.Fingerprints, fp) {
+				msg := "key not installed here: install it on every node before using it"
+				n.Error, missing = &msg, true
+			} else if n.Error != nil {
+				missing = true
+			}
+		}
+		if missing {
+			return list, nil
+		}
+	}
+	return c.fanOutKeys(ctx, req)
+}
+
+// fanOutKeys runs req on every alive member.
+func (c *ClusterHandler) fanOutKeys(ctx context.Context, req *kv.GossipKeyRequest) (*kv.GossipKeyResponse, error) {
 	topo, err := c.store.Topology()
 	if err != nil {
 		return nil, &kv.Unavailable{Reason: err.Error()}
@@ -103,8 +129,9 @@ func (c *ClusterHandler) GossipKeys(ctx context.Context, req *kv.GossipKeyReques
 		case m.ID == self:
 			add(applyKeyOp(self, c.keyring, req))
 		case m.GossipState != "alive":
-			// A member gossip does not see alive is not asked; it shows as
-			// absent, and the operator reruns the step once it is back.
+			// Not asked: the operator reruns the step once it is back.
+			msg := "not asked: gossip state is " + m.GossipState
+			add(&kv.NodeGossipKeys{NodeID: m.ID, Fingerprints: []string{}, Error: &msg})
 		case m.ThriftAddr == "" || c.peers == nil:
 			msg := "no Thrift address known for this member"
 			add(&kv.NodeGossipKeys{NodeID: m.ID, Fingerprints: []string{}, Error: &msg})

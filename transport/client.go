@@ -124,7 +124,11 @@ func Dial(ctx context.Context, addr string, cfg *DialConfig) (*Conn, error) {
 	defer cancel()
 	var nc net.Conn
 	if c.TLS != nil {
-		d := &tls.Dialer{Config: c.TLS}
+		host, _, splitErr := net.SplitHostPort(addr)
+		if splitErr != nil {
+			return nil, fmt.Errorf("dial %s: %w", addr, splitErr)
+		}
+		d := &tls.Dialer{Config: forHost(c.TLS, host)}
 		nc, err = d.DialContext(dctx, "tcp", addr)
 	} else {
 		var d net.Dialer

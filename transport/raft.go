@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -27,6 +28,8 @@ type TCPStreamLayer struct {
 	ln        *net.TCPListener
 	advertise net.Addr    // what Addr returns; the listener's address when none was given
 	tlsCfg    *tls.Config // nil: plaintext
+	slots     chan struct{}
+	rejected  atomic.Uint64
 
 	closeOnce sync.Once
 	closeErr  error // set once by closeOnce
@@ -50,7 +53,7 @@ func NewTCPStreamLayer(bindAddr string, advertise net.Addr, tlsCfg *tls.Config) 
 	if err != nil {
 		return nil, fmt.Errorf("listen raft %s: %w", bindAddr, err)
 	}
-	l := &TCPStreamLayer{ln: ln.(*net.TCPListener), advertise: advertise, tlsCfg: tlsCfg}
+	l := &TCPStreamLayer{ln: ln.(*net.TCPListener), advertise: advertise, tlsCfg: tlsCfg, slots: make(chan struct{}, MaxRaftConns)}
 	if advertise == nil {
 		l.advertise = ln.Addr()
 		if err := checkAdvertisable(l.advertise); err != nil {
@@ -80,18 +83,68 @@ func checkAdvertisable(addr net.Addr) error {
 	return nil
 }
 
+// Limits of the Raft port, which anyone who can reach it can connect to.
+const (
+	// MaxRaftConns is how many accepted connections may be open at once;
+	// further ones are closed at once. Peers keep a few each.
+	MaxRaftConns = 256
+	// RaftFirstByteTimeout bounds the TLS handshake and the first request
+	// of an accepted connection; raft peers send theirs at once.
+	RaftFirstByteTimeout = 10 * time.Second
+)
+
 // Accept waits for the next connection. After Close it returns an error wrapping net.ErrClosed.
+// Connections beyond MaxRaftConns are closed at once; each accepted one must complete its TLS
+// handshake and deliver its first bytes within RaftFirstByteTimeout.
 func (l *TCPStreamLayer) Accept() (net.Conn, error) {
-	c, err := l.ln.AcceptTCP()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.ln.AcceptTCP()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+		default:
+			l.rejected.Add(1)
+			_ = c.Close()
+			continue
+		}
+		tuneTCP(c)
+		_ = c.SetReadDeadline(time.Now().Add(RaftFirstByteTimeout))
+		var inner net.Conn = c
+		if l.tlsCfg != nil {
+			inner = tls.Server(c, l.tlsCfg)
+		}
+		return &acceptedConn{Conn: inner, raw: c, release: func() { <-l.slots }}, nil
 	}
-	tuneTCP(c)
-	if l.tlsCfg != nil {
-		// The handshake happens on first use, under the deadlines raft sets.
-		return tls.Server(c, l.tlsCfg), nil
+}
+
+// Rejected returns how many connections were closed for exceeding MaxRaftConns.
+func (l *TCPStreamLayer) Rejected() uint64 { return l.rejected.Load() }
+
+// acceptedConn frees its slot on Close and lifts the first-byte deadline
+// once the first bytes (after any TLS handshake) have arrived.
+type acceptedConn struct {
+	net.Conn
+	raw       *net.TCPConn
+	release   func()
+	started   atomic.Bool
+	closeOnce sync.Once
+}
+
+func (c *acceptedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.started.Load() {
+		c.started.Store(true)
+		_ = c.raw.SetReadDeadline(time.Time{})
 	}
-	return c, nil
+	return n, err
+}
+
+func (c *acceptedConn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(c.release)
+	return err
 }
 
 // Close stops listening. Connections already accepted or dialed are not closed. It is idempotent.
@@ -127,14 +180,12 @@ func (l *TCPStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 		return c, nil
 	}
 
-	cfg := l.tlsCfg
-	if cfg.ServerName == "" {
-		host, _, err := net.SplitHostPort(string(address))
-		if err == nil {
-			cfg = cfg.Clone()
-			cfg.ServerName = host
-		}
+	host, _, err := net.SplitHostPort(string(address))
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("dial raft peer %s: %w", address, err)
 	}
+	cfg := forHost(l.tlsCfg, host)
 	tlsConn := tls.Client(c, cfg)
 	ctx := context.Background()
 	if timeout > 0 {

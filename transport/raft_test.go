@@ -42,7 +42,11 @@ func mustExchange(t *testing.T, from, to *TCPStreamLayer) {
 	acc := make(chan accepted, 1)
 	go func() {
 		c, err := to.Accept()
-		if tc, ok := c.(*tls.Conn); ok && err == nil {
+		var inner net.Conn = c
+		if ac, ok := c.(*acceptedConn); ok {
+			inner = ac.Conn
+		}
+		if tc, ok := inner.(*tls.Conn); ok && err == nil {
 			// Raft reads an accepted connection at once, which runs the server side of the
 			// handshake the dialer waits for; do the same.
 			_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
@@ -393,5 +397,71 @@ func mustTestTLSConfig(t *testing.T) *tls.Config {
 		ClientCAs:    pool,
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		MinVersion:   tls.VersionTLS13,
+	}
+}
+
+func TestTCPStreamLayer_ConnectionCapAndFirstByteDeadline(t *testing.T) {
+	l, err := NewTCPStreamLayer("127.0.0.1:0", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, MaxRaftConns+10)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	var dialed []net.Conn
+	defer func() {
+		for _, c := range dialed {
+			c.Close()
+		}
+	}()
+	for i := 0; i < MaxRaftConns+5; i++ {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dialed = append(dialed, c)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for l.Rejected() < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("rejected %d connections over the cap, want 5", l.Rejected())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// A silent connection is cut by the first-byte deadline on the
+	// accepting side (checked here with a short read on one of them).
+	c := <-accepted
+	ac := c.(*acceptedConn)
+	_ = ac.raw.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("read from a silent connection succeeded")
+	}
+	// Closing accepted connections frees their slots.
+	c.Close()
+	for i := 0; i < 10; i++ {
+		select {
+		case c := <-accepted:
+			c.Close()
+		default:
+		}
+	}
+	n, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	select {
+	case c := <-accepted:
+		c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no slot freed by closing accepted connections")
 	}
 }

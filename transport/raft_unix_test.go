@@ -60,6 +60,9 @@ func TestTCPStreamLayer_SocketOptions(t *testing.T) {
 		t.Fatal("Accept failed")
 	}
 	defer in.Close()
+	if ac, ok := in.(*acceptedConn); ok {
+		in = ac.raw
+	}
 	for _, c := range []net.Conn{out, in} {
 		mustSockoptOn(t, c, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, "TCP_NODELAY")
 		mustSockoptOn(t, c, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, "SO_KEEPALIVE")

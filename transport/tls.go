@@ -23,7 +23,8 @@ var ErrTLSConfig = errors.New("tls configuration")
 type Certs struct {
 	certFile, keyFile, caFile string
 
-	mu    sync.RWMutex // guards cert, pool and stamp
+	reload sync.Mutex   // serialises Reload (SIGHUP and the ticker)
+	mu     sync.RWMutex // guards cert, pool and stamp
 	cert  *tls.Certificate
 	pool  *x509.CertPool
 	stamp string // sizes and modification times of the files last loaded
@@ -56,6 +57,8 @@ func (c *Certs) fileStamp() (string, error) {
 // Reload reads the files again when they changed since the last load. On
 // any error it keeps what it had. It reports whether it loaded new files.
 func (c *Certs) Reload() (bool, error) {
+	c.reload.Lock()
+	defer c.reload.Unlock()
 	stamp, err := c.fileStamp()
 	if err != nil {
 		return false, err
@@ -151,6 +154,12 @@ func (c *Certs) TLSConfig() *tls.Config {
 			if len(cs.PeerCertificates) == 0 {
 				return fmt.Errorf("%w: peer presented no certificate", ErrTLSConfig)
 			}
+			if cs.ServerName == "" {
+				// Go leaves it empty for an IP address; dialers in this
+				// package fill it in (forHost). Without a host there is
+				// nothing to check the certificate against: refuse.
+				return fmt.Errorf("%w: no host to verify the server certificate against", ErrTLSConfig)
+			}
 			_, pool := c.current()
 			opts := x509.VerifyOptions{
 				Roots:         pool,
@@ -167,6 +176,27 @@ func (c *Certs) TLSConfig() *tls.Config {
 			return nil
 		},
 	}
+}
+
+// forHost returns cfg for dialling host. When cfg verifies servers itself
+// (VerifyConnection), the returned copy hands it the dialled host as
+// ServerName, which crypto/tls leaves empty for IP addresses (they cannot
+// travel in SNI), so certificates are checked against IP addresses too.
+func forHost(cfg *tls.Config, host string) *tls.Config {
+	if cfg == nil || host == "" {
+		return cfg
+	}
+	out := cfg.Clone()
+	if out.ServerName == "" {
+		out.ServerName = host
+	}
+	if verify := cfg.VerifyConnection; verify != nil {
+		out.VerifyConnection = func(cs tls.ConnectionState) error {
+			cs.ServerName = host
+			return verify(cs)
+		}
+	}
+	return out
 }
 
 // PeerTLSConfig is TLSConfig for node-to-node ports (Raft): as a server it

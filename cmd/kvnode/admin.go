@@ -14,7 +14,9 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -60,10 +62,25 @@ func createAdmin(cfg *config, n *node.Node, logger *slog.Logger) (*adminServer, 
 		applied, sum := n.FSM().Digest()
 		writeJSON(w, map[string]any{"node_id": n.ID(), "applied_index": applied, "keys": n.FSM().Len(), "digest": hex.EncodeToString(sum[:])})
 	})
+	// Staged backups and restores are written next to raft.db: one at a
+	// time, and leftovers of a crash are removed at start.
+	sweepStaging(cfg.DataDir, logger)
+	var staging sync.Mutex
 	mux.HandleFunc("GET /snapshot", func(w http.ResponseWriter, r *http.Request) {
+		if !staging.TryLock() {
+			http.Error(w, "a backup or restore is already running", http.StatusTooManyRequests)
+			return
+		}
+		defer staging.Unlock()
 		serveSnapshot(w, r, n, cfg.DataDir, logger)
 	})
 	mux.HandleFunc("POST /snapshot/restore", func(w http.ResponseWriter, r *http.Request) {
+		if !staging.TryLock() {
+			http.Error(w, "a backup or restore is already running", http.StatusTooManyRequests)
+			return
+		}
+		defer staging.Unlock()
+		r.Body = http.MaxBytesReader(w, r.Body, maxRestoreBytes)
 		restoreSnapshot(w, r, n, cfg.DataDir, logger)
 	})
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -131,6 +148,23 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// maxRestoreBytes bounds an uploaded snapshot: the whole state lives in
+// memory, so a larger one could not be restored on these machines anyway,
+// and the cap keeps an upload from filling the disk raft.db lives on.
+const maxRestoreBytes = 4 << 30
+
+// sweepStaging removes staged backup and restore files a crash left behind.
+func sweepStaging(dataDir string, logger *slog.Logger) {
+	for _, pattern := range []string{"backup-*.tmp", "restore-*.tmp"} {
+		files, _ := filepath.Glob(filepath.Join(dataDir, pattern))
+		for _, f := range files {
+			if err := os.Remove(f); err == nil {
+				logger.Info("removed a leftover staging file", "count", 1)
+			}
+		}
+	}
 }
 
 // Backup headers: the SHA-256 of the snapshot body (hex), checked by both
@@ -224,6 +258,8 @@ func adminStatusFor(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, node.ErrNotLeader):
 		return http.StatusConflict
+	case errors.Is(err, node.ErrTimeout):
+		return http.StatusGatewayTimeout
 	case errors.Is(err, node.ErrNoLeader), errors.Is(err, node.ErrUnavailable), errors.Is(err, node.ErrNotReady), errors.Is(err, node.ErrShutdown):
 		return http.StatusServiceUnavailable
 	default:

@@ -65,6 +65,8 @@ func newMetrics() (*metrics, error) {
 	mc := gometrics.DefaultConfig("cubekv")
 	mc.EnableHostname = false
 	mc.EnableRuntimeMetrics = false
+	// Samples taken on every log write cost more than they tell.
+	mc.BlockedPrefixes = []string{"raft.boltdb.logSize", "raft.boltdb.writeCapacity", "raft.boltdb.logBatchSize", "raft.boltdb.logsPerBatch"}
 	if _, err := gometrics.NewGlobal(mc, sink); err != nil {
 		return nil, fmt.Errorf("go-metrics: %w", err)
 	}
@@ -105,22 +107,7 @@ func (m *metrics) watch(n *node.Node, srv *transport.Server) error {
 		gauge("cubekv_engine_keys", "Keys held by the storage engine.", func() float64 { return float64(n.FSM().Len()) }),
 		gauge("cubekv_engine_bytes", "Bytes of keys and values held by the storage engine.", func() float64 { return float64(n.FSM().Bytes()) }),
 		gauge("cubekv_applied_index", "Raft index the state machine has applied.", func() float64 { return float64(n.FSM().AppliedIndex()) }),
-		gauge("cubekv_commit_index", "Raft commit index as this node knows it.", func() float64 { return float64(n.Status().CommitIndex) }),
-		gauge("cubekv_term", "Current Raft term.", func() float64 { return float64(n.Status().Term) }),
-		gauge("cubekv_is_leader", "1 when this node is the leader.", func() float64 {
-			if n.Status().Role == node.RoleLeader {
-				return 1
-			}
-			return 0
-		}),
-		gauge("cubekv_last_leader_contact_seconds", "Seconds since this node last heard from a leader (0 on the leader, -1 never).", func() float64 {
-			lc := n.Status().LastContact
-			if lc < 0 {
-				return -1
-			}
-			return lc.Seconds()
-		}),
-		gauge("cubekv_snapshot_index", "Raft index of the latest snapshot.", func() float64 { return float64(n.Status().SnapshotIndex) }),
+		&statusCollector{n: n},
 		counter("cubekv_forwarded_writes_total", "Writes this node forwarded to the leader.", func() float64 { return float64(n.Forwarded()) }),
 		gauge("cubekv_thrift_open_connections", "Open Thrift client connections.", func() float64 { return float64(srv.OpenConns()) }),
 		counter("cubekv_thrift_rejected_connections_total", "Thrift connections closed at once because the connection cap was reached.", func() float64 { return float64(srv.Rejected()) }),
@@ -131,4 +118,42 @@ func (m *metrics) watch(n *node.Node, srv *transport.Server) error {
 		}
 	}
 	return nil
+}
+
+// statusCollector reports the gauges that come from node.Status, asking
+// for it once per scrape (it goes through raft's main loop).
+type statusCollector struct{ n *node.Node }
+
+var statusDescs = struct {
+	commit, term, leader, contact, snapshot *prometheus.Desc
+}{
+	commit:   prometheus.NewDesc("cubekv_commit_index", "Raft commit index as this node knows it.", nil, nil),
+	term:     prometheus.NewDesc("cubekv_term", "Current Raft term.", nil, nil),
+	leader:   prometheus.NewDesc("cubekv_is_leader", "1 when this node is the leader.", nil, nil),
+	contact:  prometheus.NewDesc("cubekv_last_leader_contact_seconds", "Seconds since this node last heard from a leader (0 on the leader, -1 never).", nil, nil),
+	snapshot: prometheus.NewDesc("cubekv_snapshot_index", "Raft index of the latest snapshot.", nil, nil),
+}
+
+func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- statusDescs.commit
+	ch <- statusDescs.term
+	ch <- statusDescs.leader
+	ch <- statusDescs.contact
+	ch <- statusDescs.snapshot
+}
+
+func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.n.Status()
+	leader, contact := 0.0, -1.0
+	if st.Role == node.RoleLeader {
+		leader = 1
+	}
+	if st.LastContact >= 0 {
+		contact = st.LastContact.Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(statusDescs.commit, prometheus.GaugeValue, float64(st.CommitIndex))
+	ch <- prometheus.MustNewConstMetric(statusDescs.term, prometheus.GaugeValue, float64(st.Term))
+	ch <- prometheus.MustNewConstMetric(statusDescs.leader, prometheus.GaugeValue, leader)
+	ch <- prometheus.MustNewConstMetric(statusDescs.contact, prometheus.GaugeValue, contact)
+	ch <- prometheus.MustNewConstMetric(statusDescs.snapshot, prometheus.GaugeValue, float64(st.SnapshotIndex))
 }
