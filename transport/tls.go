@@ -25,9 +25,9 @@ type Certs struct {
 
 	reload sync.Mutex   // serialises Reload (SIGHUP and the ticker)
 	mu     sync.RWMutex // guards cert, pool and stamp
-	cert  *tls.Certificate
-	pool  *x509.CertPool
-	stamp string // sizes and modification times of the files last loaded
+	cert   *tls.Certificate
+	pool   *x509.CertPool
+	stamp  string // sizes and modification times of the files last loaded
 }
 
 // LoadCerts reads the node certificate and key and the CA certificate.
