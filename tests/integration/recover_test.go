@@ -23,7 +23,23 @@ func TestCluster_MajorityLostForceNewCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Recover from a node that has everything acknowledged: with a majority
+	// gone, writes the survivor never received are gone with them, which is
+	// why operators pick the most up-to-date node (docs/operations.md).
 	survivor := c.followers(leader)[0]
+	lst, err := adminStatus(leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		st, err := adminStatus(survivor)
+		if err == nil && st["applied_index"].(float64) >= lst["commit_index"].(float64) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not catch up with the leader", survivor.id)
+		}
+	}
 	for _, p := range c.procs {
 		p.kill()
 	}
