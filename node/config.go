@@ -48,7 +48,8 @@ type Config struct {
 	// 0: 1s.
 	ElectionTimeout time.Duration
 	// LeaderLeaseTimeout is how long a leader stays leader without contact
-	// from a quorum. 0: 500ms.
+	// from a quorum. 0: 1s (as long as HeartbeatTimeout: a leader starved of
+	// CPU for half a second must not step down needlessly).
 	LeaderLeaseTimeout time.Duration
 	// CommitTimeout bounds how long a follower may not learn the commit index
 	// when there is no new entry. 0: 50ms.
@@ -126,7 +127,7 @@ func DefaultConfig() *Config {
 	return &Config{
 		HeartbeatTimeout:   time.Second,
 		ElectionTimeout:    time.Second,
-		LeaderLeaseTimeout: 500 * time.Millisecond,
+		LeaderLeaseTimeout: time.Second,
 		CommitTimeout:      50 * time.Millisecond,
 		MaxAppendEntries:   64,
 		SnapshotThreshold:  8192,
