@@ -185,6 +185,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *boo
 		newSnapshotCmd(g),
 		newCertCmd(),
 		newGossipCmd(g),
+		newBenchCmd(g),
 	)
 	return root, ran
 }
