@@ -53,6 +53,7 @@ type config struct {
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
 	MaxEntryBytes      int
+	MaxInflight        int
 
 	UnsafeLocalReads bool
 
@@ -118,6 +119,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.IntVar(&c.MaxAppendEntries, "max-append-entries", nd.MaxAppendEntries, "most log entries per AppendEntries RPC")
 	fs.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", nd.SnapshotThreshold, "log entries since the last snapshot that trigger a new one")
 	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", nd.SnapshotInterval, "how often the snapshot threshold is checked")
+	fs.IntVar(&c.MaxInflight, "max-inflight-entries", 2, "coalesced log entries the leader keeps in flight at once")
 	fs.IntVar(&c.MaxEntryBytes, "max-entry-bytes", 1<<20, "most bytes of keys and values coalesced into one log entry (a single larger command still goes alone)")
 	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", nd.TrailingLogs, "log entries kept after a snapshot for lagging followers")
 
@@ -255,6 +257,10 @@ func (c *config) nodeConfig() (*node.Config, error) {
 		return nil, fmt.Errorf("%w: --max-entry-bytes must be positive, got %d", errUsage, c.MaxEntryBytes)
 	}
 	nc.MaxEntryBytes = c.MaxEntryBytes
+	if c.MaxInflight <= 0 || c.MaxInflight > 64 {
+		return nil, fmt.Errorf("%w: --max-inflight-entries %d not in 1..64", errUsage, c.MaxInflight)
+	}
+	nc.MaxInflightEntries = c.MaxInflight
 	if err := nc.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
