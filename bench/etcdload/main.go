@@ -26,6 +26,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/cubekv/cubekv/internal/loadgen"
 )
 
 type options struct {
@@ -144,17 +146,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return put(ctx, bw)
 	}
-	wrap := func(fn func(ctx context.Context, bw *worker) (bool, error)) benchOp {
+	wrap := func(fn func(ctx context.Context, bw *worker) (bool, error)) loadgen.Op {
 		return func(ctx context.Context, w int) (bool, error) {
 			ctx, cancel := context.WithTimeout(ctx, o.timeout)
 			defer cancel()
 			return fn(ctx, workers[w])
 		}
 	}
-	ops := map[string]benchOp{"put": wrap(put), "get": wrap(get), "mixed": wrap(mixed), "load": wrap(load)}
+	ops := map[string]loadgen.Op{"put": wrap(put), "get": wrap(get), "mixed": wrap(mixed), "load": wrap(load)}
 
 	if o.preload && o.workload != "load" {
-		res := runBenchLoop(ctx, benchConfig{Workers: o.clients, Ops: int64(o.keys), Progress: o.progress, Label: "preload"}, ops["load"], stderr)
+		res := loadgen.Run(ctx, loadgen.Config{Workers: o.clients, Ops: int64(o.keys), Progress: o.progress, Label: "preload"}, ops["load"], stderr)
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("preload: %w", err)
 		}
@@ -163,21 +165,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stderr, "preload: %d keys in %.1fs\n", res.Ops, res.Elapsed.Seconds())
 	}
-	cfg := benchConfig{Workers: o.clients, Duration: o.duration, Ops: o.ops, Rate: o.rate, Progress: o.progress, Label: o.workload}
+	cfg := loadgen.Config{Workers: o.clients, Duration: o.duration, Ops: o.ops, Rate: o.rate, Progress: o.progress, Label: o.workload}
 	if o.workload == "load" {
 		next.Store(0)
 		cfg.Duration, cfg.Ops, cfg.Rate = 0, int64(o.keys), 0
 	}
-	res := runBenchLoop(ctx, cfg, ops[o.workload], stderr)
-	report := &benchReport{
+	res := loadgen.Run(ctx, cfg, ops[o.workload], stderr)
+	report := &loadgen.Report{
 		System: "etcd", Workload: o.workload, Clients: o.clients, Conns: o.conns, Keys: o.keys,
 		KeySize: o.keySize, ValueSize: o.valueSize, Rate: o.rate,
 	}
 	if o.workload == "get" || o.workload == "mixed" {
 		report.Consistency = o.consistency
 	}
-	report.fill(res)
-	if err := writeBenchReport(stdout, o.output, report); err != nil {
+	report.Fill(res)
+	if err := loadgen.WriteReport(stdout, o.output, report); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {

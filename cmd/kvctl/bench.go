@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cubekv/cubekv/client"
+	"github.com/cubekv/cubekv/internal/loadgen"
 	"github.com/cubekv/cubekv/thrift/kv"
 	"github.com/cubekv/cubekv/transport"
 )
@@ -180,7 +181,7 @@ type benchTarget struct {
 }
 
 // op returns the operation of workload.
-func (t *benchTarget) op(workload string) benchOp {
+func (t *benchTarget) op(workload string) loadgen.Op {
 	call := func(ctx context.Context, w int, fn func(ctx context.Context, bw *benchWorker) (bool, error)) (bool, error) {
 		ctx, cancel := context.WithTimeout(ctx, t.timeout)
 		defer cancel()
@@ -326,7 +327,7 @@ func runBench(ctx context.Context, g *globalOptions, o *benchOptions, stdout, st
 			modIndex: map[int]int64{},
 		}
 	}
-	report := &benchReport{
+	report := &loadgen.Report{
 		System:    "cubekv",
 		Workload:  o.workload,
 		Clients:   o.clients,
@@ -342,7 +343,7 @@ func runBench(ctx context.Context, g *globalOptions, o *benchOptions, stdout, st
 	}
 
 	if o.preload && o.workload != workloadLoad {
-		res := runBenchLoop(ctx, benchConfig{Workers: o.clients, Ops: int64(o.keys), Progress: o.progress, Label: "preload"},
+		res := loadgen.Run(ctx, loadgen.Config{Workers: o.clients, Ops: int64(o.keys), Progress: o.progress, Label: "preload"},
 			t.op(workloadLoad), stderr)
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("preload: %w", err)
@@ -353,7 +354,7 @@ func runBench(ctx context.Context, g *globalOptions, o *benchOptions, stdout, st
 		fmt.Fprintf(stderr, "preload: %d keys in %.1fs\n", res.Ops, res.Elapsed.Seconds())
 	}
 
-	cfg := benchConfig{
+	cfg := loadgen.Config{
 		Workers:  o.clients,
 		Duration: o.duration,
 		Ops:      o.ops,
@@ -365,9 +366,9 @@ func runBench(ctx context.Context, g *globalOptions, o *benchOptions, stdout, st
 		t.next.Store(0)
 		cfg.Duration, cfg.Ops, cfg.Rate = 0, int64(o.keys), 0
 	}
-	res := runBenchLoop(ctx, cfg, t.op(o.workload), stderr)
-	report.fill(res)
-	if err := writeBenchReport(stdout, g.output, report); err != nil {
+	res := loadgen.Run(ctx, cfg, t.op(o.workload), stderr)
+	report.Fill(res)
+	if err := loadgen.WriteReport(stdout, g.output, report); err != nil {
 		return fmt.Errorf("print: %w", err)
 	}
 	if err := ctx.Err(); err != nil {

@@ -1,8 +1,8 @@
-package main
-
-// The benchmark driver: workers, the open-loop schedule, latency histograms, progress lines and the
-// report. A copy of cubekv's cmd/kvctl/bench_run.go (keep the two in step), so that both systems are
-// measured and reported the same way; this module shares no code with the main module.
+// Package loadgen drives benchmarks: workers, the open-loop schedule,
+// latency histograms, progress lines and the report. Nothing here knows
+// about cubekv: kvctl bench and bench/etcdload (which measures etcd) both
+// use it, so both systems are measured and reported the same way.
+package loadgen
 
 import (
 	"context"
@@ -27,8 +27,8 @@ const (
 	histShards = 16
 )
 
-// benchConfig says how a run is driven, whatever one operation does.
-type benchConfig struct {
+// Config says how a run is driven, whatever one operation does.
+type Config struct {
 	// Workers is the number of concurrent workers; at least 1.
 	Workers int
 	// Duration ends the run when it has passed; 0 means no time limit (Ops must be set).
@@ -46,9 +46,9 @@ type benchConfig struct {
 	Label string
 }
 
-// benchOp runs one operation for worker w. miss reports a well-formed negative answer (key not found,
+// Op runs one operation for worker w. miss reports a well-formed negative answer (key not found,
 // compare failed), which counts as an operation and in the latencies.
-type benchOp func(ctx context.Context, w int) (miss bool, err error)
+type Op func(ctx context.Context, w int) (miss bool, err error)
 
 // schedule is the open-loop timetable: every worker issues one operation per interval, the workers'
 // phases spread evenly over one interval.
@@ -109,9 +109,9 @@ func (s *recordShard) record(d time.Duration, miss bool, err error) {
 	_ = s.interval.RecordValue(min(us, histMaxMicros))
 }
 
-// benchResult is what a run measured. Latencies are of successful operations (misses included);
+// Result is what a run measured. Latencies are of successful operations (misses included);
 // failed ones are only counted.
-type benchResult struct {
+type Result struct {
 	Ops      int64 // successful operations, misses included
 	Errors   int64
 	Misses   int64
@@ -120,10 +120,10 @@ type benchResult struct {
 	FirstErr error
 }
 
-// runBenchLoop runs op on cfg.Workers workers until cfg.Duration passes, cfg.Ops operations have
+// Run runs op on cfg.Workers workers until cfg.Duration passes, cfg.Ops operations have
 // started, or ctx ends, writing a progress line to progress every cfg.Progress. An operation that
 // fails because ctx ended is not counted.
-func runBenchLoop(ctx context.Context, cfg benchConfig, op benchOp, progress io.Writer) *benchResult {
+func Run(ctx context.Context, cfg Config, op Op, progress io.Writer) *Result {
 	nShards := min(cfg.Workers, histShards)
 	shards := make([]*recordShard, nShards)
 	for i := range shards {
@@ -155,7 +155,7 @@ func runBenchLoop(ctx context.Context, cfg benchConfig, op benchOp, progress io.
 	close(done)
 	pwg.Wait()
 
-	res := &benchResult{Elapsed: time.Since(start), Hist: newLatencyHist()}
+	res := &Result{Elapsed: time.Since(start), Hist: newLatencyHist()}
 	for _, s := range shards {
 		s.mu.Lock()
 		res.Hist.Merge(s.total)
@@ -171,7 +171,7 @@ func runBenchLoop(ctx context.Context, cfg benchConfig, op benchOp, progress io.
 }
 
 // runWorker is worker w's loop.
-func runWorker(ctx context.Context, cfg benchConfig, w int, op benchOp, shard *recordShard, sched schedule,
+func runWorker(ctx context.Context, cfg Config, w int, op Op, shard *recordShard, sched schedule,
 	deadline time.Time, started *atomic.Int64,
 ) {
 	var timer *time.Timer
@@ -212,7 +212,7 @@ func runWorker(ctx context.Context, cfg benchConfig, w int, op benchOp, shard *r
 
 // reportProgress writes one line per cfg.Progress until done closes: the throughput and latencies of
 // the last interval, and the totals.
-func reportProgress(cfg benchConfig, shards []*recordShard, start time.Time, w io.Writer, done <-chan struct{}) {
+func reportProgress(cfg Config, shards []*recordShard, start time.Time, w io.Writer, done <-chan struct{}) {
 	t := time.NewTicker(cfg.Progress)
 	defer t.Stop()
 	last := start
@@ -246,8 +246,8 @@ func reportProgress(cfg benchConfig, shards []*recordShard, start time.Time, w i
 	}
 }
 
-// benchLatency is a latency summary in microseconds.
-type benchLatency struct {
+// Latency is a latency summary in microseconds.
+type Latency struct {
 	Mean float64 `json:"mean"`
 	P50  float64 `json:"p50"`
 	P90  float64 `json:"p90"`
@@ -256,29 +256,29 @@ type benchLatency struct {
 	Max  float64 `json:"max"`
 }
 
-// benchReport is the outcome of one run as printed (-o json prints it as is). bench/etcdload prints
+// Report is the outcome of one run as printed (-o json prints it as is). bench/etcdload prints
 // the same document, so scripts can compare the two systems.
-type benchReport struct {
-	System      string       `json:"system"`
-	Workload    string       `json:"workload"`
-	Consistency string       `json:"consistency,omitempty"`
-	Clients     int          `json:"clients"`
-	Conns       int          `json:"conns"`
-	Keys        int          `json:"keys"`
-	KeySize     int          `json:"key_size"`
-	ValueSize   int          `json:"value_size"`
-	Rate        float64      `json:"rate,omitempty"`
-	Seconds     float64      `json:"seconds"`
-	Ops         int64        `json:"ops"`
-	Errors      int64        `json:"errors"`
-	Misses      int64        `json:"misses"`
-	OpsPerSec   float64      `json:"ops_per_sec"`
-	LatencyUs   benchLatency `json:"latency_us"`
-	FirstError  string       `json:"first_error,omitempty"`
+type Report struct {
+	System      string  `json:"system"`
+	Workload    string  `json:"workload"`
+	Consistency string  `json:"consistency,omitempty"`
+	Clients     int     `json:"clients"`
+	Conns       int     `json:"conns"`
+	Keys        int     `json:"keys"`
+	KeySize     int     `json:"key_size"`
+	ValueSize   int     `json:"value_size"`
+	Rate        float64 `json:"rate,omitempty"`
+	Seconds     float64 `json:"seconds"`
+	Ops         int64   `json:"ops"`
+	Errors      int64   `json:"errors"`
+	Misses      int64   `json:"misses"`
+	OpsPerSec   float64 `json:"ops_per_sec"`
+	LatencyUs   Latency `json:"latency_us"`
+	FirstError  string  `json:"first_error,omitempty"`
 }
 
 // fill sets the measured fields of r from res.
-func (r *benchReport) fill(res *benchResult) {
+func (r *Report) Fill(res *Result) {
 	r.Seconds = res.Elapsed.Seconds()
 	r.Ops = res.Ops
 	r.Errors = res.Errors
@@ -287,7 +287,7 @@ func (r *benchReport) fill(res *benchResult) {
 		r.OpsPerSec = float64(res.Ops) / r.Seconds
 	}
 	h := res.Hist
-	r.LatencyUs = benchLatency{
+	r.LatencyUs = Latency{
 		Mean: h.Mean(),
 		P50:  float64(h.ValueAtQuantile(50)),
 		P90:  float64(h.ValueAtQuantile(90)),
@@ -312,8 +312,8 @@ func microsString(us float64) string {
 	}
 }
 
-// writeBenchReport prints r as a table (format "simple") or as JSON (format "json").
-func writeBenchReport(w io.Writer, format string, r *benchReport) error {
+// WriteReport prints r as a table (format "simple") or as JSON (format "json").
+func WriteReport(w io.Writer, format string, r *Report) error {
 	if format == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
