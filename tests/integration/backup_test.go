@@ -42,24 +42,18 @@ func nodeDigest(t *testing.T, p *proc) digest {
 // digest, and returns it.
 func waitDigests(t *testing.T, c *testCluster, timeout time.Duration) digest {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ds := make([]digest, len(c.procs))
-		same := true
+	var ds []digest
+	eventually(t, timeout, "equal digests on every node", func() (bool, string) {
+		ds = make([]digest, len(c.procs))
 		for i, p := range c.procs {
 			ds[i] = nodeDigest(t, p)
 			if ds[i].Digest != ds[0].Digest || ds[i].Keys != ds[0].Keys {
-				same = false
+				return false, fmt.Sprintf("%+v", ds)
 			}
 		}
-		if same {
-			return ds[0]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("digests still differ after %v: %+v", timeout, ds)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return true, ""
+	})
+	return ds[0]
 }
 
 // TestBackup_RestoreIntoFreshClusterIsIdentical saves a snapshot from a

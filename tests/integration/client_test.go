@@ -65,31 +65,24 @@ func runKvctl(t *testing.T, args ...string) (int, string, string) {
 // address it serves on, led by leader; gossip may take a moment to spread the addresses.
 func mustFullTopology(t *testing.T, cl *client.Client, c *testCluster, leader *proc) *kv.Topology {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	var last string
-	for {
+	var topo *kv.Topology
+	eventually(t, 30*time.Second, "a complete topology", func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		topo, err := cl.Topology(ctx)
-		cancel()
-		if err == nil {
-			complete := len(topo.Members) == len(c.procs) && topo.LeaderID == leader.id
-			for _, m := range topo.Members {
-				p := c.byID(m.NodeID)
-				complete = complete && m.ThriftAddr == p.thriftAddr && m.RaftAddr == p.raftAddr &&
-					m.GossipState == kv.GossipState_ALIVE
-			}
-			if complete {
-				return topo
-			}
-			last = fmt.Sprint(topo)
-		} else {
-			last = err.Error()
+		defer cancel()
+		var err error
+		topo, err = cl.Topology(ctx)
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("topology incomplete after 30s: %s", last)
+		complete := len(topo.Members) == len(c.procs) && topo.LeaderID == leader.id
+		for _, m := range topo.Members {
+			p := c.byID(m.NodeID)
+			complete = complete && m.ThriftAddr == p.thriftAddr && m.RaftAddr == p.raftAddr &&
+				m.GossipState == kv.GossipState_ALIVE
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return complete, fmt.Sprint(topo)
+	})
+	return topo
 }
 
 // mustWriteAndRead writes n keys with prefix through cl and reads each back linearizably.
@@ -251,8 +244,7 @@ func TestKvctl_MemberCommands(t *testing.T) {
 	}
 
 	// The members agree on the new leader soon after.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	eventually(t, 20*time.Second, "member list shows the new leader", func() (bool, string) {
 		code, stdout, stderr = runKvctl(t, ep, "-o", "json", "member", "list")
 		if code != 0 {
 			t.Fatalf("member list -o json: exit %d, stderr %q", code, stderr)
@@ -267,14 +259,8 @@ func TestKvctl_MemberCommands(t *testing.T) {
 		if err := json.Unmarshal([]byte(stdout), &got); err != nil {
 			t.Fatalf("member list JSON %q: %v", stdout, err)
 		}
-		if got.LeaderID == target.id && len(got.Members) == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("member list still shows leader %q, want %s:\n%s", got.LeaderID, target.id, stdout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return got.LeaderID == target.id && len(got.Members) == 3, stdout
+	})
 
 	if code, stdout, stderr := runKvctl(t, ep, "leader", "transfer", "nope"); code != 2 {
 		t.Fatalf("leader transfer to a non-member: exit %d, want 2 (stdout %q, stderr %q)", code, stdout, stderr)

@@ -82,21 +82,20 @@ func adminStatus(p *proc) (map[string]any, error) {
 // skip (if given) and returns it.
 func (c *testCluster) waitLeader(timeout time.Duration, skip ...*proc) *proc {
 	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	var leader *proc
+	eventually(c.t, timeout, "a leader", func() (bool, string) {
 		for _, p := range c.procs {
 			if !p.alive() || contains(skip, p) {
 				continue
 			}
-			st, err := adminStatus(p)
-			if err == nil && st["role"] == "leader" {
-				return p
+			if st, err := adminStatus(p); err == nil && st["role"] == "leader" {
+				leader = p
+				return true, ""
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	c.t.Fatalf("no leader within %v", timeout)
-	return nil
+		return false, "none"
+	})
+	return leader
 }
 
 func contains(ps []*proc, p *proc) bool {

@@ -87,21 +87,17 @@ func TestCluster_KillLeaderDuringWrites(t *testing.T) {
 		}(w)
 	}
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
-	for deadline := time.Now().Add(20 * time.Second); count() < 300; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d writes acknowledged before the kill", count())
-		}
-	}
+	eventually(t, 20*time.Second, "300 writes acknowledged before the kill", func() (bool, string) {
+		return count() >= 300, fmt.Sprintf("%d acknowledged", count())
+	})
 	before := count()
 	killed := time.Now()
 	leader.kill()
 	next := c.waitLeader(15*time.Second, leader)
 	elected := time.Since(killed)
-	for deadline := time.Now().Add(20 * time.Second); count() < before+300; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("writes did not resume after failover: %d acknowledged, %d before the kill", count(), before)
-		}
-	}
+	eventually(t, 20*time.Second, "writes resumed after failover", func() (bool, string) {
+		return count() >= before+300, fmt.Sprintf("%d acknowledged, %d before the kill", count(), before)
+	})
 	resumed := time.Since(killed)
 	close(stop)
 	wg.Wait()
@@ -173,29 +169,20 @@ func TestCluster_ReplaceNodeCatchesUpBySnapshot(t *testing.T) {
 	}
 	// The new node learns its promotion when the configuration entry
 	// reaches it; poll its own view until it does.
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	eventually(t, 15*time.Second, fresh.id+" sees the new configuration", func() (bool, string) {
 		topo, err := clusterCall(t, fresh.thriftAddr, 10*time.Second, func(ctx context.Context, k *kv.ClusterClient) (*kv.Topology, error) {
 			return k.Topology(ctx)
 		})
 		if err != nil {
 			t.Fatalf("topology: %v", err)
 		}
-		done := true
 		for _, m := range topo.Members {
-			if m.NodeID == gone.id && m.Suffrage != nil {
-				done = false
-			}
-			if m.NodeID == fresh.id && m.GetSuffrage() != kv.Suffrage_VOTER {
-				done = false
+			if (m.NodeID == gone.id && m.Suffrage != nil) || (m.NodeID == fresh.id && m.GetSuffrage() != kv.Suffrage_VOTER) {
+				return false, fmt.Sprintf("%+v", topo.Members)
 			}
 		}
-		if done {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s's topology still shows the old configuration: %+v", fresh.id, topo.Members)
-		}
-	}
+		return true, ""
+	})
 	rc := rawConn(t, fresh.thriftAddr)
 	for i := 0; i < 2500; i += 97 {
 		key := fmt.Sprintf("k%05d", i)
@@ -363,7 +350,7 @@ func TestCluster_IsolatedLeaderRefusesLinearizableReads(t *testing.T) {
 	// STALE reads keep answering, and the staleness they report grows
 	// with the time since the node last had a leader.
 	var stale *kv.GetResponse
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	eventually(t, 10*time.Second, "stale reads report a last contact of 1s or more", func() (bool, string) {
 		var err error
 		stale, err = kvCall(t, lc, 10*time.Second, func(ctx context.Context, k *kv.KVClient) (*kv.GetResponse, error) {
 			return k.Get(ctx, &kv.GetRequest{Key: []byte("k"), Consistency: kv.ConsistencyPtr(kv.Consistency_STALE)})
@@ -374,13 +361,8 @@ func TestCluster_IsolatedLeaderRefusesLinearizableReads(t *testing.T) {
 		if stale.Info.Consistency != kv.Consistency_STALE || stale.Info.AppliedIndex < stale.Entry.ModIndex || stale.Info.LastContactMs < 0 {
 			t.Fatalf("stale read info %+v: want STALE, applied >= %d, a last contact", stale.Info, stale.Entry.ModIndex)
 		}
-		if stale.Info.LastContactMs >= 1000 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stale reads still report last contact %d ms ago after 10s cut off", stale.Info.LastContactMs)
-		}
-	}
+		return stale.Info.LastContactMs >= 1000, fmt.Sprintf("last contact %d ms ago", stale.Info.LastContactMs)
+	})
 	t.Logf("stale read answered: applied index %d, last leader contact %d ms ago", stale.Info.AppliedIndex, stale.Info.LastContactMs)
 	for _, f := range c.followers(leader) {
 		f.resume()

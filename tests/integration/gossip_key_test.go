@@ -78,11 +78,9 @@ func TestGossipKeys_RotationUnderLoadAndKeylessNodeIgnored(t *testing.T) {
 	}
 	waitWrites := func(n int64) {
 		t.Helper()
-		for deadline := time.Now().Add(30 * time.Second); writes.Load() < n; time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("only %d writes, want %d", writes.Load(), n)
-			}
-		}
+		eventually(t, 30*time.Second, fmt.Sprintf("%d writes", n), func() (bool, string) {
+			return writes.Load() >= n, fmt.Sprintf("%d writes", writes.Load())
+		})
 	}
 	waitWrites(100)
 	fo, fn := server.Fingerprint(old), server.Fingerprint(next)
@@ -95,25 +93,19 @@ func TestGossipKeys_RotationUnderLoadAndKeylessNodeIgnored(t *testing.T) {
 	waitWrites(writes.Load() + 100)
 
 	// Every node still gossips with every other under the new key alone.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	eventually(t, 15*time.Second, "three members alive after the rotation", func() (bool, string) {
 		topo, err := cl.Topology(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
 		alive := 0
-		if err == nil {
-			for _, m := range topo.Members {
-				if m.GossipState == kv.GossipState_ALIVE {
-					alive++
-				}
+		for _, m := range topo.Members {
+			if m.GossipState == kv.GossipState_ALIVE {
+				alive++
 			}
 		}
-		if alive == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the rotation %d members are alive, want 3", alive)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return alive == 3, fmt.Sprintf("%d alive", alive)
+	})
 	close(stop)
 	wg.Wait()
 	t.Logf("rotation under load: %d writes acknowledged, %d failed", writes.Load(), failures.Load())
@@ -134,11 +126,9 @@ func TestGossipKeys_RotationUnderLoadAndKeylessNodeIgnored(t *testing.T) {
 		}
 		intruder := newProc(t, variant.id, args...)
 		intruder.launch()
-		for deadline := time.Now().Add(15 * time.Second); !intruder.logContains("no gossip peer reachable yet"); time.Sleep(50 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no failed join logged", variant.id)
-			}
-		}
+		eventually(t, 15*time.Second, variant.id+" logs a failed join", func() (bool, string) {
+			return intruder.logContains("no gossip peer reachable yet"), "not logged"
+		})
 		topo, err := cl.Topology(ctx)
 		if err != nil {
 			t.Fatal(err)

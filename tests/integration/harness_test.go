@@ -179,9 +179,8 @@ func (p *proc) launch() {
 // timeout passes.
 func (p *proc) waitReady(timeout time.Duration) {
 	p.t.Helper()
-	deadline := time.Now().Add(timeout)
 	hc, base := p.admin()
-	for {
+	eventually(p.t, timeout, "kvnode "+p.id+" ready", func() (bool, string) {
 		select {
 		case err := <-p.exited:
 			p.exited <- err
@@ -189,17 +188,12 @@ func (p *proc) waitReady(timeout time.Duration) {
 		default:
 		}
 		resp, err := hc.Get(base + "/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("kvnode %s not ready after %v (last err %v)", p.id, timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
 }
 
 // kill sends SIGKILL and waits for the process to exit.
@@ -265,4 +259,23 @@ func mustStatus(t *testing.T, c *client.Client, addr string) *kv.StatusResponse 
 		t.Fatalf("status %s: %v", addr, err)
 	}
 	return st
+}
+
+// eventually polls cond until it reports true or timeout passes, then fails
+// the test with what and the detail cond last gave.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v (last: %s)", what, timeout, detail)
+		}
+		<-tick.C
+	}
 }

@@ -88,18 +88,11 @@ func TestMetrics_ScrapedAndMoving(t *testing.T) {
 		}
 	}
 	// The leader proposed the forwarded writes and took a snapshot.
-	deadline := time.Now().Add(10 * time.Second)
 	var lm map[string]float64
-	for {
+	eventually(t, 10*time.Second, "a snapshot duration recorded on the leader", func() (bool, string) {
 		lm = scrape(t, leader)
-		if lm["cubekv_raft_snapshot_persist_count"] > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no snapshot duration recorded on the leader")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return lm["cubekv_raft_snapshot_persist_count"] > 0, "none"
+	})
 	for _, name := range []string{
 		"cubekv_proposal_commands_count", "cubekv_engine_bytes", "cubekv_is_leader", "cubekv_thrift_open_connections",
 		"cubekv_raft_commitTime_count", "cubekv_raft_apply", "cubekv_memberlist_gossip_count", "go_goroutines", "process_resident_memory_bytes",
@@ -138,13 +131,10 @@ func TestReady_FalseWhenCutOffTrueAfterCatchingUp(t *testing.T) {
 	}
 	leader.pause()
 	other.pause()
-	deadline := time.Now().Add(10 * time.Second)
-	for readyStatus(t, cut) == 200 {
-		if time.Now().After(deadline) {
-			t.Fatalf("/ready still 200 on %s 10s after it was cut off", cut.id)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually(t, 10*time.Second, "/ready false on "+cut.id+" once cut off", func() (bool, string) {
+		code := readyStatus(t, cut)
+		return code != 200, fmt.Sprint(code)
+	})
 	// Bring the others back, but keep cut stopped while they take writes,
 	// so it must catch up before it is ready.
 	cut.pause()
@@ -158,13 +148,10 @@ func TestReady_FalseWhenCutOffTrueAfterCatchingUp(t *testing.T) {
 		}
 	}
 	cut.resume()
-	deadline = time.Now().Add(20 * time.Second)
-	for readyStatus(t, cut) != 200 {
-		if time.Now().After(deadline) {
-			t.Fatalf("/ready not 200 on %s 20s after the others came back", cut.id)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually(t, 20*time.Second, "/ready true on "+cut.id+" after the others came back", func() (bool, string) {
+		code := readyStatus(t, cut)
+		return code == 200, fmt.Sprint(code)
+	})
 	st, err := adminStatus(cut)
 	if err != nil {
 		t.Fatal(err)

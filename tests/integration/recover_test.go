@@ -31,15 +31,13 @@ func TestCluster_MajorityLostForceNewCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	eventually(t, 10*time.Second, survivor.id+" caught up with the leader", func() (bool, string) {
 		st, err := adminStatus(survivor)
-		if err == nil && st["applied_index"].(float64) >= lst["commit_index"].(float64) {
-			break
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not catch up with the leader", survivor.id)
-		}
-	}
+		return st["applied_index"].(float64) >= lst["commit_index"].(float64), fmt.Sprintf("applied %v, leader commit %v", st["applied_index"], lst["commit_index"])
+	})
 	for _, p := range c.procs {
 		p.kill()
 	}

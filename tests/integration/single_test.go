@@ -93,14 +93,10 @@ func TestKVNode_KillNineRecoversEverything(t *testing.T) {
 
 	// Recovery must need a snapshot plus the log after it.
 	var snapIdx int64
-	deadline := time.Now().Add(20 * time.Second)
-	for snapIdx == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no snapshot taken within 20s")
-		}
+	eventually(t, 20*time.Second, "a snapshot taken", func() (bool, string) {
 		snapIdx = mustStatus(t, c, p.thriftAddr).SnapshotIndex
-		time.Sleep(50 * time.Millisecond)
-	}
+		return snapIdx > 0, "none yet"
+	})
 	last, err := c.Put(ctx, []byte("after-snapshot"), []byte("tail"))
 	if err != nil {
 		t.Fatal(err)
@@ -253,19 +249,9 @@ func TestKVNode_BadInputKeepsServing(t *testing.T) {
 
 	// Keep the writer going a little longer, then stop it.
 	target := ackedLen() + 200
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if e := writerErr.Load(); e != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-		if ackedLen() >= target {
-			break
-		}
-	}
+	eventually(t, 30*time.Second, "200 more writes from the well-behaved client", func() (bool, string) {
+		return writerErr.Load() != nil || ackedLen() >= target, fmt.Sprintf("%d of %d", ackedLen(), target)
+	})
 	close(stop)
 	<-done
 	if e := writerErr.Load(); e != nil {
@@ -320,15 +306,10 @@ func TestKVNode_NoFlagsIsASingleNodeCluster(t *testing.T) {
 	})
 	c := mustClient(t, "127.0.0.1:9090")
 	ctx := ctxTimeout(t, 30*time.Second)
-	var err error
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if _, err = c.Put(ctx, []byte("hello"), []byte("world")); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("put to the default node: %v", err)
-	}
+	eventually(t, 20*time.Second, "a put to the default node", func() (bool, string) {
+		_, err := c.Put(ctx, []byte("hello"), []byte("world"))
+		return err == nil, fmt.Sprint(err)
+	})
 	st := mustStatus(t, c, "127.0.0.1:9090")
 	if st.Role != kv.Role_LEADER || st.NodeID != "node1" || st.Engine != "btree" {
 		t.Fatalf("status = %+v", st)
@@ -369,14 +350,13 @@ func TestKVNode_EnvironmentConfig(t *testing.T) {
 	c := mustClient(t, thriftAddr)
 	ctx := ctxTimeout(t, 30*time.Second)
 	var st *kv.StatusResponse
-	var err error
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if st, err = c.Status(ctx, thriftAddr); err == nil && st.Role == kv.Role_LEADER {
-			break
-		}
-	}
-	if err != nil || st.NodeID != "env-node" || st.Engine != "hash" || st.Role != kv.Role_LEADER {
-		t.Fatalf("status = %+v, %v; want leader env-node on hash", st, err)
+	eventually(t, 20*time.Second, "the node configured from the environment leads", func() (bool, string) {
+		var err error
+		st, err = c.Status(ctx, thriftAddr)
+		return err == nil && st.Role == kv.Role_LEADER, fmt.Sprint(st, err)
+	})
+	if st.NodeID != "env-node" || st.Engine != "hash" {
+		t.Fatalf("status = %+v; want leader env-node on hash", st)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "d", "raft", "raft.db")); err != nil {
 		t.Fatalf("data dir from KVNODE_DATA_DIR: %v", err)

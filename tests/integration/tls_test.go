@@ -248,13 +248,9 @@ func TestTLS_CertificateReloadedWithoutRestart(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for serial() == before {
-		if time.Now().After(deadline) {
-			t.Fatalf("still serving the old certificate 10s after it was replaced")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually(t, 10*time.Second, "the replaced certificate served", func() (bool, string) {
+		return serial() != before, "still the old serial " + before
+	})
 	if !p.alive() {
 		t.Fatalf("node restarted")
 	}
@@ -270,11 +266,9 @@ func TestTLS_CertificateReloadedWithoutRestart(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); !p.logContains("not signed by the CA"); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the reload did not refuse a certificate from another CA")
-		}
-	}
+	eventually(t, 10*time.Second, "the reload refuses a certificate from another CA", func() (bool, string) {
+		return p.logContains("not signed by the CA"), "not logged"
+	})
 	if got := serial(); got != renewed {
 		t.Fatalf("serving certificate %s after a refused reload, want %s", got, renewed)
 	}
