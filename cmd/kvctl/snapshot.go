@@ -99,6 +99,40 @@ func (g *globalOptions) httpClient() (*http.Client, string, error) {
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}, "https", nil
 }
 
+// adminDo sends one request to the admin port (--admin, else the leader's)
+// and returns the address used and the response, which is 200 OK: any other
+// status becomes an error carrying the node's message.
+func (o *snapshotOptions) adminDo(ctx context.Context, g *globalOptions, method, path string, body io.Reader, size int64, header http.Header) (string, *http.Response, error) {
+	addr, err := o.adminAddr(ctx, g)
+	if err != nil {
+		return "", nil, err
+	}
+	hc, scheme, err := g.httpClient()
+	if err != nil {
+		return addr, nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, scheme+"://"+addr+path, body)
+	if err != nil {
+		return addr, nil, usageErrorf("--admin %q: %v", addr, err)
+	}
+	if body != nil {
+		req.ContentLength = size
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return addr, nil, fmt.Errorf("via %s: %w", addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		return addr, nil, fmt.Errorf("via %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return addr, resp, nil
+}
+
 // snapshotResult is what save and restore report.
 type snapshotResult struct {
 	File         string `json:"file"`
@@ -121,29 +155,13 @@ func runSnapshotSave(ctx context.Context, g *globalOptions, o *snapshotOptions, 
 	if _, err := g.printer(stdout); err != nil {
 		return err
 	}
-	addr, err := o.adminAddr(ctx, g)
-	if err != nil {
-		return err
-	}
-	hc, scheme, err := g.httpClient()
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+addr+"/snapshot", nil)
+	addr, resp, err := o.adminDo(ctx, g, http.MethodGet, "/snapshot", nil, 0, nil)
 	if err != nil {
-		return usageErrorf("--admin %q: %v", addr, err)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("snapshot from %s: %w", addr, err)
+		return fmt.Errorf("snapshot: %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("snapshot from %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(msg)))
-	}
 	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*.tmp")
 	if err != nil {
 		return usageErrorf("cannot write next to %s: %v", file, err)
@@ -203,30 +221,12 @@ func runSnapshotRestore(ctx context.Context, g *globalOptions, o *snapshotOption
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	addr, err := o.adminAddr(ctx, g)
-	if err != nil {
-		return err
-	}
-	hc, scheme, err := g.httpClient()
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+addr+"/snapshot/restore", f)
+	addr, resp, err := o.adminDo(ctx, g, http.MethodPost, "/snapshot/restore", f, size, http.Header{headerSHA256: {sum}})
 	if err != nil {
-		return usageErrorf("--admin %q: %v", addr, err)
+		return fmt.Errorf("restore: %w", err)
 	}
-	req.ContentLength = size
-	req.Header.Set(headerSHA256, sum)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("restore via %s: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("restore via %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(msg)))
-	}
+	resp.Body.Close()
 	return g.printSnapshot(stdout, "restored", snapshotResult{File: file, Bytes: size, Keys: info.Entries, AppliedIndex: info.AppliedIndex, SHA256: sum, Node: addr})
 }
