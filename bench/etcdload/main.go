@@ -120,10 +120,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	workers := make([]*worker, o.clients)
 	for w := range workers {
 		rng := rand.New(rand.NewPCG(o.seed, uint64(w)))
-		workers[w] = &worker{c: clients[w%o.conns], rng: rng, value: string(benchValue(rng, o.valueSize))}
+		workers[w] = &worker{c: clients[w%o.conns], rng: rng, value: string(loadgen.Value(rng, o.valueSize))}
 	}
 	var next atomic.Int64
-	key := func(bw *worker) string { return string(benchKey(bw.rng.IntN(o.keys), o.keySize)) }
+	key := func(bw *worker) string { return string(loadgen.Key(bw.rng.IntN(o.keys), o.keySize)) }
 	put := func(ctx context.Context, bw *worker) (bool, error) {
 		_, err := bw.c.Put(ctx, key(bw), bw.value)
 		return false, err
@@ -137,7 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	load := func(ctx context.Context, bw *worker) (bool, error) {
 		i := int(next.Add(1) - 1)
-		_, err := bw.c.Put(ctx, string(benchKey(i, o.keySize)), bw.value)
+		_, err := bw.c.Put(ctx, string(loadgen.Key(i, o.keySize)), bw.value)
 		return false, err
 	}
 	mixed := func(ctx context.Context, bw *worker) (bool, error) {
@@ -189,24 +189,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("no operation completed: %v", res.FirstErr)
 	}
 	return nil
-}
-
-// benchKey returns key i: i in decimal, zero-padded to size bytes (as kvctl bench makes it).
-func benchKey(i, size int) []byte {
-	b := make([]byte, 0, size)
-	s := strconv.Itoa(i)
-	for range size - len(s) {
-		b = append(b, '0')
-	}
-	return append(b, s...)
-}
-
-// benchValue returns size printable bytes drawn from rng (as kvctl bench makes them).
-func benchValue(rng *rand.Rand, size int) []byte {
-	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-	v := make([]byte, size)
-	for i := range v {
-		v[i] = alphabet[rng.IntN(len(alphabet))]
-	}
-	return v
 }

@@ -142,26 +142,6 @@ func (o *benchOptions) validate(g *globalOptions) error {
 	return nil
 }
 
-// benchKey returns key i of the key space: i in decimal, zero-padded to size bytes.
-func benchKey(i, size int) []byte {
-	b := make([]byte, 0, size)
-	s := strconv.Itoa(i)
-	for range size - len(s) {
-		b = append(b, '0')
-	}
-	return append(b, s...)
-}
-
-// benchValue returns size bytes of printable text drawn from rng.
-func benchValue(rng *rand.Rand, size int) []byte {
-	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-	v := make([]byte, size)
-	for i := range v {
-		v[i] = alphabet[rng.IntN(len(alphabet))]
-	}
-	return v
-}
-
 // benchWorker is one worker's own state; only that worker touches it.
 type benchWorker struct {
 	c     *client.Client
@@ -189,7 +169,7 @@ func (t *benchTarget) op(workload string) loadgen.Op {
 	}
 	key := func(bw *benchWorker) (int, []byte) {
 		i := bw.rng.IntN(t.o.keys)
-		return i, benchKey(i, t.o.keySize)
+		return i, loadgen.Key(i, t.o.keySize)
 	}
 	put := func(ctx context.Context, bw *benchWorker) (bool, error) {
 		_, k := key(bw)
@@ -250,7 +230,7 @@ func (t *benchTarget) op(workload string) loadgen.Op {
 			if j >= i {
 				j++
 			}
-			b := benchKey(j, t.o.keySize)
+			b := loadgen.Key(j, t.o.keySize)
 			resp, err := bw.c.Txn(ctx, &kv.TxnRequest{
 				Compares: []*kv.Compare{{Key: a, Target: kv.CompareTarget_EXISTS, Exists: new(true)}},
 				Success:  []*kv.Op{{Type: kv.OpType_PUT, Key: a, Value: bw.value}, {Type: kv.OpType_PUT, Key: b, Value: bw.value}},
@@ -264,7 +244,7 @@ func (t *benchTarget) op(workload string) loadgen.Op {
 	case workloadLoad:
 		fn = func(ctx context.Context, bw *benchWorker) (bool, error) {
 			i := int(t.next.Add(1) - 1)
-			_, err := bw.c.Put(ctx, benchKey(i, t.o.keySize), bw.value)
+			_, err := bw.c.Put(ctx, loadgen.Key(i, t.o.keySize), bw.value)
 			return false, err
 		}
 	}
@@ -323,7 +303,7 @@ func runBench(ctx context.Context, g *globalOptions, o *benchOptions, stdout, st
 		t.workers[w] = &benchWorker{
 			c:        clients[w%o.conns],
 			rng:      rng,
-			value:    benchValue(rng, o.valueSize),
+			value:    loadgen.Value(rng, o.valueSize),
 			modIndex: map[int]int64{},
 		}
 	}

@@ -18,11 +18,11 @@ import (
 )
 
 func TestBenchKey_FixedWidth(t *testing.T) {
-	if got := string(benchKey(42, 16)); got != "0000000000000042" {
-		t.Fatalf("benchKey(42, 16) = %q", got)
+	if got := string(loadgen.Key(42, 16)); got != "0000000000000042" {
+		t.Fatalf("loadgen.Key(42, 16) = %q", got)
 	}
-	if got := string(benchKey(99999, 5)); got != "99999" {
-		t.Fatalf("benchKey(99999, 5) = %q", got)
+	if got := string(loadgen.Key(99999, 5)); got != "99999" {
+		t.Fatalf("loadgen.Key(99999, 5) = %q", got)
 	}
 }
 
@@ -82,7 +82,7 @@ func TestRunBench_EveryWorkloadAgainstFakeServer(t *testing.T) {
 		}
 	}
 	for i := range 50 {
-		if _, ok := srv.Value(string(benchKey(i, 16))); !ok {
+		if _, ok := srv.Value(string(loadgen.Key(i, 16))); !ok {
 			t.Fatalf("key %d absent after preload", i)
 		}
 	}
@@ -98,7 +98,7 @@ func TestRunBench_LoadWritesEveryKeyOnce(t *testing.T) {
 		t.Fatalf("report %+v", r)
 	}
 	for i := range 100 {
-		if n := srv.Applies(string(benchKey(i, 16))); n != 1 {
+		if n := srv.Applies(string(loadgen.Key(i, 16))); n != 1 {
 			t.Fatalf("key %d written %d times, want once", i, n)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -333,4 +335,25 @@ func WriteReport(w io.Writer, format string, r *Report) error {
 		return err
 	}
 	return nil
+}
+
+// Key returns key i of a key space: i in decimal, zero-padded to size bytes.
+// Every loader uses it, so the systems compared see the same keys.
+func Key(i, size int) []byte {
+	b := make([]byte, 0, size)
+	s := strconv.Itoa(i)
+	for range size - len(s) {
+		b = append(b, '0')
+	}
+	return append(b, s...)
+}
+
+// Value returns size bytes of printable text drawn from rng.
+func Value(rng *rand.Rand, size int) []byte {
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	v := make([]byte, size)
+	for i := range v {
+		v[i] = alphabet[rng.IntN(len(alphabet))]
+	}
+	return v
 }
