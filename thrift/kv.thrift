@@ -529,6 +529,23 @@ enum CommandOp {
   /** key, and expected_value or expected_mod_index. */
   CAS_DELETE = 5,
   TXN = 6,
+  /** member: record a node's addresses in the replicated members table. */
+  MEMBER_SET = 7,
+  /** member.node_id: forget a node's addresses (it left the Raft configuration). */
+  MEMBER_REMOVE = 8,
+}
+
+/**
+ * Internal: one node's addresses as kept in the replicated members table,
+ * so that forwarding, the read index, status and topology work without
+ * gossip. Empty strings mean the node has no such address.
+ */
+struct MemberAddrs {
+  1: required string node_id,
+  2: optional string thrift_addr,
+  3: optional string raft_addr,
+  4: optional string gossip_addr,
+  5: optional string admin_addr,
 }
 
 struct Command {
@@ -543,6 +560,8 @@ struct Command {
   9: optional i64 client_id,
   10: optional i64 sequence,
   11: optional bool return_previous,
+  /** MEMBER_SET and MEMBER_REMOVE: the member. */
+  12: optional MemberAddrs member,
 }
 
 /** Several commands in one log entry, applied in order, each with its own result. */
