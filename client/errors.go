@@ -44,8 +44,11 @@ type NotLeaderError struct {
 }
 
 func (e *NotLeaderError) Error() string {
-	if e.LeaderAddr == "" {
+	switch {
+	case e.LeaderID == "":
 		return "not leader, leader unknown"
+	case e.LeaderAddr == "":
+		return fmt.Sprintf("not leader, leader is %s (its address is not known to the node asked)", e.LeaderID)
 	}
 	return fmt.Sprintf("not leader, leader is %s at %s", e.LeaderID, e.LeaderAddr)
 }

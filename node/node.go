@@ -216,9 +216,10 @@ func (n *Node) Open() (err error) {
 		n.logger.Info("no raft state and no bootstrap: waiting to be added to a cluster")
 	}
 
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.watchLeadership()
 	go n.runProposer()
+	go n.registerLoop()
 	return nil
 }
 
