@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -136,6 +137,25 @@ func (n *Node) forgetMember(ctx context.Context, id string) {
 	if _, err := n.ApplyLocal(ctx, cmd); err != nil {
 		n.logger.Warn("removed member's addresses not forgotten", "peer", id, "err", err)
 	}
+}
+
+// checkMemberSet refuses, on the leader, a MEMBER_SET for a node outside
+// the Raft configuration: a removed node that has not yet learned of its
+// removal must not put its entry back.
+func (n *Node) checkMemberSet(cmd *kv.Command) error {
+	if cmd.Op != kv.CommandOp_MEMBER_SET || cmd.Member == nil || n.raft.State() != raft.Leader {
+		return nil
+	}
+	servers, _, err := n.Configuration()
+	if err != nil {
+		return err
+	}
+	for _, s := range servers {
+		if s.ID == cmd.Member.NodeID {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s", ErrUnknownMember, cmd.Member.NodeID)
 }
 
 // ThriftAddr returns the client-facing address of node id: from the

@@ -381,6 +381,9 @@ func (n *Node) Forwarded() uint64 { return n.forwarded.Load() }
 // ApplyLocal proposes cmd through this node's Raft, failing with a
 // *NotLeaderError on a follower.
 func (n *Node) ApplyLocal(ctx context.Context, cmd *kv.Command) (*kv.WriteResult_, error) {
+	if err := n.checkMemberSet(cmd); err != nil {
+		return nil, err
+	}
 	r, err := n.propose(ctx, cmd)
 	if err != nil {
 		return nil, err

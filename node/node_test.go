@@ -63,6 +63,13 @@ type cluster struct {
 // mustCluster starts n in-memory nodes bootstrapped as one cluster.
 func mustCluster(t *testing.T, n int) *cluster {
 	t.Helper()
+	return mustClusterWith(t, n, nil)
+}
+
+// mustClusterWith is mustCluster with a hook that adjusts each node's
+// config before it opens.
+func mustClusterWith(t *testing.T, n int, tweak func(*Config)) *cluster {
+	t.Helper()
 	c := &cluster{byAddr: map[raft.ServerAddress]int{}}
 	var peers []Peer
 	for i := 0; i < n; i++ {
@@ -84,6 +91,9 @@ func mustCluster(t *testing.T, n int) *cluster {
 			cfg.Bootstrap = true
 		} else {
 			cfg.InitialCluster = peers
+		}
+		if tweak != nil {
+			tweak(cfg)
 		}
 		nd, err := New(cfg)
 		if err != nil {
