@@ -59,6 +59,27 @@ func TestFSM_MembersTable(t *testing.T) {
 	}
 }
 
+// A backup leaves the members table out: restored into another cluster, it
+// must not point forwarding at the nodes it was taken from.
+func TestFSM_BackupOmitsMembers(t *testing.T) {
+	f := mustNew(t, "")
+	mustApply(t, f, 1, memberSetCmd(Member{ID: "n1", ThriftAddr: "10.0.0.1:9090"}))
+	mustApply(t, f, 2, putCmd("k", "v"))
+	var buf bytes.Buffer
+	if _, _, err := f.WriteSnapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	g := mustNew(t, "")
+	mustApply(t, g, 1, memberSetCmd(Member{ID: "n7", ThriftAddr: "10.9.9.7:9090"}))
+	mustRestore(t, g, buf.Bytes())
+	if got := g.Members(); len(got) != 0 {
+		t.Fatalf("restored backup has members %+v, want none", got)
+	}
+	if e, ok, _ := g.Get([]byte("k")); !ok || string(e.Value) != "v" {
+		t.Fatal("restored backup lost its data")
+	}
+}
+
 func TestFSM_MembersInvalid(t *testing.T) {
 	long := strings.Repeat("x", MaxMemberField+1)
 	for name, c := range map[string]*kv.Command{
