@@ -75,12 +75,7 @@ func TestHeal_FollowerPartitionedPastGossipTimeouts(t *testing.T) {
 	// Both sides must have declared the other dead and then forgotten it
 	// (memberlist reaps a dead member 30 s after declaring it).
 	forgotten := func(by *kvnode, ids ...string) (bool, string) {
-		var topo *kv.Topology
-		err := clusterDo(ctx, by.thriftAddr(), nil, func(ctx context.Context, cc *kv.ClusterClient) error {
-			var err error
-			topo, err = cc.Topology(ctx)
-			return err
-		})
+		topo, err := topologyOf(ctx, by)
 		if err != nil {
 			return false, fmt.Sprintf("%s: %v", by.id, err)
 		}
@@ -118,12 +113,7 @@ func TestHeal_FollowerPartitionedPastGossipTimeouts(t *testing.T) {
 	t.Logf("every node ready %v after the heal", time.Since(healed).Round(time.Millisecond))
 	// Gossip heals too: every node sees every other alive.
 	alive := func(by *kvnode) (bool, string) {
-		var topo *kv.Topology
-		err := clusterDo(ctx, by.thriftAddr(), nil, func(ctx context.Context, cc *kv.ClusterClient) error {
-			var err error
-			topo, err = cc.Topology(ctx)
-			return err
-		})
+		topo, err := topologyOf(ctx, by)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -161,4 +151,15 @@ func TestHeal_FollowerPartitionedPastGossipTimeouts(t *testing.T) {
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// topologyOf asks n for its topology.
+func topologyOf(ctx context.Context, n *kvnode) (*kv.Topology, error) {
+	var topo *kv.Topology
+	err := clusterDo(ctx, n.thriftAddr(), nil, func(ctx context.Context, cc *kv.ClusterClient) error {
+		var err error
+		topo, err = cc.Topology(ctx)
+		return err
+	})
+	return topo, err
 }
