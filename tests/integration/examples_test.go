@@ -34,9 +34,10 @@ const javaClasspath = "/usr/share/java/thrift.jar:/usr/share/java/slf4j-api.jar:
 var examples = map[string]example{
 	"python": {
 		dir: "python", prefix: "py/", greeting: "hello from python",
-		packages: "thrift-compiler python3-thrift",
+		packages: "thrift-compiler python3-thrift python3-six",
 		// Debian's python3 (not whichever comes first on PATH): python3-thrift is installed for it.
-		probes: [][]string{{"/usr/bin/python3", "-c", "import thrift"}},
+		// The protocol module imports six, which python3-thrift does not depend on.
+		probes: [][]string{{"/usr/bin/python3", "-c", "import thrift.protocol.TBinaryProtocol"}},
 		steps:  [][]string{{"thrift", "--gen", "py", "../../thrift/kv.thrift"}},
 		run:    []string{"/usr/bin/python3", "kv_example.py", "ADDR"},
 	},
