@@ -68,7 +68,7 @@ var examples = map[string]example{
 		probes:   [][]string{{"javac", "-version"}, {"ls", "/usr/share/java/thrift.jar", "/usr/share/java/slf4j-api.jar", "/usr/share/java/slf4j-nop.jar"}},
 		steps: [][]string{
 			{"thrift", "--gen", "java:generated_annotations=suppress", "../../thrift/kv.thrift"},
-			{"sh", "-c", "javac -nowarn -d classes -cp " + javaClasspath + " gen-java/io/cubekv/kv/*.java KVExample.java"},
+			{"javac", "-nowarn", "-d", "classes", "-cp", javaClasspath, "-sourcepath", "gen-java", "KVExample.java"},
 		},
 		run: []string{"java", "-cp", "classes:" + javaClasspath, "KVExample", "ADDR"},
 	},
