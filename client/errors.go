@@ -29,7 +29,8 @@ var ErrTimeout = errors.New("server timed out")
 // ErrUnknownOutcome means a write may or may not have committed: it timed out or its connection broke
 // after it was sent, and every retry allowed by the context and MaxRetries did too. Errors that match
 // it are *UnknownOutcomeError values carrying the write's request id; retrying with that id (set it in
-// a CASRequest or TxnRequest) learns the outcome without applying twice.
+// a CASRequest or TxnRequest, or pass WithRequestID to Put or Delete) learns the outcome without
+// applying twice.
 var ErrUnknownOutcome = errors.New("write outcome unknown")
 
 // ErrClosed is returned by every call after Close.

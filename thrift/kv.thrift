@@ -15,9 +15,21 @@
  * anything is proposed.
  */
 
+/*
+ * One namespace per language that Debian's thrift-compiler generates and
+ * Debian ships a Thrift library for. They keep generated names out of the
+ * global scope; in Ruby that is also what lets the exception Timeout live
+ * beside Ruby's own Timeout module (it is Cubekv::Timeout). README.md
+ * ("Other languages") and examples/ show each one in use.
+ */
 namespace go kv
 namespace py cubekv.kv
 namespace java io.cubekv.kv
+namespace cpp cubekv.kv
+namespace c_glib Cubekv
+namespace rb Cubekv
+namespace perl Cubekv
+namespace php Cubekv
 
 /** How fresh a read must be. */
 enum Consistency {
