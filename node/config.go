@@ -78,6 +78,10 @@ type Config struct {
 	// LogCacheSize is how many recent log entries are kept in memory in
 	// front of the bolt log store. 0: 512.
 	LogCacheSize int
+	// StoreCheckTimeout bounds the consistency check of the log store file
+	// (raft.db) when the node opens it; a check that runs out of time stops
+	// and the node starts. 0: 10s; negative: no check.
+	StoreCheckTimeout time.Duration
 
 	// Logger receives the node's logs; nil discards them. It should carry
 	// the node_id attribute: node adds only component.

@@ -33,14 +33,9 @@ var (
 
 func main() {
 	err := run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	switch {
-	case err == nil:
-	case errors.Is(err, errUsage):
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "kvnode:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "kvnode:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -62,8 +57,17 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	if err := cfg.validate(); err != nil {
 		return err
 	}
+	// The data dir lock comes before anything else starts (datadir.go).
+	lock, err := openDataDir(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	if cfg.ForceNewCluster {
 		return forceNewCluster(cfg, logger, stdout)
+	}
+	if err := checkAddrsFree(cfg); err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -108,6 +112,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	m.dataDir, m.lowSpace = cfg.DataDir, cfg.LowSpaceWarning
 	cfg.metrics = m
 
 	g, err := createGossip(cfg, logger)
@@ -152,6 +157,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 		go func() { serveErr <- admin.serve() }()
 	}
 	logger.Info("kvnode started", "addr", srv.Addr().String(), "version", version)
+	spaceDone := make(chan struct{})
+	defer close(spaceDone)
+	go watchFreeSpace(spaceDone, cfg, logger)
 
 	select {
 	case <-ctx.Done():
