@@ -35,7 +35,8 @@ type DataDirLock struct {
 	f *os.File
 }
 
-// LockDataDir creates dir when missing and takes its lock without waiting.
+// LockDataDir creates dir when missing and takes its lock without waiting
+// (it writes nothing into an existing directory; see WritePID).
 // When another process holds it, the error wraps ErrDataDirInUse and names
 // that process's pid.
 func LockDataDir(dir string) (*DataDirLock, error) {
@@ -60,10 +61,18 @@ func LockDataDir(dir string) (*DataDirLock, error) {
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	}
 	return &DataDirLock{f: f}, nil
+}
+
+// WritePID records this process as the holder, for the message another
+// process gets. It is separate from LockDataDir so that a start refused by
+// a later check writes nothing.
+func (l *DataDirLock) WritePID() error {
+	if err := l.f.Truncate(0); err != nil {
+		return err
+	}
+	_, err := l.f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return err
 }
 
 // Unlock releases the lock. Idempotent.

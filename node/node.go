@@ -129,8 +129,10 @@ func (n *Node) Open() (err error) {
 		}
 		if logStore == nil || stableStore == nil {
 			path := filepath.Join(dir, "raft.db")
-			if err := n.checkLogStore(path, checkBolt); err != nil {
-				return err
+			if !cfg.SkipStartChecks {
+				if err := Preflight(cfg); err != nil {
+					return err
+				}
 			}
 			bs, err := raftboltdb.New(raftboltdb.Options{
 				Path: path,
@@ -199,11 +201,6 @@ func (n *Node) Open() (err error) {
 	existing, err := raft.HasExistingState(logStore, stableStore, snaps)
 	if err != nil {
 		return fmt.Errorf("check raft state: %w", err)
-	}
-	if existing {
-		if err := n.checkStartState(logStore, snaps); err != nil {
-			return err
-		}
 	}
 	r, err := raft.NewRaft(rc, n.fsm, logStore, stableStore, snaps, trans)
 	if err != nil {

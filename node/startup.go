@@ -2,34 +2,77 @@ package node
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
-	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/cubekv/cubekv/internal/logging"
 )
 
-// checkLogStore runs the log store's own consistency check on path before
-// the store is opened, bounded by Config.StoreCheckTimeout.
-func (n *Node) checkLogStore(path string, check storeChecker) error {
-	err := checkStore(path, n.cfg.StoreCheckTimeout, check)
-	if errors.Is(err, errCheckIncomplete) {
-		n.logger.Warn("raft log check stopped before the end of the file; starting on the part checked", "path", path, "err", err)
+// Preflight checks the Raft state in cfg.DataDir before anything starts,
+// reading only: raft.db passes the log store's consistency check (bounded
+// by StoreCheckTimeout), and some snapshot plus the log after it can
+// rebuild the state. Damage is an error wrapping ErrCorruptStore or
+// ErrCannotRebuild whose text names the file and the recovery. A new data
+// dir passes. Open runs it unless SkipStartChecks is set; kvnode runs it
+// itself before it joins gossip.
+func Preflight(cfg *Config) error {
+	if cfg.LogStore != nil || cfg.StableStore != nil || cfg.SnapshotStore != nil {
+		return nil // embedded stores are the embedder's to check
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = logging.Discard()
+	}
+	logger = logger.With("component", logging.ComponentNode)
+	dir := filepath.Join(cfg.DataDir, "raft")
+	path := filepath.Join(dir, "raft.db")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	return err
-}
-
-// checkStartState refuses to start raft on state it cannot rebuild, and
-// logs damaged snapshots raft will skip.
-func (n *Node) checkStartState(logs raft.LogStore, snaps raft.SnapshotStore) error {
-	dir := filepath.Join(n.cfg.DataDir, "raft", "snapshots")
-	damaged, err := checkRebuildable(logs, snaps, dir)
+	err := checkStore(path, cfg.StoreCheckTimeout, checkBolt)
+	if errors.Is(err, errCheckIncomplete) {
+		logger.Warn("raft log check stopped before the end of the file; starting on the part checked", "path", path, "err", err)
+	} else if err != nil {
+		return err
+	}
+	bs, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: time.Second}})
+	if err != nil {
+		return fmt.Errorf("open raft log %s read-only: %w", path, err)
+	}
+	defer bs.Close()
+	first, err := bs.FirstIndex()
+	if err != nil {
+		return fmt.Errorf("read first log index of %s: %w", path, err)
+	}
+	last, err := bs.LastIndex()
+	if err != nil {
+		return fmt.Errorf("read last log index of %s: %w", path, err)
+	}
+	snapDir := filepath.Join(dir, "snapshots")
+	retain := cfg.SnapshotRetain
+	if retain <= 0 {
+		retain = 2
+	}
+	snaps, unreadable, err := listSnapshots(snapDir, retain)
+	if err != nil {
+		return err
+	}
+	for _, u := range unreadable {
+		logger.Error("damaged snapshot skipped: raft cannot read its metadata", "path", filepath.Join(snapDir, u))
+	}
+	damaged, err := checkRebuildable(first, last, snaps, snapDir)
 	if err != nil {
 		return err
 	}
 	for _, d := range damaged {
-		n.logger.Error("damaged snapshot skipped: starting from the one before it and the log", "path", filepath.Join(dir, d))
+		logger.Error("damaged snapshot skipped: starting from the one before it and the log", "path", filepath.Join(snapDir, d))
 	}
 	return nil
 }

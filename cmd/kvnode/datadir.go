@@ -40,42 +40,55 @@ func exitCode(err error) int {
 
 // openDataDir takes the data dir lock before anything else runs (a second
 // kvnode on the same directory must not join gossip or touch the files),
-// refuses a directory that belongs to another node id or has too little
-// free space, and records the identity of a new directory. The caller
-// releases the lock at exit.
+// and refuses a directory that belongs to another node id, has too little
+// free space, or holds damaged Raft state (node.Preflight). It writes
+// nothing but the lock file. The caller
+// releases the lock at exit; recordIdentity writes the identity of a new
+// directory once every other check has passed.
 func openDataDir(cfg *config, logger *slog.Logger) (*node.DataDirLock, error) {
 	lock, err := node.LockDataDir(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	fail := func(err error) (*node.DataDirLock, error) {
+	if _, _, err := node.CheckIdentity(cfg.DataDir, cfg.ID); err != nil {
 		lock.Unlock()
 		return nil, err
 	}
-	id, found, err := node.CheckIdentity(cfg.DataDir, cfg.ID)
-	if err != nil {
-		return fail(err)
-	}
 	if err := node.CheckFreeSpace(cfg.DataDir, cfg.MinFreeSpace); err != nil {
-		return fail(err)
+		lock.Unlock()
+		return nil, err
 	}
-	if found {
-		return lock, nil
+	nc, err := cfg.nodeConfig()
+	if err == nil {
+		nc.Logger = logger
+		err = node.Preflight(nc)
 	}
-	// A new directory, or one from before the identity file existed.
-	_, statErr := os.Stat(filepath.Join(cfg.DataDir, "raft", "raft.db"))
-	existing := statErr == nil
-	if !existing {
+	if err != nil {
+		lock.Unlock()
+		return nil, err
+	}
+	return lock, nil
+}
+
+// recordIdentity writes identity.json in a data dir that has none: a new
+// one, or one from before the file existed.
+func recordIdentity(cfg *config, logger *slog.Logger) error {
+	id, found, err := node.CheckIdentity(cfg.DataDir, cfg.ID)
+	if err != nil || found {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "raft", "raft.db")); errors.Is(err, os.ErrNotExist) {
+		// A new node: it knows the cluster id only when it bootstraps.
 		if nc, err := cfg.nodeConfig(); err == nil && (nc.Bootstrap || len(nc.InitialCluster) > 0) {
 			id.ClusterID = node.ClusterIDFor(nc.InitialCluster)
 		}
 	}
 	id.NodeID = cfg.ID
 	if err := node.WriteIdentity(cfg.DataDir, id); err != nil {
-		return fail(err)
+		return err
 	}
 	logger.Info("recorded the node id in the data dir", "path", filepath.Join(cfg.DataDir, "identity.json"), "cluster_id", id.ClusterID)
-	return lock, nil
+	return nil
 }
 
 // checkAddrsFree refuses, naming the flag, an address another process

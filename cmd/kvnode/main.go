@@ -69,6 +69,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	if err := checkAddrsFree(cfg); err != nil {
 		return err
 	}
+	if err := lock.WritePID(); err != nil {
+		return fmt.Errorf("write %s/LOCK: %w", cfg.DataDir, err)
+	}
+	if err := recordIdentity(cfg, logger); err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -313,6 +319,7 @@ func createNode(cfg *config, logger *slog.Logger, g *gossip.Gossip, remote node.
 	}
 	nc.Logger = logger
 	nc.Remote = remote
+	nc.SkipStartChecks = true // openDataDir ran node.Preflight
 	nc.Observer = cfg.metrics
 	if cfg.certs != nil {
 		nc.RaftTLS = cfg.certs.PeerTLSConfig()
