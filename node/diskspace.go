@@ -48,7 +48,8 @@ func CheckFreeSpace(dir string, min uint64) error {
 	return nil
 }
 
-// storageHealth records whether the Raft stores' writes succeed. raft
+// storageHealth records whether the Raft stores' and snapshots' writes
+// succeed. raft
 // itself only logs a failed append (a follower answers the leader
 // "failure" and is retried; a leader steps down), so the node learns of a
 // full disk here: StorageError is non-nil from the first failed write until
@@ -63,6 +64,9 @@ type storageHealth struct {
 }
 
 func (h *storageHealth) record(err error) {
+	if h == nil {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err == nil {
@@ -131,7 +135,8 @@ func (w *watchedStableStore) SetUint64(k []byte, v uint64) error {
 }
 
 // StorageError returns a non-nil error wrapping ErrStorage while the
-// node's Raft log or stable store writes fail, nil otherwise.
+// node's writes to its Raft log, stable store or snapshots fail (from the
+// first failure until a write succeeds), nil otherwise.
 func (n *Node) StorageError() error {
 	if n.health == nil {
 		return nil
@@ -143,8 +148,8 @@ func (n *Node) StorageError() error {
 	return fmt.Errorf("%w since %s: %v", ErrStorage, since.UTC().Format(time.RFC3339), err)
 }
 
-// StorageFailures counts failed Raft log and stable store writes since
-// start.
+// StorageFailures counts failed writes to the Raft log, stable store and
+// snapshots since start.
 func (n *Node) StorageFailures() uint64 {
 	if n.health == nil {
 		return 0

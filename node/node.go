@@ -127,6 +127,7 @@ func (n *Node) Open() (err error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("create raft dir %s: %w", dir, err)
 		}
+		n.health = &storageHealth{logger: n.logger}
 		if logStore == nil || stableStore == nil {
 			path := filepath.Join(dir, "raft.db")
 			if !cfg.SkipStartChecks {
@@ -144,7 +145,6 @@ func (n *Node) Open() (err error) {
 				return fmt.Errorf("open raft log %s: %w", path, err)
 			}
 			n.boltStore = bs
-			n.health = &storageHealth{logger: n.logger}
 			if stableStore == nil {
 				stableStore = &watchedStableStore{StableStore: bs, health: n.health}
 			}
@@ -169,7 +169,7 @@ func (n *Node) Open() (err error) {
 			if err != nil {
 				return fmt.Errorf("open snapshot store %s: %w", dir, err)
 			}
-			cleanSnaps = newCleanSnapshotStore(fs, dir, n.logger)
+			cleanSnaps = newCleanSnapshotStore(fs, dir, n.logger, n.health)
 			cleanSnaps.sweep() // nothing is writing yet: every *.tmp is stale
 			snaps = cleanSnaps
 		}

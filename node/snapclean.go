@@ -25,16 +25,18 @@ type cleanSnapshotStore struct {
 	*raft.FileSnapshotStore
 	dir    string // the snapshots folder
 	logger *slog.Logger
+	health *storageHealth // learns of failed snapshot writes
 
 	mu     sync.Mutex
 	active map[string]bool // ids of sinks still open
 }
 
-func newCleanSnapshotStore(fs *raft.FileSnapshotStore, raftDir string, logger *slog.Logger) *cleanSnapshotStore {
+func newCleanSnapshotStore(fs *raft.FileSnapshotStore, raftDir string, logger *slog.Logger, health *storageHealth) *cleanSnapshotStore {
 	return &cleanSnapshotStore{
 		FileSnapshotStore: fs,
 		dir:               filepath.Join(raftDir, "snapshots"),
 		logger:            logger,
+		health:            health,
 		active:            map[string]bool{},
 	}
 }
@@ -71,6 +73,7 @@ func (s *cleanSnapshotStore) sweep() int {
 func (s *cleanSnapshotStore) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration, configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
 	sink, err := s.FileSnapshotStore.Create(version, index, term, configuration, configurationIndex, trans)
 	if err != nil {
+		s.health.record(err)
 		s.sweep()
 		return nil, err
 	}
@@ -97,9 +100,19 @@ func (c *cleanSink) done(failed bool) {
 	})
 }
 
+// Write reports a failed write (a full disk) to the node's storage health.
+func (c *cleanSink) Write(p []byte) (int, error) {
+	n, err := c.SnapshotSink.Write(p)
+	if err != nil {
+		c.store.health.record(err)
+	}
+	return n, err
+}
+
 // Close finishes the snapshot; on failure the folder is removed.
 func (c *cleanSink) Close() error {
 	err := c.SnapshotSink.Close()
+	c.store.health.record(err)
 	c.done(err != nil)
 	return err
 }

@@ -28,12 +28,12 @@ func diskCollectors(n *node.Node, dataDir string, lowSpace uint64,
 			}
 			return 0
 		}),
-		gauge("cubekv_storage_failing", "1 while the Raft log or stable store's writes fail (a full disk): the node is not ready and falls behind.", func() float64 {
+		gauge("cubekv_storage_failing", "1 while writes to the Raft log, stable store or snapshots fail (a full disk): the node is not ready and falls behind.", func() float64 {
 			if n.StorageError() != nil {
 				return 1
 			}
 			return 0
 		}),
-		counter("cubekv_storage_write_failures_total", "Failed writes to the Raft log and stable store.", func() float64 { return float64(n.StorageFailures()) }),
+		counter("cubekv_storage_write_failures_total", "Failed writes to the Raft log, stable store and snapshots.", func() float64 { return float64(n.StorageFailures()) }),
 	}
 }
