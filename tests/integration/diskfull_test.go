@@ -238,3 +238,43 @@ func isUnavailableOrTimeout(err error) bool {
 	var to *kv.Timeout
 	return errors.As(err, &u) || errors.As(err, &to)
 }
+
+// TestDiskSpace_MinFreeRefusedLowSpaceWarned starts kvnode on a small tmpfs
+// with --min-free-space above what it has: exit 2 naming the path and the
+// free bytes, nothing written. Started with room, it warns (log and
+// cubekv_disk_low_space) once free space falls under --low-space-warning,
+// before the disk is full, and clears the gauge when space returns.
+func TestDiskSpace_MinFreeRefusedLowSpaceWarned(t *testing.T) {
+	mount := mustTmpfs(t, 16<<20)
+	p := newProc(t, "n1", "--min-free-space", "33554432", "--low-space-warning", "8388608")
+	p.dataDir = filepath.Join(mount, "data")
+	code, out := runRefused(t, p.args()...)
+	assertRefusal(t, code, out, "not enough free disk space", p.dataDir, "bytes free, less than --min-free-space 33554432")
+	if _, err := os.Stat(filepath.Join(p.dataDir, "raft")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the refused start created %s/raft (%v)", p.dataDir, err)
+	}
+
+	p.extra = []string{"--min-free-space", "1048576", "--low-space-warning", "8388608"}
+	p.start()
+	if m := scrape(t, p); m["cubekv_disk_low_space"] != 0 || m["cubekv_disk_free_bytes"] < 8<<20 {
+		t.Fatalf("fresh 16 MiB disk: low_space=%v free=%v", m["cubekv_disk_low_space"], m["cubekv_disk_free_bytes"])
+	}
+	filler := filepath.Join(mount, "filler")
+	if err := os.WriteFile(filler, make([]byte, 10<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "low-space warning", func() (bool, string) {
+		m := scrape(t, p)
+		return m["cubekv_disk_low_space"] == 1 && p.logContains("data dir is running out of disk space"), fmt.Sprintf("low_space=%v free=%v", m["cubekv_disk_low_space"], m["cubekv_disk_free_bytes"])
+	})
+	if _, err := mustClient(t, p.thriftAddr).Put(ctxTimeout(t, 10*time.Second), []byte("k"), []byte("v")); err != nil {
+		t.Fatalf("write while low on space (not full): %v", err)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "low-space gauge cleared", func() (bool, string) {
+		m := scrape(t, p)
+		return m["cubekv_disk_low_space"] == 0, fmt.Sprint(m["cubekv_disk_low_space"])
+	})
+}
