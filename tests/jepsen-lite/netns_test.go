@@ -85,13 +85,10 @@ func netnsSupport() error {
 	return nil
 }
 
-// pidAlive reports whether pid is a live process that looks like a test
-// binary. comm is cut to 15 bytes ("jepsen-lite.tes"), so the command line
-// is what is checked.
+// pidAlive reports whether pid is a live process that looks like a test binary.
 func pidAlive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	exe, _, _ := strings.Cut(string(b), "\x00")
-	return err == nil && strings.HasSuffix(exe, ".test")
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return err == nil && strings.Contains(string(b), "test")
 }
 
 // cleanupStale removes the namespaces and root links of earlier runs whose
