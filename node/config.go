@@ -86,6 +86,13 @@ type Config struct {
 	// LogCacheSize is how many recent log entries are kept in memory in
 	// front of the bolt log store. 0: 512.
 	LogCacheSize int
+	// StoreCheckTimeout bounds the consistency check of the log store file
+	// (raft.db) when the node opens it; a check that runs out of time stops
+	// and the node starts. 0: 10s; negative: no check.
+	StoreCheckTimeout time.Duration
+	// SkipStartChecks skips Preflight in Open, for a caller that ran it
+	// already (kvnode does, before anything else starts).
+	SkipStartChecks bool
 
 	// Logger receives the node's logs; nil discards them. It should carry
 	// the node_id attribute: node adds only component.

@@ -22,4 +22,16 @@
 // applied idx. Concurrent readers share one verification: a reader joins the
 // pending batch, and the batch's commit index is read after every member
 // arrived, so each member's read is linearized after its arrival.
+//
+// Data directory: DATA/LOCK (flock, holder's pid; LockDataDir),
+// DATA/identity.json (node and cluster id; CheckIdentity, WriteIdentity),
+// DATA/raft/raft.db and DATA/raft/snapshots. Preflight checks the Raft
+// files read-only before anything starts: raft.db against the log store's
+// own consistency check (checkBolt for raft-boltdb; another log store
+// brings its own storeChecker), and that some snapshot plus the log after
+// it can rebuild the state. Damage is ErrCorruptStore or ErrCannotRebuild,
+// with the file and the recovery in the message. Open wraps the stores so
+// that failed writes (a full disk) show in StorageError until a write
+// succeeds, and the snapshot store so that the temporary folders raft
+// leaves after a failed snapshot are removed (snapclean.go).
 package node

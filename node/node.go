@@ -37,6 +37,8 @@ type Node struct {
 	boltStore *raftboltdb.BoltStore
 	notifyCh  chan bool
 	opened    bool
+	// health tracks the stores' write failures (diskspace.go).
+	health *storageHealth
 
 	closeOnce sync.Once
 	closeErr  error
@@ -119,13 +121,20 @@ func (n *Node) Open() (err error) {
 	hlog := logging.HCLog(n.base.With("component", logging.ComponentRaft))
 
 	logStore, stableStore, snaps := cfg.LogStore, cfg.StableStore, cfg.SnapshotStore
+	var cleanSnaps *cleanSnapshotStore
 	if logStore == nil || stableStore == nil || snaps == nil {
 		dir := filepath.Join(cfg.DataDir, "raft")
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("create raft dir %s: %w", dir, err)
 		}
+		n.health = &storageHealth{logger: n.logger}
 		if logStore == nil || stableStore == nil {
 			path := filepath.Join(dir, "raft.db")
+			if !cfg.SkipStartChecks {
+				if err := Preflight(cfg); err != nil {
+					return err
+				}
+			}
 			bs, err := raftboltdb.New(raftboltdb.Options{
 				Path: path,
 				// The freelist is rebuilt on open instead of written on every
@@ -137,14 +146,14 @@ func (n *Node) Open() (err error) {
 			}
 			n.boltStore = bs
 			if stableStore == nil {
-				stableStore = bs
+				stableStore = &watchedStableStore{StableStore: bs, health: n.health}
 			}
 			if logStore == nil {
 				size := cfg.LogCacheSize
 				if size <= 0 {
 					size = 512
 				}
-				cache, err := raft.NewLogCache(size, bs)
+				cache, err := raft.NewLogCache(size, &watchedLogStore{LogStore: bs, health: n.health})
 				if err != nil {
 					return fmt.Errorf("new log cache: %w", err)
 				}
@@ -160,7 +169,9 @@ func (n *Node) Open() (err error) {
 			if err != nil {
 				return fmt.Errorf("open snapshot store %s: %w", dir, err)
 			}
-			snaps = fs
+			cleanSnaps = newCleanSnapshotStore(fs, dir, n.logger, n.health)
+			cleanSnaps.sweep() // nothing is writing yet: every *.tmp is stale
+			snaps = cleanSnaps
 		}
 	}
 
@@ -200,6 +211,7 @@ func (n *Node) Open() (err error) {
 	switch {
 	case existing:
 		n.logger.Info("raft state found, rejoining", "raft_index", n.fsm.AppliedIndex())
+		n.reportIgnoredBootstrap()
 	case cfg.Bootstrap || len(cfg.InitialCluster) > 0:
 		var servers []raft.Server
 		if cfg.Bootstrap {

@@ -9,5 +9,6 @@
 //     (NewProtocolFactory, NewTransportFactory, TConfiguration);
 //   - the client side: dialed connections (Conn, DialConfig) and their pool (Pool);
 //   - the Raft stream layer (TCPStreamLayer, NewRaftTransport): TCP, optionally TLS, under raft's
-//     NetworkTransport.
+//     NetworkTransport, wrapped in RaftTransport, which closes an append pipeline whose send has
+//     been stuck for the transport timeout (a raft v1.7.3 hang after a follower rejects appends).
 package transport

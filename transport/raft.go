@@ -208,16 +208,20 @@ func tuneTCP(c *net.TCPConn) {
 	_ = c.SetKeepAlivePeriod(RaftKeepAlivePeriod)
 }
 
-// NewRaftTransport builds raft's NetworkTransport over layer: maxPool pooled connections per peer,
+// NewRaftTransport builds raft's NetworkTransport over layer (with the stuck-pipeline guard of
+// RaftTransport): maxPool pooled connections per peer,
 // timeout as its I/O deadline (scaled up for snapshots by raft). logger nil discards raft transport logs.
-func NewRaftTransport(layer *TCPStreamLayer, maxPool int, timeout time.Duration, logger hclog.Logger) *raft.NetworkTransport {
+func NewRaftTransport(layer *TCPStreamLayer, maxPool int, timeout time.Duration, logger hclog.Logger) *RaftTransport {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  layer,
-		MaxPool: maxPool,
-		Timeout: timeout,
-		Logger:  logger,
-	})
+	return &RaftTransport{
+		NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  layer,
+			MaxPool: maxPool,
+			Timeout: timeout,
+			Logger:  logger,
+		}),
+		timeout: timeout,
+	}
 }

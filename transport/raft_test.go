@@ -302,7 +302,7 @@ func (nopSnapshot) Release() {}
 func TestRaftTransport_ThreeNodeCluster(t *testing.T) {
 	const n = 3
 	logger := testHCLog(t)
-	trans := make([]*raft.NetworkTransport, n)
+	trans := make([]*RaftTransport, n)
 	fsms := make([]*countFSM, n)
 	var servers []raft.Server
 	for i := range n {

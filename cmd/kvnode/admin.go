@@ -43,6 +43,11 @@ func createAdmin(cfg *config, n *node.Node, logger *slog.Logger) (*adminServer, 
 	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
 		// Ready: a leader is known, confirms it leads (a read index), and
 		// this node has applied everything it had committed.
+		if err := n.StorageError(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "not ready: %v\n", err)
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		ok, err := n.CaughtUp(ctx)

@@ -69,6 +69,10 @@ type config struct {
 
 	ForceNewCluster bool
 
+	MinFreeSpace      uint64
+	LowSpaceWarning   uint64
+	StoreCheckTimeout time.Duration
+
 	LogLevel  string
 	LogFormat string
 	Version   bool
@@ -129,6 +133,9 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "CA certificate (PEM): peers and clients must present a certificate it signed")
 	fs.DurationVar(&c.TLSReloadInterval, "tls-reload-interval", 10*time.Second, "how often the TLS files are checked for changes (SIGHUP reloads at once)")
 	fs.BoolVar(&c.UnsafeLocalReads, "unsafe-local-reads", false, "TESTING ONLY: serve linearizable reads without a read index (refused unless built with -tags canary)")
+	fs.Uint64Var(&c.MinFreeSpace, "min-free-space", 32<<20, "refuse to start when the data dir's file system has fewer free bytes than this (0: no check)")
+	fs.Uint64Var(&c.LowSpaceWarning, "low-space-warning", 256<<20, "log a warning and set cubekv_disk_low_space when the data dir's free bytes fall below this (0: never)")
+	fs.DurationVar(&c.StoreCheckTimeout, "store-check-timeout", 10*time.Second, "longest the consistency check of raft.db may take at start (it stops there and the node starts; negative: skip it)")
 	fs.BoolVar(&c.ForceNewCluster, "force-new-cluster", false, "recovery after losing a majority for good: make this stopped node the only voter of its data, then exit (start it normally afterwards)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
@@ -259,6 +266,7 @@ func (c *config) nodeConfig() (*node.Config, error) {
 	nc.SnapshotThreshold = c.SnapshotThreshold
 	nc.SnapshotInterval = c.SnapshotInterval
 	nc.TrailingLogs = c.TrailingLogs
+	nc.StoreCheckTimeout = c.StoreCheckTimeout
 	if c.MaxEntryBytes <= 0 {
 		return nil, fmt.Errorf("%w: --max-entry-bytes must be positive, got %d", errUsage, c.MaxEntryBytes)
 	}

@@ -35,14 +35,9 @@ var (
 
 func main() {
 	err := run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	switch {
-	case err == nil:
-	case errors.Is(err, errUsage):
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "kvnode:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "kvnode:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -64,8 +59,23 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	if err := cfg.validate(); err != nil {
 		return err
 	}
+	// The data dir lock comes before anything else starts (datadir.go).
+	lock, err := openDataDir(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	if cfg.ForceNewCluster {
 		return forceNewCluster(cfg, logger, stdout)
+	}
+	if err := checkAddrsFree(cfg); err != nil {
+		return err
+	}
+	if err := lock.WritePID(); err != nil {
+		return fmt.Errorf("write %s/LOCK: %w", cfg.DataDir, err)
+	}
+	if err := recordIdentity(cfg, logger); err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -110,6 +120,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	m.dataDir, m.lowSpace = cfg.DataDir, cfg.LowSpaceWarning
 	cfg.metrics = m
 
 	// Gossip is created first (the node's topology reads it) but started
@@ -171,6 +182,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 		}
 	}
 	logger.Info("kvnode started", "addr", srv.Addr().String(), "version", version)
+	spaceDone := make(chan struct{})
+	defer close(spaceDone)
+	go watchFreeSpace(spaceDone, cfg, logger)
 
 	select {
 	case <-ctx.Done():
@@ -330,6 +344,7 @@ func createNode(cfg *config, logger *slog.Logger, g *gossip.Gossip, remote node.
 	}
 	nc.Logger = logger
 	nc.Remote = remote
+	nc.SkipStartChecks = true // openDataDir ran node.Preflight
 	nc.Observer = cfg.metrics
 	if cfg.certs != nil {
 		nc.RaftTLS = cfg.certs.PeerTLSConfig()

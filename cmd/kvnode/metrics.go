@@ -22,6 +22,10 @@ type metrics struct {
 	latency   *prometheus.HistogramVec
 	readIndex *prometheus.HistogramVec
 	proposal  prometheus.Histogram
+
+	// dataDir and lowSpace feed the disk gauges (diskmetrics.go).
+	dataDir  string
+	lowSpace uint64
 }
 
 var _ node.Observer = (*metrics)(nil)
@@ -103,7 +107,7 @@ func (m *metrics) watch(n *node.Node, srv *transport.Server) error {
 	counter := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
 	}
-	for _, c := range []prometheus.Collector{
+	for _, c := range append([]prometheus.Collector{
 		gauge("cubekv_engine_keys", "Keys held by the storage engine.", func() float64 { return float64(n.FSM().Len()) }),
 		gauge("cubekv_engine_bytes", "Bytes of keys and values held by the storage engine.", func() float64 { return float64(n.FSM().Bytes()) }),
 		gauge("cubekv_applied_index", "Raft index the state machine has applied.", func() float64 { return float64(n.FSM().AppliedIndex()) }),
@@ -112,7 +116,7 @@ func (m *metrics) watch(n *node.Node, srv *transport.Server) error {
 		gauge("cubekv_thrift_open_connections", "Open Thrift client connections.", func() float64 { return float64(srv.OpenConns()) }),
 		counter("cubekv_thrift_rejected_connections_total", "Thrift connections closed at once because the connection cap was reached.", func() float64 { return float64(srv.Rejected()) }),
 		counter("cubekv_thrift_accepted_connections_total", "Thrift connections accepted.", func() float64 { return float64(srv.Accepted()) }),
-	} {
+	}, diskCollectors(n, m.dataDir, m.lowSpace, gauge, counter)...) {
 		if err := m.reg.Register(c); err != nil {
 			return fmt.Errorf("register metrics: %w", err)
 		}
