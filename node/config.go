@@ -35,7 +35,8 @@ type Config struct {
 	// client, gossip and admin addresses. The node records them, with its
 	// Raft address, in the replicated members table (see members.go), where
 	// every node finds them for forwarding, the read index and topology.
-	// Empty: the node has no such address (the table says so).
+	// Empty: the node has no such address (the table says so); with no
+	// ThriftAddr the node records nothing.
 	ThriftAddr string
 	GossipAddr string
 	AdminAddr  string

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -57,6 +58,9 @@ func (n *Node) self() fsm.Member {
 func (n *Node) registerLoop() {
 	defer n.wg.Done()
 	want := n.self()
+	if want.ThriftAddr == "" {
+		return // no front door: nothing anyone could reach through the table
+	}
 	base, stop := context.WithCancel(context.Background())
 	defer stop()
 	go func() {
@@ -81,7 +85,7 @@ func (n *Node) registerLoop() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(base, registerTimeout)
-		res, err := n.Apply(ctx, &kv.Command{Op: kv.CommandOp_MEMBER_SET, Member: want.ToKV()})
+		res, err := n.applyInternal(ctx, &kv.Command{Op: kv.CommandOp_MEMBER_SET, Member: want.ToKV()})
 		if err == nil {
 			// A follower's own FSM applies the entry a little later; wait
 			// for it rather than propose again.
@@ -103,6 +107,18 @@ func (n *Node) registerLoop() {
 		failing = false
 		wait, delay = 0, registerRetryMin
 	}
+}
+
+// applyInternal is Apply for the node's own bookkeeping: forwarded like a
+// client's write, but not counted as one (Forwarded counts clients' writes
+// that arrived at a follower).
+func (n *Node) applyInternal(ctx context.Context, cmd *kv.Command) (*kv.WriteResult_, error) {
+	res, err := n.ApplyLocal(ctx, cmd)
+	var nl *NotLeaderError
+	if err != nil && n.cfg.Remote != nil && errors.As(err, &nl) {
+		return n.cfg.Remote.Apply(ctx, nl.LeaderID, cmd)
+	}
+	return res, err
 }
 
 // canRegister reports whether this node knows a leader and is in the
