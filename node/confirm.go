@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -64,27 +65,58 @@ func (n *Node) confirmLeadership(ctx context.Context, term uint64) error {
 	if n.cfg.Remote == nil {
 		return fmt.Errorf("%w: no way to reach the other voters to confirm leadership", ErrUnavailable)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	type answer struct {
 		id     string
 		term   uint64
 		leader string
 		err    error
 	}
+	// The questions outlive this call: once a majority answered, a slower
+	// voter's call is left to finish rather than cancelled, since cancelling
+	// a call in flight breaks its pooled connection, and on a healthy
+	// cluster the slowest voter would lose its connection every round.
+	// At most one question per voter is in flight: a voter still busy with
+	// an earlier round's question sits this round out (its late answer
+	// would not postdate this round's reads anyway), so a voter that is cut
+	// off costs one pending call, not one per round.
+	callCtx, cancelCalls := context.WithTimeout(context.WithoutCancel(ctx), n.confirmTimeout())
 	answers := make(chan answer, len(others))
+	no, asked := 0, 0
+	var last error
 	for _, id := range others {
+		if !n.asking.start(id) {
+			no++
+			last = fmt.Errorf("voter %s has not answered an earlier round yet", id)
+			continue
+		}
+		asked++
 		go func(id string) {
-			t, l, err := n.cfg.Remote.LeaderView(ctx, id)
+			t, l, err := n.cfg.Remote.LeaderView(callCtx, id)
+			n.asking.end(id)
 			answers <- answer{id: id, term: t, leader: l, err: err}
 		}(id)
 	}
-	no := 0
-	var last error
-	for range others {
+	left := asked
+	defer func() {
+		go func(left int) {
+			defer cancelCalls()
+			for ; left > 0; left-- {
+				select {
+				case <-answers:
+				case <-n.closing:
+					return
+				}
+			}
+		}(left)
+	}()
+	for range asked {
+		if voters-no < quorum {
+			break
+		}
 		var a answer
 		select {
 		case a = <-answers:
+			left--
 		case <-ctx.Done():
 			return fmt.Errorf("%w: leadership not confirmed by a quorum: %v", ErrUnavailable, ctx.Err())
 		}
@@ -103,9 +135,6 @@ func (n *Node) confirmLeadership(ctx context.Context, term uint64) error {
 			last = fmt.Errorf("voter %s answered term %d, leader %q", a.id, a.term, a.leader)
 		}
 		no++
-		if voters-no < quorum {
-			break
-		}
 	}
 	return fmt.Errorf("%w: leadership not confirmed by a quorum: %v", ErrUnavailable, last)
 }
@@ -116,4 +145,31 @@ func (n *Node) confirmTimeout() time.Duration {
 		return n.cfg.HeartbeatTimeout
 	}
 	return defaultConfirmTimeout
+}
+
+// questions tracks the voters a confirmation question is in flight to.
+type questions struct {
+	mu       sync.Mutex
+	inflight map[string]bool
+}
+
+// start marks a question to id in flight; false when one already is.
+func (q *questions) start(id string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.inflight[id] {
+		return false
+	}
+	if q.inflight == nil {
+		q.inflight = make(map[string]bool)
+	}
+	q.inflight[id] = true
+	return true
+}
+
+// end marks the question to id answered.
+func (q *questions) end(id string) {
+	q.mu.Lock()
+	delete(q.inflight, id)
+	q.mu.Unlock()
 }
