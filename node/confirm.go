@@ -32,7 +32,8 @@ func (n *Node) LeaderView() (term uint64, leaderID string) {
 // voters, this node included, answer "term, this node". Every answer is
 // caused by a request made after the call began, so no acknowledgement of
 // an earlier message can count (raft.VerifyLeader counts those). It fails
-// as soon as a majority is out of reach, or when ctx ends.
+// as soon as a majority is out of reach, when ctx ends, or with ErrShutdown
+// when the node closes.
 func (n *Node) confirmLeadership(ctx context.Context, term uint64) error {
 	cf := n.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
@@ -119,6 +120,8 @@ func (n *Node) confirmLeadership(ctx context.Context, term uint64) error {
 			left--
 		case <-ctx.Done():
 			return fmt.Errorf("%w: leadership not confirmed by a quorum: %v", ErrUnavailable, ctx.Err())
+		case <-n.closing:
+			return ErrShutdown
 		}
 		switch {
 		case a.err != nil:

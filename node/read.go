@@ -87,19 +87,7 @@ func (n *Node) verifyOnce() (uint64, error) {
 	idx := n.raft.CommitIndex()
 	ctx, cancel := context.WithTimeout(context.Background(), n.confirmTimeout())
 	defer cancel()
-	go func() {
-		select {
-		case <-n.closing:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	if err := n.confirmLeadership(ctx, term); err != nil {
-		select {
-		case <-n.closing:
-			return 0, ErrShutdown
-		default:
-		}
 		return 0, err
 	}
 	if n.raft.CurrentTerm() != term || n.readyTerm.Load() != term {
