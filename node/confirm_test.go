@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,6 +87,9 @@ func TestNode_LateAcknowledgementDoesNotConfirmRead(t *testing.T) {
 	var late *lateAckTransport
 	c := mustClusterWith(t, 3, func(i int, cfg *Config) {
 		if i != 0 {
+			// Slower than the in-memory preset, so that a loaded machine
+			// does not start elections while n1 takes over.
+			cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 500*time.Millisecond, 500*time.Millisecond, 500*time.Millisecond
 			return
 		}
 		// n1 is the leader to be paused. Its lease, heartbeat and election timeouts are
@@ -101,16 +105,24 @@ func TestNode_LateAcknowledgementDoesNotConfirmRead(t *testing.T) {
 	defer close(late.release)
 	n1 := c.nodes[0]
 
-	// Make n1 the leader (its own election timer is a minute long).
-	first := c.mustLeader(t)
-	if first != n1 {
-		if err := first.raft.LeadershipTransferToServer("n1", c.trans[0].LocalAddr()).Error(); err != nil {
-			t.Fatalf("leadership transfer to n1: %v", err)
+	// Make n1 the leader (its own election timer is a minute long),
+	// transferring leadership again if an election takes it away.
+	ready := func() bool { return n1.isLeader() && n1.readyTerm.Load() == n1.raft.CurrentTerm() }
+	for attempt := 0; !ready(); attempt++ {
+		if attempt == 5 {
+			t.Fatal("n1 did not become a ready leader in 5 leadership transfers")
+		}
+		if l := c.mustLeader(t); l != n1 {
+			if err := l.raft.LeadershipTransferToServer("n1", c.trans[0].LocalAddr()).Error(); err != nil {
+				t.Logf("leadership transfer to n1: %v", err)
+				continue
+			}
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for !ready() && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	waitFor(t, 10*time.Second, "n1 to be a ready leader", func() bool {
-		return n1.isLeader() && n1.readyTerm.Load() == n1.raft.CurrentTerm()
-	})
 	term := n1.raft.CurrentTerm()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -207,5 +219,69 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// blockingRemote answers LeaderView through clusterRemote, except for one
+// voter, whose questions hang until release is closed; it counts the
+// questions in flight to that voter.
+type blockingRemote struct {
+	*clusterRemote
+	hung     string
+	release  chan struct{}
+	inflight atomic.Int32
+	most     atomic.Int32
+}
+
+func (b *blockingRemote) LeaderView(ctx context.Context, id string) (uint64, string, error) {
+	if id != b.hung {
+		return b.clusterRemote.LeaderView(ctx, id)
+	}
+	n := b.inflight.Add(1)
+	defer b.inflight.Add(-1)
+	for {
+		m := b.most.Load()
+		if n <= m || b.most.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	select {
+	case <-b.release:
+		return 0, "", fmt.Errorf("%w: released", ErrUnavailable)
+	case <-ctx.Done():
+		return 0, "", fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	}
+}
+
+// TestNode_HungVoterCostsOneQuestion serves many reads while one voter
+// never answers: the other voter's answers confirm them, and the hung voter
+// has at most one question in flight, not one per round.
+func TestNode_HungVoterCostsOneQuestion(t *testing.T) {
+	remotes := map[int]*blockingRemote{}
+	c := mustClusterWith(t, 3, func(i int, cfg *Config) {
+		b := &blockingRemote{clusterRemote: cfg.Remote.(*clusterRemote), release: make(chan struct{})}
+		remotes[i] = b
+		cfg.Remote = b
+	})
+	leader := c.mustLeader(t)
+	b := remotes[c.byAddr[leader.trans.LocalAddr()]]
+	for _, nd := range c.nodes {
+		if nd != leader {
+			b.hung = nd.ID() // the last follower; set before any read
+		}
+	}
+	defer close(b.release)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := leader.Apply(ctx, put("k", "v")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if _, _, _, err := leader.Get(ctx, []byte("k"), kv.Consistency_LINEARIZABLE); err != nil {
+			t.Fatalf("read %d with one voter hung: %v", i, err)
+		}
+	}
+	if m := b.most.Load(); m != 1 {
+		t.Fatalf("at most %d questions were in flight to the hung voter %s, want 1", m, b.hung)
 	}
 }
