@@ -225,7 +225,8 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (*kv.G
 	return resp, nil
 }
 
-// Put writes value at key, exactly once even when retried.
+// Put writes value at key, exactly once even when retried (WithRequestID: even when retried by the
+// caller).
 func (c *Client) Put(ctx context.Context, key, value []byte, opts ...WriteOption) (*kv.PutResponse, error) {
 	o := writeOpts(opts)
 	req := &kv.PutRequest{Key: key, Value: value}
@@ -233,7 +234,7 @@ func (c *Client) Put(ctx context.Context, key, value []byte, opts ...WriteOption
 		req.ReturnPrevious = &o.returnPrevious
 	}
 	var resp *kv.PutResponse
-	err := c.write(ctx, nil, func(ctx context.Context, kvc *kv.KVClient, id *kv.RequestID) (err error) {
+	err := c.write(ctx, o.requestID, func(ctx context.Context, kvc *kv.KVClient, id *kv.RequestID) (err error) {
 		req.RequestID = id
 		resp, err = kvc.Put(ctx, req)
 		return err
@@ -253,7 +254,7 @@ func (c *Client) Delete(ctx context.Context, key []byte, opts ...WriteOption) (*
 		req.ReturnPrevious = &o.returnPrevious
 	}
 	var resp *kv.DeleteResponse
-	err := c.write(ctx, nil, func(ctx context.Context, kvc *kv.KVClient, id *kv.RequestID) (err error) {
+	err := c.write(ctx, o.requestID, func(ctx context.Context, kvc *kv.KVClient, id *kv.RequestID) (err error) {
 		req.RequestID = id
 		resp, err = kvc.DeleteKey(ctx, req)
 		return err

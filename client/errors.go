@@ -29,7 +29,8 @@ var ErrTimeout = errors.New("server timed out")
 // ErrUnknownOutcome means a write may or may not have committed: it timed out or its connection broke
 // after it was sent, and every retry allowed by the context's deadline (and MaxRetries) did too. Errors that match
 // it are *UnknownOutcomeError values carrying the write's request id; retrying with that id (set it in
-// a CASRequest or TxnRequest) learns the outcome without applying twice.
+// a CASRequest or TxnRequest, or pass WithRequestID to Put or Delete) learns the outcome without
+// applying twice.
 var ErrUnknownOutcome = errors.New("write outcome unknown")
 
 // ErrClosed is returned by every call after Close.
@@ -44,8 +45,11 @@ type NotLeaderError struct {
 }
 
 func (e *NotLeaderError) Error() string {
-	if e.LeaderAddr == "" {
+	switch {
+	case e.LeaderID == "":
 		return "not leader, leader unknown"
+	case e.LeaderAddr == "":
+		return fmt.Sprintf("not leader, leader is %s (its address is not known to the node asked)", e.LeaderID)
 	}
 	return fmt.Sprintf("not leader, leader is %s at %s", e.LeaderID, e.LeaderAddr)
 }

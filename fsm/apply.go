@@ -133,6 +133,8 @@ func validateCommand(c *kv.Command) error {
 			return invalid("%s: negative expected_mod_index %d", c.Op, c.GetExpectedModIndex())
 		}
 		return nil
+	case kv.CommandOp_MEMBER_SET, kv.CommandOp_MEMBER_REMOVE:
+		return validateMember(c)
 	case kv.CommandOp_TXN:
 		for i, cmp := range c.Compares {
 			if err := validateCompare(cmp); err != nil {
@@ -220,6 +222,8 @@ func (f *FSM) execute(idx uint64, c *kv.Command) *kv.WriteResult_ {
 	res := &kv.WriteResult_{Index: int64(idx)}
 	switch c.Op {
 	case kv.CommandOp_NOOP:
+	case kv.CommandOp_MEMBER_SET, kv.CommandOp_MEMBER_REMOVE:
+		f.executeMember(res, c)
 	case kv.CommandOp_PUT:
 		prev, existed := f.engine.Put(idx, c.Key, value(c.Value))
 		res.Succeeded = existed

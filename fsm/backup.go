@@ -19,12 +19,18 @@ type SnapshotInfo struct {
 // in the format Restore reads (doc.go), for backups. Like Snapshot it only
 // holds the lock to capture the state; the writing runs while Apply
 // continues. It returns what it wrote and the number of bytes.
+//
+// A backup carries no members table: addresses belong to the cluster that
+// runs, not to the data, and a backup restored into another cluster must
+// never send forwarded writes to the nodes it was taken from. After a
+// restore every node records its own addresses again.
 func (f *FSM) WriteSnapshot(w io.Writer) (SnapshotInfo, int64, error) {
 	s, err := f.Snapshot()
 	if err != nil {
 		return SnapshotInfo{}, 0, err
 	}
 	snap := s.(*fsmSnapshot)
+	snap.members = nil
 	n, err := snap.writeTo(w)
 	if err != nil {
 		return SnapshotInfo{}, n, fmt.Errorf("write snapshot: %w", err)

@@ -1,7 +1,7 @@
 // Package fsm is cubekv's Raft state machine: the log entry codec, the
 // raft.FSM (and raft.BatchingFSM) that applies committed entries to a
 // storage engine, the request-id table that makes retried writes
-// exactly-once, and the snapshot format.
+// exactly-once, the replicated members table, and the snapshot format.
 //
 // # Log entries
 //
@@ -37,10 +37,20 @@
 // Config.MaxSessions remain. Both settings must therefore be equal on every
 // node. The table is part of the snapshot.
 //
+// # Members table
+//
+// MEMBER_SET commands record a node's Thrift, Raft, gossip and admin
+// addresses by node id; MEMBER_REMOVE forgets them. Each node proposes its
+// own entry when it joins or its addresses change, and the leader removes a
+// node's entry with the node. The table is how nodes find each other's
+// front doors for forwarding, the read index and topology, so those work
+// while gossip is down or off; gossip only reports liveness. The table is
+// part of the snapshot but not of Digest, which covers the key space.
+//
 // # Concurrency
 //
-// FSM.mu, a sync.RWMutex, guards the engine pointer and the request-id
-// table. Apply takes the write lock once per log entry, so a transaction or
+// FSM.mu, a sync.RWMutex, guards the engine pointer, the request-id table
+// and the members table. Apply takes the write lock once per log entry, so a transaction or
 // a batch entry is atomic to readers; Get, Scan, Len, Bytes, EngineName and
 // Sessions take the read lock. Snapshot and Digest hold the write lock only
 // while they take an engine view (O(1) copy-on-write for the btree engine)
@@ -49,13 +59,13 @@
 // index is an atomic.Uint64; WaitApplied blocks on a channel that is closed
 // whenever the index advances (no polling).
 //
-// # Snapshot format, version 1
+// # Snapshot format, version 2
 //
 // All fixed-width integers are big-endian; uvarint is encoding/binary's
 // unsigned varint.
 //
 //	magic          8 bytes  "CUBEKVS\x00"
-//	version        uint32   1
+//	version        uint32   2 (Restore also reads 1, which ends after the sessions)
 //	applied index  uint64   the Raft index the state reflects
 //	entry count    uint64
 //	entries, in ascending key order, each:
@@ -72,6 +82,10 @@
 //	    touched index  uvarint  non-decreasing, at most the applied index
 //	    result length  uvarint  1..256 MiB
 //	    result         bytes    compact-protocol kv.WriteResult
+//	member count   uint64   at most 65536 (version 2 only)
+//	members, ids strictly ascending, each five fields:
+//	    length         uvarint  0..1024 (the id 1..1024)
+//	    bytes                   node id, Thrift, Raft, gossip, admin address
 //	crc            uint32   CRC-32C (Castagnoli) of every byte before it
 //
 // Nothing may follow the CRC. Restore reads the stream into a fresh engine of
@@ -80,5 +94,5 @@
 // then swaps the new state in. Any failure returns an error wrapping
 // ErrCorruptSnapshot and leaves the FSM as it was. A change to this layout
 // takes a new version number; Restore refuses versions it does not know,
-// and testdata/snapshot-v1.bin pins version 1.
+// and testdata/snapshot-v1.bin and snapshot-v2.bin pin the two versions.
 package fsm

@@ -95,7 +95,8 @@ type Result struct {
 // engine, remembers request ids for exactly-once writes, and takes and
 // restores snapshots.
 //
-// Locking: mu guards engine (the pointer and its contents) and sessions.
+// Locking: mu guards engine (the pointer and its contents), sessions and
+// members.
 // Apply and ApplyBatch take the write lock once per log entry, so one
 // command, transaction or batch entry is atomic to readers; Snapshot and
 // Digest take it only to capture a copy-on-write view; Restore only to swap
@@ -110,6 +111,7 @@ type FSM struct {
 	mu       sync.RWMutex
 	engine   storage.Engine
 	sessions *sessionTable
+	members  map[string]Member // the replicated members table, by node id
 
 	applied atomic.Uint64
 
@@ -154,6 +156,7 @@ func New(cfg *Config) (*FSM, error) {
 		logger:   logger.With("component", "fsm"),
 		engine:   eng,
 		sessions: newSessionTable(c.SessionTTL, c.MaxSessions),
+		members:  make(map[string]Member),
 	}, nil
 }
 

@@ -94,6 +94,10 @@ func mustGet(t testing.TB, f *FSM, key string) (storage.Entry, bool) {
 func i64(v int64) *int64 { return &v }
 func boolp(v bool) *bool { return &v }
 
+func memberSetCmd(m Member) *kv.Command {
+	return &kv.Command{Op: kv.CommandOp_MEMBER_SET, Member: m.ToKV()}
+}
+
 func putCmd(key, value string) *kv.Command {
 	return &kv.Command{Op: kv.CommandOp_PUT, Key: []byte(key), Value: []byte(value)}
 }

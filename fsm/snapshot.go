@@ -33,8 +33,10 @@ const (
 
 // Snapshot format constants; the layout is described in doc.go.
 const (
-	snapshotMagic   = "CUBEKVS\x00"
-	snapshotVersion = 1
+	snapshotMagic = "CUBEKVS\x00"
+	// snapshotVersion is what Persist writes; Restore also reads version 1
+	// (no members table).
+	snapshotVersion = 2
 
 	maxSnapshotKey    = MaxKeySize   // longest key accepted by Restore, bytes
 	maxSnapshotValue  = MaxValueSize // longest value accepted by Restore, bytes
@@ -55,6 +57,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		view:     f.engine.Snapshot(),
 		applied:  f.applied.Load(),
 		sessions: f.sessions.copySessions(),
+		members:  sortedMembers(f.members),
 		logger:   f.logger,
 	}, nil
 }
@@ -65,6 +68,7 @@ type fsmSnapshot struct {
 	view     storage.View
 	applied  uint64
 	sessions []session
+	members  []Member // sorted by id
 	logger   *slog.Logger
 }
 
@@ -158,6 +162,13 @@ func (s *fsmSnapshot) writeTo(out io.Writer) (int64, error) {
 		w.uvarint(uint64(len(res)))
 		w.write(res)
 	}
+	w.u64(uint64(len(s.members)))
+	for _, m := range s.members {
+		for _, field := range m.fields() {
+			w.uvarint(uint64(len(field)))
+			w.write([]byte(field))
+		}
+	}
 	w.u32(w.crc.Sum32())
 	if w.err == nil {
 		w.err = w.w.Flush()
@@ -226,6 +237,7 @@ type restored struct {
 	applied  uint64
 	engine   storage.Engine
 	sessions *sessionTable
+	members  map[string]Member
 }
 
 // corrupt wraps err (truncation included) as ErrCorruptSnapshot.
@@ -247,8 +259,9 @@ func (f *FSM) readSnapshot(in io.Reader) (*restored, error) {
 	if string(head[:8]) != snapshotMagic {
 		return nil, fmt.Errorf("bad magic %q: %w", head[:8], ErrCorruptSnapshot)
 	}
-	if v := binary.BigEndian.Uint32(head[8:]); v != snapshotVersion {
-		return nil, fmt.Errorf("unknown format version %d (want %d): %w", v, snapshotVersion, ErrCorruptSnapshot)
+	version := binary.BigEndian.Uint32(head[8:])
+	if version != 1 && version != snapshotVersion {
+		return nil, fmt.Errorf("unknown format version %d (want 1 or %d): %w", version, snapshotVersion, ErrCorruptSnapshot)
 	}
 	applied, err := r.u64()
 	if err != nil {
@@ -288,6 +301,12 @@ func (f *FSM) readSnapshot(in io.Reader) (*restored, error) {
 		table.appendRestored(s)
 		lastTouched = s.touched
 	}
+	members := make(map[string]Member)
+	if version >= 2 {
+		if err := readMembers(r, members); err != nil {
+			return nil, err
+		}
+	}
 	want := r.crc.Sum32()
 	var trailer [4]byte
 	if _, err := io.ReadFull(r.r, trailer[:]); err != nil {
@@ -302,7 +321,7 @@ func (f *FSM) readSnapshot(in io.Reader) (*restored, error) {
 		}
 		return nil, fmt.Errorf("read after crc: %w", err)
 	}
-	return &restored{applied: applied, engine: eng, sessions: table}, nil
+	return &restored{applied: applied, engine: eng, sessions: table, members: members}, nil
 }
 
 // readEntry reads one entry record into eng. Keys must be strictly
@@ -389,6 +408,42 @@ func readSession(r *snapshotReader, applied, lastTouched uint64) (session, error
 	return session{clientID: int64(id), seq: int64(seq), touched: touched, result: res}, nil
 }
 
+// readMembers reads the members table: a count, then each member's id and
+// addresses, ids strictly ascending.
+func readMembers(r *snapshotReader, into map[string]Member) error {
+	count, err := r.u64()
+	if err != nil {
+		return corrupt("read member count", err)
+	}
+	if count > maxSnapshotMembers {
+		return fmt.Errorf("member count %d out of range: %w", count, ErrCorruptSnapshot)
+	}
+	prev := ""
+	for i := uint64(0); i < count; i++ {
+		var f [5]string
+		for j := range f {
+			n, err := r.uvarint()
+			if err != nil {
+				return corrupt(fmt.Sprintf("member %d: read length", i), err)
+			}
+			if n > MaxMemberField {
+				return fmt.Errorf("member %d: field length %d out of range: %w", i, n, ErrCorruptSnapshot)
+			}
+			b, err := r.bytes(n)
+			if err != nil {
+				return corrupt(fmt.Sprintf("member %d: read field", i), err)
+			}
+			f[j] = string(b)
+		}
+		if f[0] == "" || (i > 0 && f[0] <= prev) {
+			return fmt.Errorf("member %d: ids empty or out of order: %w", i, ErrCorruptSnapshot)
+		}
+		prev = f[0]
+		into[f[0]] = Member{ID: f[0], ThriftAddr: f[1], RaftAddr: f[2], GossipAddr: f[3], AdminAddr: f[4]}
+	}
+	return nil
+}
+
 // Restore replaces the FSM's state with the snapshot read from rc, which it
 // closes. The snapshot is read completely into a fresh engine of the
 // configured kind and a fresh request-id table, and swapped in only once
@@ -404,6 +459,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.engine = st.engine
 	f.sessions = st.sessions
+	f.members = st.members
 	f.applied.Store(st.applied)
 	f.mu.Unlock()
 	f.wake()

@@ -19,9 +19,14 @@ import (
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/snapshot-v1.bin")
+var update = flag.Bool("update", false, "rewrite testdata/snapshot-v2.bin")
 
-const goldenPath = "testdata/snapshot-v1.bin"
+// goldenPathV1 pins format version 1 (no members table), which Restore must
+// keep reading; goldenPath pins the version Persist writes.
+const (
+	goldenPathV1 = "testdata/snapshot-v1.bin"
+	goldenPath   = "testdata/snapshot-v2.bin"
+)
 
 // goldenCommands is the fixed command sequence behind the golden snapshot:
 // overwrites, deletes, an empty value, a binary key, and request ids with
@@ -59,6 +64,29 @@ func mustGoldenState(t testing.TB, engine string) *FSM {
 	return f
 }
 
+// goldenMemberCommands follow the golden state at indexes 12..15 in the
+// version 2 golden snapshot: three members set out of order, one removed.
+func goldenMemberCommands() []*kv.Command {
+	return []*kv.Command{
+		memberSetCmd(Member{ID: "n2", ThriftAddr: "10.0.0.2:9090", RaftAddr: "10.0.0.2:7000", GossipAddr: "10.0.0.2:7946", AdminAddr: "127.0.0.1:9100"}),
+		memberSetCmd(Member{ID: "n1", ThriftAddr: "10.0.0.1:9090", RaftAddr: "10.0.0.1:7000"}),
+		memberSetCmd(Member{ID: "n3", ThriftAddr: "10.0.0.3:9090", RaftAddr: "10.0.0.3:7000"}),
+		{Op: kv.CommandOp_MEMBER_REMOVE, Member: &kv.MemberAddrs{NodeID: "n3"}},
+	}
+}
+
+// mustGoldenStateV2 is mustGoldenState plus goldenMemberCommands.
+func mustGoldenStateV2(t testing.TB, engine string) *FSM {
+	t.Helper()
+	f := mustGoldenState(t, engine)
+	for i, c := range goldenMemberCommands() {
+		if r := mustApply(t, f, uint64(12+i), c); r.Err != nil {
+			t.Fatalf("golden member command %d: %v", 12+i, r.Err)
+		}
+	}
+	return f
+}
+
 // fsmState is everything Restore must reproduce.
 type fsmState struct {
 	applied  uint64
@@ -67,6 +95,7 @@ type fsmState struct {
 	sessions string
 	len      int
 	bytes    int64
+	members  string
 }
 
 func stateOf(t testing.TB, f *FSM) fsmState {
@@ -89,6 +118,7 @@ func stateOf(t testing.TB, f *FSM) fsmState {
 	}
 	f.mu.RUnlock()
 	s.len, s.bytes = f.Len(), f.Bytes()
+	s.members = fmt.Sprint(f.Members())
 	return s
 }
 
@@ -158,7 +188,7 @@ func TestSnapshot_Isolation(t *testing.T) {
 func TestSnapshot_Empty(t *testing.T) {
 	f := mustNew(t, "")
 	data := mustPersist(t, f)
-	if len(data) != 8+4+8+8+8+4 {
+	if len(data) != 8+4+8+8+8+8+4 {
 		t.Fatalf("empty snapshot is %d bytes", len(data))
 	}
 	g := mustGoldenState(t, "")
@@ -327,7 +357,7 @@ func TestSnapshot_RestoreInvalidRecords(t *testing.T) {
 }
 
 func TestSnapshot_Golden(t *testing.T) {
-	f := mustGoldenState(t, "")
+	f := mustGoldenStateV2(t, "")
 	data := mustPersist(t, f)
 	if *update {
 		if err := os.MkdirAll(filepath.Dir(goldenPath), 0o755); err != nil {
@@ -344,44 +374,62 @@ func TestSnapshot_Golden(t *testing.T) {
 	if !bytes.Equal(data, golden) {
 		t.Fatalf("persisting the golden state gives %d bytes that differ from %s (%d bytes)", len(data), goldenPath, len(golden))
 	}
-	if v := binary.BigEndian.Uint32(golden[8:12]); string(golden[:8]) != snapshotMagic || v != 1 {
-		t.Fatalf("golden header %q version %d", golden[:8], v)
+	goldenV1, err := os.ReadFile(goldenPathV1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, eng := range engines {
-		t.Run(eng, func(t *testing.T) {
-			g := mustNew(t, eng)
-			mustRestore(t, g, golden)
-			if g.AppliedIndex() != 11 {
-				t.Fatalf("applied %d, want 11", g.AppliedIndex())
-			}
-			var got []*kv.Entry
-			for _, e := range dump(g) {
-				got = append(got, toKV(e))
-			}
-			want := []*kv.Entry{
-				{Key: []byte{0, 0xff, 'k'}, Value: []byte{1, 2, 3}, CreateIndex: 6, ModIndex: 6},
-				entry("alpha", "one", 1, 3),
-				entry("delta", "4", 8, 8),
-				entry("gamma", "3", 4, 9),
-			}
-			if !reflect.DeepEqual(got, want) {
-				t.Fatalf("entries\n got %v\nwant %v", got, want)
-			}
-			if got, want := sessionState(g), "-22:5@7 33:2@8 11:2@9 "; got != want {
-				t.Fatalf("sessions %q, want %q", got, want)
-			}
-			g.mu.RLock()
-			cas := g.sessions.lookup(-22).result
-			txn := g.sessions.lookup(33).result
-			g.mu.RUnlock()
-			wantWrite(t, cas, &kv.WriteResult_{Index: 7, Entry: entry("alpha", "one", 1, 3)})
-			wantWrite(t, txn, &kv.WriteResult_{Index: 8, Succeeded: true, Results: []*kv.OpResult_{
-				{Type: kv.OpType_PUT},
-				{Type: kv.OpType_GET, Found: true, Entry: entry("alpha", "one", 1, 3)},
-			}})
-			if _, sum := g.Digest(); sum != stateOf(t, f).digest {
-				t.Fatal("digest of the restored golden state differs")
-			}
-		})
+	for _, tc := range []struct {
+		path    string
+		data    []byte
+		version uint32
+		applied uint64
+		members string
+	}{
+		{goldenPathV1, goldenV1, 1, 11, "[]"},
+		{goldenPath, golden, 2, 15, "[{n1 10.0.0.1:9090 10.0.0.1:7000  } {n2 10.0.0.2:9090 10.0.0.2:7000 10.0.0.2:7946 127.0.0.1:9100}]"},
+	} {
+		if v := binary.BigEndian.Uint32(tc.data[8:12]); string(tc.data[:8]) != snapshotMagic || v != tc.version {
+			t.Fatalf("%s: header %q version %d", tc.path, tc.data[:8], v)
+		}
+		for _, eng := range engines {
+			t.Run(fmt.Sprintf("v%d/%s", tc.version, eng), func(t *testing.T) {
+				g := mustNew(t, eng)
+				mustRestore(t, g, tc.data)
+				if g.AppliedIndex() != tc.applied {
+					t.Fatalf("applied %d, want %d", g.AppliedIndex(), tc.applied)
+				}
+				var got []*kv.Entry
+				for _, e := range dump(g) {
+					got = append(got, toKV(e))
+				}
+				want := []*kv.Entry{
+					{Key: []byte{0, 0xff, 'k'}, Value: []byte{1, 2, 3}, CreateIndex: 6, ModIndex: 6},
+					entry("alpha", "one", 1, 3),
+					entry("delta", "4", 8, 8),
+					entry("gamma", "3", 4, 9),
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("entries\n got %v\nwant %v", got, want)
+				}
+				if got, want := sessionState(g), "-22:5@7 33:2@8 11:2@9 "; got != want {
+					t.Fatalf("sessions %q, want %q", got, want)
+				}
+				g.mu.RLock()
+				cas := g.sessions.lookup(-22).result
+				txn := g.sessions.lookup(33).result
+				g.mu.RUnlock()
+				wantWrite(t, cas, &kv.WriteResult_{Index: 7, Entry: entry("alpha", "one", 1, 3)})
+				wantWrite(t, txn, &kv.WriteResult_{Index: 8, Succeeded: true, Results: []*kv.OpResult_{
+					{Type: kv.OpType_PUT},
+					{Type: kv.OpType_GET, Found: true, Entry: entry("alpha", "one", 1, 3)},
+				}})
+				if _, sum := g.Digest(); sum != stateOf(t, f).digest {
+					t.Fatal("digest of the restored golden state differs")
+				}
+				if got := fmt.Sprint(g.Members()); got != tc.members {
+					t.Fatalf("members %s, want %s", got, tc.members)
+				}
+			})
+		}
 	}
 }

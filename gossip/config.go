@@ -95,6 +95,18 @@ type Config struct {
 	// EventBuffer is the capacity of the Events channel. Zero:
 	// DefaultEventBuffer.
 	EventBuffer int
+	// Expected, when set, returns the members this node should share a
+	// pool with (node id -> gossip address), such as the nodes of the Raft
+	// configuration. The reconnect loop keeps joining every one that is not
+	// alive, with backoff, for as long as it is expected. It is called from
+	// that loop every JoinRetryInterval and must be cheap and not block.
+	// Nil: only Join, the peers file and failed members are rejoined.
+	Expected func() map[string]string
+	// PeersFile is where the gossip addresses of the members seen alive
+	// are kept (rewritten when they change), so a restarted node can rejoin
+	// them even when Join names none that answers, as serf's snapshot
+	// does. Empty: nothing is kept.
+	PeersFile string
 }
 
 // DefaultConfig returns a Config with the LAN profile and default join and

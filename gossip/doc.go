@@ -9,10 +9,20 @@
 //
 // # Lifecycle
 //
-// New allocates, Start binds the memberlist listeners and joins the
-// configured peers (retrying in the background so a node can start before
-// its peers), Leave broadcasts a graceful departure, and Shutdown stops
+// New allocates, Start binds the memberlist listeners and starts the
+// reconnect loop, Leave broadcasts a graceful departure, and Shutdown stops
 // everything; Shutdown is idempotent.
+//
+// # Rejoining
+//
+// memberlist never probes a member it has declared dead, so after a long
+// partition or a restart it would stay apart for good. The reconnect loop
+// (reconnect.go) joins the seeds (Config.Join and the peers file of members
+// last seen alive, never this node's own address) while no other member is
+// alive, and at all times every expected member (Config.Expected: kvnode
+// passes the nodes of its replicated members table) that is not alive and
+// every failed member not yet reaped, each with its own backoff. It logs once
+// when a peer becomes unreachable and once when it is reached again.
 //
 // # Member states
 //

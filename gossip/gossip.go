@@ -167,11 +167,12 @@ func New(cfg *Config) (*Gossip, error) {
 	return g, nil
 }
 
-// Start creates the memberlist, binding its TCP and UDP listeners, then
-// joins Config.Join. It waits up to Config.StartJoinTimeout for a member to
-// answer; if none does it logs a warning and returns nil, and joining goes
-// on in the background (with backoff) until a member is reached, another
-// member joins this one, or Leave or Shutdown is called.
+// Start creates the memberlist, binding its TCP and UDP listeners, and
+// starts the reconnect loop (reconnect.go), which joins Config.Join and the
+// peers file's addresses until another member is alive, then keeps
+// rejoining expected and failed members. Start waits up to
+// Config.StartJoinTimeout for the first join; if none succeeds it logs a
+// warning and returns nil, and joining goes on in the background.
 func (g *Gossip) Start() error {
 	g.lifeMu.Lock()
 	switch g.life {
@@ -215,15 +216,14 @@ func (g *Gossip) Start() error {
 	g.ml = ml
 	g.life = lifeRunning
 
+	seeds := g.seeds(local)
 	joined := make(chan struct{})
-	if len(g.cfg.Join) > 0 {
-		g.joinWG.Add(1)
-		go g.joinLoop(ml, joined)
-	}
+	g.joinWG.Add(1)
+	go g.reconnectLoop(ml, seeds, joined)
 	g.lifeMu.Unlock()
 	g.logger.Info("gossip started", "addr", local)
 
-	if len(g.cfg.Join) == 0 || g.cfg.StartJoinTimeout <= 0 {
+	if len(seeds) == 0 || g.cfg.StartJoinTimeout <= 0 {
 		return nil
 	}
 	t := time.NewTimer(g.cfg.StartJoinTimeout)
@@ -233,45 +233,9 @@ func (g *Gossip) Start() error {
 	case <-g.stop:
 	case <-t.C:
 		g.logger.Warn("no gossip peer reachable yet, joining in the background",
-			"peer", strings.Join(g.cfg.Join, ","), "duration", g.cfg.StartJoinTimeout)
+			"peer", strings.Join(seeds, ","), "duration", g.cfg.StartJoinTimeout)
 	}
 	return nil
-}
-
-// joinLoop joins cfg.Join, retrying with exponential backoff, until a
-// member answers, another member is known alive, or g.stop is closed.
-func (g *Gossip) joinLoop(ml *memberlist.Memberlist, joined chan<- struct{}) {
-	defer g.joinWG.Done()
-	delay := g.cfg.JoinRetryInterval
-	t := time.NewTimer(0)
-	<-t.C
-	defer t.Stop()
-	for attempt := 1; ; attempt++ {
-		select {
-		case <-g.stop:
-			return
-		default:
-		}
-		if alive := g.NumAlive(); alive > 1 {
-			g.logger.Info("joined gossip pool", "count", alive-1)
-			close(joined)
-			return
-		}
-		n, err := ml.Join(g.cfg.Join)
-		if n > 0 {
-			g.logger.Info("joined gossip pool", "count", n)
-			close(joined)
-			return
-		}
-		g.logger.Debug("gossip join attempt failed", "count", attempt, "err", err)
-		t.Reset(delay)
-		select {
-		case <-g.stop:
-			return
-		case <-t.C:
-		}
-		delay = min(2*delay, g.cfg.JoinRetryMax)
-	}
 }
 
 // Join contacts addrs (gossip host:port addresses) and merges state with

@@ -31,6 +31,14 @@ type Config struct {
 	// RaftAdvertise is the address peers dial; empty means RaftAddr. It must
 	// not be an unspecified address such as 0.0.0.0.
 	RaftAdvertise string
+	// ThriftAddr, GossipAddr and AdminAddr are this node's advertised
+	// client, gossip and admin addresses. The node records them, with its
+	// Raft address, in the replicated members table (see members.go), where
+	// every node finds them for forwarding, the read index and topology.
+	// Empty: the node has no such address (the table says so).
+	ThriftAddr string
+	GossipAddr string
+	AdminAddr  string
 	// Bootstrap starts a new one-node cluster when DataDir holds no Raft
 	// state. Ignored on restart.
 	Bootstrap bool

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -61,7 +62,7 @@ type Server struct {
 // MemberInfo is one node as the topology reports it.
 type MemberInfo struct {
 	ID         string
-	ThriftAddr string // from gossip; empty when unknown
+	ThriftAddr string // from the members table, else gossip; empty when unknown
 	RaftAddr   string
 	GossipAddr string
 	AdminAddr  string
@@ -113,6 +114,9 @@ func (n *Node) Topology() (Topology, error) {
 	byID := map[string]*MemberInfo{}
 	for _, s := range servers {
 		m := &MemberInfo{ID: s.ID, RaftAddr: s.RaftAddr, Suffrage: s.Suffrage, Leader: s.ID == t.LeaderID, GossipState: "unknown"}
+		if tm, ok := n.fsm.Member(s.ID); ok {
+			m.ThriftAddr, m.GossipAddr, m.AdminAddr = tm.ThriftAddr, tm.GossipAddr, tm.AdminAddr
+		}
 		byID[s.ID] = m
 	}
 	if n.cfg.Membership != nil {
@@ -122,9 +126,11 @@ func (n *Node) Topology() (Topology, error) {
 				m = &MemberInfo{ID: gm.ID, RaftAddr: gm.RaftAddr, Suffrage: SuffrageNone}
 				byID[gm.ID] = m
 			}
-			m.ThriftAddr = gm.ThriftAddr
-			m.GossipAddr = gm.GossipAddr
-			m.AdminAddr = gm.AdminAddr
+			// The members table is authoritative for addresses; gossip
+			// fills in what it lacks, and says who is alive.
+			m.ThriftAddr = cmp.Or(m.ThriftAddr, gm.ThriftAddr)
+			m.GossipAddr = cmp.Or(m.GossipAddr, gm.GossipAddr)
+			m.AdminAddr = cmp.Or(m.AdminAddr, gm.AdminAddr)
 			m.Version = gm.Version
 			m.GossipState = gm.State.String()
 		}
@@ -134,18 +140,6 @@ func (n *Node) Topology() (Topology, error) {
 	}
 	sort.Slice(t.Members, func(i, j int) bool { return t.Members[i].ID < t.Members[j].ID })
 	return t, nil
-}
-
-// ThriftAddr returns the client-facing address gossip reports for a node
-// id, or "" when unknown.
-func (n *Node) ThriftAddr(id string) string {
-	if n.cfg.Membership == nil {
-		return ""
-	}
-	if m, ok := n.cfg.Membership.Member(id); ok {
-		return m.ThriftAddr
-	}
-	return ""
 }
 
 // membershipTimeout bounds how long a configuration change may wait to be
@@ -231,7 +225,11 @@ func (n *Node) RemoveServer(ctx context.Context, id string) (uint64, error) {
 	for _, s := range servers {
 		if s.ID == id {
 			n.logger.Info("removing member", "peer", id)
-			return n.waitIndexFuture(ctx, n.raft.RemoveServer(raft.ServerID(id), idx, membershipTimeout))
+			idx, err := n.waitIndexFuture(ctx, n.raft.RemoveServer(raft.ServerID(id), idx, membershipTimeout))
+			if err == nil {
+				n.forgetMember(ctx, id)
+			}
+			return idx, err
 		}
 	}
 	return 0, fmt.Errorf("%w: %s", ErrUnknownMember, id)

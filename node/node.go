@@ -218,9 +218,10 @@ func (n *Node) Open() (err error) {
 		n.logger.Info("no raft state and no bootstrap: waiting to be added to a cluster")
 	}
 
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.watchLeadership()
 	go n.runProposer()
+	go n.registerLoop()
 	return nil
 }
 
@@ -382,6 +383,9 @@ func (n *Node) Forwarded() uint64 { return n.forwarded.Load() }
 // ApplyLocal proposes cmd through this node's Raft, failing with a
 // *NotLeaderError on a follower.
 func (n *Node) ApplyLocal(ctx context.Context, cmd *kv.Command) (*kv.WriteResult_, error) {
+	if err := n.checkMemberSet(cmd); err != nil {
+		return nil, err
+	}
 	r, err := n.propose(ctx, cmd)
 	if err != nil {
 		return nil, err

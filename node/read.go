@@ -136,15 +136,20 @@ func (n *Node) readIndexAnywhere(ctx context.Context) (uint64, error) {
 	return idx, err
 }
 
-// CaughtUp reports whether this node has applied everything the leader had
+// CaughtUp reports whether this node applies everything the leader had
 // committed when asked (through a read index, so the leader confirms it is
-// still the leader): what /ready means.
+// still the leader) before ctx ends: what /ready means. A follower that
+// trails a busy leader by a few entries is caught up once it applies them;
+// one that is far behind (catching up from a snapshot) is not.
 func (n *Node) CaughtUp(ctx context.Context) (bool, error) {
 	idx, err := n.readIndexAnywhere(ctx)
 	if err != nil {
 		return false, err
 	}
-	return n.fsm.AppliedIndex() >= idx, nil
+	if err := n.fsm.WaitApplied(ctx, idx); err != nil {
+		return false, nil
+	}
+	return true, nil
 }
 
 // prepareRead makes a read at consistency c safe to serve from the local FSM

@@ -38,7 +38,7 @@ func (f *Forwarder) call(ctx context.Context, leaderID string, fn func(ctx conte
 	}
 	conn, err := f.pool.Get(ctx, addr)
 	if err != nil {
-		return true, fmt.Errorf("%w: reach leader %s: %v", node.ErrUnavailable, leaderID, err)
+		return true, fmt.Errorf("%w: leader %s at %s is unreachable: %v", node.ErrUnavailable, leaderID, addr, err)
 	}
 	sent, err := conn.Do(ctx, func(ctx context.Context) error { return fn(ctx, conn) })
 	f.pool.Put(conn, conn.Broken())

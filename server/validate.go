@@ -273,6 +273,13 @@ func (h *Handler) checkCommand(c *kv.Command) error {
 		return h.checkCAS(req)
 	case kv.CommandOp_TXN:
 		return h.checkTxn(&kv.TxnRequest{Compares: c.Compares, Success: c.Success, Failure: c.Failure, RequestID: id})
+	case kv.CommandOp_MEMBER_SET, kv.CommandOp_MEMBER_REMOVE:
+		// Sent only by nodes recording their own addresses; the FSM checks
+		// the fields with its hard limits.
+		if c.Member == nil || c.Member.NodeID == "" {
+			return invalid("member", "missing node id")
+		}
+		return nil
 	}
 	return invalid("op", "unknown command op %d", int64(c.Op))
 }

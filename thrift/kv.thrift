@@ -15,9 +15,21 @@
  * anything is proposed.
  */
 
+/*
+ * One namespace per language that Debian's thrift-compiler generates and
+ * Debian ships a Thrift library for. They keep generated names out of the
+ * global scope; in Ruby that is also what lets the exception Timeout live
+ * beside Ruby's own Timeout module (it is Cubekv::Timeout). README.md
+ * ("Other languages") and examples/ show each one in use.
+ */
 namespace go kv
 namespace py cubekv.kv
 namespace java io.cubekv.kv
+namespace cpp cubekv.kv
+namespace c_glib Cubekv
+namespace rb Cubekv
+namespace perl Cubekv
+namespace php Cubekv
 
 /** How fresh a read must be. */
 enum Consistency {
@@ -544,6 +556,23 @@ enum CommandOp {
   /** key, and expected_value or expected_mod_index. */
   CAS_DELETE = 5,
   TXN = 6,
+  /** member: record a node's addresses in the replicated members table. */
+  MEMBER_SET = 7,
+  /** member.node_id: forget a node's addresses (it left the Raft configuration). */
+  MEMBER_REMOVE = 8,
+}
+
+/**
+ * Internal: one node's addresses as kept in the replicated members table,
+ * so that forwarding, the read index, status and topology work without
+ * gossip. Empty strings mean the node has no such address.
+ */
+struct MemberAddrs {
+  1: required string node_id,
+  2: optional string thrift_addr,
+  3: optional string raft_addr,
+  4: optional string gossip_addr,
+  5: optional string admin_addr,
 }
 
 struct Command {
@@ -558,6 +587,8 @@ struct Command {
   9: optional i64 client_id,
   10: optional i64 sequence,
   11: optional bool return_previous,
+  /** MEMBER_SET and MEMBER_REMOVE: the member. */
+  12: optional MemberAddrs member,
 }
 
 /** Several commands in one log entry, applied in order, each with its own result. */

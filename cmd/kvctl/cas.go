@@ -17,6 +17,7 @@ type casOptions struct {
 	remove         bool
 	expectValueSet bool
 	expectIndexSet bool
+	requestID      *requestIDFlag
 }
 
 func newCASCmd(g *globalOptions) *cobra.Command {
@@ -37,6 +38,7 @@ func newCASCmd(g *globalOptions) *cobra.Command {
 	f.StringVar(&o.expectValue, "expect-value", "", "the value KEY must hold")
 	f.Int64Var(&o.expectIndex, "expect-index", 0, "the mod index KEY must have (0: KEY must not exist)")
 	f.BoolVar(&o.remove, "delete", false, "delete KEY instead of writing NEWVALUE")
+	o.requestID = addRequestIDFlag(cmd)
 	return cmd
 }
 
@@ -52,7 +54,7 @@ func runCAS(ctx context.Context, g *globalOptions, o *casOptions, args []string,
 	if o.expectIndexSet && o.expectIndex < 0 {
 		return usageErrorf("cas: --expect-index %d: must not be negative", o.expectIndex)
 	}
-	req := &kv.CASRequest{Key: []byte(args[0])}
+	req := &kv.CASRequest{Key: []byte(args[0]), RequestID: o.requestID.requestID()}
 	if o.expectValueSet {
 		req.ExpectedValue = []byte(o.expectValue)
 	} else {

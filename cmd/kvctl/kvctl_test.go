@@ -50,20 +50,20 @@ func TestKvctl_PutGetDel(t *testing.T) {
 	ctx := context.Background()
 
 	var out bytes.Buffer
-	if err := runPut(ctx, g, []string{"k", "v1"}, strings.NewReader(""), &out); err != nil {
+	if err := runPut(ctx, g, []string{"k", "v1"}, nil, strings.NewReader(""), &out); err != nil {
 		t.Fatalf("put: %v", err)
 	}
 	if !strings.HasPrefix(out.String(), "OK index=") {
 		t.Fatalf("put printed %q, want OK index=N", out.String())
 	}
 	out.Reset()
-	if err := runPut(ctx, g, []string{"k2"}, strings.NewReader("from stdin"), &out); err != nil {
+	if err := runPut(ctx, g, []string{"k2"}, nil, strings.NewReader("from stdin"), &out); err != nil {
 		t.Fatalf("put from stdin: %v", err)
 	}
 	if v, _ := srv.Value("k2"); string(v) != "from stdin" {
 		t.Fatalf("k2 = %q, want the stdin value", v)
 	}
-	if err := runPut(ctx, g, []string{"k3", "-"}, strings.NewReader("dash"), &out); err != nil {
+	if err := runPut(ctx, g, []string{"k3", "-"}, nil, strings.NewReader("dash"), &out); err != nil {
 		t.Fatalf("put -: %v", err)
 	}
 	if v, _ := srv.Value("k3"); string(v) != "dash" {
@@ -86,13 +86,13 @@ func TestKvctl_PutGetDel(t *testing.T) {
 	}
 
 	out.Reset()
-	if err := runDel(ctx, g, "k", &out); err != nil {
+	if err := runDel(ctx, g, "k", nil, &out); err != nil {
 		t.Fatalf("del: %v", err)
 	}
 	if !strings.HasPrefix(out.String(), "OK index=") {
 		t.Fatalf("del printed %q", out.String())
 	}
-	if err := runDel(ctx, g, "k", &out); !errors.Is(err, errNotFound) {
+	if err := runDel(ctx, g, "k", nil, &out); !errors.Is(err, errNotFound) {
 		t.Fatalf("del again: got %v, want errNotFound", err)
 	}
 }
@@ -103,7 +103,7 @@ func TestKvctl_JSONOutput(t *testing.T) {
 	g.output = "json"
 	ctx := context.Background()
 	var out bytes.Buffer
-	if err := runPut(ctx, g, []string{"k", "v"}, nil, &out); err != nil {
+	if err := runPut(ctx, g, []string{"k", "v"}, nil, nil, &out); err != nil {
 		t.Fatalf("put: %v", err)
 	}
 	var put struct{ Index int64 }
@@ -139,11 +139,11 @@ func TestKvctl_Scan(t *testing.T) {
 	for i := range 8 {
 		k := fmt.Sprintf("a%d", i)
 		keys = append(keys, k)
-		if err := runPut(ctx, g, []string{k, "v" + k}, nil, &bytes.Buffer{}); err != nil {
+		if err := runPut(ctx, g, []string{k, "v" + k}, nil, nil, &bytes.Buffer{}); err != nil {
 			t.Fatalf("put: %v", err)
 		}
 	}
-	if err := runPut(ctx, g, []string{"b0", "x"}, nil, &bytes.Buffer{}); err != nil {
+	if err := runPut(ctx, g, []string{"b0", "x"}, nil, nil, &bytes.Buffer{}); err != nil {
 		t.Fatalf("put: %v", err)
 	}
 
@@ -220,7 +220,7 @@ func TestKvctl_Txn(t *testing.T) {
 	srv := clienttest.NewServer(t, "n1")
 	g := mustGlobals(t, srv)
 	ctx := context.Background()
-	if err := runPut(ctx, g, []string{"k", "1"}, nil, &bytes.Buffer{}); err != nil {
+	if err := runPut(ctx, g, []string{"k", "1"}, nil, nil, &bytes.Buffer{}); err != nil {
 		t.Fatalf("put: %v", err)
 	}
 
@@ -228,7 +228,7 @@ func TestKvctl_Txn(t *testing.T) {
 	          "success":[{"op":"put","key":"n","value":"new"},{"op":"get","key":"k"},{"op":"del","key":"k"}],
 	          "failure":[{"op":"get","key":"k"}]}`
 	var out bytes.Buffer
-	if err := runTxn(ctx, g, strings.NewReader(spec), &out); err != nil {
+	if err := runTxn(ctx, g, nil, strings.NewReader(spec), &out); err != nil {
 		t.Fatalf("txn: %v", err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
@@ -241,7 +241,7 @@ func TestKvctl_Txn(t *testing.T) {
 
 	// The same spec fails now: n exists and k does not.
 	out.Reset()
-	if err := runTxn(ctx, g, strings.NewReader(spec), &out); !errors.Is(err, errCompareFailed) {
+	if err := runTxn(ctx, g, nil, strings.NewReader(spec), &out); !errors.Is(err, errCompareFailed) {
 		t.Fatalf("second txn: got %v, want errCompareFailed", err)
 	}
 	if !strings.HasPrefix(out.String(), "FAILED index=") {
@@ -257,7 +257,7 @@ func TestKvctl_Txn(t *testing.T) {
 		`{"success":[{"op":"incr","key":"k"}]}`,
 		`{"surprise":1}`,
 	} {
-		if err := runTxn(ctx, g, strings.NewReader(bad), &out); !errors.As(err, &usage) {
+		if err := runTxn(ctx, g, nil, strings.NewReader(bad), &out); !errors.As(err, &usage) {
 			t.Fatalf("spec %s: got %v, want a usage error", bad, err)
 		}
 	}

@@ -4,7 +4,8 @@
 //
 // Exit codes: 0 success; 1 key not found or compare failed; 2 bad arguments (usage errors and
 // InvalidArgument from the server); 3 server or connection error; 4 write outcome unknown (the
-// request id is printed on stderr as client_id:sequence).
+// request id is printed on stderr as client_id:sequence; put, del, cas and txn take it back with
+// --request-id to retry the write without applying it twice).
 package main
 
 import (

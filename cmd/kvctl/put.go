@@ -9,18 +9,22 @@ import (
 )
 
 func newPutCmd(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
+	var rid *requestIDFlag
+	cmd := &cobra.Command{
 		Use:   "put KEY [VALUE]",
 		Short: "Write VALUE at KEY (VALUE is read from stdin when omitted or -)",
 		Args:  wrapArgs(cobra.RangeArgs(1, 2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runPut(cmd.Context(), g, args, cmd.InOrStdin(), cmd.OutOrStdout())
+			return runPut(cmd.Context(), g, args, rid, cmd.InOrStdin(), cmd.OutOrStdout())
 		},
 	}
+	rid = addRequestIDFlag(cmd)
+	return cmd
 }
 
-// runPut writes args[1] (or stdin when it is absent or "-") at args[0].
-func runPut(ctx context.Context, g *globalOptions, args []string, stdin io.Reader, stdout io.Writer) error {
+// runPut writes args[1] (or stdin when it is absent or "-") at args[0], with rid's request id when
+// given (rid may be nil).
+func runPut(ctx context.Context, g *globalOptions, args []string, rid *requestIDFlag, stdin io.Reader, stdout io.Writer) error {
 	key := args[0]
 	var value []byte
 	if len(args) < 2 || args[1] == "-" {
@@ -37,7 +41,7 @@ func runPut(ctx context.Context, g *globalOptions, args []string, stdin io.Reade
 		return err
 	}
 	defer done()
-	resp, err := c.Put(ctx, []byte(key), value)
+	resp, err := c.Put(ctx, []byte(key), value, rid.options()...)
 	if err != nil {
 		return err
 	}

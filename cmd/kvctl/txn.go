@@ -39,7 +39,8 @@ type opSpec struct {
 }
 
 func newTxnCmd(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
+	var rid *requestIDFlag
+	cmd := &cobra.Command{
 		Use:   "txn",
 		Short: "Run a transaction read as JSON from stdin (exit 1 when the compares fail)",
 		Long: "Reads {\"compare\":[{\"key\",\"target\":\"value|mod|create|exists\",\"op\":\"=|!=|<|>\",\n" +
@@ -47,14 +48,16 @@ func newTxnCmd(g *globalOptions) *cobra.Command {
 			"from stdin. If every compare holds the success ops run, else the failure ops, atomically.",
 		Args: wrapArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runTxn(cmd.Context(), g, cmd.InOrStdin(), cmd.OutOrStdout())
+			return runTxn(cmd.Context(), g, rid, cmd.InOrStdin(), cmd.OutOrStdout())
 		},
 	}
+	rid = addRequestIDFlag(cmd)
+	return cmd
 }
 
-// runTxn reads a txnSpec from stdin and runs it. Compares that fail print the outcome and return
-// errCompareFailed.
-func runTxn(ctx context.Context, g *globalOptions, stdin io.Reader, stdout io.Writer) error {
+// runTxn reads a txnSpec from stdin and runs it, with rid's request id when given (rid may be nil).
+// Compares that fail print the outcome and return errCompareFailed.
+func runTxn(ctx context.Context, g *globalOptions, rid *requestIDFlag, stdin io.Reader, stdout io.Writer) error {
 	dec := json.NewDecoder(stdin)
 	dec.DisallowUnknownFields()
 	var spec txnSpec
@@ -65,6 +68,7 @@ func runTxn(ctx context.Context, g *globalOptions, stdin io.Reader, stdout io.Wr
 	if err != nil {
 		return err
 	}
+	req.RequestID = rid.requestID()
 	ctx, c, p, done, err := g.session(ctx, stdout)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"flag"
@@ -242,6 +243,11 @@ func (c *config) nodeConfig() (*node.Config, error) {
 	nc.DataDir = c.DataDir
 	nc.RaftAddr = c.RaftAddr
 	nc.RaftAdvertise = c.RaftAdvertise
+	nc.ThriftAddr = c.thriftAdvertise()
+	nc.AdminAddr = c.AdminAddr
+	if c.GossipAddr != "" {
+		nc.GossipAddr = cmp.Or(c.GossipAdvertise, c.GossipAddr)
+	}
 	nc.InitialCluster = peers
 	nc.Bootstrap = c.Bootstrap == "true" || (c.Bootstrap == "auto" && len(peers) == 0 && c.joinList() == nil)
 	nc.Engine = c.Engine

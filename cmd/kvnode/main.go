@@ -11,7 +11,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -110,7 +112,15 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	}
 	cfg.metrics = m
 
-	g, err := createGossip(cfg, logger)
+	// Gossip is created first (the node's topology reads it) but started
+	// only once the front door serves: a node never waits for gossip.
+	var nodeRef atomic.Pointer[node.Node]
+	g, err := createGossip(cfg, logger, func() map[string]string {
+		if n := nodeRef.Load(); n != nil {
+			return n.GossipPeers()
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
@@ -121,17 +131,16 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 		RequestTimeout: cfg.RequestTimeout + 2*time.Second,
 		TLS:            cfg.tlsConfig(),
 	}, 64)
-	resolve := func(id string) string {
-		if g == nil {
-			return ""
-		}
-		if m, ok := g.Member(id); ok {
-			return m.ThriftAddr
+	// Node ids resolve to Thrift addresses through the node's replicated
+	// members table (gossip as a fallback); the node starts using the
+	// forwarder inside Open, before createNode returns.
+	fwd := server.NewForwarder(pool, func(id string) string {
+		if n := nodeRef.Load(); n != nil {
+			return n.ThriftAddr(id)
 		}
 		return ""
-	}
-	fwd := server.NewForwarder(pool, resolve)
-	n, err := createNode(cfg, logger, g, fwd)
+	})
+	n, err := createNode(cfg, logger, g, fwd, &nodeRef)
 	if err != nil {
 		return errors.Join(err, shutdownGossip(g), pool.Close())
 	}
@@ -150,6 +159,16 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	go func() { serveErr <- srv.Serve() }()
 	if admin != nil {
 		go func() { serveErr <- admin.serve() }()
+	}
+	if g != nil {
+		if err := g.Start(); err != nil {
+			err = fmt.Errorf("start gossip on %s: %w", cfg.GossipAddr, err)
+			shutdownErr := errors.Join(srv.Close(), n.Close(), shutdownGossip(g), pool.Close())
+			if admin != nil {
+				shutdownErr = errors.Join(shutdownErr, admin.close())
+			}
+			return errors.Join(err, shutdownErr)
+		}
 	}
 	logger.Info("kvnode started", "addr", srv.Addr().String(), "version", version)
 
@@ -252,7 +271,9 @@ func createCerts(cfg *config) (*transport.Certs, error) {
 	return certs, nil
 }
 
-func createGossip(cfg *config, logger *slog.Logger) (*gossip.Gossip, error) {
+// createGossip builds the gossip member from the flags without starting it.
+// expected returns the nodes gossip must keep rejoining.
+func createGossip(cfg *config, logger *slog.Logger, expected func() map[string]string) (*gossip.Gossip, error) {
 	if cfg.GossipAddr == "" {
 		return nil, nil
 	}
@@ -270,6 +291,11 @@ func createGossip(cfg *config, logger *slog.Logger) (*gossip.Gossip, error) {
 	gc.BindAddr = cfg.GossipAddr
 	gc.AdvertiseAddr = cfg.GossipAdvertise
 	gc.Join = cfg.joinList()
+	gc.Expected = expected
+	gc.PeersFile = filepath.Join(cfg.DataDir, "gossip", "peers.json")
+	// The front door already serves when gossip starts; joining goes on in
+	// the background.
+	gc.StartJoinTimeout = 0
 	gc.Logger = logger
 	if cfg.GossipKeyFile != "" {
 		key, err := gossip.LoadKeyFile(cfg.GossipKeyFile)
@@ -285,9 +311,6 @@ func createGossip(cfg *config, logger *slog.Logger) (*gossip.Gossip, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new gossip: %w", err)
 	}
-	if err := g.Start(); err != nil {
-		return nil, fmt.Errorf("start gossip on %s: %w", cfg.GossipAddr, err)
-	}
 	return g, nil
 }
 
@@ -298,7 +321,9 @@ func shutdownGossip(g *gossip.Gossip) error {
 	return g.Shutdown()
 }
 
-func createNode(cfg *config, logger *slog.Logger, g *gossip.Gossip, remote node.Remote) (*node.Node, error) {
+// createNode opens the node; ref is set to it before Open starts Raft, so
+// the forwarder and gossip can resolve addresses through it from then on.
+func createNode(cfg *config, logger *slog.Logger, g *gossip.Gossip, remote node.Remote, ref *atomic.Pointer[node.Node]) (*node.Node, error) {
 	nc, err := cfg.nodeConfig()
 	if err != nil {
 		return nil, err
@@ -316,6 +341,7 @@ func createNode(cfg *config, logger *slog.Logger, g *gossip.Gossip, remote node.
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
+	ref.Store(n)
 	if err := n.Open(); err != nil {
 		return nil, errors.Join(fmt.Errorf("open node: %w", err), n.Close())
 	}

@@ -553,12 +553,14 @@ func (p *GossipKeyOp) Value() (driver.Value, error) {
 type CommandOp int64
 
 const (
-	CommandOp_NOOP       CommandOp = 1
-	CommandOp_PUT        CommandOp = 2
-	CommandOp_DELETE     CommandOp = 3
-	CommandOp_CAS_PUT    CommandOp = 4
-	CommandOp_CAS_DELETE CommandOp = 5
-	CommandOp_TXN        CommandOp = 6
+	CommandOp_NOOP          CommandOp = 1
+	CommandOp_PUT           CommandOp = 2
+	CommandOp_DELETE        CommandOp = 3
+	CommandOp_CAS_PUT       CommandOp = 4
+	CommandOp_CAS_DELETE    CommandOp = 5
+	CommandOp_TXN           CommandOp = 6
+	CommandOp_MEMBER_SET    CommandOp = 7
+	CommandOp_MEMBER_REMOVE CommandOp = 8
 )
 
 func (p CommandOp) String() string {
@@ -575,6 +577,10 @@ func (p CommandOp) String() string {
 		return "CAS_DELETE"
 	case CommandOp_TXN:
 		return "TXN"
+	case CommandOp_MEMBER_SET:
+		return "MEMBER_SET"
+	case CommandOp_MEMBER_REMOVE:
+		return "MEMBER_REMOVE"
 	}
 	return "<UNSET>"
 }
@@ -593,6 +599,10 @@ func CommandOpFromString(s string) (CommandOp, error) {
 		return CommandOp_CAS_DELETE, nil
 	case "TXN":
 		return CommandOp_TXN, nil
+	case "MEMBER_SET":
+		return CommandOp_MEMBER_SET, nil
+	case "MEMBER_REMOVE":
+		return CommandOp_MEMBER_REMOVE, nil
 	}
 	return CommandOp(0), fmt.Errorf("not a valid CommandOp string")
 }
@@ -9749,6 +9759,367 @@ func (p *LeaderView) String() string {
 	return fmt.Sprintf("LeaderView(%+v)", *p)
 }
 
+// Internal: one node's addresses as kept in the replicated members table,
+// so that forwarding, the read index, status and topology work without
+// gossip. Empty strings mean the node has no such address.
+//
+// Attributes:
+//   - NodeID
+//   - ThriftAddr
+//   - RaftAddr
+//   - GossipAddr
+//   - AdminAddr
+type MemberAddrs struct {
+	NodeID     string  `thrift:"node_id,1,required" db:"node_id" json:"node_id"`
+	ThriftAddr *string `thrift:"thrift_addr,2" db:"thrift_addr" json:"thrift_addr,omitempty"`
+	RaftAddr   *string `thrift:"raft_addr,3" db:"raft_addr" json:"raft_addr,omitempty"`
+	GossipAddr *string `thrift:"gossip_addr,4" db:"gossip_addr" json:"gossip_addr,omitempty"`
+	AdminAddr  *string `thrift:"admin_addr,5" db:"admin_addr" json:"admin_addr,omitempty"`
+}
+
+func NewMemberAddrs() *MemberAddrs {
+	return &MemberAddrs{}
+}
+
+func (p *MemberAddrs) GetNodeID() string {
+	return p.NodeID
+}
+
+var MemberAddrs_ThriftAddr_DEFAULT string
+
+func (p *MemberAddrs) GetThriftAddr() string {
+	if !p.IsSetThriftAddr() {
+		return MemberAddrs_ThriftAddr_DEFAULT
+	}
+	return *p.ThriftAddr
+}
+
+var MemberAddrs_RaftAddr_DEFAULT string
+
+func (p *MemberAddrs) GetRaftAddr() string {
+	if !p.IsSetRaftAddr() {
+		return MemberAddrs_RaftAddr_DEFAULT
+	}
+	return *p.RaftAddr
+}
+
+var MemberAddrs_GossipAddr_DEFAULT string
+
+func (p *MemberAddrs) GetGossipAddr() string {
+	if !p.IsSetGossipAddr() {
+		return MemberAddrs_GossipAddr_DEFAULT
+	}
+	return *p.GossipAddr
+}
+
+var MemberAddrs_AdminAddr_DEFAULT string
+
+func (p *MemberAddrs) GetAdminAddr() string {
+	if !p.IsSetAdminAddr() {
+		return MemberAddrs_AdminAddr_DEFAULT
+	}
+	return *p.AdminAddr
+}
+func (p *MemberAddrs) IsSetThriftAddr() bool {
+	return p.ThriftAddr != nil
+}
+
+func (p *MemberAddrs) IsSetRaftAddr() bool {
+	return p.RaftAddr != nil
+}
+
+func (p *MemberAddrs) IsSetGossipAddr() bool {
+	return p.GossipAddr != nil
+}
+
+func (p *MemberAddrs) IsSetAdminAddr() bool {
+	return p.AdminAddr != nil
+}
+
+func (p *MemberAddrs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetNodeID bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetNodeID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 5:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetNodeID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field NodeID is not set"))
+	}
+	return nil
+}
+
+func (p *MemberAddrs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.NodeID = v
+	}
+	return nil
+}
+
+func (p *MemberAddrs) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.ThriftAddr = &v
+	}
+	return nil
+}
+
+func (p *MemberAddrs) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 3: ", err)
+	} else {
+		p.RaftAddr = &v
+	}
+	return nil
+}
+
+func (p *MemberAddrs) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 4: ", err)
+	} else {
+		p.GossipAddr = &v
+	}
+	return nil
+}
+
+func (p *MemberAddrs) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 5: ", err)
+	} else {
+		p.AdminAddr = &v
+	}
+	return nil
+}
+
+func (p *MemberAddrs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "MemberAddrs"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *MemberAddrs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "node_id", thrift.STRING, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:node_id: ", p), err)
+	}
+	if err := oprot.WriteString(ctx, string(p.NodeID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.node_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:node_id: ", p), err)
+	}
+	return err
+}
+
+func (p *MemberAddrs) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetThriftAddr() {
+		if err := oprot.WriteFieldBegin(ctx, "thrift_addr", thrift.STRING, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:thrift_addr: ", p), err)
+		}
+		if err := oprot.WriteString(ctx, string(*p.ThriftAddr)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.thrift_addr (2) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:thrift_addr: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *MemberAddrs) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetRaftAddr() {
+		if err := oprot.WriteFieldBegin(ctx, "raft_addr", thrift.STRING, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:raft_addr: ", p), err)
+		}
+		if err := oprot.WriteString(ctx, string(*p.RaftAddr)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.raft_addr (3) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:raft_addr: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *MemberAddrs) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetGossipAddr() {
+		if err := oprot.WriteFieldBegin(ctx, "gossip_addr", thrift.STRING, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:gossip_addr: ", p), err)
+		}
+		if err := oprot.WriteString(ctx, string(*p.GossipAddr)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.gossip_addr (4) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:gossip_addr: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *MemberAddrs) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetAdminAddr() {
+		if err := oprot.WriteFieldBegin(ctx, "admin_addr", thrift.STRING, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:admin_addr: ", p), err)
+		}
+		if err := oprot.WriteString(ctx, string(*p.AdminAddr)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.admin_addr (5) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:admin_addr: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *MemberAddrs) Equals(other *MemberAddrs) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.NodeID != other.NodeID {
+		return false
+	}
+	if p.ThriftAddr != other.ThriftAddr {
+		if p.ThriftAddr == nil || other.ThriftAddr == nil {
+			return false
+		}
+		if (*p.ThriftAddr) != (*other.ThriftAddr) {
+			return false
+		}
+	}
+	if p.RaftAddr != other.RaftAddr {
+		if p.RaftAddr == nil || other.RaftAddr == nil {
+			return false
+		}
+		if (*p.RaftAddr) != (*other.RaftAddr) {
+			return false
+		}
+	}
+	if p.GossipAddr != other.GossipAddr {
+		if p.GossipAddr == nil || other.GossipAddr == nil {
+			return false
+		}
+		if (*p.GossipAddr) != (*other.GossipAddr) {
+			return false
+		}
+	}
+	if p.AdminAddr != other.AdminAddr {
+		if p.AdminAddr == nil || other.AdminAddr == nil {
+			return false
+		}
+		if (*p.AdminAddr) != (*other.AdminAddr) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *MemberAddrs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("MemberAddrs(%+v)", *p)
+}
+
 // Attributes:
 //   - Op
 //   - Key
@@ -9761,18 +10132,20 @@ func (p *LeaderView) String() string {
 //   - ClientID
 //   - Sequence
 //   - ReturnPrevious
+//   - Member: MEMBER_SET and MEMBER_REMOVE: the member.
 type Command struct {
-	Op               CommandOp  `thrift:"op,1,required" db:"op" json:"op"`
-	Key              []byte     `thrift:"key,2" db:"key" json:"key,omitempty"`
-	Value            []byte     `thrift:"value,3" db:"value" json:"value,omitempty"`
-	ExpectedValue    []byte     `thrift:"expected_value,4" db:"expected_value" json:"expected_value,omitempty"`
-	ExpectedModIndex *int64     `thrift:"expected_mod_index,5" db:"expected_mod_index" json:"expected_mod_index,omitempty"`
-	Compares         []*Compare `thrift:"compares,6" db:"compares" json:"compares,omitempty"`
-	Success          []*Op      `thrift:"success,7" db:"success" json:"success,omitempty"`
-	Failure          []*Op      `thrift:"failure,8" db:"failure" json:"failure,omitempty"`
-	ClientID         *int64     `thrift:"client_id,9" db:"client_id" json:"client_id,omitempty"`
-	Sequence         *int64     `thrift:"sequence,10" db:"sequence" json:"sequence,omitempty"`
-	ReturnPrevious   *bool      `thrift:"return_previous,11" db:"return_previous" json:"return_previous,omitempty"`
+	Op               CommandOp    `thrift:"op,1,required" db:"op" json:"op"`
+	Key              []byte       `thrift:"key,2" db:"key" json:"key,omitempty"`
+	Value            []byte       `thrift:"value,3" db:"value" json:"value,omitempty"`
+	ExpectedValue    []byte       `thrift:"expected_value,4" db:"expected_value" json:"expected_value,omitempty"`
+	ExpectedModIndex *int64       `thrift:"expected_mod_index,5" db:"expected_mod_index" json:"expected_mod_index,omitempty"`
+	Compares         []*Compare   `thrift:"compares,6" db:"compares" json:"compares,omitempty"`
+	Success          []*Op        `thrift:"success,7" db:"success" json:"success,omitempty"`
+	Failure          []*Op        `thrift:"failure,8" db:"failure" json:"failure,omitempty"`
+	ClientID         *int64       `thrift:"client_id,9" db:"client_id" json:"client_id,omitempty"`
+	Sequence         *int64       `thrift:"sequence,10" db:"sequence" json:"sequence,omitempty"`
+	ReturnPrevious   *bool        `thrift:"return_previous,11" db:"return_previous" json:"return_previous,omitempty"`
+	Member           *MemberAddrs `thrift:"member,12" db:"member" json:"member,omitempty"`
 }
 
 func NewCommand() *Command {
@@ -9854,6 +10227,15 @@ func (p *Command) GetReturnPrevious() bool {
 	}
 	return *p.ReturnPrevious
 }
+
+var Command_Member_DEFAULT *MemberAddrs
+
+func (p *Command) GetMember() *MemberAddrs {
+	if !p.IsSetMember() {
+		return Command_Member_DEFAULT
+	}
+	return p.Member
+}
 func (p *Command) IsSetKey() bool {
 	return p.Key != nil
 }
@@ -9892,6 +10274,10 @@ func (p *Command) IsSetSequence() bool {
 
 func (p *Command) IsSetReturnPrevious() bool {
 	return p.ReturnPrevious != nil
+}
+
+func (p *Command) IsSetMember() bool {
+	return p.Member != nil
 }
 
 func (p *Command) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -10014,6 +10400,16 @@ func (p *Command) Read(ctx context.Context, iprot thrift.TProtocol) error {
 		case 11:
 			if fieldTypeId == thrift.BOOL {
 				if err := p.ReadField11(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 12:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField12(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -10172,6 +10568,14 @@ func (p *Command) ReadField11(ctx context.Context, iprot thrift.TProtocol) error
 	return nil
 }
 
+func (p *Command) ReadField12(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Member = &MemberAddrs{}
+	if err := p.Member.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Member), err)
+	}
+	return nil
+}
+
 func (p *Command) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "Command"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -10208,6 +10612,9 @@ func (p *Command) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField11(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField12(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -10407,6 +10814,21 @@ func (p *Command) writeField11(ctx context.Context, oprot thrift.TProtocol) (err
 	return err
 }
 
+func (p *Command) writeField12(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetMember() {
+		if err := oprot.WriteFieldBegin(ctx, "member", thrift.STRUCT, 12); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 12:member: ", p), err)
+		}
+		if err := p.Member.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Member), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 12:member: ", p), err)
+		}
+	}
+	return err
+}
+
 func (p *Command) Equals(other *Command) bool {
 	if p == other {
 		return true
@@ -10483,6 +10905,9 @@ func (p *Command) Equals(other *Command) bool {
 		if (*p.ReturnPrevious) != (*other.ReturnPrevious) {
 			return false
 		}
+	}
+	if !p.Member.Equals(other.Member) {
+		return false
 	}
 	return true
 }
