@@ -14,8 +14,9 @@ import (
 
 // Defaults used when a Config field is zero.
 const (
-	// DefaultMaxRetries is the number of retries after the first attempt when Config.MaxRetries is 0.
-	DefaultMaxRetries = 5
+	// DefaultRetryTimeout bounds the retries of a request whose context has no deadline, when
+	// Config.RetryTimeout is 0. It outlasts a few elections (each about 1.5-3 s).
+	DefaultRetryTimeout = 15 * time.Second
 	// DefaultBackoff is the wait before the first retry when Config.Backoff is 0.
 	DefaultBackoff = 50 * time.Millisecond
 	// DefaultMaxBackoff caps the wait between retries when Config.MaxBackoff is 0.
@@ -46,9 +47,13 @@ type Config struct {
 	// DisableDiscovery turns topology discovery off: requests go to the endpoints only, starting from
 	// the last one that answered, which suits a single node or a proxy in front of the cluster.
 	DisableDiscovery bool
-	// SpreadLinearizableReads sends LINEARIZABLE reads round-robin to every alive member, like STALE
-	// ones (followers serve them through the leader's read index), instead of to the leader alone.
+	// SpreadLinearizableReads sends LINEARIZABLE reads round-robin to every alive member (followers
+	// serve them through the leader's read index), instead of to the leader alone.
 	SpreadLinearizableReads bool
+	// SpreadStaleReads sends STALE reads round-robin to every alive member. Without it a STALE read is
+	// served by the first of the endpoints that answers, in the order given (the node asked), and
+	// goes to other members only when none of them can be reached.
+	SpreadStaleReads bool
 	// TopologyMaxAge is how old the cached topology may grow before a request refreshes it (in the
 	// background). 0 means DefaultTopologyMaxAge.
 	TopologyMaxAge time.Duration
@@ -65,10 +70,15 @@ type Config struct {
 	// MaxIdlePerEndpoint is the number of idle connections kept per node. 0 means
 	// transport.DefaultMaxIdlePerAddr.
 	MaxIdlePerEndpoint int
-	// MaxRetries is how many times a request is retried after NotLeader (at the named leader when
-	// there is one), Unavailable, a server Timeout or a broken connection, always within the
-	// context's deadline. 0 means DefaultMaxRetries; negative means no retries.
+	// MaxRetries caps how many times a request is retried after NotLeader (at the named leader when
+	// there is one), Unavailable, a server Timeout or a broken connection. Retries are bounded by
+	// time, not by a count: a request is retried until its context's deadline (RetryTimeout when the
+	// context has none), so that it outlasts an election. 0 means no cap beyond that; negative means
+	// no retries.
 	MaxRetries int
+	// RetryTimeout bounds how long a request whose context has no deadline keeps being retried
+	// (attempts already sent still end on their own). 0 means DefaultRetryTimeout.
+	RetryTimeout time.Duration
 	// Backoff is the wait before the first retry; it doubles with each retry up to MaxBackoff, with
 	// jitter (the actual wait is between half and all of it). A redirect to a named leader is not
 	// delayed. 0 means DefaultBackoff.
@@ -100,6 +110,9 @@ func (cfg *Config) Validate() error {
 	if cfg.Backoff < 0 || cfg.MaxBackoff < 0 {
 		return &InvalidArgumentError{Field: "backoff", Reason: "negative duration"}
 	}
+	if cfg.RetryTimeout < 0 {
+		return &InvalidArgumentError{Field: "retry_timeout", Reason: "negative duration"}
+	}
 	if cfg.TopologyMaxAge < 0 || cfg.TopologyRefreshInterval < 0 || cfg.AdminRequestTimeout < 0 {
 		return &InvalidArgumentError{Field: "topology", Reason: "negative duration"}
 	}
@@ -113,7 +126,8 @@ type Client struct {
 	adminPool   *transport.Pool // cluster changes: the same dial settings, AdminRequestTimeout
 	router      *router
 	sessions    sessions
-	maxRetries  int
+	maxRetries  int // -1: no cap
+	retryFor    time.Duration
 	backoff     time.Duration
 	maxBackoff  time.Duration
 	consistency kv.Consistency
@@ -134,15 +148,20 @@ func New(cfg Config) (*Client, error) {
 		pool:        transport.NewPool(&cfg.Dial, cfg.MaxIdlePerEndpoint),
 		adminPool:   transport.NewPool(&admin, 1),
 		maxRetries:  cfg.MaxRetries,
+		retryFor:    cfg.RetryTimeout,
 		backoff:     cfg.Backoff,
 		maxBackoff:  cfg.MaxBackoff,
 		consistency: cfg.Consistency,
 		logger:      cfg.Logger,
 	}
-	if c.maxRetries == 0 {
-		c.maxRetries = DefaultMaxRetries
-	} else if c.maxRetries < 0 {
+	switch {
+	case c.maxRetries == 0:
+		c.maxRetries = -1
+	case c.maxRetries < 0:
 		c.maxRetries = 0
+	}
+	if c.retryFor == 0 {
+		c.retryFor = DefaultRetryTimeout
 	}
 	if c.backoff == 0 {
 		c.backoff = DefaultBackoff
@@ -161,6 +180,7 @@ func New(cfg Config) (*Client, error) {
 		seeds:              cfg.Endpoints,
 		discovery:          !cfg.DisableDiscovery,
 		spreadLinearizable: cfg.SpreadLinearizableReads,
+		spreadStale:        cfg.SpreadStaleReads,
 		maxAge:             cfg.TopologyMaxAge,
 		minInterval:        cfg.TopologyRefreshInterval,
 		fetchTimeout:       cfg.Dial.RequestTimeout,
@@ -392,9 +412,14 @@ type callOpts struct {
 	once bool
 }
 
-// do runs fn, one call on one of a connection's clients, following rt with retries. unknown reports
-// whether some attempt may have been applied without the client learning its result.
+// do runs fn, one call on one of a connection's clients, following rt with retries until ctx's
+// deadline (or RetryTimeout from now when ctx has none). unknown reports whether some attempt may
+// have been applied without the client learning its result.
 func (c *Client) do(ctx context.Context, rt *route, opts callOpts, fn func(ctx context.Context, conn *transport.Conn) error) (unknown bool, err error) {
+	retryUntil, ok := ctx.Deadline()
+	if !ok {
+		retryUntil = time.Now().Add(c.retryFor)
+	}
 	var lastErr error
 	for attempt := 0; ; attempt++ {
 		addr := rt.current()
@@ -426,10 +451,10 @@ func (c *Client) do(ctx context.Context, rt *route, opts callOpts, fn func(ctx c
 		case !stay:
 			rt.failed()
 		}
-		if attempt >= c.maxRetries || contextDone(ctx) != nil {
+		if (c.maxRetries >= 0 && attempt >= c.maxRetries) || contextDone(ctx) != nil || !time.Now().Before(retryUntil) {
 			break
 		}
-		if !redirected && !c.sleep(ctx, attempt) {
+		if !redirected && !c.sleep(ctx, attempt, retryUntil) {
 			break
 		}
 		if !redirected && !stay {
@@ -471,17 +496,25 @@ func (c *Client) attempt(ctx context.Context, pool *transport.Pool, addr string,
 	return sent, err
 }
 
+// minRetryWindow is the least time before the retry deadline worth one more attempt.
+const minRetryWindow = 10 * time.Millisecond
+
 // sleep waits before retry number attempt+1: exponential backoff with jitter, capped by MaxBackoff.
-// It reports false when ctx ended first or would end before the wait does.
-func (c *Client) sleep(ctx context.Context, attempt int) bool {
+// When less than the wait remains before until, it waits half of what remains, so the last attempt
+// still has time to run. It reports false when ctx ended first or too little time remains.
+func (c *Client) sleep(ctx context.Context, attempt int, until time.Time) bool {
 	d := c.backoff
 	for i := 0; i < attempt && d < c.maxBackoff; i++ {
 		d *= 2
 	}
 	d = min(d, c.maxBackoff)
 	d = d/2 + rand.N(d/2+1)
-	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
+	left := time.Until(until)
+	if left < minRetryWindow {
 		return false
+	}
+	if left < 2*d {
+		d = min(d, left/2)
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()

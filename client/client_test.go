@@ -350,7 +350,9 @@ func TestClient_UnavailableRetried(t *testing.T) {
 
 	// Exhausted retries surface ErrUnavailable, a known outcome.
 	srv.SetHook(func(ctx context.Context, c clienttest.Call) error { return &kv.Unavailable{Reason: "no quorum"} })
-	_, err := c.Get(testCtx(t), []byte("k"))
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := c.Get(ctx, []byte("k"))
 	if !errors.Is(err, client.ErrUnavailable) {
 		t.Fatalf("get: got %v, want ErrUnavailable", err)
 	}

@@ -27,7 +27,7 @@ var ErrInvalidArgument = errors.New("invalid argument")
 var ErrTimeout = errors.New("server timed out")
 
 // ErrUnknownOutcome means a write may or may not have committed: it timed out or its connection broke
-// after it was sent, and every retry allowed by the context and MaxRetries did too. Errors that match
+// after it was sent, and every retry allowed by the context's deadline (and MaxRetries) did too. Errors that match
 // it are *UnknownOutcomeError values carrying the write's request id; retrying with that id (set it in
 // a CASRequest or TxnRequest, or pass WithRequestID to Put or Delete) learns the outcome without
 // applying twice.

@@ -20,6 +20,9 @@ const (
 	toLeader routeKind = iota + 1
 	// toAny: reads that any member serves are spread round-robin over the alive members.
 	toAny
+	// toEndpoint: STALE reads (unless spread) go to the node asked: the first of the endpoints that
+	// answers, in the order given, then any other member.
+	toEndpoint
 )
 
 // topologyFetcher asks the first of addrs that answers for the cluster's topology. It must honour
@@ -31,6 +34,7 @@ type routerConfig struct {
 	seeds              []string
 	discovery          bool
 	spreadLinearizable bool
+	spreadStale        bool
 	maxAge             time.Duration // a view older than this is refreshed
 	minInterval        time.Duration // least time between the starts of two refreshes
 	fetchTimeout       time.Duration // bound of one background refresh
@@ -298,6 +302,9 @@ func (r *router) candidates(kind routeKind, offset int) []string {
 	defer r.mu.Unlock()
 	out := make([]string, 0, len(r.cfg.seeds)+4)
 	v := r.view
+	if kind == toEndpoint {
+		out = appendNew(out, r.cfg.seeds...)
+	}
 	if kind == toAny && v != nil && len(v.alive) > 0 {
 		n := len(v.alive)
 		for i := range n {
@@ -316,7 +323,12 @@ func (r *router) candidates(kind routeKind, offset int) []string {
 
 // kindFor returns the route kind of a read at consistency c.
 func (r *router) kindFor(c kv.Consistency) routeKind {
-	if c == kv.Consistency_STALE || r.cfg.spreadLinearizable {
+	switch {
+	case c == kv.Consistency_STALE && r.cfg.spreadStale:
+		return toAny
+	case c == kv.Consistency_STALE:
+		return toEndpoint
+	case r.cfg.spreadLinearizable:
 		return toAny
 	}
 	return toLeader

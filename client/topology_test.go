@@ -150,7 +150,55 @@ func TestClient_RefreshesOldTopology(t *testing.T) {
 	}
 }
 
-func TestClient_StaleReadsSpreadOverAliveMembers(t *testing.T) {
+func TestClient_StaleReadsGoToTheNodeAsked(t *testing.T) {
+	cl := clienttest.NewCluster(t, "n1", "n2", "n3")
+	n2 := cl.Server("n2")
+	c := mustNewClient(t, []string{n2.Addr}, nil)
+	ctx := testCtx(t)
+
+	const reads = 12
+	for range reads {
+		resp, err := c.Get(ctx, []byte("k"), client.WithConsistency(kv.Consistency_STALE))
+		if err != nil {
+			t.Fatalf("stale get: %v", err)
+		}
+		if resp.Info.NodeID != "n2" {
+			t.Fatalf("stale read served by %s, want n2, the endpoint asked", resp.Info.NodeID)
+		}
+	}
+	if _, err := c.Scan(ctx, &kv.ScanRequest{Consistency: kv.ConsistencyPtr(kv.Consistency_STALE)}); err != nil {
+		t.Fatalf("stale scan: %v", err)
+	}
+	for _, s := range cl.Servers {
+		want := 0
+		if s == n2 {
+			want = reads
+		}
+		if n := countMethod(s.Calls(), "get"); n != want {
+			t.Fatalf("%s served %d of %d stale reads, want %d", s.NodeID(), n, reads, want)
+		}
+		if n := countMethod(s.Calls(), "scan"); n != want/reads {
+			t.Fatalf("%s served %d stale scans, want %d", s.NodeID(), n, want/reads)
+		}
+	}
+
+	// When the node asked cannot answer, another member does.
+	n2.SetHook(func(ctx context.Context, c clienttest.Call) error {
+		if c.Method == "get" {
+			return &kv.Unavailable{Reason: "shutting down"}
+		}
+		return nil
+	})
+	resp, err := c.Get(ctx, []byte("k"), client.WithConsistency(kv.Consistency_STALE))
+	if err != nil {
+		t.Fatalf("stale get with the endpoint unavailable: %v", err)
+	}
+	if resp.Info.NodeID == "n2" {
+		t.Fatalf("stale read served by n2, which refused it")
+	}
+}
+
+func TestClient_StaleReadsSpreadOverAliveMembersWhenAsked(t *testing.T) {
 	cl := clienttest.NewCluster(t, "n1", "n2", "n3")
 	dead := deadAddr(t)
 	cl.Update(func(topo *kv.Topology) {
@@ -161,7 +209,10 @@ func TestClient_StaleReadsSpreadOverAliveMembers(t *testing.T) {
 			&kv.Member{NodeID: "n5", ThriftAddr: dead, RaftAddr: "raft-n5:9091", Suffrage: kv.SuffragePtr(kv.Suffrage_VOTER), GossipState: kv.GossipState_DEAD},
 		)
 	})
-	c := mustNewClient(t, []string{cl.Server("n2").Addr}, func(cfg *client.Config) { cfg.MaxRetries = -1 })
+	c := mustNewClient(t, []string{cl.Server("n2").Addr}, func(cfg *client.Config) {
+		cfg.MaxRetries = -1
+		cfg.SpreadStaleReads = true
+	})
 	ctx := testCtx(t)
 
 	const reads = 30

@@ -18,8 +18,9 @@
 // entry that the FSM itself observes (commands and configuration changes), so
 // "the FSM has applied index i" is always decidable from fsm.AppliedIndex.
 // A read then takes idx := CommitIndex(), confirms leadership with a quorum
-// (VerifyLeader), checks the term did not change, and waits until the FSM has
-// applied idx. Concurrent readers share one verification: a reader joins the
+// (a round of Remote.LeaderView questions sent after idx was read: a
+// majority, this node included, must answer "your term, you"), checks the
+// term did not change, and waits until the FSM has applied idx. Concurrent readers share one verification: a reader joins the
 // pending batch, and the batch's commit index is read after every member
 // arrived, so each member's read is linearized after its arrival.
 //

@@ -36,6 +36,15 @@ func (r *loopRemote) ReadIndex(ctx context.Context, leaderID string) (uint64, er
 	return n.ReadIndex(ctx)
 }
 
+func (r *loopRemote) LeaderView(_ context.Context, id string) (uint64, string, error) {
+	n, err := r.node(id)
+	if err != nil {
+		return 0, "", err
+	}
+	term, leader := n.LeaderView()
+	return term, leader, nil
+}
+
 func (r *loopRemote) Apply(ctx context.Context, leaderID string, cmd *kv.Command) (*kv.WriteResult_, error) {
 	n, err := r.node(leaderID)
 	if err != nil {
@@ -50,7 +59,7 @@ func (r *loopRemote) Apply(ctx context.Context, leaderID string, cmd *kv.Command
 // node's entry is forgotten.
 func TestNode_MembersTable(t *testing.T) {
 	remote := &loopRemote{nodes: map[string]*Node{}}
-	c := mustClusterWith(t, 3, func(cfg *Config) {
+	c := mustClusterWith(t, 3, func(_ int, cfg *Config) {
 		cfg.Remote = remote
 		cfg.ThriftAddr = "thrift-" + cfg.ID
 		cfg.GossipAddr = "gossip-" + cfg.ID

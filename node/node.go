@@ -69,6 +69,8 @@ type Node struct {
 	readMu    sync.Mutex
 	pending   *readBatch
 	verifying bool
+	// asking tracks the confirmation questions in flight (confirm.go).
+	asking questions
 }
 
 // New allocates a Node with its FSM; it does no I/O.

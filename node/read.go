@@ -76,19 +76,19 @@ func (n *Node) verifyLoop() {
 	}
 }
 
-// verifyOnce reads the commit index and then confirms that this node was
-// still the leader, in the same term it became ready in, after reading it.
+// verifyOnce reads the commit index and then confirms, with a round of
+// requests sent after reading it (confirmLeadership), that this node was
+// still the leader in the same term it became ready in.
 func (n *Node) verifyOnce() (uint64, error) {
 	term := n.readyTerm.Load()
 	if term == 0 || n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
 		return 0, n.notLeaderErr()
 	}
 	idx := n.raft.CommitIndex()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
-		if errors.Is(err, raft.ErrRaftShutdown) {
-			return 0, ErrShutdown
-		}
-		return 0, fmt.Errorf("%w: leadership not confirmed: %v", ErrUnavailable, err)
+	ctx, cancel := context.WithTimeout(context.Background(), n.confirmTimeout())
+	defer cancel()
+	if err := n.confirmLeadership(ctx, term); err != nil {
+		return 0, err
 	}
 	if n.raft.CurrentTerm() != term || n.readyTerm.Load() != term {
 		return 0, fmt.Errorf("%w: term changed during read", ErrUnavailable)

@@ -6,7 +6,8 @@ import (
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
-// Remote reaches the leader's front door for a follower. server.Forwarder
+// Remote reaches other nodes' front doors: the leader's for a follower, and
+// every voter's for a leader confirming reads. server.Forwarder
 // implements it over pooled Thrift connections. Errors must use node's
 // sentinels: a *NotLeaderError when the addressed node is not the leader,
 // ErrUnavailable when the request cannot have been applied, ErrTimeout when
@@ -18,4 +19,9 @@ type Remote interface {
 	// Apply forwards a command to the leader, which applies it without
 	// forwarding again.
 	Apply(ctx context.Context, leaderID string, cmd *kv.Command) (*kv.WriteResult_, error)
+	// LeaderView asks node id for its current term and the leader it
+	// follows ("" when none), read when the request arrives there. A
+	// leader asks every voter, to confirm a batch of reads. Any error means
+	// no answer.
+	LeaderView(ctx context.Context, id string) (term uint64, leaderID string, err error)
 }

@@ -13,7 +13,7 @@ import (
 // Forwarder reaches the leader's front door over pooled Thrift connections.
 // It implements node.Remote: a follower forwards writes through it (once;
 // the leader's Internal.apply never forwards again) and asks it for a read
-// index.
+// index, and a leader asks each voter for its view of leadership.
 type Forwarder struct {
 	pool    *transport.Pool
 	resolve func(id string) string
@@ -104,6 +104,31 @@ func (f *Forwarder) ReadIndex(ctx context.Context, leaderID string) (uint64, err
 		return 0, err
 	}
 	return uint64(res.Index), nil
+}
+
+// LeaderView implements node.Remote: node id's term and leader, asked over
+// a pooled connection. Any failure is ErrUnavailable: a question changes
+// nothing, so there is no outcome to be unsure of.
+func (f *Forwarder) LeaderView(ctx context.Context, id string) (uint64, string, error) {
+	addr := f.resolve(id)
+	if addr == "" {
+		return 0, "", fmt.Errorf("%w: no Thrift address known for node %s", node.ErrUnavailable, id)
+	}
+	conn, err := f.pool.Get(ctx, addr)
+	if err != nil {
+		return 0, "", fmt.Errorf("%w: reach node %s: %v", node.ErrUnavailable, id, err)
+	}
+	var res *kv.LeaderView
+	_, err = conn.Do(ctx, func(ctx context.Context) error {
+		var err error
+		res, err = conn.Internal.LeaderView(ctx)
+		return err
+	})
+	f.pool.Put(conn, conn.Broken())
+	if err != nil {
+		return 0, "", fmt.Errorf("%w: ask node %s for its leader: %v", node.ErrUnavailable, id, err)
+	}
+	return uint64(res.Term), res.GetLeaderID(), nil
 }
 
 // Status asks the node at addr for its status.

@@ -494,6 +494,8 @@ func (l leaderFake) ApplyLocal(ctx context.Context, cmd *kv.Command) (*kv.WriteR
 
 func (l leaderFake) ReadIndex(context.Context) (uint64, error) { return l.f.AppliedIndex(), nil }
 
+func (l leaderFake) LeaderView() (uint64, string) { return 1, l.Status().ID }
+
 func TestHandler_ObservesEveryRequestWithItsOutcome(t *testing.T) {
 	s := mustNewFakeStore(t)
 	type obs struct{ method, outcome string }

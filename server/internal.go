@@ -8,10 +8,11 @@ import (
 )
 
 // LeaderStore is what the Internal service needs: applying without
-// forwarding and the leader's read index. *node.Node satisfies it.
+// forwarding, the leader's read index and this node's view of leadership. *node.Node satisfies it.
 type LeaderStore interface {
 	ApplyLocal(ctx context.Context, cmd *kv.Command) (*kv.WriteResult_, error)
 	ReadIndex(ctx context.Context) (uint64, error)
+	LeaderView() (term uint64, leaderID string)
 	Status() node.Status
 }
 
@@ -69,4 +70,16 @@ func (i *InternalHandler) ReadIndex(ctx context.Context) (_ *kv.ReadIndexRespons
 		return nil, out
 	}
 	return &kv.ReadIndexResponse{Index: int64(idx), Term: int64(i.store.Status().Term)}, nil
+}
+
+// LeaderView implements kv.Internal: this node's term and leader, as they
+// stand when the request arrives (a leader confirming reads asks).
+func (i *InternalHandler) LeaderView(ctx context.Context) (_ *kv.LeaderView, err error) {
+	defer i.h.recoverPanic("internal.leader_view", &err)
+	term, leader := i.store.LeaderView()
+	v := &kv.LeaderView{Term: int64(term)}
+	if leader != "" {
+		v.LeaderID = &leader
+	}
+	return v, nil
 }

@@ -509,16 +509,31 @@ struct ReadIndexResponse {
   2: required i64 term,
 }
 
+/** A voter's view of leadership, as it stands when it answers. */
+struct LeaderView {
+  /** The answering node's current Raft term. */
+  1: required i64 term,
+  /** The node id of the leader it follows in that term; unset when none is known. */
+  2: optional string leader_id,
+}
+
 /**
  * Internal: node to node. A follower's front door forwards writes to the
  * leader through apply (once: the leader never forwards again) and asks it
- * for a read index to serve linearizable reads locally.
+ * for a read index to serve linearizable reads locally. A leader confirms a
+ * batch of linearizable reads by asking every voter for its leader_view.
  */
 service Internal {
   WriteResult apply(1: Command cmd)
     throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
   ReadIndexResponse read_index()
     throws (1: NotLeader not_leader, 2: Unavailable unavailable),
+  /**
+   * This node's current term and the leader it follows, read when the call
+   * arrives. Answered by any node, whatever its role.
+   */
+  LeaderView leader_view()
+    throws (1: Unavailable unavailable),
   /** Applies a gossip keyring operation on this node only. */
   NodeGossipKeys gossip_keys_local(1: GossipKeyRequest req)
     throws (1: InvalidArgument invalid, 2: Unavailable unavailable),

@@ -100,7 +100,7 @@ stderr every --progress. --timeout bounds each operation.`,
 	f.Float64Var(&o.readRatio, "read-ratio", o.readRatio, "mixed: fraction of operations that are gets")
 	f.IntVar(&o.scanLimit, "scan-limit", o.scanLimit, "scan: entries per scan")
 	f.BoolVar(&o.preload, "preload", o.preload, "write every key once before the workload")
-	f.BoolVar(&o.spread, "spread-reads", o.spread, "send linearizable reads to every member, not only the leader")
+	f.BoolVar(&o.spread, "spread-reads", o.spread, "send reads to every member round-robin (linearizable ones not only to the leader, stale ones not only to the first endpoint)")
 	f.DurationVar(&o.progress, "progress", o.progress, "interval of progress lines on stderr (0: none)")
 	f.Uint64Var(&o.seed, "seed", o.seed, "seed of the key choice")
 	f.IntVar(&o.maxRetries, "max-retries", o.maxRetries, "client retries per operation (0: the client's default, negative: none)")
@@ -287,6 +287,7 @@ func runBench(ctx context.Context, g *globalOptions, o *benchOptions, stdout, st
 			Endpoints:               eps,
 			Consistency:             cons,
 			SpreadLinearizableReads: o.spread,
+			SpreadStaleReads:        o.spread,
 			MaxIdlePerEndpoint:      perConn,
 			MaxRetries:              o.maxRetries,
 			Dial:                    transport.DialConfig{TLS: tlsCfg},

@@ -9580,6 +9580,185 @@ func (p *ReadIndexResponse) String() string {
 	return fmt.Sprintf("ReadIndexResponse(%+v)", *p)
 }
 
+// A voter's view of leadership, as it stands when it answers.
+//
+// Attributes:
+//   - Term: The answering node's current Raft term.
+//   - LeaderID: The node id of the leader it follows in that term; unset when none is known.
+type LeaderView struct {
+	Term     int64   `thrift:"term,1,required" db:"term" json:"term"`
+	LeaderID *string `thrift:"leader_id,2" db:"leader_id" json:"leader_id,omitempty"`
+}
+
+func NewLeaderView() *LeaderView {
+	return &LeaderView{}
+}
+
+func (p *LeaderView) GetTerm() int64 {
+	return p.Term
+}
+
+var LeaderView_LeaderID_DEFAULT string
+
+func (p *LeaderView) GetLeaderID() string {
+	if !p.IsSetLeaderID() {
+		return LeaderView_LeaderID_DEFAULT
+	}
+	return *p.LeaderID
+}
+func (p *LeaderView) IsSetLeaderID() bool {
+	return p.LeaderID != nil
+}
+
+func (p *LeaderView) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetTerm bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetTerm = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetTerm {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Term is not set"))
+	}
+	return nil
+}
+
+func (p *LeaderView) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.Term = v
+	}
+	return nil
+}
+
+func (p *LeaderView) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadString(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.LeaderID = &v
+	}
+	return nil
+}
+
+func (p *LeaderView) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaderView"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaderView) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "term", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:term: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.Term)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.term (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:term: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaderView) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaderID() {
+		if err := oprot.WriteFieldBegin(ctx, "leader_id", thrift.STRING, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:leader_id: ", p), err)
+		}
+		if err := oprot.WriteString(ctx, string(*p.LeaderID)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.leader_id (2) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:leader_id: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *LeaderView) Equals(other *LeaderView) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.Term != other.Term {
+		return false
+	}
+	if p.LeaderID != other.LeaderID {
+		if p.LeaderID == nil || other.LeaderID == nil {
+			return false
+		}
+		if (*p.LeaderID) != (*other.LeaderID) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *LeaderView) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaderView(%+v)", *p)
+}
+
 // Internal: one node's addresses as kept in the replicated members table,
 // so that forwarding, the read index, status and topology work without
 // gossip. Empty strings mean the node has no such address.
@@ -18023,12 +18202,16 @@ func (p *ClusterGossipKeysResult) String() string {
 
 type Internal interface { //Internal: node to node. A follower's front door forwards writes to the
 	//leader through apply (once: the leader never forwards again) and asks it
-	//for a read index to serve linearizable reads locally.
+	//for a read index to serve linearizable reads locally. A leader confirms a
+	//batch of linearizable reads by asking every voter for its leader_view.
 
 	// Parameters:
 	//  - Cmd
 	Apply(ctx context.Context, cmd *Command) (_r *WriteResult_, _err error)
 	ReadIndex(ctx context.Context) (_r *ReadIndexResponse, _err error)
+	// This node's current term and the leader it follows, read when the call
+	// arrives. Answered by any node, whatever its role.
+	LeaderView(ctx context.Context) (_r *LeaderView, _err error)
 	// Applies a gossip keyring operation on this node only.
 	//
 	// Parameters:
@@ -18038,7 +18221,8 @@ type Internal interface { //Internal: node to node. A follower's front door forw
 
 // Internal: node to node. A follower's front door forwards writes to the
 // leader through apply (once: the leader never forwards again) and asks it
-// for a read index to serve linearizable reads locally.
+// for a read index to serve linearizable reads locally. A leader confirms a
+// batch of linearizable reads by asking every voter for its leader_view.
 type InternalClient struct {
 	c    thrift.TClient
 	meta thrift.ResponseMeta
@@ -18122,29 +18306,51 @@ func (p *InternalClient) ReadIndex(ctx context.Context) (_r *ReadIndexResponse, 
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "read_index failed: unknown result")
 }
 
-// Applies a gossip keyring operation on this node only.
-//
-// Parameters:
-//   - Req
-func (p *InternalClient) GossipKeysLocal(ctx context.Context, req *GossipKeyRequest) (_r *NodeGossipKeys, _err error) {
-	var _args115 InternalGossipKeysLocalArgs
-	_args115.Req = req
-	var _result117 InternalGossipKeysLocalResult
+// This node's current term and the leader it follows, read when the call
+// arrives. Answered by any node, whatever its role.
+func (p *InternalClient) LeaderView(ctx context.Context) (_r *LeaderView, _err error) {
+	var _args115 InternalLeaderViewArgs
+	var _result117 InternalLeaderViewResult
 	var _meta116 thrift.ResponseMeta
-	_meta116, _err = p.Client_().Call(ctx, "gossip_keys_local", &_args115, &_result117)
+	_meta116, _err = p.Client_().Call(ctx, "leader_view", &_args115, &_result117)
 	p.SetLastResponseMeta_(_meta116)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result117.Invalid != nil:
-		return _r, _result117.Invalid
 	case _result117.Unavailable != nil:
 		return _r, _result117.Unavailable
 	}
 
 	if _ret118 := _result117.GetSuccess(); _ret118 != nil {
 		return _ret118, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "leader_view failed: unknown result")
+}
+
+// Applies a gossip keyring operation on this node only.
+//
+// Parameters:
+//   - Req
+func (p *InternalClient) GossipKeysLocal(ctx context.Context, req *GossipKeyRequest) (_r *NodeGossipKeys, _err error) {
+	var _args119 InternalGossipKeysLocalArgs
+	_args119.Req = req
+	var _result121 InternalGossipKeysLocalResult
+	var _meta120 thrift.ResponseMeta
+	_meta120, _err = p.Client_().Call(ctx, "gossip_keys_local", &_args119, &_result121)
+	p.SetLastResponseMeta_(_meta120)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result121.Invalid != nil:
+		return _r, _result121.Invalid
+	case _result121.Unavailable != nil:
+		return _r, _result121.Unavailable
+	}
+
+	if _ret122 := _result121.GetSuccess(); _ret122 != nil {
+		return _ret122, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "gossip_keys_local failed: unknown result")
 }
@@ -18169,11 +18375,12 @@ func (p *InternalProcessor) ProcessorMap() map[string]thrift.TProcessorFunction 
 
 func NewInternalProcessor(handler Internal) *InternalProcessor {
 
-	self119 := &InternalProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
-	self119.processorMap["apply"] = &internalProcessorApply{handler: handler}
-	self119.processorMap["read_index"] = &internalProcessorReadIndex{handler: handler}
-	self119.processorMap["gossip_keys_local"] = &internalProcessorGossipKeysLocal{handler: handler}
-	return self119
+	self123 := &InternalProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self123.processorMap["apply"] = &internalProcessorApply{handler: handler}
+	self123.processorMap["read_index"] = &internalProcessorReadIndex{handler: handler}
+	self123.processorMap["leader_view"] = &internalProcessorLeaderView{handler: handler}
+	self123.processorMap["gossip_keys_local"] = &internalProcessorGossipKeysLocal{handler: handler}
+	return self123
 }
 
 func (p *InternalProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
@@ -18186,12 +18393,12 @@ func (p *InternalProcessor) Process(ctx context.Context, iprot, oprot thrift.TPr
 	}
 	iprot.Skip(ctx, thrift.STRUCT)
 	iprot.ReadMessageEnd(ctx)
-	x120 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	x124 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
 	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
-	x120.Write(ctx, oprot)
+	x124.Write(ctx, oprot)
 	oprot.WriteMessageEnd(ctx)
 	oprot.Flush(ctx)
-	return false, x120
+	return false, x124
 
 }
 
@@ -18200,7 +18407,7 @@ type internalProcessorApply struct {
 }
 
 func (p *internalProcessorApply) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err121 error
+	var _write_err125 error
 	args := InternalApplyArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -18256,21 +18463,21 @@ func (p *internalProcessorApply) Process(ctx context.Context, seqId int32, iprot
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc122 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing apply: "+err2.Error())
+			_exc126 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing apply: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "apply", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err121 = thrift.WrapTException(err2)
+				_write_err125 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc122.Write(ctx, oprot); _write_err121 == nil && err2 != nil {
-				_write_err121 = thrift.WrapTException(err2)
+			if err2 := _exc126.Write(ctx, oprot); _write_err125 == nil && err2 != nil {
+				_write_err125 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err121 == nil && err2 != nil {
-				_write_err121 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err125 == nil && err2 != nil {
+				_write_err125 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err121 == nil && err2 != nil {
-				_write_err121 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err125 == nil && err2 != nil {
+				_write_err125 = thrift.WrapTException(err2)
 			}
-			if _write_err121 != nil {
-				return false, thrift.WrapTException(_write_err121)
+			if _write_err125 != nil {
+				return false, thrift.WrapTException(_write_err125)
 			}
 			return true, err
 		}
@@ -18279,19 +18486,19 @@ func (p *internalProcessorApply) Process(ctx context.Context, seqId int32, iprot
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "apply", thrift.REPLY, seqId); err2 != nil {
-		_write_err121 = thrift.WrapTException(err2)
+		_write_err125 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err121 == nil && err2 != nil {
-		_write_err121 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err125 == nil && err2 != nil {
+		_write_err125 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err121 == nil && err2 != nil {
-		_write_err121 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err125 == nil && err2 != nil {
+		_write_err125 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err121 == nil && err2 != nil {
-		_write_err121 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err125 == nil && err2 != nil {
+		_write_err125 = thrift.WrapTException(err2)
 	}
-	if _write_err121 != nil {
-		return false, thrift.WrapTException(_write_err121)
+	if _write_err125 != nil {
+		return false, thrift.WrapTException(_write_err125)
 	}
 	return true, err
 }
@@ -18301,7 +18508,7 @@ type internalProcessorReadIndex struct {
 }
 
 func (p *internalProcessorReadIndex) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err123 error
+	var _write_err127 error
 	args := InternalReadIndexArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -18353,21 +18560,21 @@ func (p *internalProcessorReadIndex) Process(ctx context.Context, seqId int32, i
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc124 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing read_index: "+err2.Error())
+			_exc128 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing read_index: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "read_index", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err123 = thrift.WrapTException(err2)
+				_write_err127 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc124.Write(ctx, oprot); _write_err123 == nil && err2 != nil {
-				_write_err123 = thrift.WrapTException(err2)
+			if err2 := _exc128.Write(ctx, oprot); _write_err127 == nil && err2 != nil {
+				_write_err127 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err123 == nil && err2 != nil {
-				_write_err123 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err127 == nil && err2 != nil {
+				_write_err127 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err123 == nil && err2 != nil {
-				_write_err123 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err127 == nil && err2 != nil {
+				_write_err127 = thrift.WrapTException(err2)
 			}
-			if _write_err123 != nil {
-				return false, thrift.WrapTException(_write_err123)
+			if _write_err127 != nil {
+				return false, thrift.WrapTException(_write_err127)
 			}
 			return true, err
 		}
@@ -18376,19 +18583,114 @@ func (p *internalProcessorReadIndex) Process(ctx context.Context, seqId int32, i
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "read_index", thrift.REPLY, seqId); err2 != nil {
-		_write_err123 = thrift.WrapTException(err2)
+		_write_err127 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err123 == nil && err2 != nil {
-		_write_err123 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err127 == nil && err2 != nil {
+		_write_err127 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err123 == nil && err2 != nil {
-		_write_err123 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err127 == nil && err2 != nil {
+		_write_err127 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err123 == nil && err2 != nil {
-		_write_err123 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err127 == nil && err2 != nil {
+		_write_err127 = thrift.WrapTException(err2)
 	}
-	if _write_err123 != nil {
-		return false, thrift.WrapTException(_write_err123)
+	if _write_err127 != nil {
+		return false, thrift.WrapTException(_write_err127)
+	}
+	return true, err
+}
+
+type internalProcessorLeaderView struct {
+	handler Internal
+}
+
+func (p *internalProcessorLeaderView) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err129 error
+	args := InternalLeaderViewArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "leader_view", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := InternalLeaderViewResult{}
+	if retval, err2 := p.handler.LeaderView(ctx); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *Unavailable:
+			result.Unavailable = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc130 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing leader_view: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "leader_view", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err129 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc130.Write(ctx, oprot); _write_err129 == nil && err2 != nil {
+				_write_err129 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err129 == nil && err2 != nil {
+				_write_err129 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err129 == nil && err2 != nil {
+				_write_err129 = thrift.WrapTException(err2)
+			}
+			if _write_err129 != nil {
+				return false, thrift.WrapTException(_write_err129)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "leader_view", thrift.REPLY, seqId); err2 != nil {
+		_write_err129 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err129 == nil && err2 != nil {
+		_write_err129 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err129 == nil && err2 != nil {
+		_write_err129 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err129 == nil && err2 != nil {
+		_write_err129 = thrift.WrapTException(err2)
+	}
+	if _write_err129 != nil {
+		return false, thrift.WrapTException(_write_err129)
 	}
 	return true, err
 }
@@ -18398,7 +18700,7 @@ type internalProcessorGossipKeysLocal struct {
 }
 
 func (p *internalProcessorGossipKeysLocal) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err125 error
+	var _write_err131 error
 	args := InternalGossipKeysLocalArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -18450,21 +18752,21 @@ func (p *internalProcessorGossipKeysLocal) Process(ctx context.Context, seqId in
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc126 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing gossip_keys_local: "+err2.Error())
+			_exc132 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing gossip_keys_local: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys_local", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err125 = thrift.WrapTException(err2)
+				_write_err131 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc126.Write(ctx, oprot); _write_err125 == nil && err2 != nil {
-				_write_err125 = thrift.WrapTException(err2)
+			if err2 := _exc132.Write(ctx, oprot); _write_err131 == nil && err2 != nil {
+				_write_err131 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err125 == nil && err2 != nil {
-				_write_err125 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err131 == nil && err2 != nil {
+				_write_err131 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err125 == nil && err2 != nil {
-				_write_err125 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err131 == nil && err2 != nil {
+				_write_err131 = thrift.WrapTException(err2)
 			}
-			if _write_err125 != nil {
-				return false, thrift.WrapTException(_write_err125)
+			if _write_err131 != nil {
+				return false, thrift.WrapTException(_write_err131)
 			}
 			return true, err
 		}
@@ -18473,19 +18775,19 @@ func (p *internalProcessorGossipKeysLocal) Process(ctx context.Context, seqId in
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys_local", thrift.REPLY, seqId); err2 != nil {
-		_write_err125 = thrift.WrapTException(err2)
+		_write_err131 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err125 == nil && err2 != nil {
-		_write_err125 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err131 == nil && err2 != nil {
+		_write_err131 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err125 == nil && err2 != nil {
-		_write_err125 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err131 == nil && err2 != nil {
+		_write_err131 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err125 == nil && err2 != nil {
-		_write_err125 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err131 == nil && err2 != nil {
+		_write_err131 = thrift.WrapTException(err2)
 	}
-	if _write_err125 != nil {
-		return false, thrift.WrapTException(_write_err125)
+	if _write_err131 != nil {
+		return false, thrift.WrapTException(_write_err131)
 	}
 	return true, err
 }
@@ -19176,6 +19478,221 @@ func (p *InternalReadIndexResult) String() string {
 		return "<nil>"
 	}
 	return fmt.Sprintf("InternalReadIndexResult(%+v)", *p)
+}
+
+type InternalLeaderViewArgs struct {
+}
+
+func NewInternalLeaderViewArgs() *InternalLeaderViewArgs {
+	return &InternalLeaderViewArgs{}
+}
+
+func (p *InternalLeaderViewArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+			return err
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaderViewArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "leader_view_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalLeaderViewArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalLeaderViewArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Unavailable
+type InternalLeaderViewResult struct {
+	Success     *LeaderView  `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Unavailable *Unavailable `thrift:"unavailable,1" db:"unavailable" json:"unavailable,omitempty"`
+}
+
+func NewInternalLeaderViewResult() *InternalLeaderViewResult {
+	return &InternalLeaderViewResult{}
+}
+
+var InternalLeaderViewResult_Success_DEFAULT *LeaderView
+
+func (p *InternalLeaderViewResult) GetSuccess() *LeaderView {
+	if !p.IsSetSuccess() {
+		return InternalLeaderViewResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var InternalLeaderViewResult_Unavailable_DEFAULT *Unavailable
+
+func (p *InternalLeaderViewResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return InternalLeaderViewResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+func (p *InternalLeaderViewResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *InternalLeaderViewResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *InternalLeaderViewResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaderViewResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &LeaderView{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaderViewResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaderViewResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "leader_view_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalLeaderViewResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalLeaderViewResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalLeaderViewResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalLeaderViewResult(%+v)", *p)
 }
 
 // Attributes:
