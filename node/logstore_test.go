@@ -250,9 +250,23 @@ func TestLogStores_SecondProcessFails(t *testing.T) {
 			if _, err := stdout.Read(buf); err != nil || string(buf) != "holding" {
 				t.Fatalf("holder said %q, %v", buf, err)
 			}
-			if st, err := openLogStores(dir, kind, testHCLog(t)); err == nil {
-				st.Close()
-				t.Fatalf("opened a %s store another process holds", kind)
+			type result struct {
+				st  *logStores
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				st, err := openLogStores(dir, kind, testHCLog(t))
+				done <- result{st, err}
+			}()
+			select {
+			case r := <-done:
+				if r.err == nil {
+					r.st.Close()
+					t.Fatalf("opened a %s store another process holds", kind)
+				}
+			case <-time.After(10 * lockWait):
+				t.Fatalf("opening a %s store another process holds still blocks after %v", kind, 10*lockWait)
 			}
 		})
 	}
