@@ -382,8 +382,15 @@ func TestKVNode_BadFlagsExitTwo(t *testing.T) {
 		{[]string{"--raft-addr", "0.0.0.0:9999"}, "unspecified"},
 		{[]string{"--max-value-size", "0"}, "max-value-size"},
 		{[]string{"--unsafe-local-reads"}, "canary"},
+		{[]string{"--log-store", "leveldb"}, "leveldb"},
+		{[]string{"migrate-log", "--to", "sqlite", "--data-dir", "/nonexistent"}, "--to"},
+		{[]string{"migrate-log", "--to", "wal"}, "--data-dir"},
 	} {
-		cmd := exec.Command(kvnodeBin, append(tc.args, "--data-dir", t.TempDir(), "--thrift-addr", freeAddr(t), "--admin-addr", "")...)
+		args := append(tc.args, "--data-dir", t.TempDir(), "--thrift-addr", freeAddr(t), "--admin-addr", "")
+		if tc.args[0] == "migrate-log" {
+			args = tc.args
+		}
+		cmd := exec.Command(kvnodeBin, args...)
 		cmd.Env = filterEnv(os.Environ())
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
