@@ -155,7 +155,30 @@ func openWALAt(dir string, logger hclog.Logger) (*logStores, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open raft log %s: %w", dir, err)
 	}
-	return &logStores{kind: LogStoreWAL, log: w, stable: w, closer: w}, nil
+	return &logStores{kind: LogStoreWAL, log: walLog{w}, stable: w, closer: w}, nil
+}
+
+// walLog is raft-wal held to raft's LogStore contract below the first
+// index. After a head truncation (compaction after a snapshot) raft-wal
+// keeps serving the removed entries until their whole segment is dropped;
+// a leader would then feed a lagging follower from those instead of
+// sending it a snapshot, which raft-boltdb (and raft's own contract: the
+// range was deleted) never does. The entries are committed and unchanged,
+// so this is about behaving like the default store everywhere, including
+// the snapshot catch-up path the fault tests exercise. IsMonotonic and the
+// rest come from the embedded *wal.WAL.
+type walLog struct{ *wal.WAL }
+
+// GetLog answers raft.ErrLogNotFound below the first index.
+func (w walLog) GetLog(index uint64, l *raft.Log) error {
+	first, err := w.WAL.FirstIndex()
+	if err != nil {
+		return err
+	}
+	if index < first {
+		return raft.ErrLogNotFound
+	}
+	return w.WAL.GetLog(index, l)
 }
 
 // probeFlock fails when another process holds an exclusive flock on path
