@@ -37,6 +37,21 @@ func entry(i, term uint64) *raft.Log {
 	return &raft.Log{Index: i, Term: term, Type: typ, Data: []byte(fmt.Sprintf("data-%d", i)), Extensions: []byte(fmt.Sprintf("ext-%d", i%3))}
 }
 
+// setVote writes what raft keeps in its stable store: the current term and
+// the last vote.
+func setVote(t *testing.T, st *logStores, term, voteTerm uint64, cand string) {
+	t.Helper()
+	if err := st.stable.SetUint64([]byte("CurrentTerm"), term); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.stable.SetUint64([]byte("LastVoteTerm"), voteTerm); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.stable.Set([]byte("LastVoteCand"), []byte(cand)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func checkRange(t *testing.T, ls raft.LogStore, first, last uint64) {
 	t.Helper()
 	f, err := ls.FirstIndex()
@@ -128,15 +143,7 @@ func TestLogStores_Conformance(t *testing.T) {
 			}
 			checkRange(t, st.log, 121, 400)
 
-			if err := st.stable.SetUint64([]byte("CurrentTerm"), 9); err != nil {
-				t.Fatal(err)
-			}
-			if err := st.stable.SetUint64([]byte("LastVoteTerm"), 8); err != nil {
-				t.Fatal(err)
-			}
-			if err := st.stable.Set([]byte("LastVoteCand"), []byte("n2")); err != nil {
-				t.Fatal(err)
-			}
+			setVote(t, st, 9, 8, "n2")
 			if err := st.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -280,15 +287,7 @@ func TestMigrateLogStore_BothWays(t *testing.T) {
 	if err := st.log.DeleteRange(1, 99); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.stable.SetUint64([]byte("CurrentTerm"), 3); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.stable.SetUint64([]byte("LastVoteTerm"), 3); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.stable.Set([]byte("LastVoteCand"), []byte("n1")); err != nil {
-		t.Fatal(err)
-	}
+	setVote(t, st, 3, 3, "n1")
 	st.Close()
 
 	for _, to := range []string{LogStoreWAL, LogStoreBolt} {
