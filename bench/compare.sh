@@ -154,13 +154,13 @@ done
 server_pid() {
 	local p=$1 c
 	[ ${#wrap[@]} = 0 ] && { echo "$p"; return; }
-	for _ in $(seq 100); do
+	for _ in $(seq 600); do
 		c=$(pgrep -P "$p" | head -1)
 		[ -n "$c" ] && { echo "$c"; return; }
 		sleep 0.05
 	done
 	echo "no server process under strace $p" >&2
-	exit 1
+	return 1
 }
 cube_pids=()
 for i in 0 1 2; do
@@ -170,7 +170,7 @@ for i in 0 1 2; do
 		--initial-cluster "$initial" --join "$join" --log-level warn "${store_flags[@]}" "${extra_flags[@]}" \
 		>"$tmp/cubekv-n$((i + 1)).log" 2>&1 &
 	pids+=("$!")
-	sp=$(server_pid "$!")
+	sp=$(server_pid "$!") || exit 1
 	[ "$sp" = "$!" ] || pids+=("$sp")
 	cube_pids+=("$sp")
 done
@@ -192,7 +192,7 @@ for i in 0 1 2; do
 		--initial-cluster-token "cubekv-compare-$base" --log-level warn \
 		>"$tmp/etcd-e$((i + 1)).log" 2>&1 &
 	pids+=("$!")
-	sp=$(server_pid "$!")
+	sp=$(server_pid "$!") || exit 1
 	[ "$sp" = "$!" ] || pids+=("$sp")
 	etcd_pids+=("$sp")
 done
