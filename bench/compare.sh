@@ -98,6 +98,11 @@ cleanup() {
 	local code=$?
 	trap - INT TERM EXIT
 	if [ ${#pids[@]} -gt 0 ]; then
+		# Under --fsync-delay, also whatever runs under each strace.
+		local p c
+		for p in "${pids[@]}"; do
+			for c in $(pgrep -P "$p" 2>/dev/null); do pids+=("$c"); done
+		done
 		kill -TERM "${pids[@]}" 2>/dev/null || true
 		for _ in $(seq 50); do
 			alive=0
