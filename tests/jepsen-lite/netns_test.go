@@ -85,10 +85,13 @@ func netnsSupport() error {
 	return nil
 }
 
-// pidAlive reports whether pid is a live process that looks like a test binary.
+// pidAlive reports whether pid is a live process that looks like a test
+// binary. comm is cut to 15 bytes ("jepsen-lite.tes"), so the command line
+// is what is checked.
 func pidAlive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	return err == nil && strings.Contains(string(b), "test")
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	exe, _, _ := strings.Cut(string(b), "\x00")
+	return err == nil && strings.HasSuffix(exe, ".test")
 }
 
 // cleanupStale removes the namespaces and root links of earlier runs whose
