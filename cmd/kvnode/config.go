@@ -86,6 +86,10 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	sd := transport.DefaultServerConfig()
 	fs := flag.NewFlagSet("kvnode", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: kvnode [flags]\n       kvnode migrate-log --to wal|bolt --data-dir DIR   (convert a stopped node's Raft log store)\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 
 	fs.StringVar(&c.ID, "id", "node1", "node id: the Raft server id and gossip name; keep it stable across address changes")
 	fs.StringVar(&c.DataDir, "data-dir", "kvnode-data", "directory for the Raft log, stable store and snapshots")
