@@ -15,14 +15,25 @@
 # Both clusters are stopped and the temporary directory removed on exit,
 # error or Ctrl-C.
 #
+# With --fsync-delay, every node of both systems runs under strace, which
+# holds every fsync and fdatasync for that long after it returns: an SD card
+# or eMMC on a machine with a fast disk. A chart of ops/s and p99 against
+# clients (bench/chart.py) goes beside the table as <timestamp>.svg, and the
+# figures it drew as <timestamp>.points.json (to redraw several runs on one
+# chart).
+#
 # Usage: bench/compare.sh [--quick] [--duration 20s] [--clients "1 16 64 256"]
 #                         [--workloads "put get"] [--rss-keys 1000000 | --no-rss]
-#                         [--no-profile]
-#   --quick       3 s a point, 100,000 keys for the RSS figure
-#   --no-profile  skip the CPU profiles of the cubekv leader (64-client put and get)
+#                         [--no-profile] [--fsync-delay 2ms] [--log-store bolt|wal]
+#                         [--kvnode-flags "--max-inflight-entries 8"]
+#   --quick         3 s a point, 100,000 keys for the RSS figure
+#   --no-profile    skip the CPU profiles of the cubekv leader (64-client put and get)
+#   --fsync-delay   delay every fsync/fdatasync of every node (Nms or Nus; needs strace)
+#   --log-store     kvnode --log-store (default: kvnode's, bolt)
+#   --kvnode-flags  more kvnode flags, split on spaces
 #
 # Needs: go, etcd and etcdctl (apt-get install etcd-server etcd-client),
-# curl, jq, python3. KVCTL=/path/to/kvctl uses a prebuilt kvctl (it must have
+# curl, jq, python3, and strace for --fsync-delay. KVCTL=/path/to/kvctl uses a prebuilt kvctl (it must have
 # the bench command); KVNODE=/path/to/kvnode a prebuilt kvnode (to measure a
 # change before it is made).
 set -euo pipefail
@@ -35,6 +46,9 @@ clients="1 16 64 256"
 workloads="put get"
 rss_keys=1000000
 profile=1
+fsync_delay=""
+log_store=""
+kvnode_flags=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) duration=3s; rss_keys=100000 ;;
@@ -44,6 +58,9 @@ while [ $# -gt 0 ]; do
 	--rss-keys) rss_keys=$2; shift ;;
 	--no-rss) rss_keys=0 ;;
 	--no-profile) profile=0 ;;
+	--fsync-delay) fsync_delay=$2; shift ;;
+	--log-store) log_store=$2; shift ;;
+	--kvnode-flags) kvnode_flags=$2; shift ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "unknown argument $1" >&2; exit 2 ;;
 	esac
@@ -52,6 +69,20 @@ done
 for tool in go etcd etcdctl curl jq python3; do
 	command -v "$tool" >/dev/null || { echo "compare.sh needs $tool" >&2; exit 2; }
 done
+# wrap: the command prefix every server runs under; empty without --fsync-delay.
+wrap=()
+if [ -n "$fsync_delay" ]; then
+	case "$fsync_delay" in
+	*ms) delay_us=$((${fsync_delay%ms} * 1000)) ;;
+	*us) delay_us=${fsync_delay%us} ;;
+	*) echo "--fsync-delay takes Nms or Nus, got $fsync_delay" >&2; exit 2 ;;
+	esac
+	command -v strace >/dev/null || { echo "--fsync-delay needs strace (apt-get install strace)" >&2; exit 2; }
+	wrap=(strace -f --seccomp-bpf -o /dev/null -e trace=fsync,fdatasync -e "inject=fsync,fdatasync:delay_exit=$delay_us")
+fi
+store_flags=()
+[ -n "$log_store" ] && store_flags=(--log-store "$log_store")
+read -r -a extra_flags <<<"$kvnode_flags"
 
 keys=100000
 key_size=16
@@ -67,6 +98,11 @@ cleanup() {
 	local code=$?
 	trap - INT TERM EXIT
 	if [ ${#pids[@]} -gt 0 ]; then
+		# Under --fsync-delay, also whatever runs under each strace.
+		local p c
+		for p in "${pids[@]}"; do
+			for c in $(pgrep -P "$p" 2>/dev/null); do pids+=("$c"); done
+		done
 		kill -TERM "${pids[@]}" 2>/dev/null || true
 		for _ in $(seq 50); do
 			alive=0
@@ -119,14 +155,29 @@ for i in 0 1 2; do
 	join+="${join:+,}127.0.0.1:$((base + 6 + i))"
 	cube_eps+="${cube_eps:+,}127.0.0.1:$((base + i))"
 done
+# server_pid PID: the server process itself: PID, or its child when PID is strace.
+server_pid() {
+	local p=$1 c
+	[ ${#wrap[@]} = 0 ] && { echo "$p"; return; }
+	for _ in $(seq 600); do
+		c=$(pgrep -P "$p" | head -1)
+		[ -n "$c" ] && { echo "$c"; return; }
+		sleep 0.05
+	done
+	echo "no server process under strace $p" >&2
+	return 1
+}
 cube_pids=()
 for i in 0 1 2; do
-	"$tmp/kvnode" --id "n$((i + 1))" --data-dir "$tmp/cubekv/n$((i + 1))" \
+	"${wrap[@]}" "$tmp/kvnode" --id "n$((i + 1))" --data-dir "$tmp/cubekv/n$((i + 1))" \
 		--thrift-addr "127.0.0.1:$((base + i))" --raft-addr "127.0.0.1:$((base + 3 + i))" \
 		--gossip-addr "127.0.0.1:$((base + 6 + i))" --admin-addr "127.0.0.1:$((base + 9 + i))" \
-		--initial-cluster "$initial" --join "$join" --log-level warn >"$tmp/cubekv-n$((i + 1)).log" 2>&1 &
+		--initial-cluster "$initial" --join "$join" --log-level warn "${store_flags[@]}" "${extra_flags[@]}" \
+		>"$tmp/cubekv-n$((i + 1)).log" 2>&1 &
 	pids+=("$!")
-	cube_pids+=("$!")
+	sp=$(server_pid "$!") || exit 1
+	[ "$sp" = "$!" ] || pids+=("$sp")
+	cube_pids+=("$sp")
 done
 
 # etcd: member i has client base+20+i, peer base+23+i.
@@ -137,7 +188,7 @@ for i in 0 1 2; do
 done
 etcd_pids=()
 for i in 0 1 2; do
-	etcd --name "e$((i + 1))" --data-dir "$tmp/etcd/e$((i + 1))" \
+	"${wrap[@]}" etcd --name "e$((i + 1))" --data-dir "$tmp/etcd/e$((i + 1))" \
 		--listen-client-urls "http://127.0.0.1:$((base + 20 + i))" \
 		--advertise-client-urls "http://127.0.0.1:$((base + 20 + i))" \
 		--listen-peer-urls "http://127.0.0.1:$((base + 23 + i))" \
@@ -146,7 +197,9 @@ for i in 0 1 2; do
 		--initial-cluster-token "cubekv-compare-$base" --log-level warn \
 		>"$tmp/etcd-e$((i + 1)).log" 2>&1 &
 	pids+=("$!")
-	etcd_pids+=("$!")
+	sp=$(server_pid "$!") || exit 1
+	[ "$sp" = "$!" ] || pids+=("$sp")
+	etcd_pids+=("$sp")
 done
 
 echo "== waiting for both clusters" >&2
@@ -249,7 +302,15 @@ fi
 	echo "etcd: $(etcd --version | head -1)"
 	echo "command: ${KVNODE:+KVNODE=$KVNODE }${KVCTL:+KVCTL=$KVCTL }bench/compare.sh $orig_args"
 	echo "duration a point: $duration, keys $keys, key size $key_size, value size $value_size"
+	echo "fsync delay: ${fsync_delay:-none}"
+	echo "log store: ${log_store:-bolt}"
+	[ -n "$kvnode_flags" ] && echo "kvnode flags: $kvnode_flags"
 } >"$raw/meta.txt"
-python3 bench/table.py "$raw" >"$results/$stamp.md"
+python3 bench/chart.py "$raw" -o "$results/$stamp.svg" --points "$results/$stamp.points.json"
+{
+	python3 bench/table.py "$raw"
+	echo
+	echo "![ops/s and p99 against clients]($stamp.svg)"
+} >"$results/$stamp.md"
 cat "$results/$stamp.md"
 echo "raw reports in $raw" >&2

@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/cubekv/cubekv/fsm"
 	"github.com/cubekv/cubekv/internal/logging"
@@ -32,11 +30,11 @@ type Node struct {
 	fsm    *fsm.FSM
 
 	// Set by Open, read-only afterwards.
-	raft      *raft.Raft
-	trans     raft.Transport
-	boltStore *raftboltdb.BoltStore
-	notifyCh  chan bool
-	opened    bool
+	raft     *raft.Raft
+	trans    raft.Transport
+	stores   *logStores // nil when Config supplied both stores
+	notifyCh chan bool
+	opened   bool
 	// health tracks the stores' write failures (diskspace.go).
 	health *storageHealth
 
@@ -131,31 +129,25 @@ func (n *Node) Open() (err error) {
 		}
 		n.health = &storageHealth{logger: n.logger}
 		if logStore == nil || stableStore == nil {
-			path := filepath.Join(dir, "raft.db")
 			if !cfg.SkipStartChecks {
 				if err := Preflight(cfg); err != nil {
 					return err
 				}
 			}
-			bs, err := raftboltdb.New(raftboltdb.Options{
-				Path: path,
-				// The freelist is rebuilt on open instead of written on every
-				// commit: fewer writes to SD cards and a smaller raft.db.
-				BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true},
-			})
+			st, err := openLogStores(dir, cfg.LogStoreKind, hlog)
 			if err != nil {
-				return fmt.Errorf("open raft log %s: %w", path, err)
+				return err
 			}
-			n.boltStore = bs
+			n.stores = st
 			if stableStore == nil {
-				stableStore = &watchedStableStore{StableStore: bs, health: n.health}
+				stableStore = &watchedStableStore{StableStore: st.stable, health: n.health}
 			}
 			if logStore == nil {
 				size := cfg.LogCacheSize
 				if size <= 0 {
 					size = 512
 				}
-				cache, err := raft.NewLogCache(size, &watchedLogStore{LogStore: bs, health: n.health})
+				cache, err := raft.NewLogCache(size, &watchedLogStore{LogStore: st.log, health: n.health})
 				if err != nil {
 					return fmt.Errorf("new log cache: %w", err)
 				}
@@ -258,11 +250,11 @@ func (n *Node) Close() error {
 }
 
 func (n *Node) closeStores() {
-	if n.boltStore != nil {
-		if err := n.boltStore.Close(); err != nil && n.closeErr == nil {
+	if n.stores != nil {
+		if err := n.stores.Close(); err != nil && n.closeErr == nil {
 			n.closeErr = fmt.Errorf("close raft log: %w", err)
 		}
-		n.boltStore = nil
+		n.stores = nil
 	}
 }
 

@@ -3,13 +3,9 @@ package node
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/cubekv/cubekv/fsm"
 	"github.com/cubekv/cubekv/internal/logging"
@@ -30,22 +26,23 @@ func ForceNewCluster(cfg *Config) error {
 		return err
 	}
 	dir := filepath.Join(cfg.DataDir, "raft")
-	if _, err := os.Stat(filepath.Join(dir, "raft.db")); err != nil {
-		return fmt.Errorf("%w in %s: %v", ErrNothingToRecover, dir, err)
-	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = logging.Discard()
 	}
 	hlog := logging.HCLog(logger.With("component", logging.ComponentRaft))
-	bs, err := raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(dir, "raft.db"),
-		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true}, // a running node holds the lock
-	})
+	kind, err := DetectLogStore(dir)
 	if err != nil {
-		return fmt.Errorf("open raft log (is the node still running?): %w", err)
+		return err
 	}
-	defer bs.Close()
+	if kind == "" {
+		return fmt.Errorf("%w in %s: no raft log", ErrNothingToRecover, dir)
+	}
+	st, err := openLogStores(dir, kind, hlog)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
 	retain := cfg.SnapshotRetain
 	if retain <= 0 {
 		retain = 2
@@ -54,7 +51,7 @@ func ForceNewCluster(cfg *Config) error {
 	if err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
-	existing, err := raft.HasExistingState(bs, bs, snaps)
+	existing, err := raft.HasExistingState(st.log, st.stable, snaps)
 	if err != nil {
 		return fmt.Errorf("check raft state: %w", err)
 	}
@@ -77,7 +74,7 @@ func ForceNewCluster(cfg *Config) error {
 	rc := cfg.raftConfig()
 	rc.Logger = hlog
 	conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.ID), Address: raft.ServerAddress(addr)}}}
-	if err := raft.RecoverCluster(rc, scratch, bs, bs, snaps, trans, conf); err != nil {
+	if err := raft.RecoverCluster(rc, scratch, st.log, st.stable, snaps, trans, conf); err != nil {
 		return fmt.Errorf("recover cluster: %w", err)
 	}
 	logger.Warn("forced a new one-node cluster from the local state", "raft_index", scratch.AppliedIndex(), "count", scratch.Len())

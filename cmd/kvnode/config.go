@@ -28,6 +28,7 @@ type config struct {
 	Bootstrap       string // "auto", "true" or "false"
 	InitialCluster  string
 	Engine          string
+	LogStore        string
 	ThriftAdvertise string
 	GossipAddr      string
 	GossipAdvertise string
@@ -90,6 +91,10 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	sd := transport.DefaultServerConfig()
 	fs := flag.NewFlagSet("kvnode", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: kvnode [flags]\n       kvnode migrate-log --to wal|bolt --data-dir DIR   (convert a stopped node's Raft log store)\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 
 	fs.StringVar(&c.ID, "id", "node1", "node id: the Raft server id and gossip name; keep it stable across address changes")
 	fs.StringVar(&c.DataDir, "data-dir", "kvnode-data", "directory for the Raft log, stable store and snapshots")
@@ -100,6 +105,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.StringVar(&c.Bootstrap, "bootstrap", "auto", "start a new one-node cluster when the data dir is empty: true, false, or auto (true unless --initial-cluster or --join is given)")
 	fs.StringVar(&c.InitialCluster, "initial-cluster", "", "id=host:raftport,... : bootstrap a new cluster of exactly these voters (the same list on every member)")
 	fs.StringVar(&c.Engine, "engine", "btree", "storage engine: btree (ordered, O(1) snapshots) or hash")
+	fs.StringVar(&c.LogStore, "log-store", node.LogStoreBolt, "Raft log store: bolt (raft-boltdb, raft/raft.db) or wal (raft-wal, raft/wal/: one fsync per append instead of two); change it on a stopped node with kvnode migrate-log")
 	fs.StringVar(&c.ThriftAdvertise, "thrift-advertise", "", "Thrift address other nodes and clients dial (default: --thrift-addr)")
 	fs.StringVar(&c.GossipAddr, "gossip-addr", "127.0.0.1:9093", "ip:port for gossip (memberlist, TCP and UDP); empty disables gossip")
 	fs.StringVar(&c.GossipAdvertise, "gossip-advertise", "", "gossip address other nodes dial (default: --gossip-addr)")
@@ -258,6 +264,7 @@ func (c *config) nodeConfig() (*node.Config, error) {
 	nc.InitialCluster = peers
 	nc.Bootstrap = c.Bootstrap == "true" || (c.Bootstrap == "auto" && len(peers) == 0 && c.joinList() == nil)
 	nc.Engine = c.Engine
+	nc.LogStoreKind = c.LogStore
 	nc.UnsafeLocalReads = c.UnsafeLocalReads
 	nc.HeartbeatTimeout = c.HeartbeatTimeout
 	nc.ElectionTimeout = c.ElectionTimeout
@@ -334,4 +341,36 @@ func (c *config) handlerConfig() (server.Config, error) {
 		RequestTimeout: c.RequestTimeout,
 		Version:        version,
 	}, nil
+}
+
+// migrateConfig is what kvnode migrate-log reads.
+type migrateConfig struct {
+	DataDir string
+	To      string
+}
+
+// parseMigrateConfig reads the flags of kvnode migrate-log, falling back to
+// KVNODE_DATA_DIR (the variable the node itself reads) for --data-dir.
+func parseMigrateConfig(args []string, getenv func(string) string) (*migrateConfig, error) {
+	c := &migrateConfig{}
+	fs := flag.NewFlagSet("kvnode migrate-log", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	fs.StringVar(&c.DataDir, "data-dir", "", "data directory of the stopped node (default: $KVNODE_DATA_DIR)")
+	fs.StringVar(&c.To, "to", "", "log store to convert to: wal or bolt")
+	if err := fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if c.DataDir == "" {
+		c.DataDir = getenv("KVNODE_DATA_DIR")
+	}
+	if c.DataDir == "" {
+		return nil, fmt.Errorf("%w: migrate-log needs --data-dir", errUsage)
+	}
+	if c.To != node.LogStoreWAL && c.To != node.LogStoreBolt {
+		return nil, fmt.Errorf("%w: --to must be %s or %s, got %q", errUsage, node.LogStoreWAL, node.LogStoreBolt, c.To)
+	}
+	return c, nil
 }

@@ -49,9 +49,15 @@ func TestCluster_FollowerWriteReadFromThird(t *testing.T) {
 
 // TestCluster_KillLeaderDuringWrites kill -9s the leader during a stream of
 // writes: a new leader takes over within a few seconds and every
-// acknowledged write is readable afterwards.
+// acknowledged write is readable afterwards, with each log store.
 func TestCluster_KillLeaderDuringWrites(t *testing.T) {
-	c := startCluster(t, 3)
+	for _, store := range []string{"bolt", "wal"} {
+		t.Run(store, func(t *testing.T) { testKillLeaderDuringWrites(t, store) })
+	}
+}
+
+func testKillLeaderDuringWrites(t *testing.T, store string) {
+	c := startCluster(t, 3, "--log-store", store)
 	leader := c.waitLeader(10 * time.Second)
 	var endpoints []string
 	for _, p := range c.procs {

@@ -27,9 +27,15 @@ type written struct {
 // TestKVNode_KillNineRecoversEverything writes 10,000 keys (some twice, some
 // then deleted) through the client, waits for a snapshot so that recovery
 // needs snapshot plus log, kill -9s the node, restarts it and reads every key
-// back with its value, create_index and mod_index.
+// back with its value, create_index and mod_index, with each log store.
 func TestKVNode_KillNineRecoversEverything(t *testing.T) {
-	p := newProc(t, "n1", "--snapshot-threshold", "2048", "--snapshot-interval", "100ms", "--trailing-logs", "1024")
+	for _, store := range []string{"bolt", "wal"} {
+		t.Run(store, func(t *testing.T) { testKillNineRecoversEverything(t, store) })
+	}
+}
+
+func testKillNineRecoversEverything(t *testing.T, store string) {
+	p := newProc(t, "n1", "--log-store", store, "--snapshot-threshold", "2048", "--snapshot-interval", "100ms", "--trailing-logs", "1024")
 	p.start()
 	c := mustClient(t, p.thriftAddr)
 	ctx := ctxTimeout(t, 3*time.Minute)
@@ -376,8 +382,15 @@ func TestKVNode_BadFlagsExitTwo(t *testing.T) {
 		{[]string{"--raft-addr", "0.0.0.0:9999"}, "unspecified"},
 		{[]string{"--max-value-size", "0"}, "max-value-size"},
 		{[]string{"--unsafe-local-reads"}, "canary"},
+		{[]string{"--log-store", "leveldb"}, "leveldb"},
+		{[]string{"migrate-log", "--to", "sqlite", "--data-dir", "/nonexistent"}, "--to"},
+		{[]string{"migrate-log", "--to", "wal"}, "--data-dir"},
 	} {
-		cmd := exec.Command(kvnodeBin, append(tc.args, "--data-dir", t.TempDir(), "--thrift-addr", freeAddr(t), "--admin-addr", "")...)
+		args := append(tc.args, "--data-dir", t.TempDir(), "--thrift-addr", freeAddr(t), "--admin-addr", "")
+		if tc.args[0] == "migrate-log" {
+			args = tc.args
+		}
+		cmd := exec.Command(kvnodeBin, args...)
 		cmd.Env = filterEnv(os.Environ())
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError

@@ -14,10 +14,20 @@ import (
 
 // Flags (each also an environment variable, the flag winning).
 var (
-	flagProfile = flag.String("jepsen.profile", "", "scenario profile: short (default) or long; env JEPSEN_PROFILE")
-	flagSeed    = flag.String("jepsen.seed", "", "base seed of every random choice; env JEPSEN_SEED; default: from the clock")
-	flagResults = flag.String("jepsen.results", "results", "folder for summary.txt and failure artifacts")
+	flagProfile  = flag.String("jepsen.profile", "", "scenario profile: short (default) or long; env JEPSEN_PROFILE")
+	flagSeed     = flag.String("jepsen.seed", "", "base seed of every random choice; env JEPSEN_SEED; default: from the clock")
+	flagResults  = flag.String("jepsen.results", "results", "folder for summary.txt and failure artifacts")
+	flagLogStore = flag.String("jepsen.log-store", "", "kvnode --log-store for every scenario that does not choose one (bolt or wal); env JEPSEN_LOG_STORE; default: kvnode's")
 )
+
+// logStore is the --log-store every scenario runs with unless it names
+// one itself; "" leaves kvnode's default.
+func logStore() string {
+	if *flagLogStore != "" {
+		return *flagLogStore
+	}
+	return os.Getenv("JEPSEN_LOG_STORE")
+}
 
 // binaries are the kvnode builds of this run, made once on first use.
 type binaries struct {

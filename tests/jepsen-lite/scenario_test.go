@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -85,9 +86,9 @@ func scenarios(profile string) []scenario {
 		return s
 	}
 	return []scenario{
-		mk("kill", 3, 5, func(e *nemesisEnv) []Nemesis {
-			return []Nemesis{&killNemesis{env: e, mode: "follower"}, &killNemesis{env: e, mode: "leader"}, &killNemesis{env: e, mode: "all"}}
-		}, nil),
+		mk("kill", 3, 5, killAll, nil),
+		// The same kills on the raft-wal log store.
+		mk("kill-wal", 3, 5, killAll, func(s *scenario) { s.extra = []string{"--log-store", "wal"} }),
 		mk("pause", 3, 5, func(e *nemesisEnv) []Nemesis {
 			return []Nemesis{&pauseNemesis{env: e, mode: "leader"}, &pauseNemesis{env: e, mode: "follower"}}
 		}, nil),
@@ -121,14 +122,28 @@ func scenarios(profile string) []scenario {
 				&pauseNemesis{env: e, mode: "follower"}, &memberNemesis{env: e},
 			}
 		}, func(s *scenario) { s.tls = true }),
-		mk("snapshot", 3, 2, func(e *nemesisEnv) []Nemesis {
-			return []Nemesis{&killNemesis{env: e, mode: "follower"}}
-		}, func(s *scenario) {
-			s.extra = []string{"--snapshot-threshold", "200", "--trailing-logs", "50", "--snapshot-interval", "500ms"}
-			s.fault = 6 * time.Second
-			s.verify = verifySnapshotInstalled
+		mk("snapshot", 3, 2, killFollower, snapshotTweak),
+		mk("snapshot-wal", 3, 2, killFollower, func(s *scenario) {
+			snapshotTweak(s)
+			s.extra = append(s.extra, "--log-store", "wal")
 		}),
 	}
+}
+
+func killAll(e *nemesisEnv) []Nemesis {
+	return []Nemesis{&killNemesis{env: e, mode: "follower"}, &killNemesis{env: e, mode: "leader"}, &killNemesis{env: e, mode: "all"}}
+}
+
+func killFollower(e *nemesisEnv) []Nemesis {
+	return []Nemesis{&killNemesis{env: e, mode: "follower"}}
+}
+
+// snapshotTweak makes the log short, so a follower killed for a while
+// catches up by installing a snapshot, and checks that one did.
+func snapshotTweak(s *scenario) {
+	s.extra = []string{"--snapshot-threshold", "200", "--trailing-logs", "50", "--snapshot-interval", "500ms"}
+	s.fault = 6 * time.Second
+	s.verify = verifySnapshotInstalled
 }
 
 // verifySnapshotInstalled asserts some node caught up by installing a snapshot.
@@ -151,7 +166,11 @@ func runScenario(t *testing.T, s scenario, bin string, seed uint64, resultsDir s
 	t.Logf("scenario %s: seed %d (rerun with -jepsen.seed=%d -run 'TestJepsen/%s')", s.name, seed, seed, s.name)
 	dir := t.TempDir()
 	nw := newNetwork(t)
-	c := startCluster(t, nw, dir, clusterOpts{size: s.nodes, bin: bin, extra: s.extra, tls: s.tls})
+	extra := s.extra
+	if store := logStore(); store != "" && !slices.Contains(extra, "--log-store") {
+		extra = append([]string{"--log-store", store}, extra...)
+	}
+	c := startCluster(t, nw, dir, clusterOpts{size: s.nodes, bin: bin, extra: extra, tls: s.tls})
 	rec := newRecorder()
 	wcfg := s.workload
 	wcfg.tls = c.tls.clientTLS()
