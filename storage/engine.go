@@ -67,24 +67,46 @@ type View interface {
 	Reader
 }
 
+// Releaser is implemented by Views that hold engine memory until they are
+// released (the arena engine's). Release lets the engine reuse that memory
+// at once instead of after the garbage collector finds the View unreachable.
+// The View must not be read after Release; calling it again does nothing.
+// It is safe to call from any goroutine.
+type Releaser interface {
+	Release()
+}
+
+// Release releases v if it is a Releaser and does nothing otherwise.
+func Release(v View) {
+	if r, ok := v.(Releaser); ok {
+		r.Release()
+	}
+}
+
 // Engine kinds accepted by New.
 const (
 	KindBTree = "btree"
 	KindHash  = "hash"
+	KindArena = "arena"
 )
+
+// Kinds lists the engine kinds New accepts.
+var Kinds = []string{KindArena, KindBTree, KindHash}
 
 // ErrUnknownEngine is returned by New for a kind it does not know.
 var ErrUnknownEngine = errors.New("unknown storage engine")
 
-// New returns an empty engine of the given kind ("btree" or "hash"; empty
-// means "btree").
+// New returns an empty engine of the given kind ("arena", "btree" or
+// "hash"; empty means "btree").
 func New(kind string) (Engine, error) {
 	switch kind {
 	case "", KindBTree:
 		return NewBTree(), nil
 	case KindHash:
 		return NewHash(), nil
+	case KindArena:
+		return NewArena(), nil
 	default:
-		return nil, fmt.Errorf("%w %q (want %s or %s)", ErrUnknownEngine, kind, KindBTree, KindHash)
+		return nil, fmt.Errorf("%w %q (want %s, %s or %s)", ErrUnknownEngine, kind, KindArena, KindBTree, KindHash)
 	}
 }

@@ -61,3 +61,7 @@ func TestNew_UnknownKind(t *testing.T) {
 		})
 	}
 }
+
+func TestArena_Conformance(t *testing.T) {
+	storagetest.Run(t, func() storage.Engine { return mustNew(t, storage.KindArena) })
+}
