@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -65,10 +66,8 @@ func DefaultConfig() *Config {
 
 // Validate reports a field New cannot use.
 func (c *Config) Validate() error {
-	switch c.Engine {
-	case "", storage.KindBTree, storage.KindHash:
-	default:
-		return fmt.Errorf("%w: engine %q (want %q or %q)", ErrInvalidConfig, c.Engine, storage.KindBTree, storage.KindHash)
+	if c.Engine != "" && !slices.Contains(storage.Kinds, c.Engine) {
+		return fmt.Errorf("%w: engine %q (want one of %q)", ErrInvalidConfig, c.Engine, storage.Kinds)
 	}
 	if c.MaxSessions < 0 {
 		return fmt.Errorf("%w: max sessions %d is negative", ErrInvalidConfig, c.MaxSessions)

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,13 @@ func (t *viewTicket) close() {
 type arenaEngine struct {
 	arenaView // tr and bytes: changed only by Put and Delete
 
+	// max is the handle of the largest key while maxOK; Put appends keys
+	// beyond it with the B-tree's Load, which fills the rightmost leaf
+	// instead of splitting it, so ascending loads (a restore, sequential
+	// keys) leave full leaves.
+	max   handle
+	maxOK bool
+
 	// snapMu serialises Snapshot calls, as in btreeEngine.
 	snapMu sync.Mutex
 }
@@ -81,6 +89,16 @@ func (e *arenaEngine) Name() string { return KindArena }
 // Put stores a new record for key and retires the old one, if any; a record
 // is never changed in place. The previous entry is returned as a copy.
 func (e *arenaEngine) Put(idx uint64, key, value []byte) (Entry, bool) {
+	if !e.maxOK && e.tr.Len() > 0 {
+		e.max, e.maxOK = e.tr.Max()
+	}
+	if e.maxOK && bytes.Compare(key, e.a.key(e.max)) > 0 {
+		h := e.a.alloc(key, value, idx, idx)
+		e.tr.Load(h)
+		e.max = h
+		e.bytes += int64(len(key) + len(value))
+		return Entry{}, false
+	}
 	var hint btree.PathHint
 	old, existed := e.tr.GetHint(e.a.writerProbe(key), &hint)
 	create := idx
@@ -96,6 +114,9 @@ func (e *arenaEngine) Put(idx uint64, key, value []byte) (Entry, bool) {
 		return Entry{}, false
 	}
 	e.bytes -= int64(len(prev.Key) + len(prev.Value))
+	if old == e.max {
+		e.max = h
+	}
 	e.a.retire(old)
 	return prev, true
 }
@@ -108,6 +129,9 @@ func (e *arenaEngine) Delete(_ uint64, key []byte) (Entry, bool) {
 	}
 	prev := cloneEntry(e.a.entry(old))
 	e.bytes -= int64(len(prev.Key) + len(prev.Value))
+	if old == e.max {
+		e.maxOK = false
+	}
 	e.a.retire(old)
 	return prev, true
 }

@@ -1,14 +1,3 @@
-// Package storage holds cubekv's in-memory storage engines: an ordered
-// B-tree (the default, with an O(1) copy-on-write view for snapshots) and a
-// plain hash map (scans sort on demand). Every engine passes the same
-// conformance suite (storagetest).
-//
-// Engines are deterministic data structures. They do no locking of their own
-// beyond what their views need: the caller (fsm.FSM) serialises writers
-// against readers with a sync.RWMutex, so any number of Get/Scan calls may run
-// together, but never alongside Put/Delete. A View returned by Snapshot is
-// immutable and may be read from any goroutine while the engine it came from
-// keeps changing.
 package storage
 
 import (
@@ -46,8 +35,9 @@ type Reader interface {
 type Engine interface {
 	Reader
 	// Put sets key to value at Raft index idx. A new key gets CreateIndex =
-	// ModIndex = idx; an existing key keeps its CreateIndex. The engine takes
-	// ownership of key and value. It returns the previous entry, if any.
+	// ModIndex = idx; an existing key keeps its CreateIndex. The engine copies
+	// key and value; the caller may reuse them once Put returns. It returns
+	// the previous entry, if any.
 	Put(idx uint64, key, value []byte) (prev Entry, existed bool)
 	// Delete removes key. It returns the removed entry, if any. idx is the
 	// Raft index of the delete.
