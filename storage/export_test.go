@@ -15,3 +15,23 @@ func ArenaSlabBytes(e Engine) int64 {
 	a := e.(*arenaEngine).a
 	return a.slabBytes + a.largeBytes
 }
+
+// ArenaOffHeapBytes returns the bytes an arena engine mapped outside the Go
+// heap, 0 for any other engine.
+func ArenaOffHeapBytes(e Engine) int64 {
+	ae, ok := e.(*arenaEngine)
+	if !ok {
+		return 0
+	}
+	m, ok := ae.a.chunks.(*mmapChunks)
+	if !ok {
+		return 0
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var n int64
+	for _, r := range m.regions {
+		n += int64(len(r))
+	}
+	return n
+}
