@@ -86,6 +86,9 @@ type Config struct {
 	// LogCacheSize is how many recent log entries are kept in memory in
 	// front of the bolt log store. 0: 512.
 	LogCacheSize int
+	// LogCacheBytes bounds the same cache in bytes (entry data plus about
+	// 128 bytes each); the oldest entries go first. 0: DefaultLogCacheBytes.
+	LogCacheBytes int64
 
 	// Logger receives the node's logs; nil discards them. It should carry
 	// the node_id attribute: node adds only component.
@@ -214,6 +217,13 @@ func (c *Config) maxEntryBytes() int {
 		return 1 << 20
 	}
 	return c.MaxEntryBytes
+}
+
+func (c *Config) logCacheBytes() int64 {
+	if c.LogCacheBytes <= 0 {
+		return DefaultLogCacheBytes
+	}
+	return c.LogCacheBytes
 }
 
 // raftConfig maps Config onto raft.Config: the one place that does so. Only

@@ -1,6 +1,7 @@
 // Package node owns the *raft.Raft of one cubekv node and everything around
-// it: the raft-boltdb log and stable store (behind a raft.LogCache), file
-// snapshots, bootstrap, Apply, the linearizable read index and node status.
+// it: the raft-boltdb log and stable store (behind a log cache bounded in
+// entries and in bytes, logcache.go), file snapshots, bootstrap, Apply, the
+// linearizable read index and node status.
 //
 // Write path: Apply encodes a kv.Command with fsm.EncodeCommand and hands it
 // to raft.Apply; raft batches concurrent entries into one fsync

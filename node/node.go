@@ -144,7 +144,7 @@ func (n *Node) Open() (err error) {
 				if size <= 0 {
 					size = 512
 				}
-				cache, err := raft.NewLogCache(size, bs)
+				cache, err := newLogCache(size, cfg.logCacheBytes(), bs)
 				if err != nil {
 					return fmt.Errorf("new log cache: %w", err)
 				}
