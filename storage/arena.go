@@ -174,8 +174,7 @@ func (v *arenaView) Scan(start, end []byte, reverse bool, fn func(Entry) bool) {
 		return
 	}
 	var buf []byte
-	emit := func(h handle) bool {
-		e := v.a.entry(h)
+	emit := func(e Entry) bool {
 		n := len(e.Key) + len(e.Value)
 		if n > len(buf) {
 			buf = make([]byte, max(n, scanBufSize))
@@ -185,10 +184,11 @@ func (v *arenaView) Scan(start, end []byte, reverse bool, fn func(Entry) bool) {
 	}
 	if !reverse {
 		iter := func(h handle) bool {
-			if !beforeEnd(v.a.key(h), end) {
+			e := v.a.entry(h)
+			if !beforeEnd(e.Key, end) {
 				return false
 			}
-			return emit(h)
+			return emit(e)
 		}
 		if start == nil {
 			v.tr.Scan(iter)
@@ -201,14 +201,14 @@ func (v *arenaView) Scan(start, end []byte, reverse bool, fn func(Entry) bool) {
 		return
 	}
 	iter := func(h handle) bool {
-		k := v.a.key(h)
-		if !beforeEnd(k, end) {
+		e := v.a.entry(h)
+		if !beforeEnd(e.Key, end) {
 			return true // only the key equal to end, where Descend starts
 		}
-		if !atOrAfterStart(k, start) {
+		if !atOrAfterStart(e.Key, start) {
 			return false
 		}
-		return emit(h)
+		return emit(e)
 	}
 	if end == nil {
 		v.tr.Reverse(iter)
