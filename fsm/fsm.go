@@ -41,8 +41,8 @@ var (
 // are recognised, and so what gets applied: they must be the same on every
 // node of a cluster.
 type Config struct {
-	// Engine is the storage kind: "btree" (the default when empty) or
-	// "hash".
+	// Engine is the storage kind: "arena" (storage.KindDefault, also when
+	// empty), "btree" or "hash".
 	Engine string
 	// Logger receives the FSM's logs; nil discards them.
 	Logger *slog.Logger
@@ -58,7 +58,7 @@ type Config struct {
 // DefaultConfig returns a Config with every default filled in.
 func DefaultConfig() *Config {
 	return &Config{
-		Engine:      storage.KindBTree,
+		Engine:      storage.KindDefault,
 		SessionTTL:  DefaultSessionTTL,
 		MaxSessions: DefaultMaxSessions,
 	}
@@ -133,7 +133,7 @@ func New(cfg *Config) (*FSM, error) {
 	}
 	c := *cfg
 	if c.Engine == "" {
-		c.Engine = storage.KindBTree
+		c.Engine = storage.KindDefault
 	}
 	if c.SessionTTL == 0 {
 		c.SessionTTL = DefaultSessionTTL

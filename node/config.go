@@ -46,7 +46,8 @@ type Config struct {
 	// these voters (which must include ID) when DataDir holds no Raft state.
 	// Every initial member is given the same list. Ignored on restart.
 	InitialCluster []Peer
-	// Engine is the storage engine kind ("btree" or "hash"); empty: btree.
+	// Engine is the storage engine kind ("arena", "btree" or "hash");
+	// empty: storage.KindDefault (arena).
 	Engine string
 
 	// HeartbeatTimeout is how long a follower waits without contact from the

@@ -78,6 +78,9 @@ const (
 	KindBTree = "btree"
 	KindHash  = "hash"
 	KindArena = "arena"
+
+	// KindDefault is the kind New returns for "".
+	KindDefault = KindArena
 )
 
 // Kinds lists the engine kinds New accepts.
@@ -87,10 +90,13 @@ var Kinds = []string{KindArena, KindBTree, KindHash}
 var ErrUnknownEngine = errors.New("unknown storage engine")
 
 // New returns an empty engine of the given kind ("arena", "btree" or
-// "hash"; empty means "btree").
+// "hash"; empty means KindDefault).
 func New(kind string) (Engine, error) {
+	if kind == "" {
+		kind = KindDefault
+	}
 	switch kind {
-	case "", KindBTree:
+	case KindBTree:
 		return NewBTree(), nil
 	case KindHash:
 		return NewHash(), nil
