@@ -171,32 +171,48 @@ func BenchmarkHeapPerEntry(b *testing.B) {
 				name = be.name + "/sorted"
 			}
 			b.Run(name, func(b *testing.B) {
-				for range b.N {
-					var before, after runtime.MemStats
-					runtime.GC()
-					runtime.ReadMemStats(&before)
-					e := be.new(b)
-					for i := range n {
-						k := benchKey(i)
-						if sorted {
-							k = make([]byte, benchKeyLen)
-							binary.BigEndian.PutUint64(k[8:], uint64(i))
-						}
-						e.Put(uint64(i+1), k, benchValue(i))
-					}
-					runtime.GC()
-					runtime.ReadMemStats(&after)
-					if e.Len() != n {
-						b.Fatalf("loaded %d keys, Len() = %d", n, e.Len())
-					}
-					held := int64(after.HeapAlloc) - int64(before.HeapAlloc) + storage.ArenaOffHeapBytes(e)
-					b.ReportMetric(float64(held)/n, "heldB/entry")
-					b.ReportMetric(float64(e.Bytes())/n, "dataB/entry")
-					b.ReportMetric(float64(int64(after.HeapObjects)-int64(before.HeapObjects))/n, "objects/entry")
-					runtime.KeepAlive(e)
-				}
+				heldPerEntry(b, be, n, benchValueLen, sorted)
 			})
 		}
+	}
+}
+
+// BenchmarkHeapPerEntry1KiB is BenchmarkHeapPerEntry with 1 KiB values and
+// 200,000 entries in random order.
+func BenchmarkHeapPerEntry1KiB(b *testing.B) {
+	for _, be := range benchEngines {
+		b.Run(be.name, func(b *testing.B) { heldPerEntry(b, be, 200_000, 1024, false) })
+	}
+}
+
+// heldPerEntry loads n entries with values of vlen bytes, in random or
+// sorted key order, and reports what they hold per entry.
+func heldPerEntry(b *testing.B, be benchEngine, n, vlen int, sorted bool) {
+	value := make([]byte, vlen)
+	for range b.N {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		e := be.new(b)
+		for i := range n {
+			k := benchKey(i)
+			if sorted {
+				k = make([]byte, benchKeyLen)
+				binary.BigEndian.PutUint64(k[8:], uint64(i))
+			}
+			copy(value, benchValue(i))
+			e.Put(uint64(i+1), k, value)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if e.Len() != n {
+			b.Fatalf("loaded %d keys, Len() = %d", n, e.Len())
+		}
+		held := int64(after.HeapAlloc) - int64(before.HeapAlloc) + storage.ArenaOffHeapBytes(e)
+		b.ReportMetric(float64(held)/float64(n), "heldB/entry")
+		b.ReportMetric(float64(e.Bytes())/float64(n), "dataB/entry")
+		b.ReportMetric(float64(int64(after.HeapObjects)-int64(before.HeapObjects))/float64(n), "objects/entry")
+		runtime.KeepAlive(e)
 	}
 }
 
