@@ -74,7 +74,7 @@ start
 wait_for "$kvctl" --endpoints "$eps" --timeout 1s put rss-ready yes
 t0=$(date +%s.%N)
 "$kvctl" --endpoints "$eps" --timeout 60s -o json bench load --keys "$keys" --key-size 16 \
-	--value-size "$value_size" --clients 64 --conns 8 --progress 0 >"$tmp/load.json"
+	--value-size "$value_size" --clients 256 --conns 16 --progress 0 >"$tmp/load.json"
 t1=$(date +%s.%N)
 wait_for has_all_keys "$keys"
 sleep 5 # let the node settle (snapshots, GC) before reading RSS
