@@ -47,8 +47,8 @@ const (
 func castagnoli() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) }
 
 // Snapshot captures the current state for raft: an engine view (O(1) for
-// the arena and btree engines; Release gives it back) and a copy of the request-id table,
-// taken under the write lock. All I/O happens in Persist, which may run
+// the arena and btree engines; Release gives it back) and a copy of the
+// request-id table, taken under the write lock. All I/O happens in Persist, which may run
 // while Apply continues.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
