@@ -325,6 +325,7 @@ func (f *FSM) Digest() (applied uint64, sum [32]byte) {
 	view := f.engine.Snapshot()
 	applied = f.applied.Load()
 	f.mu.Unlock()
+	defer storage.Release(view)
 
 	h := sha256.New()
 	var buf []byte
