@@ -24,7 +24,7 @@ func TestFSM_New(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New(nil): %v", err)
 	}
-	if f.EngineName() != "arena" || f.cfg.SessionTTL != DefaultSessionTTL || f.cfg.MaxSessions != DefaultMaxSessions {
+	if f.EngineName() != "btree" || f.cfg.SessionTTL != DefaultSessionTTL || f.cfg.MaxSessions != DefaultMaxSessions {
 		t.Fatalf("defaults: engine %q cfg %+v", f.EngineName(), f.cfg)
 	}
 	if f.AppliedIndex() != 0 || f.Len() != 0 || f.Sessions() != 0 {

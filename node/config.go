@@ -47,7 +47,7 @@ type Config struct {
 	// Every initial member is given the same list. Ignored on restart.
 	InitialCluster []Peer
 	// Engine is the storage engine kind ("arena", "btree" or "hash");
-	// empty: storage.KindDefault (arena).
+	// empty: storage.KindDefault (btree).
 	Engine string
 
 	// HeartbeatTimeout is how long a follower waits without contact from the

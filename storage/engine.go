@@ -80,7 +80,7 @@ const (
 	KindArena = "arena"
 
 	// KindDefault is the kind New returns for "".
-	KindDefault = KindArena
+	KindDefault = KindBTree
 )
 
 // Kinds lists the engine kinds New accepts.
@@ -90,7 +90,7 @@ var Kinds = []string{KindArena, KindBTree, KindHash}
 var ErrUnknownEngine = errors.New("unknown storage engine")
 
 // New returns an empty engine of the given kind ("arena", "btree" or
-// "hash"; empty means KindDefault).
+// "hash"; empty means KindDefault, "btree").
 func New(kind string) (Engine, error) {
 	if kind == "" {
 		kind = KindDefault
