@@ -53,7 +53,7 @@
 // and the members table. Apply takes the write lock once per log entry, so a transaction or
 // a batch entry is atomic to readers; Get, Scan, Len, Bytes, EngineName and
 // Sessions take the read lock. Snapshot and Digest hold the write lock only
-// while they take an engine view (O(1) copy-on-write for the btree engine)
+// while they take an engine view (O(1) for the arena and btree engines)
 // and copy the request-id table; the snapshot is written and the digest
 // hashed from that immutable view, concurrently with Apply. The applied
 // index is an atomic.Uint64; WaitApplied blocks on a channel that is closed

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -40,8 +41,8 @@ var (
 // are recognised, and so what gets applied: they must be the same on every
 // node of a cluster.
 type Config struct {
-	// Engine is the storage kind: "btree" (the default when empty) or
-	// "hash".
+	// Engine is the storage kind: "btree" (storage.KindDefault, also when
+	// empty), "arena" or "hash".
 	Engine string
 	// Logger receives the FSM's logs; nil discards them.
 	Logger *slog.Logger
@@ -57,7 +58,7 @@ type Config struct {
 // DefaultConfig returns a Config with every default filled in.
 func DefaultConfig() *Config {
 	return &Config{
-		Engine:      storage.KindBTree,
+		Engine:      storage.KindDefault,
 		SessionTTL:  DefaultSessionTTL,
 		MaxSessions: DefaultMaxSessions,
 	}
@@ -65,10 +66,8 @@ func DefaultConfig() *Config {
 
 // Validate reports a field New cannot use.
 func (c *Config) Validate() error {
-	switch c.Engine {
-	case "", storage.KindBTree, storage.KindHash:
-	default:
-		return fmt.Errorf("%w: engine %q (want %q or %q)", ErrInvalidConfig, c.Engine, storage.KindBTree, storage.KindHash)
+	if c.Engine != "" && !slices.Contains(storage.Kinds, c.Engine) {
+		return fmt.Errorf("%w: engine %q (want one of %q)", ErrInvalidConfig, c.Engine, storage.Kinds)
 	}
 	if c.MaxSessions < 0 {
 		return fmt.Errorf("%w: max sessions %d is negative", ErrInvalidConfig, c.MaxSessions)
@@ -134,7 +133,7 @@ func New(cfg *Config) (*FSM, error) {
 	}
 	c := *cfg
 	if c.Engine == "" {
-		c.Engine = storage.KindBTree
+		c.Engine = storage.KindDefault
 	}
 	if c.SessionTTL == 0 {
 		c.SessionTTL = DefaultSessionTTL
@@ -326,6 +325,7 @@ func (f *FSM) Digest() (applied uint64, sum [32]byte) {
 	view := f.engine.Snapshot()
 	applied = f.applied.Load()
 	f.mu.Unlock()
+	defer storage.Release(view)
 
 	h := sha256.New()
 	var buf []byte

@@ -12,7 +12,7 @@ import (
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
-var engines = []string{storage.KindBTree, storage.KindHash}
+var engines = storage.Kinds
 
 // testLogger sends logs to t.Log.
 func testLogger(t testing.TB) *slog.Logger {

@@ -46,9 +46,9 @@ const (
 // castagnoli is the CRC-32C table.
 func castagnoli() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) }
 
-// Snapshot captures the current state for raft: an O(1) copy-on-write view
-// of the engine (for the btree engine) and a copy of the request-id table,
-// taken under the write lock. All I/O happens in Persist, which may run
+// Snapshot captures the current state for raft: an engine view (O(1) for
+// the arena and btree engines; Release gives it back) and a copy of the
+// request-id table, taken under the write lock. All I/O happens in Persist, which may run
 // while Apply continues.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
@@ -91,8 +91,10 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	return nil
 }
 
-// Release does nothing: the view is garbage collected.
-func (s *fsmSnapshot) Release() {}
+// Release lets the engine reuse the memory the view holds (see
+// storage.Releaser); engines without such memory leave the view to the
+// garbage collector.
+func (s *fsmSnapshot) Release() { storage.Release(s.view) }
 
 // snapshotWriter buffers output and keeps a running CRC-32C of it.
 type snapshotWriter struct {
@@ -275,9 +277,9 @@ func (f *FSM) readSnapshot(in io.Reader) (*restored, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new engine: %w", err)
 	}
-	var prevKey []byte
+	var sc entryScratch
 	for i := uint64(0); i < count; i++ {
-		if err := readEntry(r, eng, applied, &prevKey); err != nil {
+		if err := readEntry(r, eng, applied, &sc); err != nil {
 			return nil, fmt.Errorf("entry %d: %w", i, err)
 		}
 	}
@@ -324,9 +326,30 @@ func (f *FSM) readSnapshot(in io.Reader) (*restored, error) {
 	return &restored{applied: applied, engine: eng, sessions: table, members: members}, nil
 }
 
+// entryScratch holds the buffers readEntry reads keys and values into. The
+// engine copies what Put is given, so restore reuses them instead of
+// allocating two buffers per entry: the only memory a restore takes is the
+// engine it builds.
+type entryScratch struct {
+	key, prevKey, value []byte
+}
+
+// readInto reads n bytes into *buf, growing it if needed, and returns them.
+// Lengths above 64 KiB go through r.bytes, which grows only as bytes arrive.
+func (r *snapshotReader) readInto(buf *[]byte, n uint64) ([]byte, error) {
+	if n > 64<<10 {
+		return r.bytes(n)
+	}
+	if uint64(cap(*buf)) < n {
+		*buf = make([]byte, n, max(n, 256))
+	}
+	b := (*buf)[:n]
+	return b, r.full(b)
+}
+
 // readEntry reads one entry record into eng. Keys must be strictly
 // ascending, and 1 <= create <= mod <= applied.
-func readEntry(r *snapshotReader, eng storage.Engine, applied uint64, prevKey *[]byte) error {
+func readEntry(r *snapshotReader, eng storage.Engine, applied uint64, sc *entryScratch) error {
 	klen, err := r.uvarint()
 	if err != nil {
 		return corrupt("read key length", err)
@@ -334,11 +357,11 @@ func readEntry(r *snapshotReader, eng storage.Engine, applied uint64, prevKey *[
 	if klen == 0 || klen > maxSnapshotKey {
 		return fmt.Errorf("key length %d out of range: %w", klen, ErrCorruptSnapshot)
 	}
-	key, err := r.bytes(klen)
+	key, err := r.readInto(&sc.key, klen)
 	if err != nil {
 		return corrupt("read key", err)
 	}
-	if *prevKey != nil && bytes.Compare(*prevKey, key) >= 0 {
+	if sc.prevKey != nil && bytes.Compare(sc.prevKey, key) >= 0 {
 		return fmt.Errorf("keys out of order: %w", ErrCorruptSnapshot)
 	}
 	create, err := r.uvarint()
@@ -359,7 +382,7 @@ func readEntry(r *snapshotReader, eng storage.Engine, applied uint64, prevKey *[
 	if vlen > maxSnapshotValue {
 		return fmt.Errorf("value length %d out of range: %w", vlen, ErrCorruptSnapshot)
 	}
-	val, err := r.bytes(vlen)
+	val, err := r.readInto(&sc.value, vlen)
 	if err != nil {
 		return corrupt("read value", err)
 	}
@@ -367,7 +390,7 @@ func readEntry(r *snapshotReader, eng storage.Engine, applied uint64, prevKey *[
 	if mod != create {
 		eng.Put(mod, key, val)
 	}
-	*prevKey = key
+	sc.key, sc.prevKey = sc.prevKey, key
 	return nil
 }
 

@@ -48,7 +48,8 @@ type Config struct {
 	// these voters (which must include ID) when DataDir holds no Raft state.
 	// Every initial member is given the same list. Ignored on restart.
 	InitialCluster []Peer
-	// Engine is the storage engine kind ("btree" or "hash"); empty: btree.
+	// Engine is the storage engine kind ("arena", "btree" or "hash");
+	// empty: storage.KindDefault (btree).
 	Engine string
 
 	// HeartbeatTimeout is how long a follower waits without contact from the
@@ -100,6 +101,9 @@ type Config struct {
 	// SkipStartChecks skips Preflight in Open, for a caller that ran it
 	// already (kvnode does, before anything else starts).
 	SkipStartChecks bool
+	// LogCacheBytes bounds the same cache in bytes (entry data plus about
+	// 128 bytes each); the oldest entries go first. 0: DefaultLogCacheBytes.
+	LogCacheBytes int64
 
 	// Logger receives the node's logs; nil discards them. It should carry
 	// the node_id attribute: node adds only component.
@@ -233,6 +237,13 @@ func (c *Config) maxEntryBytes() int {
 		return 1 << 20
 	}
 	return c.MaxEntryBytes
+}
+
+func (c *Config) logCacheBytes() int64 {
+	if c.LogCacheBytes <= 0 {
+		return DefaultLogCacheBytes
+	}
+	return c.LogCacheBytes
 }
 
 // raftConfig maps Config onto raft.Config: the one place that does so. Only

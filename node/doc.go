@@ -1,7 +1,8 @@
 // Package node owns the *raft.Raft of one cubekv node and everything around
-// it: the Raft log and stable store (raft-boltdb or raft-wal, behind a
-// raft.LogCache; logstore.go) and their migration, file snapshots,
-// bootstrap, Apply, the linearizable read index and node status.
+// it: the Raft log and stable store (raft-boltdb or raft-wal, behind a log
+// cache bounded in entries and in bytes; logstore.go, logcache.go) and their
+// migration, file snapshots, bootstrap, Apply, the linearizable read index
+// and node status.
 //
 // Write path: Apply encodes a kv.Command with fsm.EncodeCommand and hands it
 // to raft.Apply; raft batches concurrent entries into one fsync

@@ -147,7 +147,7 @@ func (n *Node) Open() (err error) {
 				if size <= 0 {
 					size = 512
 				}
-				cache, err := raft.NewLogCache(size, &watchedLogStore{LogStore: st.log, health: n.health})
+				cache, err := newLogCache(size, cfg.logCacheBytes(), &watchedLogStore{LogStore: st.log, health: n.health})
 				if err != nil {
 					return fmt.Errorf("new log cache: %w", err)
 				}

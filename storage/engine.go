@@ -1,14 +1,3 @@
-// Package storage holds cubekv's in-memory storage engines: an ordered
-// B-tree (the default, with an O(1) copy-on-write view for snapshots) and a
-// plain hash map (scans sort on demand). Every engine passes the same
-// conformance suite (storagetest).
-//
-// Engines are deterministic data structures. They do no locking of their own
-// beyond what their views need: the caller (fsm.FSM) serialises writers
-// against readers with a sync.RWMutex, so any number of Get/Scan calls may run
-// together, but never alongside Put/Delete. A View returned by Snapshot is
-// immutable and may be read from any goroutine while the engine it came from
-// keeps changing.
 package storage
 
 import (
@@ -46,8 +35,9 @@ type Reader interface {
 type Engine interface {
 	Reader
 	// Put sets key to value at Raft index idx. A new key gets CreateIndex =
-	// ModIndex = idx; an existing key keeps its CreateIndex. The engine takes
-	// ownership of key and value. It returns the previous entry, if any.
+	// ModIndex = idx; an existing key keeps its CreateIndex. The engine copies
+	// key and value; the caller may reuse them once Put returns. It returns
+	// the previous entry, if any.
 	Put(idx uint64, key, value []byte) (prev Entry, existed bool)
 	// Delete removes key. It returns the removed entry, if any. idx is the
 	// Raft index of the delete.
@@ -67,24 +57,52 @@ type View interface {
 	Reader
 }
 
+// Releaser is implemented by Views that hold engine memory until they are
+// released (the arena engine's). Release lets the engine reuse that memory
+// at once instead of after the garbage collector finds the View unreachable.
+// The View must not be read after Release; calling it again does nothing.
+// It is safe to call from any goroutine.
+type Releaser interface {
+	Release()
+}
+
+// Release releases v if it is a Releaser and does nothing otherwise.
+func Release(v View) {
+	if r, ok := v.(Releaser); ok {
+		r.Release()
+	}
+}
+
 // Engine kinds accepted by New.
 const (
 	KindBTree = "btree"
 	KindHash  = "hash"
+	KindArena = "arena"
+
+	// KindDefault is the kind New returns for "".
+	KindDefault = KindBTree
 )
+
+// Kinds lists the engine kinds New accepts.
+var Kinds = []string{KindArena, KindBTree, KindHash}
 
 // ErrUnknownEngine is returned by New for a kind it does not know.
 var ErrUnknownEngine = errors.New("unknown storage engine")
 
-// New returns an empty engine of the given kind ("btree" or "hash"; empty
-// means "btree").
+// New returns an empty engine of the given kind ("arena", "btree" or
+// "hash"; empty means KindDefault, "btree").
 func New(kind string) (Engine, error) {
+	if kind == "" {
+		kind = KindDefault
+	}
 	switch kind {
-	case "", KindBTree:
+	case KindBTree:
 		return NewBTree(), nil
 	case KindHash:
 		return NewHash(), nil
+	case KindArena:
+		return NewArena(), nil
 	default:
-		return nil, fmt.Errorf("%w %q (want %s or %s)", ErrUnknownEngine, kind, KindBTree, KindHash)
+		return nil, fmt.Errorf("%w %q (want %s, %s or %s)", ErrUnknownEngine, kind, KindArena, KindBTree, KindHash)
 	}
 }

@@ -32,6 +32,7 @@ func TestNew_Kinds(t *testing.T) {
 		wantName string
 	}{
 		{kind: "", wantName: storage.KindBTree},
+		{kind: storage.KindArena, wantName: storage.KindArena},
 		{kind: storage.KindBTree, wantName: storage.KindBTree},
 		{kind: storage.KindHash, wantName: storage.KindHash},
 	}
@@ -60,4 +61,8 @@ func TestNew_UnknownKind(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestArena_Conformance(t *testing.T) {
+	storagetest.Run(t, func() storage.Engine { return mustNew(t, storage.KindArena) })
 }

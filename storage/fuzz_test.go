@@ -99,8 +99,8 @@ func decodeBound(b byte) []byte {
 	return decodeKey(b)
 }
 
-// FuzzEngine applies decoded op sequences to both engines and checks each
-// against the reference model.
+// FuzzEngine applies decoded op sequences to every engine (the arena with
+// both of its chunk sources) and checks each against the reference model.
 func FuzzEngine(f *testing.F) {
 	// put a=xy, scan all, delete a, snapshot, put a=z, reverse scan with
 	// limit 1, check views.
@@ -111,10 +111,13 @@ func FuzzEngine(f *testing.F) {
 	f.Add([]byte{14, 15, 6, 1, 1, 2, 2, 'b', 'c', 9, 39, 2, 39, 0, 0x8b, 0xf0, 0x10, 15})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ops := decodeOps(data)
-		for _, kind := range []string{storage.KindBTree, storage.KindHash} {
+		for _, kind := range storage.Kinds {
 			if err := storagetest.Check(mustNew(t, kind), ops); err != nil {
 				t.Fatalf("%s: %v", kind, err)
 			}
+		}
+		if err := storagetest.Check(storage.NewArenaMmap(), ops); err != nil {
+			t.Fatalf("arena (mmap): %v", err)
 		}
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/cubekv/cubekv/fsm"
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/server"
+	"github.com/cubekv/cubekv/storage"
 	"github.com/cubekv/cubekv/transport"
 )
 
@@ -104,7 +105,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.StringVar(&c.AdminAddr, "admin-addr", "127.0.0.1:9092", "host:port of the admin HTTP server (/health, /ready, /status, /debug/pprof); empty disables it")
 	fs.StringVar(&c.Bootstrap, "bootstrap", "auto", "start a new one-node cluster when the data dir is empty: true, false, or auto (true unless --initial-cluster or --join is given)")
 	fs.StringVar(&c.InitialCluster, "initial-cluster", "", "id=host:raftport,... : bootstrap a new cluster of exactly these voters (the same list on every member)")
-	fs.StringVar(&c.Engine, "engine", "btree", "storage engine: btree (ordered, O(1) snapshots) or hash")
+	fs.StringVar(&c.Engine, "engine", storage.KindDefault, "storage engine: arena (size-bucketed slabs, the smallest), btree or hash")
 	fs.StringVar(&c.LogStore, "log-store", node.LogStoreBolt, "Raft log store: bolt (raft-boltdb, raft/raft.db) or wal (raft-wal, raft/wal/: one fsync per append instead of two); change it on a stopped node with kvnode migrate-log")
 	fs.StringVar(&c.ThriftAdvertise, "thrift-advertise", "", "Thrift address other nodes and clients dial (default: --thrift-addr)")
 	fs.StringVar(&c.GossipAddr, "gossip-addr", "127.0.0.1:9093", "ip:port for gossip (memberlist, TCP and UDP); empty disables gossip")

@@ -23,6 +23,7 @@ import (
 	"github.com/cubekv/cubekv/internal/logging"
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/server"
+	"github.com/cubekv/cubekv/storage"
 	"github.com/cubekv/cubekv/transport"
 )
 
@@ -90,11 +91,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	// leader's CPU (docs/performance.md).
 	thrift.ServerConnectivityCheckInterval = 0
 	// The store lives in the heap. Go's default GOGC=100 lets the heap
-	// grow to twice the live data before collecting; 50 keeps a 1 GB board
-	// further from its limit for a little more GC work. GOGC in the
+	// grow to twice the live data before collecting. GOGC in the
 	// environment (and GOMEMLIMIT) still rule.
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGCPercent)
+		debug.SetGCPercent(gcPercent(cfg.Engine))
 	}
 
 	certs, err := createCerts(cfg)
@@ -395,8 +395,21 @@ func createThriftServer(cfg *config, n *node.Node, fwd *server.Forwarder, g *gos
 	return srv, nil
 }
 
-// defaultGCPercent is the GC target when GOGC is not set.
-const defaultGCPercent = 50
+// gcPercent is the GC target when GOGC is not set. The arena engine keeps
+// its records in pointer-free slabs the collector never scans, so a cycle
+// costs about the same at any key count and a tight 25 keeps the heap close
+// to the data; the btree and hash engines make every key a heap object the
+// collector marks, so they trade headroom for GC work at 50
+// (docs/performance.md, "Memory").
+func gcPercent(engine string) int {
+	if engine == "" {
+		engine = storage.KindDefault
+	}
+	if engine == storage.KindArena {
+		return 25
+	}
+	return 50
+}
 
 // shutdownTimeout bounds the admin server's graceful shutdown.
 const shutdownTimeout = 5 * time.Second

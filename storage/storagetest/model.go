@@ -76,7 +76,8 @@ func bound(b []byte) string {
 }
 
 // maxViews is how many views Check keeps alive at once; taking one more
-// checks and drops the oldest.
+// checks, releases (storage.Release) and drops the oldest, so an engine that
+// reuses memory once a view is released does so while the others live.
 const maxViews = 4
 
 // maxKept is how many entries returned by Get Check keeps to re-check that
@@ -167,6 +168,7 @@ func (c *checker) apply(op Op) error {
 			if err := c.views[0].check(); err != nil {
 				return fmt.Errorf("oldest view: %w", err)
 			}
+			storage.Release(c.views[0].v)
 			c.views = slices.Delete(c.views, 0, 1)
 		}
 		c.views = append(c.views, frozenView{v: c.e.Snapshot(), m: c.m.clone()})

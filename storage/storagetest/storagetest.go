@@ -24,6 +24,7 @@ func Run(t *testing.T, newEngine func() storage.Engine) {
 	t.Run("scan_bounds", func(t *testing.T) { testScanBounds(t, newEngine) })
 	t.Run("len_bytes", func(t *testing.T) { testLenBytes(t, newEngine) })
 	t.Run("returned_slices_stable", func(t *testing.T) { testReturnedSlicesStable(t, newEngine) })
+	t.Run("put_copies_arguments", func(t *testing.T) { testPutCopiesArguments(t, newEngine) })
 	t.Run("snapshot_isolation", func(t *testing.T) { testSnapshotIsolation(t, newEngine) })
 	t.Run("snapshot_survives_writes", func(t *testing.T) { testSnapshotSurvivesWrites(t, newEngine) })
 	t.Run("snapshot_concurrent_reads", func(t *testing.T) { testSnapshotConcurrentReads(t, newEngine) })
@@ -320,6 +321,19 @@ func testReturnedSlicesStable(t *testing.T, newEngine func() storage.Engine) {
 			t.Errorf("entry from %s changed after later writes: %s, want key %q value %q",
 				c.name, format(c.got), "a", c.value)
 		}
+	}
+}
+
+func testPutCopiesArguments(t *testing.T, newEngine func() storage.Engine) {
+	e := newEngine()
+	key, value := []byte("a"), []byte("first")
+	e.Put(1, key, value)
+	copy(key, "b")
+	copy(value, "XXXXX")
+	got, ok := e.Get([]byte("a"))
+	mustMatch(t, "get after the caller reused its buffers", "a", got, ok, found("first", 1, 1))
+	if _, ok := e.Get([]byte("b")); ok {
+		t.Fatalf("get(%q) found a key only the caller's reused buffer held", "b")
 	}
 }
 

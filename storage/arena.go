@@ -1,0 +1,227 @@
+package storage
+
+import (
+	"bytes"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tidwall/btree"
+)
+
+// scanBufSize is the size of the buffers Scan copies entries into; one
+// allocation serves many small entries.
+const scanBufSize = 4 << 10
+
+// arenaView is a read-only index of handles into an arena with its byte
+// count. It serves both as the read side of arenaEngine and, on its own, as
+// a snapshot View. Reads copy what they return out of the arena, so entries
+// stay valid after the arena reuses the slot.
+type arenaView struct {
+	a     *arena
+	tr    *btree.BTreeG[handle]
+	bytes int64
+}
+
+// arenaSnapshot is a View taken by Snapshot: an arenaView that holds the
+// arena's epoch open until it is released or garbage collected.
+type arenaSnapshot struct {
+	arenaView
+	ticket *viewTicket
+}
+
+// viewTicket closes a View's epoch exactly once, whether Release or the
+// garbage collector gets there first.
+type viewTicket struct {
+	a    *arena
+	id   uint64
+	done atomic.Bool
+}
+
+func (t *viewTicket) close() {
+	if t.done.CompareAndSwap(false, true) {
+		t.a.closeView(t.id)
+	}
+}
+
+// arenaEngine is the size-bucketed arena engine (KindArena): records live
+// in pointer-free slabs (see arena), ordered by a tidwall B-tree of 8-byte
+// handles compared by the keys they name. Snapshot is a copy-on-write Copy
+// of the index, O(1), plus an epoch that keeps the slots the View can reach
+// from being reused.
+type arenaEngine struct {
+	arenaView // tr and bytes: changed only by Put and Delete
+
+	// max is the handle of the largest key while maxOK; Put appends keys
+	// beyond it with the B-tree's Load, which fills the rightmost leaf
+	// instead of splitting it, so ascending loads (a restore, sequential
+	// keys) leave full leaves.
+	max   handle
+	maxOK bool
+
+	// snapMu serialises Snapshot calls, as in btreeEngine.
+	snapMu sync.Mutex
+}
+
+var (
+	_ Engine   = (*arenaEngine)(nil)
+	_ View     = (*arenaSnapshot)(nil)
+	_ Releaser = (*arenaSnapshot)(nil)
+)
+
+// NewArena returns an empty size-bucketed arena engine (KindArena) whose
+// slabs are Go-heap []byte chunks.
+func NewArena() Engine {
+	return newArenaEngine(heapChunks{})
+}
+
+func newArenaEngine(chunks chunkSource) *arenaEngine {
+	a := newArena(chunks)
+	return &arenaEngine{arenaView: arenaView{
+		a:  a,
+		tr: btree.NewBTreeGOptions(a.less, btree.Options{NoLocks: true}),
+	}}
+}
+
+// Name returns KindArena.
+func (e *arenaEngine) Name() string { return KindArena }
+
+// Put stores a new record for key and retires the old one, if any; a record
+// is never changed in place. The previous entry is returned as a copy.
+func (e *arenaEngine) Put(idx uint64, key, value []byte) (Entry, bool) {
+	if !e.maxOK && e.tr.Len() > 0 {
+		e.max, e.maxOK = e.tr.Max()
+	}
+	if e.maxOK && bytes.Compare(key, e.a.key(e.max)) > 0 {
+		h := e.a.alloc(key, value, idx, idx)
+		e.tr.Load(h)
+		e.max = h
+		e.bytes += int64(len(key) + len(value))
+		return Entry{}, false
+	}
+	var hint btree.PathHint
+	old, existed := e.tr.GetHint(e.a.writerProbe(key), &hint)
+	create := idx
+	var prev Entry
+	if existed {
+		prev = cloneEntry(e.a.entry(old))
+		create = prev.CreateIndex
+	}
+	h := e.a.alloc(key, value, create, idx)
+	e.tr.SetHint(h, &hint)
+	e.bytes += int64(len(key) + len(value))
+	if !existed {
+		return Entry{}, false
+	}
+	e.bytes -= int64(len(prev.Key) + len(prev.Value))
+	if old == e.max {
+		e.max = h
+	}
+	e.a.retire(old)
+	return prev, true
+}
+
+// Delete removes key and retires its record.
+func (e *arenaEngine) Delete(_ uint64, key []byte) (Entry, bool) {
+	old, existed := e.tr.Delete(e.a.writerProbe(key))
+	if !existed {
+		return Entry{}, false
+	}
+	prev := cloneEntry(e.a.entry(old))
+	e.bytes -= int64(len(prev.Key) + len(prev.Value))
+	if old == e.max {
+		e.maxOK = false
+	}
+	e.a.retire(old)
+	return prev, true
+}
+
+// Snapshot returns an O(1) view: a copy-on-write Copy of the index and a new
+// epoch. The slots it can reach stay as they are until it is released (see
+// Releaser) or garbage collected. It may run alongside Get, Scan and other
+// Snapshot calls, never alongside Put or Delete.
+func (e *arenaEngine) Snapshot() View {
+	e.snapMu.Lock()
+	defer e.snapMu.Unlock()
+	t := &viewTicket{a: e.a, id: e.a.openView()}
+	s := &arenaSnapshot{arenaView: arenaView{a: e.a, tr: e.tr.Copy(), bytes: e.bytes}, ticket: t}
+	runtime.AddCleanup(s, (*viewTicket).close, t)
+	return s
+}
+
+// Release ends the view's hold on the arena at once instead of when the
+// garbage collector finds it unreachable. The view must not be read after.
+func (s *arenaSnapshot) Release() { s.ticket.close() }
+
+// Get returns a copy of the entry for key.
+func (v *arenaView) Get(key []byte) (Entry, bool) {
+	p := v.a.acquireProbe(key)
+	h, ok := v.tr.Get(p)
+	v.a.releaseProbe(p)
+	if !ok {
+		return Entry{}, false
+	}
+	e := cloneEntry(v.a.entry(h))
+	runtime.KeepAlive(v.a)
+	return e, true
+}
+
+// Scan calls fn with a copy of each entry with start <= key < end, in key
+// order or reversed, until fn returns false. Copies share buffers of
+// scanBufSize bytes.
+func (v *arenaView) Scan(start, end []byte, reverse bool, fn func(Entry) bool) {
+	if emptyRange(start, end) {
+		return
+	}
+	var buf []byte
+	emit := func(e Entry) bool {
+		n := len(e.Key) + len(e.Value)
+		if n > len(buf) {
+			buf = make([]byte, max(n, scanBufSize))
+		}
+		e, buf = copyEntry(e, buf)
+		return fn(e)
+	}
+	if !reverse {
+		iter := func(h handle) bool {
+			e := v.a.entry(h)
+			if !beforeEnd(e.Key, end) {
+				return false
+			}
+			return emit(e)
+		}
+		if start == nil {
+			v.tr.Scan(iter)
+		} else {
+			p := v.a.acquireProbe(start)
+			v.tr.Ascend(p, iter)
+			v.a.releaseProbe(p)
+		}
+		runtime.KeepAlive(v.a)
+		return
+	}
+	iter := func(h handle) bool {
+		e := v.a.entry(h)
+		if !beforeEnd(e.Key, end) {
+			return true // only the key equal to end, where Descend starts
+		}
+		if !atOrAfterStart(e.Key, start) {
+			return false
+		}
+		return emit(e)
+	}
+	if end == nil {
+		v.tr.Reverse(iter)
+	} else {
+		p := v.a.acquireProbe(end)
+		v.tr.Descend(p, iter)
+		v.a.releaseProbe(p)
+	}
+	runtime.KeepAlive(v.a)
+}
+
+// Len returns the number of keys.
+func (v *arenaView) Len() int { return v.tr.Len() }
+
+// Bytes returns the total size of all keys and values.
+func (v *arenaView) Bytes() int64 { return v.bytes }

@@ -1,0 +1,72 @@
+// Package storage holds cubekv's in-memory storage engines and the contract
+// they share (Engine, View). Every engine passes the same conformance suite
+// and randomized model test (storagetest).
+//
+//   - arena: records packed into pointer-free slabs by size class, indexed
+//     by a B-tree of 8-byte handles. The smallest per key and the least work
+//     for the garbage collector; Snapshot is O(1).
+//   - btree: one heap allocation per record in a B-tree of items; Snapshot
+//     is an O(1) copy-on-write view.
+//   - hash: a plain map; scans sort on demand and Snapshot copies the map.
+//
+// Engines are deterministic data structures. They do no locking of their own
+// beyond what their views need: the caller (fsm.FSM) serialises writers
+// against readers with a sync.RWMutex, so any number of Get/Scan calls may run
+// together, but never alongside Put/Delete. A View returned by Snapshot is
+// immutable and may be read from any goroutine while the engine it came from
+// keeps changing. Entries an engine returns stay valid and unchanged for as
+// long as the caller holds them.
+//
+// # The arena engine
+//
+// Memory. A record (key, value, create and mod index) is encoded with a
+// varint header of about 6 bytes (see record.go) into a slot of the smallest
+// size class that holds it. Classes start at 16 bytes and grow by 1.125x,
+// rounded to 8 bytes, up to 8 KiB; a slab is a 64 KiB chunk of one class.
+// memcached grows its classes by 1.25x; the finer step halves the space
+// lost to rounding a record up to its slot (about 6% on average instead of
+// 12%), and costs at most one partly cut slab per class in use. Records over
+// 8 KiB get an allocation of their own. Slabs come from the Go heap as
+// []byte: no Go pointer is in them, so the collector never scans them, and
+// the number of heap objects grows with the bytes stored / 64 KiB, not with
+// the number of keys. (Slabs mapped outside the heap work too, and the tests
+// run both; the heap is the default because GOMEMLIMIT then sees all the
+// memory the engine holds, see docs/performance.md.) Slabs are never given
+// back: a freed slot goes to its class's free list for the next record of
+// that class, as in memcached.
+//
+// Index. A tidwall B-tree holds 8-byte handles (slab number and offset, or
+// the number of a large record), compared by the keys they point to. A
+// search compares records with a probe key: a handle with a flag bit that
+// names one of 64 probe slots, which a reader takes with an atomic bit set
+// for the duration of its search (slot 0 is the writer's), so concurrent
+// readers never share one.
+//
+// Reads copy. Get copies the entry it returns into one allocation, Scan
+// copies into shared 4 KiB buffers, and Put and Delete copy the previous
+// entry: a slot is reused once no index reaches it, so slices into the
+// arena could change under a caller who kept them.
+//
+// Snapshots. Snapshot copies the index copy-on-write (O(1)) and opens an
+// epoch: the View gets the arena's epoch number as its id and the epoch
+// advances. Records are never changed in place: Put writes a new record and
+// retires the old slot, Delete retires its slot. With no View live a retired
+// slot is free at once; otherwise it waits in a FIFO queue stamped with the
+// current epoch, and the writer frees it (on a later Put or Delete) once the
+// oldest live View's id is at least the stamp, that is once every View
+// taken before the slot was retired is gone. A View is gone when Release
+// (see Releaser; fsm calls it when raft releases the snapshot) is called or,
+// failing that, when the garbage collector finds it unreachable. A View
+// reads slabs without locks while the writer fills other slots: the slab
+// table is only ever appended to and published atomically, and no slot a
+// View can reach is written until the View is gone. So a snapshot's I/O
+// never blocks Apply, and Apply never blocks it.
+//
+// What a long snapshot pins: every slot retired while it (or an older View)
+// lives, which includes records written after it was taken and overwritten
+// again before it went, and the index nodes the writer copied since. So the
+// bound is the write volume, not the store's size: a View held t seconds
+// while writes replace or delete w bytes of records a second pins at most
+// about w·t bytes of slots, plus the copied index nodes (at most the whole
+// index once). fsm holds a View only while raft persists a snapshot.
+package storage
