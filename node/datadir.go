@@ -176,4 +176,3 @@ func WriteIdentity(dir string, id Identity) error {
 	}
 	return syncDir(dir)
 }
-
