@@ -127,7 +127,7 @@ func TestGossipKeys_RotationUnderLoadAndKeylessNodeIgnored(t *testing.T) {
 		intruder := newProc(t, variant.id, args...)
 		intruder.launch()
 		eventually(t, 15*time.Second, variant.id+" logs a failed join", func() (bool, string) {
-			return intruder.logContains("no gossip peer reachable yet"), "not logged"
+			return intruder.logContains("gossip peer unreachable, retrying in the background"), "not logged"
 		})
 		topo, err := cl.Topology(ctx)
 		if err != nil {
