@@ -170,6 +170,9 @@ func runScenario(t *testing.T, s scenario, bin string, seed uint64, resultsDir s
 	if store := logStore(); store != "" && !slices.Contains(extra, "--log-store") {
 		extra = append([]string{"--log-store", store}, extra...)
 	}
+	if e := engine(); e != "" {
+		extra = append([]string{"--engine", e}, extra...)
+	}
 	c := startCluster(t, nw, dir, clusterOpts{size: s.nodes, bin: bin, extra: extra, tls: s.tls})
 	rec := newRecorder()
 	wcfg := s.workload
