@@ -123,8 +123,19 @@ func TestNode_MembersTable(t *testing.T) {
 	if _, ok := leader.FSM().Member(gone.ID()); ok {
 		t.Fatalf("%s's entry kept after its removal", gone.ID())
 	}
-	// The removed node, still running, must not put itself back.
-	time.Sleep(3 * registerCheckInterval) // a window for a wrong re-registration
+	// The removed node, still running, must not put itself back: check
+	// the table at every poll until the node can no longer register (it
+	// has learned of its removal or lost the leader).
+	deadline = time.Now().Add(10 * time.Second)
+	for gone.canRegister() {
+		if _, ok := leader.FSM().Member(gone.ID()); ok {
+			t.Fatalf("removed %s recorded itself again", gone.ID())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("removed %s still able to register after 10s", gone.ID())
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
+	}
 	if _, ok := leader.FSM().Member(gone.ID()); ok {
 		t.Fatalf("removed %s recorded itself again", gone.ID())
 	}
