@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,14 +46,28 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// handedOut holds every port freeAddr has returned in this test binary, so
+// two nodes (or two tests) never get the same one: a port probed free and
+// closed is free again to the next probe until its kvnode binds it.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
 // freeAddr returns a loopback address with a port that was free a moment
-// ago. Ports come from 20000-32767, below Linux's ephemeral range, so the
-// kernel does not hand them to outgoing connections before kvnode binds
-// them.
+// ago and has not been returned before in this binary. Ports come from
+// 20000-32767, below Linux's ephemeral range, so the kernel does not hand
+// them to outgoing connections before kvnode binds them.
 func freeAddr(t *testing.T) string {
 	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	for i := 0; i < 1000; i++ {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12768))
+		port := 20000 + rand.IntN(12768)
+		if handedOut.ports[port] {
+			continue
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			continue
@@ -65,6 +80,7 @@ func freeAddr(t *testing.T) string {
 		}
 		u.Close()
 		l.Close()
+		handedOut.ports[port] = true
 		return addr
 	}
 	t.Fatalf("no free port found")
