@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -11,22 +10,9 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/apache/thrift/lib/go/thrift"
-)
-
-// Names accepted by NewTransportFactory and NewProtocolFactory (and so by ServerConfig and DialConfig).
-const (
-	// TransportFramed prefixes every message with its 4-byte big-endian length. The default.
-	TransportFramed = "framed"
-	// TransportBuffered sends messages back to back with no length prefix.
-	TransportBuffered = "buffered"
-	// ProtocolBinary is Thrift's binary protocol (strict: every message carries a version). The default.
-	ProtocolBinary = "binary"
-	// ProtocolCompact is Thrift's compact protocol.
-	ProtocolCompact = "compact"
 )
 
 // Server defaults, used when the matching ServerConfig field is zero.
@@ -54,8 +40,6 @@ const (
 )
 
 const (
-	// bufferedTransportSize is the read and write buffer of the buffered transport, in bytes.
-	bufferedTransportSize = 8 << 10
 	// readAheadSlack is added to MaxFrameSize (plus the 4-byte frame header) to get the most bytes one
 	// request may read from the socket: the transports' buffers may read ahead into the next request.
 	readAheadSlack = 16 << 10
@@ -70,17 +54,9 @@ const (
 var (
 	// ErrServerClosed is returned by Listen and Serve once Close has been called.
 	ErrServerClosed = errors.New("thrift server closed")
-	// ErrUnknownProtocol is returned for a Thrift protocol name other than "binary" or "compact".
-	ErrUnknownProtocol = errors.New("unknown thrift protocol")
-	// ErrUnknownTransport is returned for a Thrift transport name other than "framed" or "buffered".
-	ErrUnknownTransport = errors.New("unknown thrift transport")
 	// ErrInvalidConfig is wrapped by every error ServerConfig.Validate returns.
 	ErrInvalidConfig = errors.New("invalid thrift server config")
 )
-
-// errRequestTooLarge is the read error of a connection whose current request has read more than
-// MaxFrameSize bytes (plus a small read-ahead allowance); it closes the connection.
-var errRequestTooLarge = errors.New("request exceeds the maximum frame size")
 
 // ServerConfig configures a Thrift server. The zero value of every field but Addr means its default.
 type ServerConfig struct {
@@ -187,85 +163,6 @@ func (c *ServerConfig) withDefaults() ServerConfig {
 		r.WriteTimeout = DefaultWriteTimeout
 	}
 	return r
-}
-
-// TConfiguration returns the Thrift configuration cubekv uses on both ends of a connection: frames and
-// messages up to maxFrame bytes (0 means DefaultMaxFrameSize), strict binary reads and writes (every
-// message carries a protocol version, so stray bytes are refused at once), and the given connect and
-// socket timeouts (0: none; the server manages its own deadlines and passes 0).
-func TConfiguration(maxFrame int32, connectTimeout, socketTimeout time.Duration) *thrift.TConfiguration {
-	if maxFrame <= 0 {
-		maxFrame = DefaultMaxFrameSize
-	}
-	return &thrift.TConfiguration{
-		MaxMessageSize:     maxFrame,
-		MaxFrameSize:       maxFrame,
-		ConnectTimeout:     connectTimeout,
-		SocketTimeout:      socketTimeout,
-		TBinaryStrictRead:  thrift.BoolPtr(true),
-		TBinaryStrictWrite: thrift.BoolPtr(true),
-	}
-}
-
-// NewProtocolFactory returns the factory for protocol ("binary", or "" for it, or "compact") bound to
-// cfg (nil: TConfiguration(0, 0, 0)). Any other name is ErrUnknownProtocol.
-func NewProtocolFactory(protocol string, cfg *thrift.TConfiguration) (thrift.TProtocolFactory, error) {
-	if cfg == nil {
-		cfg = TConfiguration(0, 0, 0)
-	}
-	switch protocol {
-	case "", ProtocolBinary:
-		return thrift.NewTBinaryProtocolFactoryConf(cfg), nil
-	case ProtocolCompact:
-		return thrift.NewTCompactProtocolFactoryConf(cfg), nil
-	default:
-		return nil, fmt.Errorf("protocol %q: %w", protocol, ErrUnknownProtocol)
-	}
-}
-
-// NewTransportFactory returns the factory for transport ("framed", or "" for it, or "buffered") bound
-// to cfg (nil: TConfiguration(0, 0, 0)). Any other name is ErrUnknownTransport.
-func NewTransportFactory(transport string, cfg *thrift.TConfiguration) (thrift.TTransportFactory, error) {
-	if cfg == nil {
-		cfg = TConfiguration(0, 0, 0)
-	}
-	switch transport {
-	case "", TransportFramed:
-		// Frames are written through a small buffer, so a frame's 4-byte
-		// header and a small body leave in one write(2) rather than two.
-		return thrift.NewTFramedTransportFactoryConf(writeCoalescingFactory{}, cfg), nil
-	case TransportBuffered:
-		return thrift.TTransportFactoryConf(thrift.NewTBufferedTransportFactory(bufferedTransportSize), cfg), nil
-	default:
-		return nil, fmt.Errorf("transport %q: %w", transport, ErrUnknownTransport)
-	}
-}
-
-// frameWriteBuffer is the write buffer under a framed transport: a frame
-// header and a typical answer fit in it.
-const frameWriteBuffer = 1 << 10
-
-// writeCoalescingFactory wraps transports in writeCoalescing.
-type writeCoalescingFactory struct{}
-
-func (writeCoalescingFactory) GetTransport(t thrift.TTransport) (thrift.TTransport, error) {
-	return &writeCoalescing{TTransport: t, w: bufio.NewWriterSize(t, frameWriteBuffer)}, nil
-}
-
-// writeCoalescing buffers writes (only) until Flush; reads go straight
-// through, since the framed transport above buffers them already.
-type writeCoalescing struct {
-	thrift.TTransport
-	w *bufio.Writer
-}
-
-func (c *writeCoalescing) Write(p []byte) (int, error) { return c.w.Write(p) }
-
-func (c *writeCoalescing) Flush(ctx context.Context) error {
-	if err := c.w.Flush(); err != nil {
-		return thrift.NewTTransportExceptionFromError(err)
-	}
-	return c.TTransport.Flush(ctx)
 }
 
 // Server serves one thrift.TProcessor over TCP with hard limits on frame size, open connections and
@@ -590,96 +487,4 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	return err
-}
-
-// deadlineConn owns a served connection's deadlines: while waiting for a request the read deadline is
-// IdleTimeout from each read; once a request's first byte has arrived, the whole request must arrive by
-// a fixed deadline ReadTimeout later, and it may read at most maxRequest bytes. Each write must finish
-// within WriteTimeout. The Set*Deadline methods do nothing, so Thrift's socket cannot undo this.
-//
-// Read, Write and startRequest are called only by the connection's goroutine; its fields need no lock.
-type deadlineConn struct {
-	net.Conn
-	idleTimeout  time.Duration
-	readTimeout  time.Duration
-	writeTimeout time.Duration
-	maxRequest   int64
-
-	inRequest       bool      // a byte of the current request has arrived
-	requestDeadline time.Time // when the current request must have fully arrived
-	requestBytes    int64     // bytes read since the current request started
-}
-
-// startRequest marks the start of waiting for the next request.
-func (c *deadlineConn) startRequest() {
-	c.inRequest = false
-	c.requestBytes = 0
-}
-
-// Read reads under the idle or the request deadline and enforces the request byte cap.
-func (c *deadlineConn) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return c.Conn.Read(p)
-	}
-	if c.inRequest {
-		left := c.maxRequest - c.requestBytes
-		if left <= 0 {
-			return 0, errRequestTooLarge
-		}
-		if int64(len(p)) > left {
-			p = p[:left]
-		}
-		if err := c.Conn.SetReadDeadline(c.requestDeadline); err != nil {
-			return 0, err
-		}
-	} else if err := c.Conn.SetReadDeadline(time.Now().Add(c.idleTimeout)); err != nil {
-		return 0, err
-	}
-	n, err := c.Conn.Read(p)
-	if n > 0 && !c.inRequest {
-		c.inRequest = true
-		c.requestDeadline = time.Now().Add(c.readTimeout)
-	}
-	c.requestBytes += int64(n)
-	return n, err
-}
-
-// Write writes under a deadline WriteTimeout from now.
-func (c *deadlineConn) Write(p []byte) (int, error) {
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Write(p)
-}
-
-// SetDeadline does nothing: deadlineConn manages the deadlines.
-func (c *deadlineConn) SetDeadline(time.Time) error { return nil }
-
-// SetReadDeadline does nothing: deadlineConn manages the deadlines.
-func (c *deadlineConn) SetReadDeadline(time.Time) error { return nil }
-
-// SetWriteDeadline does nothing: deadlineConn manages the deadlines.
-func (c *deadlineConn) SetWriteDeadline(time.Time) error { return nil }
-
-// deadlineSyscallConn is a deadlineConn over a socket that exposes its file descriptor.
-type deadlineSyscallConn struct {
-	*deadlineConn
-}
-
-// SyscallConn returns the raw socket under the connection (under TLS when there is one).
-func (c *deadlineSyscallConn) SyscallConn() (syscall.RawConn, error) {
-	sc, ok := rawSyscallConn(c.Conn)
-	if !ok {
-		return nil, errors.ErrUnsupported
-	}
-	return sc.SyscallConn()
-}
-
-// rawSyscallConn returns the syscall.Conn under conn, looking through TLS.
-func rawSyscallConn(conn net.Conn) (syscall.Conn, bool) {
-	if tc, ok := conn.(*tls.Conn); ok {
-		conn = tc.NetConn()
-	}
-	sc, ok := conn.(syscall.Conn)
-	return sc, ok
 }
