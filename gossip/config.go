@@ -29,7 +29,6 @@ const (
 	DefaultJoinRetryInterval = 250 * time.Millisecond
 	DefaultJoinRetryMax      = 5 * time.Second
 	DefaultBroadcastTimeout  = 5 * time.Second
-	DefaultEventBuffer       = 256
 )
 
 // Config configures a Gossip instance.
@@ -58,7 +57,9 @@ type Config struct {
 	// return ErrNoKeyring.
 	SecretKey []byte
 
-	// Logger receives this package's and memberlist's logs. Nil: discard.
+	// Logger receives this package's and memberlist's logs; nil discards
+	// them. It should carry the node_id attribute: gossip adds only
+	// component.
 	Logger *slog.Logger
 
 	// Profile selects memberlist's timing preset: ProfileLAN (also for the
@@ -87,14 +88,10 @@ type Config struct {
 	// DefaultJoinRetryMax.
 	JoinRetryMax time.Duration
 
-	// BroadcastTimeout bounds how long UpdateMeta waits for its broadcast
-	// to go out, and is Leave's timeout when Leave is given none. Zero:
+	// BroadcastTimeout is Leave's timeout when Leave is given none. Zero:
 	// DefaultBroadcastTimeout.
 	BroadcastTimeout time.Duration
 
-	// EventBuffer is the capacity of the Events channel. Zero:
-	// DefaultEventBuffer.
-	EventBuffer int
 	// Expected, when set, returns the members this node should share a
 	// pool with (node id -> gossip address), such as the nodes of the Raft
 	// configuration. The reconnect loop keeps joining every one that is not
@@ -118,7 +115,6 @@ func DefaultConfig() *Config {
 		JoinRetryInterval: DefaultJoinRetryInterval,
 		JoinRetryMax:      DefaultJoinRetryMax,
 		BroadcastTimeout:  DefaultBroadcastTimeout,
-		EventBuffer:       DefaultEventBuffer,
 	}
 }
 
@@ -176,9 +172,6 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: %s %v is negative", ErrBadConfig, d.name, d.v)
 		}
 	}
-	if c.EventBuffer < 0 {
-		return fmt.Errorf("%w: event buffer %d is negative", ErrBadConfig, c.EventBuffer)
-	}
 	return nil
 }
 
@@ -213,9 +206,6 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.BroadcastTimeout == 0 {
 		out.BroadcastTimeout = DefaultBroadcastTimeout
-	}
-	if out.EventBuffer == 0 {
-		out.EventBuffer = DefaultEventBuffer
 	}
 	if out.Logger == nil {
 		out.Logger = slog.New(slog.DiscardHandler)

@@ -1,6 +1,6 @@
 // Package gossip owns cubekv's membership gossip: every node runs one
 // memberlist (SWIM) instance that spreads the node's metadata (id, Thrift,
-// Raft and admin addresses, version, read-replica flag) and detects which
+// Raft and admin addresses, version) and detects which
 // nodes are alive, failed or gone.
 //
 // Gossip only reports. It never adds or removes Raft voters: the node package
@@ -47,13 +47,6 @@
 //
 // Dead and left members stay in Members until memberlist would reap them
 // (GossipToTheDeadTime after the change).
-//
-// # Events
-//
-// Events returns a buffered channel. The memberlist callbacks never block:
-// when the buffer is full the oldest event is dropped (DroppedEvents counts
-// them), so a consumer that falls behind must resynchronise from Members.
-// The channel is closed by Shutdown.
 //
 // # Encryption
 //

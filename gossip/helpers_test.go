@@ -119,9 +119,7 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() string) {
 // given metadata and gossip address.
 func seesAlive(g *Gossip, want ...*Gossip) string {
 	for _, w := range want {
-		w.mu.Lock()
-		meta := w.meta
-		w.mu.Unlock()
+		meta := w.cfg.Meta
 		m, ok := g.Member(meta.ID)
 		switch {
 		case !ok:

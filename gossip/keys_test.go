@@ -47,17 +47,12 @@ func TestGossip_EncryptedPoolRejectsOutsiders(t *testing.T) {
 		}
 	}
 
-	// Let gossip run: a third keyed node joins through n2 and an update
-	// propagates, so several gossip and push/pull rounds have happened.
+	// Let gossip run: a third keyed node joins through n2, so several
+	// gossip and push/pull rounds have happened.
 	cfgC := testConfig(t, log, "n3")
 	cfgC.SecretKey = key
 	cfgC.Join = []string{b.LocalAddr()}
 	c := mustStart(t, cfgC)
-	m := cfgA.Meta
-	m.Version = "v2"
-	if err := a.UpdateMeta(m); err != nil {
-		t.Fatal(err)
-	}
 	waitFor(t, 5*time.Second, func() string {
 		for _, g := range []*Gossip{a, b, c} {
 			if msg := seesAlive(g, a, b, c); msg != "" {
@@ -121,19 +116,25 @@ func TestGossip_KeyRotation(t *testing.T) {
 	}
 
 	// Still gossiping: a node that only has the new key joins, and a
-	// metadata update reaches everyone.
+	// metadata update (the leaving flag) reaches everyone.
 	cfgC := testConfig(t, log, "n3")
 	cfgC.SecretKey = newKey
 	cfgC.Join = []string{nodes[1].LocalAddr()}
 	nodes = append(nodes, mustStart(t, cfgC))
-	m := nodes[0].cfg.Meta
-	m.AdminAddr = "127.0.0.1:8080"
-	if err := nodes[0].UpdateMeta(m); err != nil {
-		t.Fatal(err)
-	}
 	waitFor(t, 5*time.Second, func() string {
 		for _, g := range nodes {
 			if msg := seesAlive(g, nodes...); msg != "" {
+				return msg
+			}
+		}
+		return ""
+	})
+	if err := nodes[0].Leave(2 * time.Second); err != nil {
+		t.Fatalf("Leave: %v", err)
+	}
+	waitFor(t, 5*time.Second, func() string {
+		for _, g := range nodes[1:] {
+			if msg := seesState(g, nodes[0].cfg.Meta.ID, StateLeft); msg != "" {
 				return msg
 			}
 		}

@@ -17,7 +17,6 @@ type Meta struct {
 	RaftAddr   string // Raft transport address (host:port)
 	AdminAddr  string // admin HTTP address (host:port)
 	Version    string // cubekv version the node runs
-	NonVoter   bool   // the node was started as a read replica
 }
 
 // Validate reports whether m can be gossiped: the ID is required and the
@@ -33,15 +32,15 @@ func (m Meta) Validate() error {
 // Wire format of the metadata (the ID is not encoded: it is the node name):
 //
 //	byte 0   format version (metaVersion)
-//	byte 1   flags (flagNonVoter, flagLeaving)
+//	byte 1   flags (flagLeaving; bit 0 is reserved: it was once set by
+//	         read replicas, and decoders ignore it)
 //	then     ThriftAddr, RaftAddr, AdminAddr, Version, each as a uvarint
 //	         length followed by the bytes
 //
 // Decoders ignore trailing bytes, so later versions may append fields.
 const (
-	metaVersion  = 1
-	flagNonVoter = 1 << 0
-	flagLeaving  = 1 << 1
+	metaVersion = 1
+	flagLeaving = 1 << 1
 )
 
 // errBadMetaEncoding is returned when a peer's metadata cannot be decoded.
@@ -60,9 +59,6 @@ func encodeMeta(m Meta, leaving bool) ([]byte, error) {
 	}
 	buf := make([]byte, 0, size)
 	var flags byte
-	if m.NonVoter {
-		flags |= flagNonVoter
-	}
 	if leaving {
 		flags |= flagLeaving
 	}
@@ -99,7 +95,6 @@ func decodeMeta(b []byte) (m Meta, leaving bool, err error) {
 		RaftAddr:   fields[1],
 		AdminAddr:  fields[2],
 		Version:    fields[3],
-		NonVoter:   flags&flagNonVoter != 0,
 	}
 	return m, flags&flagLeaving != 0, nil
 }

@@ -15,7 +15,7 @@ func TestMeta_RoundTrip(t *testing.T) {
 		leaving bool
 	}{
 		{"empty", Meta{}, false},
-		{"full", Meta{ThriftAddr: "10.0.0.1:9090", RaftAddr: "10.0.0.1:7000", AdminAddr: "10.0.0.1:8080", Version: "v1.2.3", NonVoter: true}, false},
+		{"full", Meta{ThriftAddr: "10.0.0.1:9090", RaftAddr: "10.0.0.1:7000", AdminAddr: "10.0.0.1:8080", Version: "v1.2.3"}, false},
 		{"leaving", Meta{ThriftAddr: "[::1]:9090", Version: "v1"}, true},
 		{"long field", Meta{Version: strings.Repeat("x", 300)}, false},
 	} {
@@ -59,14 +59,20 @@ func TestMeta_TooLarge(t *testing.T) {
 	if _, err := New(cfg); !errors.Is(err, ErrMetaTooLarge) {
 		t.Errorf("New with large meta: err = %v, want ErrMetaTooLarge", err)
 	}
+}
 
-	g := mustStart(t, testConfig(t, log, "n1"))
-	big.ID = "n1"
-	if err := g.UpdateMeta(big); !errors.Is(err, ErrMetaTooLarge) {
-		t.Errorf("UpdateMeta with large meta: err = %v, want ErrMetaTooLarge", err)
+// Bit 0 of the flags byte was set by read replicas of earlier versions;
+// their metadata still decodes, and the bit means nothing now.
+func TestMeta_DecodeIgnoresReservedFlag(t *testing.T) {
+	want := Meta{ThriftAddr: "10.0.0.1:9090", Version: "v1"}
+	b, err := encodeMeta(want, false)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if m, _ := g.Member("n1"); m.Meta != g.cfg.Meta {
-		t.Errorf("meta changed by a rejected update: %+v", m.Meta)
+	b[1] |= 1 << 0
+	got, leaving, err := decodeMeta(b)
+	if err != nil || got != want || leaving {
+		t.Fatalf("decode with bit 0 set = %+v, %v, %v; want %+v, false, nil", got, leaving, err, want)
 	}
 }
 
@@ -92,7 +98,7 @@ func TestMeta_DecodeMalformed(t *testing.T) {
 }
 
 func FuzzDecodeMeta(f *testing.F) {
-	good, _ := encodeMeta(Meta{ThriftAddr: "a:1", RaftAddr: "b:2", AdminAddr: "c:3", Version: "v", NonVoter: true}, true)
+	good, _ := encodeMeta(Meta{ThriftAddr: "a:1", RaftAddr: "b:2", AdminAddr: "c:3", Version: "v"}, true)
 	f.Add(good)
 	f.Add([]byte{1, 0, 0x80})
 	f.Add([]byte{})
@@ -146,7 +152,6 @@ func TestConfig_Validate(t *testing.T) {
 		{"key empty", func(c *Config) { c.SecretKey = []byte{} }, ErrBadKey},
 		{"profile", func(c *Config) { c.Profile = "fast" }, ErrBadConfig},
 		{"negative timeout", func(c *Config) { c.StartJoinTimeout = -1 }, ErrBadConfig},
-		{"negative buffer", func(c *Config) { c.EventBuffer = -1 }, ErrBadConfig},
 		{"meta too large", func(c *Config) { c.Meta.AdminAddr = strings.Repeat("a", 600) }, ErrMetaTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -173,11 +178,6 @@ func TestState_String(t *testing.T) {
 	for s, want := range map[State]string{StateAlive: "alive", StateSuspect: "suspect", StateDead: "dead", StateLeft: "left", 0: "state(0)"} {
 		if got := s.String(); got != want {
 			t.Errorf("State(%d).String() = %q, want %q", int(s), got, want)
-		}
-	}
-	for e, want := range map[EventType]string{EventJoin: "join", EventUpdate: "update", EventLeave: "leave", EventFailed: "failed"} {
-		if got := e.String(); got != want {
-			t.Errorf("EventType(%d).String() = %q, want %q", int(e), got, want)
 		}
 	}
 }
