@@ -82,7 +82,7 @@ func New(cfg *Config) (*Node, error) {
 	}
 	fcfg := fsm.DefaultConfig()
 	fcfg.Engine = cfg.Engine
-	fcfg.Logger = base.With("component", logging.ComponentFSM)
+	fcfg.Logger = base // fsm adds its own component attribute
 	f, err := fsm.New(fcfg)
 	if err != nil {
 		return nil, fmt.Errorf("new fsm: %w", err)

@@ -1,7 +1,10 @@
 // Package logging bridges cubekv's log/slog loggers to the logger types that
 // the HashiCorp libraries take: an hclog.Logger for raft and a *log.Logger
 // for memberlist. One root slog.Logger (built in cmd/kvnode) thus writes every
-// line in one format, with component and node_id attributes on each.
+// line in one format, with the component and node_id attributes once each:
+// the root logger carries node_id, and each component adds only its own
+// component attribute (With("component", name)) to the logger it is given.
+// Package logtest checks this in tests.
 package logging
 
 import (
