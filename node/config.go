@@ -16,7 +16,44 @@ type Peer struct {
 	RaftAddr string // host:port of its Raft transport
 }
 
-// Config configures a Node. Durations of zero take the documented default.
+// Defaults of the Config fields whose zero value means "the default":
+// DefaultConfig, the node itself and kvnode's flags all read them here.
+const (
+	// DefaultHeartbeatTimeout is Config.HeartbeatTimeout's default.
+	DefaultHeartbeatTimeout = time.Second
+	// DefaultElectionTimeout is Config.ElectionTimeout's default.
+	DefaultElectionTimeout = time.Second
+	// DefaultLeaderLeaseTimeout is Config.LeaderLeaseTimeout's default: as
+	// long as DefaultHeartbeatTimeout, so a leader starved of CPU for half a
+	// second does not step down needlessly.
+	DefaultLeaderLeaseTimeout = time.Second
+	// DefaultCommitTimeout is Config.CommitTimeout's default.
+	DefaultCommitTimeout = 50 * time.Millisecond
+	// DefaultMaxAppendEntries is Config.MaxAppendEntries's default.
+	DefaultMaxAppendEntries = 64
+	// DefaultSnapshotThreshold is Config.SnapshotThreshold's default.
+	DefaultSnapshotThreshold = 8192
+	// DefaultSnapshotInterval is Config.SnapshotInterval's default.
+	DefaultSnapshotInterval = 30 * time.Second
+	// DefaultTrailingLogs is Config.TrailingLogs's default.
+	DefaultTrailingLogs = 10240
+	// DefaultSnapshotRetain is Config.SnapshotRetain's default.
+	DefaultSnapshotRetain = 2
+	// DefaultMaxInflightEntries is Config.MaxInflightEntries's default.
+	DefaultMaxInflightEntries = 2
+	// DefaultMaxEntryBytes is Config.MaxEntryBytes's default.
+	DefaultMaxEntryBytes = 1 << 20
+	// DefaultLogCacheSize is Config.LogCacheSize's default.
+	DefaultLogCacheSize = 512
+	// DefaultLogCacheBytes is Config.LogCacheBytes's default.
+	DefaultLogCacheBytes = 16 << 20
+	// DefaultStoreCheckTimeout is Config.StoreCheckTimeout's default.
+	DefaultStoreCheckTimeout = 10 * time.Second
+)
+
+// Config configures a Node. A zero duration, count or size takes the
+// matching Default constant above (never hashicorp/raft's own default).
+
 type Config struct {
 	// ID is the node's identity: the raft.ServerID, the gossip name and the
 	// node_id log attribute. Required. It must survive an address change, so
@@ -53,38 +90,42 @@ type Config struct {
 	Engine string
 
 	// HeartbeatTimeout is how long a follower waits without contact from the
-	// leader before starting an election. 0: 1s.
+	// leader before starting an election. 0: DefaultHeartbeatTimeout.
 	HeartbeatTimeout time.Duration
 	// ElectionTimeout is how long a candidate waits before a new election.
-	// 0: 1s.
+	// 0: DefaultElectionTimeout.
 	ElectionTimeout time.Duration
 	// LeaderLeaseTimeout is how long a leader stays leader without contact
-	// from a quorum. 0: 1s (as long as HeartbeatTimeout: a leader starved of
-	// CPU for half a second must not step down needlessly).
+	// from a quorum. 0: DefaultLeaderLeaseTimeout. It is capped at the
+	// heartbeat timeout, as raft requires.
 	LeaderLeaseTimeout time.Duration
 	// CommitTimeout bounds how long a follower may not learn the commit index
-	// when there is no new entry. 0: 50ms.
+	// when there is no new entry. 0: DefaultCommitTimeout.
 	CommitTimeout time.Duration
 	// MaxAppendEntries is the most entries sent in one AppendEntries RPC.
-	// 0: 64.
+	// 0: DefaultMaxAppendEntries.
 	MaxAppendEntries int
 	// SnapshotThreshold is how many log entries since the last snapshot
-	// trigger a new one (checked every SnapshotInterval). 0: 8192.
+	// trigger a new one (checked every SnapshotInterval). 0:
+	// DefaultSnapshotThreshold.
 	SnapshotThreshold uint64
-	// SnapshotInterval is how often the threshold is checked. 0: 30s.
+	// SnapshotInterval is how often the threshold is checked. 0:
+	// DefaultSnapshotInterval.
 	SnapshotInterval time.Duration
 	// TrailingLogs is how many entries stay in the log after a snapshot, so
-	// a briefly lagging follower catches up without a snapshot. 0: 10240.
+	// a briefly lagging follower catches up without a snapshot. 0:
+	// DefaultTrailingLogs.
 	TrailingLogs uint64
-	// SnapshotRetain is how many snapshots are kept on disk. 0: 2.
+	// SnapshotRetain is how many snapshots are kept on disk. 0:
+	// DefaultSnapshotRetain.
 	SnapshotRetain int
 	// MaxInflightEntries is how many coalesced log entries the leader keeps
 	// in flight at once; commands arriving meanwhile wait and are coalesced
-	// into the next entry. 0: 2.
+	// into the next entry. 0: DefaultMaxInflightEntries.
 	MaxInflightEntries int
 	// MaxEntryBytes bounds the keys and values the proposer coalesces into
 	// one log entry beyond its first command (a single larger command still
-	// goes alone). 0: 1 MiB.
+	// goes alone). 0: DefaultMaxEntryBytes.
 	MaxEntryBytes int
 	// LogStoreKind is the Raft log and stable store: LogStoreBolt
 	// (raft-boltdb, the default when empty) or LogStoreWAL (raft-wal, one
@@ -92,11 +133,11 @@ type Config struct {
 	// that holds the other kind; MigrateLogStore converts one.
 	LogStoreKind string
 	// LogCacheSize is how many recent log entries are kept in memory in
-	// front of the bolt log store. 0: 512.
+	// front of the bolt log store. 0: DefaultLogCacheSize.
 	LogCacheSize int
 	// StoreCheckTimeout bounds the consistency check of the log store file
 	// (raft.db) when the node opens it; a check that runs out of time stops
-	// and the node starts. 0: 10s; negative: no check.
+	// and the node starts. 0: DefaultStoreCheckTimeout; negative: no check.
 	StoreCheckTimeout time.Duration
 	// SkipStartChecks skips Preflight in Open, for a caller that ran it
 	// already (kvnode does, before anything else starts).
@@ -151,16 +192,20 @@ type Observer interface {
 // DataDir and RaftAddr must still be set.
 func DefaultConfig() *Config {
 	return &Config{
-		HeartbeatTimeout:   time.Second,
-		ElectionTimeout:    time.Second,
-		LeaderLeaseTimeout: time.Second,
-		CommitTimeout:      50 * time.Millisecond,
-		MaxAppendEntries:   64,
-		SnapshotThreshold:  8192,
-		SnapshotInterval:   30 * time.Second,
-		TrailingLogs:       10240,
-		SnapshotRetain:     2,
-		LogCacheSize:       512,
+		HeartbeatTimeout:   DefaultHeartbeatTimeout,
+		ElectionTimeout:    DefaultElectionTimeout,
+		LeaderLeaseTimeout: DefaultLeaderLeaseTimeout,
+		CommitTimeout:      DefaultCommitTimeout,
+		MaxAppendEntries:   DefaultMaxAppendEntries,
+		SnapshotThreshold:  DefaultSnapshotThreshold,
+		SnapshotInterval:   DefaultSnapshotInterval,
+		TrailingLogs:       DefaultTrailingLogs,
+		SnapshotRetain:     DefaultSnapshotRetain,
+		MaxInflightEntries: DefaultMaxInflightEntries,
+		MaxEntryBytes:      DefaultMaxEntryBytes,
+		LogCacheSize:       DefaultLogCacheSize,
+		LogCacheBytes:      DefaultLogCacheBytes,
+		StoreCheckTimeout:  DefaultStoreCheckTimeout,
 	}
 }
 
@@ -225,57 +270,39 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-func (c *Config) maxInflight() int {
-	if c.MaxInflightEntries <= 0 {
-		return 2
+// orDefault returns v when it is positive and def otherwise.
+func orDefault[T int | int64 | uint64 | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
 	}
-	return c.MaxInflightEntries
+	return def
 }
 
-func (c *Config) maxEntryBytes() int {
-	if c.MaxEntryBytes <= 0 {
-		return 1 << 20
-	}
-	return c.MaxEntryBytes
-}
+func (c *Config) maxInflight() int { return orDefault(c.MaxInflightEntries, DefaultMaxInflightEntries) }
 
-func (c *Config) logCacheBytes() int64 {
-	if c.LogCacheBytes <= 0 {
-		return DefaultLogCacheBytes
-	}
-	return c.LogCacheBytes
-}
+func (c *Config) maxEntryBytes() int { return orDefault(c.MaxEntryBytes, DefaultMaxEntryBytes) }
 
-// raftConfig maps Config onto raft.Config: the one place that does so. Only
-// non-zero fields override raft's defaults.
+func (c *Config) logCacheSize() int { return orDefault(c.LogCacheSize, DefaultLogCacheSize) }
+
+func (c *Config) logCacheBytes() int64 { return orDefault(c.LogCacheBytes, DefaultLogCacheBytes) }
+
+func (c *Config) snapshotRetain() int { return orDefault(c.SnapshotRetain, DefaultSnapshotRetain) }
+
+// raftConfig maps Config onto raft.Config: the one place that does so. Every
+// field raft reads from Config takes its node default when zero, so raft's
+// own defaults never apply to them.
 func (c *Config) raftConfig() *raft.Config {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(c.ID)
 	rc.BatchApplyCh = true
-	if c.HeartbeatTimeout > 0 {
-		rc.HeartbeatTimeout = c.HeartbeatTimeout
-	}
-	if c.ElectionTimeout > 0 {
-		rc.ElectionTimeout = c.ElectionTimeout
-	}
-	if c.LeaderLeaseTimeout > 0 {
-		rc.LeaderLeaseTimeout = c.LeaderLeaseTimeout
-	}
-	if c.CommitTimeout > 0 {
-		rc.CommitTimeout = c.CommitTimeout
-	}
-	if c.MaxAppendEntries > 0 {
-		rc.MaxAppendEntries = c.MaxAppendEntries
-	}
-	if c.SnapshotThreshold > 0 {
-		rc.SnapshotThreshold = c.SnapshotThreshold
-	}
-	if c.SnapshotInterval > 0 {
-		rc.SnapshotInterval = c.SnapshotInterval
-	}
-	if c.TrailingLogs > 0 {
-		rc.TrailingLogs = c.TrailingLogs
-	}
+	rc.HeartbeatTimeout = orDefault(c.HeartbeatTimeout, DefaultHeartbeatTimeout)
+	rc.ElectionTimeout = orDefault(c.ElectionTimeout, DefaultElectionTimeout)
+	rc.LeaderLeaseTimeout = orDefault(c.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)
+	rc.CommitTimeout = orDefault(c.CommitTimeout, DefaultCommitTimeout)
+	rc.MaxAppendEntries = orDefault(c.MaxAppendEntries, DefaultMaxAppendEntries)
+	rc.SnapshotThreshold = orDefault(c.SnapshotThreshold, DefaultSnapshotThreshold)
+	rc.SnapshotInterval = orDefault(c.SnapshotInterval, DefaultSnapshotInterval)
+	rc.TrailingLogs = orDefault(c.TrailingLogs, DefaultTrailingLogs)
 	// The lease must not exceed the heartbeat timeout (raft validates it).
 	if rc.LeaderLeaseTimeout > rc.HeartbeatTimeout {
 		rc.LeaderLeaseTimeout = rc.HeartbeatTimeout

@@ -7,9 +7,6 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// DefaultLogCacheBytes is the default byte bound of the log cache.
-const DefaultLogCacheBytes = 16 << 20
-
 // logEntryOverhead approximates what a cached *raft.Log costs besides its
 // Data and Extensions: the struct, its slice headers and the cache's slot.
 const logEntryOverhead = 128

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/cubekv/cubekv/fsm"
@@ -104,13 +105,12 @@ func (n *Node) ID() string { return n.cfg.ID }
 
 // Open creates or opens the Raft stores under DataDir, starts the Raft
 // transport and Raft itself, and bootstraps a new cluster when asked to and
-// no Raft state exists yet.
+// no Raft state exists yet. Each step is a method below, in this order.
 func (n *Node) Open() (err error) {
 	if n.opened {
 		return errors.New("node already opened")
 	}
 	n.opened = true
-	cfg := &n.cfg
 	defer func() {
 		if err != nil {
 			n.closeStores()
@@ -118,88 +118,122 @@ func (n *Node) Open() (err error) {
 	}()
 	hlog := logging.HCLog(n.base.With("component", logging.ComponentRaft))
 
-	logStore, stableStore, snaps := cfg.LogStore, cfg.StableStore, cfg.SnapshotStore
-	var cleanSnaps *cleanSnapshotStore
-	if logStore == nil || stableStore == nil || snaps == nil {
-		dir := filepath.Join(cfg.DataDir, "raft")
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("create raft dir %s: %w", dir, err)
-		}
-		n.health = &storageHealth{logger: n.logger}
-		if logStore == nil || stableStore == nil {
-			if !cfg.SkipStartChecks {
-				if err := Preflight(cfg); err != nil {
-					return err
-				}
-			}
-			st, err := openLogStores(dir, cfg.LogStoreKind, hlog)
-			if err != nil {
-				return err
-			}
-			n.stores = st
-			if stableStore == nil {
-				stableStore = &watchedStableStore{StableStore: st.stable, health: n.health}
-			}
-			if logStore == nil {
-				size := cfg.LogCacheSize
-				if size <= 0 {
-					size = 512
-				}
-				cache, err := newLogCache(size, cfg.logCacheBytes(), &watchedLogStore{LogStore: st.log, health: n.health})
-				if err != nil {
-					return fmt.Errorf("new log cache: %w", err)
-				}
-				logStore = cache
-			}
-		}
-		if snaps == nil {
-			retain := cfg.SnapshotRetain
-			if retain <= 0 {
-				retain = 2
-			}
-			fs, err := raft.NewFileSnapshotStoreWithLogger(dir, retain, hlog.Named("snapshots"))
-			if err != nil {
-				return fmt.Errorf("open snapshot store %s: %w", dir, err)
-			}
-			cleanSnaps = newCleanSnapshotStore(fs, dir, n.logger, n.health)
-			cleanSnaps.sweep() // nothing is writing yet: every *.tmp is stale
-			snaps = cleanSnaps
-		}
+	logStore, stableStore, snaps, err := n.openStores(hlog)
+	if err != nil {
+		return err
 	}
-
-	trans := cfg.Transport
-	if trans == nil {
-		advertise := cfg.RaftAdvertise
-		if advertise == "" {
-			advertise = cfg.RaftAddr
-		}
-		adv, err := net.ResolveTCPAddr("tcp", advertise)
-		if err != nil {
-			return fmt.Errorf("resolve raft advertise address %s: %w", advertise, err)
-		}
-		layer, err := transport.NewTCPStreamLayer(cfg.RaftAddr, adv, cfg.RaftTLS)
-		if err != nil {
-			return fmt.Errorf("listen raft %s: %w", cfg.RaftAddr, err)
-		}
-		trans = transport.NewRaftTransport(layer, 3, 10*time.Second, hlog.Named("transport"))
+	if n.trans, err = n.openTransport(hlog); err != nil {
+		return err
 	}
-	n.trans = trans
-
-	rc := cfg.raftConfig()
-	rc.Logger = hlog
-	n.notifyCh = make(chan bool, 8)
-	rc.NotifyCh = n.notifyCh
-
 	existing, err := raft.HasExistingState(logStore, stableStore, snaps)
 	if err != nil {
 		return fmt.Errorf("check raft state: %w", err)
 	}
-	r, err := raft.NewRaft(rc, n.fsm, logStore, stableStore, snaps, trans)
+	if err := n.startRaft(hlog, logStore, stableStore, snaps); err != nil {
+		return err
+	}
+	if err := n.bootstrap(existing); err != nil {
+		return err
+	}
+
+	n.wg.Add(3)
+	go n.watchLeadership()
+	go n.runProposer()
+	go n.registerLoop()
+	return nil
+}
+
+// openStores returns the Raft log, stable and snapshot stores: those the
+// Config supplies, and the others opened under DataDir/raft (a log store
+// behind a log cache, a file snapshot store that cleans up after failed
+// snapshots), wrapped so that failed writes show in StorageError.
+func (n *Node) openStores(hlog hclog.Logger) (raft.LogStore, raft.StableStore, raft.SnapshotStore, error) {
+	cfg := &n.cfg
+	logStore, stableStore, snaps := cfg.LogStore, cfg.StableStore, cfg.SnapshotStore
+	if logStore != nil && stableStore != nil && snaps != nil {
+		return logStore, stableStore, snaps, nil
+	}
+	dir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, nil, fmt.Errorf("create raft dir %s: %w", dir, err)
+	}
+	n.health = &storageHealth{logger: n.logger}
+	if logStore == nil || stableStore == nil {
+		if !cfg.SkipStartChecks {
+			if err := Preflight(cfg); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+		st, err := openLogStores(dir, cfg.LogStoreKind, hlog)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		n.stores = st
+		if stableStore == nil {
+			stableStore = &watchedStableStore{StableStore: st.stable, health: n.health}
+		}
+		if logStore == nil {
+			cache, err := newLogCache(cfg.logCacheSize(), cfg.logCacheBytes(), &watchedLogStore{LogStore: st.log, health: n.health})
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("new log cache: %w", err)
+			}
+			logStore = cache
+		}
+	}
+	if snaps == nil {
+		fs, err := raft.NewFileSnapshotStoreWithLogger(dir, cfg.snapshotRetain(), hlog.Named("snapshots"))
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("open snapshot store %s: %w", dir, err)
+		}
+		cleanSnaps := newCleanSnapshotStore(fs, dir, n.logger, n.health)
+		cleanSnaps.sweep() // nothing is writing yet: every *.tmp is stale
+		snaps = cleanSnaps
+	}
+	return logStore, stableStore, snaps, nil
+}
+
+// openTransport returns Config.Transport, or a TCP Raft transport listening
+// on RaftAddr and advertising RaftAdvertise (mutual TLS with RaftTLS).
+func (n *Node) openTransport(hlog hclog.Logger) (raft.Transport, error) {
+	cfg := &n.cfg
+	if cfg.Transport != nil {
+		return cfg.Transport, nil
+	}
+	advertise := cfg.RaftAdvertise
+	if advertise == "" {
+		advertise = cfg.RaftAddr
+	}
+	adv, err := net.ResolveTCPAddr("tcp", advertise)
+	if err != nil {
+		return nil, fmt.Errorf("resolve raft advertise address %s: %w", advertise, err)
+	}
+	layer, err := transport.NewTCPStreamLayer(cfg.RaftAddr, adv, cfg.RaftTLS)
+	if err != nil {
+		return nil, fmt.Errorf("listen raft %s: %w", cfg.RaftAddr, err)
+	}
+	return transport.NewRaftTransport(layer, 3, 10*time.Second, hlog.Named("transport")), nil
+}
+
+// startRaft starts Raft over the stores and n.trans, with leadership changes
+// sent to n.notifyCh (read by watchLeadership).
+func (n *Node) startRaft(hlog hclog.Logger, logStore raft.LogStore, stableStore raft.StableStore, snaps raft.SnapshotStore) error {
+	rc := n.cfg.raftConfig()
+	rc.Logger = hlog
+	n.notifyCh = make(chan bool, 8)
+	rc.NotifyCh = n.notifyCh
+	r, err := raft.NewRaft(rc, n.fsm, logStore, stableStore, snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
+	return nil
+}
 
+// bootstrap writes the first configuration of a new cluster (Bootstrap or
+// InitialCluster) when no Raft state existed before Open; with state, or
+// with neither setting, it only logs what the node does next.
+func (n *Node) bootstrap(existing bool) error {
+	cfg := &n.cfg
 	switch {
 	case existing:
 		n.logger.Info("raft state found, rejoining", "raft_index", n.fsm.AppliedIndex())
@@ -207,23 +241,18 @@ func (n *Node) Open() (err error) {
 	case cfg.Bootstrap || len(cfg.InitialCluster) > 0:
 		var servers []raft.Server
 		if cfg.Bootstrap {
-			servers = []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.ID), Address: trans.LocalAddr()}}
+			servers = []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.ID), Address: n.trans.LocalAddr()}}
 		}
 		for _, p := range cfg.InitialCluster {
 			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
 		}
-		if err := r.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			return fmt.Errorf("bootstrap cluster: %w", err)
 		}
 		n.logger.Info("bootstrapped cluster", "count", len(servers))
 	default:
 		n.logger.Info("no raft state and no bootstrap: waiting to be added to a cluster")
 	}
-
-	n.wg.Add(3)
-	go n.watchLeadership()
-	go n.runProposer()
-	go n.registerLoop()
 	return nil
 }
 

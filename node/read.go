@@ -117,9 +117,10 @@ func (n *Node) waitReady(ctx context.Context) error {
 	}
 }
 
-// readIndexAnywhere returns a read index: this leader's own, or on a
-// follower the leader's, asked over the network.
-func (n *Node) readIndexAnywhere(ctx context.Context) (uint64, error) {
+// leaderReadIndex returns the leader's read index from any node: on the
+// leader it is ReadIndex, on a follower with a Remote the leader is asked
+// for it over the network. Either way it is observed (Observer.ReadIndex).
+func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 	start := time.Now()
 	idx, err := n.ReadIndex(ctx)
 	remote := false
@@ -142,7 +143,7 @@ func (n *Node) readIndexAnywhere(ctx context.Context) (uint64, error) {
 // trails a busy leader by a few entries is caught up once it applies them;
 // one that is far behind (catching up from a snapshot) is not.
 func (n *Node) CaughtUp(ctx context.Context) (bool, error) {
-	idx, err := n.readIndexAnywhere(ctx)
+	idx, err := n.leaderReadIndex(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -161,7 +162,7 @@ func (n *Node) prepareRead(ctx context.Context, c kv.Consistency) (ReadInfo, err
 	case c == kv.Consistency_LINEARIZABLE && n.cfg.UnsafeLocalReads && canaryBuild:
 		// The canary: labelled linearizable, served like STALE.
 	case c == kv.Consistency_LINEARIZABLE:
-		idx, err := n.readIndexAnywhere(ctx)
+		idx, err := n.leaderReadIndex(ctx)
 		if err != nil {
 			return info, err
 		}

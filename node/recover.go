@@ -43,11 +43,7 @@ func ForceNewCluster(cfg *Config) error {
 		return err
 	}
 	defer st.Close()
-	retain := cfg.SnapshotRetain
-	if retain <= 0 {
-		retain = 2
-	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, retain, hlog)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, cfg.snapshotRetain(), hlog)
 	if err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}

@@ -56,11 +56,7 @@ func Preflight(cfg *Config) error {
 		return fmt.Errorf("read last log index of %s: %w", path, err)
 	}
 	snapDir := filepath.Join(dir, "snapshots")
-	retain := cfg.SnapshotRetain
-	if retain <= 0 {
-		retain = 2
-	}
-	snaps, unreadable, err := listSnapshots(snapDir, retain)
+	snaps, unreadable, err := listSnapshots(snapDir, cfg.snapshotRetain())
 	if err != nil {
 		return err
 	}

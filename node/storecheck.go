@@ -24,9 +24,6 @@ type storeChecker func(ctx context.Context, path string) error
 // errCheckIncomplete means a check ran out of time before finding damage.
 var errCheckIncomplete = errors.New("check did not finish in time")
 
-// defaultStoreCheckTimeout bounds the check of raft.db at open.
-const defaultStoreCheckTimeout = 10 * time.Second
-
 // checkStore runs check on path with a time bound and turns damage into an
 // ErrCorruptStore error that names the file and the way back. A check that
 // runs out of time is logged by the caller and the node starts.
@@ -35,7 +32,7 @@ func checkStore(path string, timeout time.Duration, check storeChecker) error {
 		return nil
 	}
 	if timeout == 0 {
-		timeout = defaultStoreCheckTimeout
+		timeout = DefaultStoreCheckTimeout
 	}
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil // a new node
