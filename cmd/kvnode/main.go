@@ -138,6 +138,17 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	// Shutdown runs the stack in reverse: the leader hands over first (below),
+	// then the steps run in this order, each after the one before ends:
+	//  1. front doors: the Thrift server (no new requests; open ones end),
+	//     then the admin server;
+	//  2. gossip leave: peers record this node as left, not failed;
+	//  3. node: Raft shuts down, then its transport and its stores;
+	//  4. gossip: memberlist stops;
+	//  5. peer connections: the pool the forwarder dialled the leader with.
+	// A start that fails half way runs the steps pushed so far, in the same
+	// order.
+	var stack closers
 	pool := transport.NewPool(&transport.DialConfig{
 		Transport: cfg.ThriftTransport,
 		Protocol:  cfg.ThriftProtocol,
@@ -145,6 +156,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 		RequestTimeout: cfg.RequestTimeout + 2*time.Second,
 		TLS:            cfg.tlsConfig(),
 	}, 64)
+	stack.push("peer connections", pool.Close)
+	stack.push("gossip", func() error { return shutdownGossip(g) })
 	// Node ids resolve to Thrift addresses through the node's replicated
 	// members table (gossip as a fallback); the node starts using the
 	// forwarder inside Open, before createNode returns.
@@ -156,18 +169,38 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	})
 	n, err := createNode(cfg, logger, g, fwd, &nodeRef)
 	if err != nil {
-		return errors.Join(err, shutdownGossip(g), pool.Close())
+		return errors.Join(err, stack.close())
 	}
+	stack.push("node", n.Close)
+	// Leave is a no-op before gossip starts, so it is pushed here, where it
+	// runs after the front doors close and before the node does.
+	stack.push("gossip leave", func() error {
+		if g != nil {
+			if err := g.Leave(2 * time.Second); err != nil && !errors.Is(err, gossip.ErrNotStarted) {
+				logger.Warn("gossip leave", "err", err)
+			}
+		}
+		return nil
+	})
 	srv, err := createThriftServer(cfg, n, fwd, g, logger)
 	if err != nil {
-		return errors.Join(err, n.Close(), shutdownGossip(g), pool.Close())
+		return errors.Join(err, stack.close())
 	}
+	// The admin server is created after the Thrift server but closes right
+	// after it: one step closes both, admin being set once it exists.
+	var admin *adminServer
+	stack.push("front doors", func() error {
+		err := srv.Close()
+		if admin != nil {
+			err = errors.Join(err, admin.close())
+		}
+		return err
+	})
 	if err := m.watch(n, srv); err != nil {
-		return errors.Join(err, srv.Close(), n.Close(), shutdownGossip(g), pool.Close())
+		return errors.Join(err, stack.close())
 	}
-	admin, err := createAdmin(cfg, n, logger)
-	if err != nil {
-		return errors.Join(err, srv.Close(), n.Close(), shutdownGossip(g), pool.Close())
+	if admin, err = createAdmin(cfg, n, logger); err != nil {
+		return errors.Join(err, stack.close())
 	}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve() }()
@@ -177,11 +210,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	if g != nil {
 		if err := g.Start(); err != nil {
 			err = fmt.Errorf("start gossip on %s: %w", cfg.GossipAddr, err)
-			shutdownErr := errors.Join(srv.Close(), n.Close(), shutdownGossip(g), pool.Close())
-			if admin != nil {
-				shutdownErr = errors.Join(shutdownErr, admin.close())
-			}
-			return errors.Join(err, shutdownErr)
+			return errors.Join(err, stack.close())
 		}
 	}
 	logger.Info("kvnode started", "addr", srv.Addr().String(), "version", version)
@@ -198,18 +227,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	// A leader hands over first, so a restart is not a write outage while
 	// the others notice it is gone.
 	handOver(n, logger)
-	// Reverse order: stop taking requests, leave gossip, then Raft and its
-	// stores, then the connections to peers.
-	shutdownErr := srv.Close()
-	if admin != nil {
-		shutdownErr = errors.Join(shutdownErr, admin.close())
-	}
-	if g != nil {
-		if err := g.Leave(2 * time.Second); err != nil {
-			logger.Warn("gossip leave", "err", err)
-		}
-	}
-	shutdownErr = errors.Join(shutdownErr, n.Close(), shutdownGossip(g), pool.Close())
+	shutdownErr := stack.close()
 	if shutdownErr != nil {
 		logger.Error("shutdown", "err", shutdownErr)
 	} else {
