@@ -10,11 +10,6 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// defaultConfirmTimeout bounds a confirmation round when HeartbeatTimeout is
-// left at its default: a leader that cannot hear from a quorum for that long
-// is about to be replaced anyway.
-const defaultConfirmTimeout = time.Second
-
 // LeaderView returns this node's current Raft term and the id of the leader
 // it follows in it ("" when none is known), as they stand now. The leader's
 // confirmation round asks every voter for it; any node answers, whatever
@@ -142,12 +137,11 @@ func (n *Node) confirmLeadership(ctx context.Context, term uint64) error {
 	return fmt.Errorf("%w: leadership not confirmed by a quorum: %v", ErrUnavailable, last)
 }
 
-// confirmTimeout bounds one confirmation round.
+// confirmTimeout bounds one confirmation round: the heartbeat timeout, since
+// a leader that cannot hear from a quorum for that long is about to be
+// replaced anyway.
 func (n *Node) confirmTimeout() time.Duration {
-	if n.cfg.HeartbeatTimeout > 0 {
-		return n.cfg.HeartbeatTimeout
-	}
-	return defaultConfirmTimeout
+	return orDefault(n.cfg.HeartbeatTimeout, DefaultHeartbeatTimeout)
 }
 
 // questions tracks the voters a confirmation question is in flight to.
