@@ -1,17 +1,40 @@
 // Package gossip owns cubekv's membership gossip: every node runs one
 // memberlist (SWIM) instance that spreads the node's metadata (id, Thrift,
-// Raft and admin addresses, version) and detects which
-// nodes are alive, failed or gone.
+// Raft and admin addresses, version) and detects which nodes are alive,
+// failed or gone.
 //
 // Gossip only reports. It never adds or removes Raft voters: the node package
 // merges this view with the Raft configuration to answer topology calls, and
-// Raft membership changes remain operator actions.
+// Raft membership changes remain operator actions. Consumers poll Members;
+// there is no event stream.
 //
-// # Lifecycle
+// # Types
 //
-// New allocates, Start binds the memberlist listeners and starts the
-// reconnect loop, Leave broadcasts a graceful departure, and Shutdown stops
-// everything; Shutdown is idempotent.
+//   - Gossip (gossip.go): one node's memberlist and its view of the pool.
+//     New allocates, Start binds the memberlist listeners and starts the
+//     reconnect loop, Join contacts more members, Leave broadcasts a
+//     graceful departure, and Shutdown stops everything; Shutdown is
+//     idempotent. Members, Member and NumAlive (members.go) read the view;
+//     *Gossip satisfies node.Membership.
+//   - Config (config.go), DefaultConfig and Validate; the Default constants
+//     are the defaults of zero fields.
+//   - Meta (meta.go): what a node gossips about itself. Its wire form is a
+//     version byte, a flags byte and length-prefixed fields; decoders
+//     ignore trailing bytes, so later versions may append fields.
+//   - Member and State: one member as the local node sees it.
+//   - The keyring operations (keys.go) and LoadKeyFile.
+//
+// # Concurrency
+//
+// Every method of Gossip is safe for concurrent use. lifeMu serialises
+// Start, Leave and Shutdown and guards the lifecycle state and the
+// memberlist; it may be held while calling into memberlist. memberlist's
+// callbacks (delegate.go) run under memberlist's own node lock and take only
+// mu, which guards the members, the encoded local metadata and the
+// advertised address. The lock order is therefore lifeMu, then memberlist's
+// locks, then mu, and nothing calls memberlist while holding mu. The
+// callbacks only record and log, never block: memberlist's UDP loop waits
+// for them. The keyring has its own lock.
 //
 // # Rejoining
 //
