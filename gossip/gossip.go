@@ -44,7 +44,7 @@ type Gossip struct {
 	// mu guards the fields below.
 	mu        sync.Mutex
 	metaBuf   []byte             // encoded local metadata for NodeMeta; replaced, never modified
-	members   map[string]*member // by node id
+	members   map[string]*Member // by node id
 	localAddr string             // advertised gossip address, set by Start
 	reapAfter time.Duration      // memberlist's GossipToTheDeadTime, set by Start
 }
@@ -67,7 +67,7 @@ func New(cfg *Config) (*Gossip, error) {
 		logger:  c.Logger.With("component", logging.ComponentGossip),
 		stop:    make(chan struct{}),
 		metaBuf: buf,
-		members: make(map[string]*member),
+		members: make(map[string]*Member),
 	}
 	if c.SecretKey != nil {
 		kr, err := memberlist.NewKeyring(nil, c.SecretKey)

@@ -45,12 +45,6 @@ type Member struct {
 	Since      time.Time // when the local node saw State change
 }
 
-// member is a Member plus the leaving flag from its metadata.
-type member struct {
-	Member
-	leaving bool
-}
-
 // Members returns every member the local node knows, itself included,
 // sorted by ID. Dead and left members are listed until memberlist would
 // reap them (GossipToTheDeadTime after they went away).
@@ -60,7 +54,7 @@ func (g *Gossip) Members() []Member {
 	g.reapLocked()
 	out := make([]Member, 0, len(g.members))
 	for _, m := range g.members {
-		out = append(out, m.Member)
+		out = append(out, *m)
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 	return out
@@ -75,7 +69,7 @@ func (g *Gossip) Member(id string) (Member, bool) {
 	if !ok {
 		return Member{}, false
 	}
-	return m.Member, true
+	return *m, true
 }
 
 // NumAlive returns how many members, the local node included, are alive.
@@ -131,7 +125,7 @@ func (g *Gossip) observe(kind change, n *memberlist.Node) {
 
 	g.mu.Lock()
 	prev, had := g.members[name]
-	cur := &member{Member: Member{Meta: meta, GossipAddr: addr, State: StateAlive, Since: now}, leaving: leaving}
+	cur := &Member{Meta: meta, GossipAddr: addr, State: StateAlive, Since: now}
 	seen := kind
 	switch kind {
 	case changeUpdate:
