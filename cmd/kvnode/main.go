@@ -199,7 +199,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	if err := m.watch(n, srv); err != nil {
 		return errors.Join(err, stack.close())
 	}
-	if admin, err = createAdmin(cfg, n, logger); err != nil {
+	if admin, err = createAdmin(cfg, n, logger.With("component", logging.ComponentAdmin)); err != nil {
 		return errors.Join(err, stack.close())
 	}
 	serveErr := make(chan error, 2)
