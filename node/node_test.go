@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -231,9 +234,51 @@ func TestNode_SingleApplyAndRead(t *testing.T) {
 	}
 }
 
+// gatedRemote counts the leadership questions (LeaderView calls) its node
+// asks and, while gate is set, holds them until it is closed.
+type gatedRemote struct {
+	*clusterRemote
+	asked atomic.Int64
+	held  atomic.Int64
+
+	mu   sync.Mutex
+	gate chan struct{}
+}
+
+func (g *gatedRemote) LeaderView(ctx context.Context, id string) (uint64, string, error) {
+	g.asked.Add(1)
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
+	if gate != nil {
+		g.held.Add(1)
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return 0, "", fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		}
+	}
+	return g.clusterRemote.LeaderView(ctx, id)
+}
+
+func (g *gatedRemote) setGate(gate chan struct{}) {
+	g.mu.Lock()
+	g.gate = gate
+	g.mu.Unlock()
+}
+
 func TestNode_ConcurrentReadsShareVerification(t *testing.T) {
-	c := mustCluster(t, 3)
+	remotes := map[string]*gatedRemote{}
+	c := mustClusterWith(t, 3, func(_ int, cfg *Config) {
+		// A round times out after HeartbeatTimeout: long enough here for
+		// the held round to wait until the other readers arrive.
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = time.Second, time.Second, time.Second
+		g := &gatedRemote{clusterRemote: cfg.Remote.(*clusterRemote)}
+		remotes[cfg.ID] = g
+		cfg.Remote = g
+	})
 	n := c.mustLeader(t)
+	r := remotes[n.ID()]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -263,6 +308,64 @@ func TestNode_ConcurrentReadsShareVerification(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+
+	// Reads that arrive while a verification is under way share the next
+	// one. Hold the first round's questions until every other reader waits
+	// for the next round, then release: two rounds serve all the reads,
+	// and each round asks each of the two other voters at most once.
+	const reads = 32
+	gate := make(chan struct{})
+	r.setGate(gate)
+	asked0 := r.asked.Load()
+	rerrs := make(chan error, reads)
+	var rg sync.WaitGroup
+	for i := 0; i < reads; i++ {
+		if i == 1 {
+			waitFor(t, 5*time.Second, "the first round's questions", func() bool { return r.held.Load() > 0 })
+		}
+		rg.Add(1)
+		go func() {
+			defer rg.Done()
+			e, found, _, err := n.Get(ctx, []byte("k0-0"), kv.Consistency_LINEARIZABLE)
+			if err != nil || !found || string(e.Value) != "v" {
+				rerrs <- fmt.Errorf("read during shared verification: %+v %v %v", e, found, err)
+			}
+		}()
+	}
+	waitFor(t, 5*time.Second, "every reader to wait for a verification", func() bool {
+		return waitingInReadIndex() == reads
+	})
+	r.setGate(nil)
+	close(gate)
+	rg.Wait()
+	close(rerrs)
+	for err := range rerrs {
+		t.Fatal(err)
+	}
+	if asked := r.asked.Load() - asked0; asked > 2*2 {
+		t.Fatalf("%d concurrent linearizable reads asked %d leadership questions, want at most 4 (two shared rounds)", reads, asked)
+	}
+}
+
+// waitingInReadIndex counts the goroutines blocked in Node.ReadIndex,
+// waiting for their batch's verification.
+func waitingInReadIndex() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, " [select") && strings.Contains(g, "node.(*Node).ReadIndex(") {
+			count++
+		}
+	}
+	return count
 }
 
 func TestNode_FollowerRefusesWithLeaderHint(t *testing.T) {
