@@ -14,35 +14,18 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
-// testLogWriter sends log lines to t.Log so they show only on failure.
-type testLogWriter struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
-}
-
-func (w *testLogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(string(p))
-	}
-	return len(p), nil
-}
-
-func testLogger(t *testing.T, id string) *slog.Logger {
+func testLogger(t testing.TB, id string) *slog.Logger {
 	t.Helper()
-	w := &testLogWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node_id", id)
+	return testutil.Logger(t, slog.LevelInfo).With("node_id", id)
 }
 
 // fastConfig is the in-memory test preset: 50ms timeouts as in raft's own
 // tests.
-func fastConfig(t *testing.T, id string, trans raft.Transport) *Config {
+func fastConfig(t testing.TB, id string, trans raft.Transport) *Config {
 	c := DefaultConfig()
 	c.ID = id
 	c.HeartbeatTimeout = 100 * time.Millisecond
@@ -67,14 +50,14 @@ type cluster struct {
 }
 
 // mustCluster starts n in-memory nodes bootstrapped as one cluster.
-func mustCluster(t *testing.T, n int) *cluster {
+func mustCluster(t testing.TB, n int) *cluster {
 	t.Helper()
 	return mustClusterWith(t, n, nil)
 }
 
 // mustClusterWith is mustCluster with tweak applied to node i's Config
 // before it is built (tweak may be nil).
-func mustClusterWith(t *testing.T, n int, tweak func(i int, cfg *Config)) *cluster {
+func mustClusterWith(t testing.TB, n int, tweak func(i int, cfg *Config)) *cluster {
 	t.Helper()
 	c := &cluster{byAddr: map[raft.ServerAddress]int{}, cut: map[[2]int]bool{}}
 	var peers []Peer
@@ -177,19 +160,19 @@ func (r *clusterRemote) Apply(_ context.Context, leaderID string, _ *kv.Command)
 }
 
 // mustLeader polls until one node is a leader ready for reads.
-func (c *cluster) mustLeader(t *testing.T) *Node {
+func (c *cluster) mustLeader(t testing.TB) *Node {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	var leader *Node
+	testutil.WaitFor(t, 10*time.Second, "a ready leader", func() bool {
 		for _, nd := range c.nodes {
 			if nd.Status().Role == RoleLeader && nd.readyTerm.Load() == nd.raft.CurrentTerm() {
-				return nd
+				leader = nd
+				return true
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no ready leader within 10s")
-	return nil
+		return false
+	})
+	return leader
 }
 
 func put(key, value string) *kv.Command {
@@ -321,7 +304,7 @@ func TestNode_ConcurrentReadsShareVerification(t *testing.T) {
 	var rg sync.WaitGroup
 	for i := 0; i < reads; i++ {
 		if i == 1 {
-			waitFor(t, 5*time.Second, "the first round's questions", func() bool { return r.held.Load() > 0 })
+			testutil.WaitFor(t, 5*time.Second, "the first round's questions", func() bool { return r.held.Load() > 0 })
 		}
 		rg.Add(1)
 		go func() {
@@ -332,7 +315,7 @@ func TestNode_ConcurrentReadsShareVerification(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 5*time.Second, "every reader to wait for a verification", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "every reader to wait for a verification", func() bool {
 		return waitingInReadIndex() == reads
 	})
 	r.setGate(nil)

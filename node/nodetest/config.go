@@ -2,12 +2,12 @@ package nodetest
 
 import (
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/node"
 )
 
@@ -30,33 +30,9 @@ func Config(tb testing.TB, id string, trans raft.Transport) *node.Config {
 	return c
 }
 
-// Logger returns a logger that writes to tb.Log, with the node_id
-// attribute. It goes quiet when the test ends: raft logs from goroutines
-// that may outlive it, and logging to a finished test panics.
+// Logger returns a logger for node id that writes to tb.Log (info and
+// above), with the node_id attribute.
 func Logger(tb testing.TB, id string) *slog.Logger {
 	tb.Helper()
-	w := &tbWriter{tb: tb}
-	tb.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node_id", id)
-}
-
-type tbWriter struct {
-	mu   sync.Mutex
-	tb   testing.TB
-	done bool
-}
-
-func (w *tbWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.tb.Log(string(p))
-	}
-	return len(p), nil
-}
-
-func (w *tbWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
+	return testutil.Logger(tb, slog.LevelInfo).With("node_id", id)
 }
