@@ -42,11 +42,12 @@ func FreePort(tb testing.TB) int {
 			continue
 		}
 		u, err := net.ListenPacket("udp", addr)
-		l.Close()
 		if err != nil {
+			l.Close()
 			continue
 		}
 		u.Close()
+		l.Close()
 		handedOut.ports[port] = true
 		return port
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cubekv/cubekv/client"
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
@@ -130,19 +131,6 @@ func checkValues(t *testing.T, p *proc, acked map[string]string) {
 	}
 }
 
-// flipByte inverts one byte in the middle of path.
-func flipByte(t *testing.T, path string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0xff
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // rejoinEmpty is the recovery of docs/operations.md "Damaged files": remove
 // the node from the cluster, move its data dir aside, start it empty and
 // add it back; it must end with every acknowledged value.
@@ -231,7 +219,7 @@ func TestDamaged_NewestSnapshotBoardSettings(t *testing.T) {
 	}
 	done, _ := snapshots(t, f)
 	state := filepath.Join(f.dataDir, "raft", "snapshots", done[0].ID, "state.bin")
-	flipByte(t, state)
+	testutil.FlipByte(t, state)
 	f.start()
 	if !f.logContains("damaged snapshot skipped") {
 		t.Errorf("%s did not say it skipped the damaged snapshot", f.id)
@@ -272,11 +260,11 @@ func TestDamaged_SnapshotsCannotRebuild(t *testing.T) {
 	}
 	done, _ := snapshots(t, f)
 	snapDir := filepath.Join(f.dataDir, "raft", "snapshots")
-	flipByte(t, filepath.Join(snapDir, done[0].ID, "state.bin"))
+	testutil.FlipByte(t, filepath.Join(snapDir, done[0].ID, "state.bin"))
 	code, out := runRefused(t, f.args()...)
 	assertRefusal(t, code, out, "local state cannot be rebuilt", fmt.Sprintf("the newest good snapshot ends at index %d", done[1].Index), "kvctl member remove", "docs/operations.md")
 
-	flipByte(t, filepath.Join(snapDir, done[1].ID, "state.bin"))
+	testutil.FlipByte(t, filepath.Join(snapDir, done[1].ID, "state.bin"))
 	code, out = runRefused(t, f.args()...)
 	assertRefusal(t, code, out, "local state cannot be rebuilt", "every snapshot in "+snapDir+" is damaged", "kvctl member remove")
 	rejoinEmpty(t, c, f, acked)
