@@ -264,33 +264,21 @@ func TestNode_ConcurrentReadsShareVerification(t *testing.T) {
 	r := remotes[n.ID()]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; i < 20; i++ {
-				key := fmt.Sprintf("k%d-%d", w, i)
-				res, err := n.Apply(ctx, put(key, "v"))
-				if err != nil {
-					errs <- err
-					return
-				}
-				// A linearizable read after an acknowledged write sees it.
-				e, found, _, err := n.Get(ctx, []byte(key), kv.Consistency_LINEARIZABLE)
-				if err != nil || !found || e.ModIndex != uint64(res.Index) {
-					errs <- fmt.Errorf("read %s after write at %d: found=%v mod=%d err=%v", key, res.Index, found, e.ModIndex, err)
-					return
-				}
+	testutil.Concurrently(t, 16, func(w int) error {
+		for i := 0; i < 20; i++ {
+			key := fmt.Sprintf("k%d-%d", w, i)
+			res, err := n.Apply(ctx, put(key, "v"))
+			if err != nil {
+				return err
 			}
-		}(w)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+			// A linearizable read after an acknowledged write sees it.
+			e, found, _, err := n.Get(ctx, []byte(key), kv.Consistency_LINEARIZABLE)
+			if err != nil || !found || e.ModIndex != uint64(res.Index) {
+				return fmt.Errorf("read %s after write at %d: found=%v mod=%d err=%v", key, res.Index, found, e.ModIndex, err)
+			}
+		}
+		return nil
+	})
 
 	// Reads that arrive while a verification is under way share the next
 	// one. Hold the first round's questions until every other reader waits
@@ -462,41 +450,28 @@ func TestNode_ProposerCoalescesAndKeepsPerCommandResults(t *testing.T) {
 	defer cancel()
 	entries0, cmds0 := n.BatchStats()
 	const writers, each = 32, 20
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	for w := 0; w < writers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			client := int64(1000 + w)
-			for i := 1; i <= each; i++ {
-				key := fmt.Sprintf("w%02d", w)
-				seq := int64(i)
-				cmd := &kv.Command{Op: kv.CommandOp_PUT, Key: []byte(key), Value: []byte(fmt.Sprint(i)), ClientID: &client, Sequence: &seq}
-				res, err := n.Apply(ctx, cmd)
-				if err != nil {
-					errs <- err
-					return
-				}
-				// The retry of the same request id answers the same result.
-				again, err := n.Apply(ctx, cmd)
-				if err != nil || again.Index != res.Index {
-					errs <- fmt.Errorf("retry of %d:%d answered %+v, %v; first was at %d", client, i, again, err, res.Index)
-					return
-				}
-				e, _, _ := n.FSM().Get([]byte(key))
-				if e.ModIndex < uint64(res.Index) {
-					errs <- fmt.Errorf("%s at %d after a write acknowledged at %d", key, e.ModIndex, res.Index)
-					return
-				}
+	testutil.Concurrently(t, writers, func(w int) error {
+		client := int64(1000 + w)
+		for i := 1; i <= each; i++ {
+			key := fmt.Sprintf("w%02d", w)
+			seq := int64(i)
+			cmd := &kv.Command{Op: kv.CommandOp_PUT, Key: []byte(key), Value: []byte(fmt.Sprint(i)), ClientID: &client, Sequence: &seq}
+			res, err := n.Apply(ctx, cmd)
+			if err != nil {
+				return err
 			}
-		}(w)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+			// The retry of the same request id answers the same result.
+			again, err := n.Apply(ctx, cmd)
+			if err != nil || again.Index != res.Index {
+				return fmt.Errorf("retry of %d:%d answered %+v, %v; first was at %d", client, i, again, err, res.Index)
+			}
+			e, _, _ := n.FSM().Get([]byte(key))
+			if e.ModIndex < uint64(res.Index) {
+				return fmt.Errorf("%s at %d after a write acknowledged at %d", key, e.ModIndex, res.Index)
+			}
+		}
+		return nil
+	})
 	entries, cmds := n.BatchStats()
 	entries, cmds = entries-entries0, cmds-cmds0
 	if cmds != 2*writers*each {
@@ -524,51 +499,33 @@ func TestNode_ProposerNeverPutsTwoWritesOfAKeyInOneEntry(t *testing.T) {
 	const writers, each = 16, 25
 	var mu sync.Mutex
 	seen := map[int64]string{}
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	for w := 0; w < writers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; i < each; i++ {
-				v := fmt.Sprintf("%d-%d", w, i)
-				res, err := n.Apply(ctx, put("hot", v))
-				if err != nil {
-					errs <- err
-					return
-				}
-				mu.Lock()
-				if prev, dup := seen[res.Index]; dup {
-					mu.Unlock()
-					errs <- fmt.Errorf("writes %s and %s of one key share mod_index %d", prev, v, res.Index)
-					return
-				}
-				seen[res.Index] = v
-				mu.Unlock()
+	testutil.Concurrently(t, writers, func(w int) error {
+		for i := 0; i < each; i++ {
+			v := fmt.Sprintf("%d-%d", w, i)
+			res, err := n.Apply(ctx, put("hot", v))
+			if err != nil {
+				return err
 			}
-		}(w)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+			mu.Lock()
+			if prev, dup := seen[res.Index]; dup {
+				mu.Unlock()
+				return fmt.Errorf("writes %s and %s of one key share mod_index %d", prev, v, res.Index)
+			}
+			seen[res.Index] = v
+			mu.Unlock()
+		}
+		return nil
+	})
 	// Distinct keys still coalesce.
 	entries0, cmds0 := n.BatchStats()
-	var wg2 sync.WaitGroup
-	for w := 0; w < writers; w++ {
-		wg2.Add(1)
-		go func(w int) {
-			defer wg2.Done()
-			for i := 0; i < each; i++ {
-				if _, err := n.Apply(ctx, put(fmt.Sprintf("k%d-%d", w, i), "v")); err != nil {
-					t.Error(err)
-					return
-				}
+	testutil.Concurrently(t, writers, func(w int) error {
+		for i := 0; i < each; i++ {
+			if _, err := n.Apply(ctx, put(fmt.Sprintf("k%d-%d", w, i), "v")); err != nil {
+				return err
 			}
-		}(w)
-	}
-	wg2.Wait()
+		}
+		return nil
+	})
 	entries, cmds := n.BatchStats()
 	if cmds-cmds0 <= entries-entries0 {
 		t.Fatalf("distinct keys did not coalesce: %d commands in %d entries", cmds-cmds0, entries-entries0)

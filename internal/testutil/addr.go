@@ -16,6 +16,9 @@ const (
 	portSpan = 12768
 )
 
+// pickPort draws a candidate port; tests of this package replace it.
+var pickPort = func() int { return portBase + rand.IntN(portSpan) }
+
 // handedOut holds every port returned in this test binary: a port is
 // never returned twice, so two nodes (or a node and a dead address) never
 // share one, even after the first was closed.
@@ -32,7 +35,7 @@ func FreePort(tb testing.TB) int {
 	handedOut.Lock()
 	defer handedOut.Unlock()
 	for i := 0; i < 1000; i++ {
-		port := portBase + rand.IntN(portSpan)
+		port := pickPort()
 		if handedOut.ports[port] {
 			continue
 		}

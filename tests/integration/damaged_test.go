@@ -87,30 +87,19 @@ func writeKeys(t *testing.T, cl *client.Client, prefix string, n, size, workers 
 	ctx := ctxTimeout(t, 5*time.Minute)
 	var mu sync.Mutex
 	acked := map[string]string{}
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := w; i < n; i += workers {
-				k := fmt.Sprintf("%s%05d", prefix, i)
-				v := fmt.Sprintf("%s-%s", k, strings.Repeat("x", size))
-				if _, err := cl.Put(ctx, []byte(k), []byte(v)); err != nil {
-					errs <- fmt.Errorf("put %s: %w", k, err)
-					return
-				}
-				mu.Lock()
-				acked[k] = v
-				mu.Unlock()
+	testutil.Concurrently(t, workers, func(w int) error {
+		for i := w; i < n; i += workers {
+			k := fmt.Sprintf("%s%05d", prefix, i)
+			v := fmt.Sprintf("%s-%s", k, strings.Repeat("x", size))
+			if _, err := cl.Put(ctx, []byte(k), []byte(v)); err != nil {
+				return fmt.Errorf("put %s: %w", k, err)
 			}
-		}(w)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+			mu.Lock()
+			acked[k] = v
+			mu.Unlock()
+		}
+		return nil
+	})
 	return acked
 }
 
