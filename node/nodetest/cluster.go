@@ -39,6 +39,7 @@ type Cluster struct {
 	trans   map[string]*raft.InmemTransport
 	serving map[string]*node.Node // open nodes by Thrift address
 	cut     map[[2]string]bool    // [from, to] pairs whose Remote calls fail
+	isolate map[string]bool       // nodes cut off by Isolate
 }
 
 // ThriftAddr is the Thrift address a Cluster's node id advertises. Nothing
@@ -59,6 +60,7 @@ func New(tb testing.TB, n int, tweak func(cfg *node.Config)) *Cluster {
 		trans:   map[string]*raft.InmemTransport{},
 		serving: map[string]*node.Node{},
 		cut:     map[[2]string]bool{},
+		isolate: map[string]bool{},
 	}
 	tb.Cleanup(c.closeAll)
 	var peers []node.Peer
@@ -186,14 +188,31 @@ func (c *Cluster) RaftAddr(id string) string {
 }
 
 // Leader waits until one running node is a leader ready to serve
-// linearizable reads, and returns it.
+// linearizable reads and every other running member of its configuration,
+// unless isolated, follows it; it returns the leader.
 func (c *Cluster) Leader() *node.Node {
 	c.tb.Helper()
 	var leader *node.Node
-	testutil.Eventually(c.tb, WaitTimeout, "a ready leader", func() error {
+	testutil.Eventually(c.tb, WaitTimeout, "a ready leader every member follows", func() error {
 		leader = c.readyLeader()
 		if leader == nil {
 			return errors.New("no node is a ready leader")
+		}
+		servers, _, err := leader.Configuration()
+		if err != nil {
+			return err
+		}
+		member := map[string]bool{}
+		for _, s := range servers {
+			member[s.ID] = true
+		}
+		for _, n := range c.running() {
+			if !member[n.ID()] || c.isolated(n.ID()) {
+				continue
+			}
+			if got := n.Status().LeaderID; got != leader.ID() {
+				return fmt.Errorf("%s follows %q, not the leader %s", n.ID(), got, leader.ID())
+			}
 		}
 		return nil
 	})
@@ -231,6 +250,12 @@ func (c *Cluster) running() []*node.Node {
 	return out
 }
 
+func (c *Cluster) isolated(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.isolate[id]
+}
+
 // Cut makes from's Remote calls to to fail with node.ErrUnavailable; Raft
 // traffic is untouched.
 func (c *Cluster) Cut(from, to string) {
@@ -244,6 +269,7 @@ func (c *Cluster) Cut(from, to string) {
 func (c *Cluster) Isolate(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.isolate[id] = true
 	tr := c.trans[id]
 	tr.DisconnectAll()
 	for other, otr := range c.trans {
@@ -259,6 +285,7 @@ func (c *Cluster) Isolate(id string) {
 func (c *Cluster) Heal(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	delete(c.isolate, id)
 	tr := c.trans[id]
 	for other, otr := range c.trans {
 		if other != id {
