@@ -1,12 +1,10 @@
 package client_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/cubekv/cubekv/client"
 	"github.com/cubekv/cubekv/client/clienttest"
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
@@ -24,7 +23,7 @@ func mustNewClient(t *testing.T, endpoints []string, mutate func(*client.Config)
 		Endpoints:  endpoints,
 		Backoff:    time.Millisecond,
 		MaxBackoff: 5 * time.Millisecond,
-		Logger:     slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:     testutil.Logger(t, slog.LevelDebug),
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -35,14 +34,6 @@ func mustNewClient(t *testing.T, endpoints []string, mutate func(*client.Config)
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
-}
-
-// tWriter sends log output to t.Log, so it shows only for failing tests.
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(bytes.TrimRight(p, "\n")))
-	return len(p), nil
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -548,25 +539,15 @@ func TestClient_ContextDeadline(t *testing.T) {
 		_, err := c.Get(ctx, []byte("k"))
 		done <- err
 	}()
-	mustPoll(t, func() bool { return countMethod(srv.Calls(), "get") == 2 })
+	testutil.WaitFor(t, 5*time.Second, "the retried get to reach the server", func() bool { return countMethod(srv.Calls(), "get") == 2 })
 	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("get: got %v, want context.Canceled", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("get not interrupted by cancellation")
+	if err := testutil.Receive(t, 5*time.Second, "the get interrupted by cancellation", done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("get: got %v, want context.Canceled", err)
 	}
 }
 
 func TestClient_ConnectionFailureTriesNextEndpoint(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	_ = ln.Close()
+	dead := testutil.DeadAddr(t)
 	srv := clienttest.NewServer(t, "n1")
 	c := mustNewClient(t, []string{dead, srv.Addr}, nil)
 
@@ -579,7 +560,7 @@ func TestClient_ConnectionFailureTriesNextEndpoint(t *testing.T) {
 
 	// With no live endpoint, nothing was sent: a known failure, not an unknown outcome.
 	c2 := mustNewClient(t, []string{dead}, func(cfg *client.Config) { cfg.MaxRetries = 1 })
-	_, err = c2.Put(testCtx(t), []byte("k"), []byte("v"))
+	_, err := c2.Put(testCtx(t), []byte("k"), []byte("v"))
 	if err == nil || errors.Is(err, client.ErrUnknownOutcome) {
 		t.Fatalf("put to a dead endpoint: got %v, want a connection error", err)
 	}
@@ -618,17 +599,5 @@ func TestClient_Closed(t *testing.T) {
 	}
 	if _, err := c.Get(testCtx(t), []byte("k")); !errors.Is(err, client.ErrClosed) {
 		t.Fatalf("get after close: got %v, want ErrClosed", err)
-	}
-}
-
-// mustPoll waits until cond holds, failing the test after a few seconds.
-func mustPoll(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met before the deadline")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

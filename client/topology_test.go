@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,20 +11,9 @@ import (
 
 	"github.com/cubekv/cubekv/client"
 	"github.com/cubekv/cubekv/client/clienttest"
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
-
-// deadAddr returns a loopback address nothing listens on.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
 
 // mustPut writes key=value through c.
 func mustPut(t *testing.T, c *client.Client, key string) {
@@ -106,7 +94,7 @@ func TestClient_FollowsLeaderChange(t *testing.T) {
 		t.Fatalf("Leader() after the redirect = %q, want n2 at %s", got, n2.Addr)
 	}
 	// The redirect also refreshed the view.
-	mustPoll(t, func() bool { return n1.TopologyCalls()+n2.TopologyCalls()+n3.TopologyCalls() >= 2 })
+	testutil.WaitFor(t, 5*time.Second, "two topology calls", func() bool { return n1.TopologyCalls()+n2.TopologyCalls()+n3.TopologyCalls() >= 2 })
 
 	for i := range 10 {
 		mustPut(t, c, fmt.Sprintf("after%d", i))
@@ -138,7 +126,7 @@ func TestClient_RefreshesOldTopology(t *testing.T) {
 	// age of the view can make the client ask again.
 	cl.SetLeader("n2")
 	n1.Lead()
-	mustPoll(t, func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the client to follow the new leader n2", func() bool {
 		if _, err := c.Get(testCtx(t), []byte("a"), client.WithConsistency(kv.Consistency_STALE)); err != nil {
 			t.Fatalf("get: %v", err)
 		}
@@ -200,7 +188,7 @@ func TestClient_StaleReadsGoToTheNodeAsked(t *testing.T) {
 
 func TestClient_StaleReadsSpreadOverAliveMembersWhenAsked(t *testing.T) {
 	cl := clienttest.NewCluster(t, "n1", "n2", "n3")
-	dead := deadAddr(t)
+	dead := testutil.DeadAddr(t)
 	cl.Update(func(topo *kv.Topology) {
 		topo.Members = append(topo.Members,
 			// Never seen in gossip: no Thrift address, must be skipped.
@@ -322,7 +310,7 @@ func TestClient_TopologyRefreshIsRateLimited(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 	elapsed := time.Since(start)
-	mustPoll(t, func() bool { return inFlight.Load() == 0 })
+	testutil.WaitFor(t, 5*time.Second, "no request in flight", func() bool { return inFlight.Load() == 0 })
 
 	calls, failures := int(topoCalls.Load()), int(gets.Load())
 	limit := int(elapsed/interval) + 1
@@ -371,7 +359,7 @@ func TestClient_DisableDiscovery(t *testing.T) {
 func TestClient_WithoutTopologyFallsBackToEndpoints(t *testing.T) {
 	// A node that does not answer topology (the fake's default) leaves the client on its endpoints.
 	srv := clienttest.NewServer(t, "n1")
-	c := mustNewClient(t, []string{deadAddr(t), srv.Addr}, nil)
+	c := mustNewClient(t, []string{testutil.DeadAddr(t), srv.Addr}, nil)
 	mustPut(t, c, "k")
 	if n := srv.Applies("k"); n != 1 {
 		t.Fatalf("k applied %d times, want 1", n)
@@ -382,7 +370,7 @@ func TestClient_WithoutTopologyFallsBackToEndpoints(t *testing.T) {
 
 	// A view whose members are all gone: requests fall back to the seeds.
 	seed := clienttest.NewServer(t, "seed")
-	gone := deadAddr(t)
+	gone := testutil.DeadAddr(t)
 	seed.SetTopology(&kv.Topology{LeaderID: "old", Term: 3, Members: []*kv.Member{
 		{NodeID: "old", ThriftAddr: gone, Suffrage: kv.SuffragePtr(kv.Suffrage_VOTER), Leader: true, GossipState: kv.GossipState_ALIVE},
 	}})

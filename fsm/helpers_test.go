@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/storage"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
@@ -16,15 +17,7 @@ var engines = storage.Kinds
 
 // testLogger sends logs to t.Log.
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(string(bytes.TrimRight(p, "\n")))
-	return len(p), nil
+	return testutil.Logger(t, slog.LevelDebug)
 }
 
 func mustNew(t testing.TB, engine string, mods ...func(*Config)) *FSM {

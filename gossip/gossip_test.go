@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/cubekv/cubekv/internal/testutil"
 )
 
 // startPool starts len(ids) nodes, each joining the first one, and waits
@@ -117,7 +119,7 @@ func TestGossip_LeaveSeenAsLeft(t *testing.T) {
 
 func TestGossip_JoinBeforePeerStarts(t *testing.T) {
 	log := newTestLogger(t)
-	port := freeLoopbackPort(t)
+	port := testutil.FreePort(t)
 	peerAddr := fmt.Sprintf("127.0.0.1:%d", port)
 
 	cfgA := testConfig(t, log, "n1")
@@ -165,7 +167,7 @@ func TestGossip_JoinErrors(t *testing.T) {
 	if err := g.Start(); !errors.Is(err, ErrAlreadyStarted) {
 		t.Errorf("second Start: err = %v, want ErrAlreadyStarted", err)
 	}
-	port := freeLoopbackPort(t)
+	port := testutil.FreePort(t)
 	if n, err := g.Join([]string{fmt.Sprintf("127.0.0.1:%d", port)}); n != 0 || !errors.Is(err, ErrJoinFailed) {
 		t.Errorf("Join to nobody: n = %d, err = %v, want 0, ErrJoinFailed", n, err)
 	}

@@ -2,45 +2,22 @@ package gossip
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/cubekv/cubekv/internal/testutil"
 )
-
-// testLogWriter forwards log lines to t.Log until the test's cleanups
-// finish, then drops them (memberlist goroutines may log after Shutdown).
-type testLogWriter struct {
-	t    *testing.T
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *testLogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(string(bytes.TrimRight(p, "\n")))
-	}
-	return len(p), nil
-}
 
 // newTestLogger returns a logger writing to t.Log. Register it before any
 // node so its cleanup runs last.
 func newTestLogger(t *testing.T) *slog.Logger {
 	t.Helper()
-	w := &testLogWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return testutil.Logger(t, slog.LevelDebug)
 }
 
 // fastTune shortens memberlist's timings so that loopback failure
@@ -98,21 +75,16 @@ func mustStart(t *testing.T, cfg *Config) *Gossip {
 	return g
 }
 
-// waitFor polls cond every 10ms until it returns "" or timeout passes;
-// cond returns a description of what is still missing.
+// waitFor polls cond until it returns "" or timeout passes; cond returns
+// a description of what is still missing.
 func waitFor(t *testing.T, timeout time.Duration, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		msg := cond()
-		if msg == "" {
-			return
+	testutil.Eventually(t, timeout, "gossip to converge", func() error {
+		if msg := cond(); msg != "" {
+			return errors.New(msg)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %v: %s", timeout, msg)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // seesAlive returns "" when g lists every one of want as alive with the
@@ -145,27 +117,6 @@ func seesState(g *Gossip, id string, s State) string {
 		return fmt.Sprintf("%s sees %s as %s, want %s", g.cfg.Meta.ID, id, m.State, s)
 	}
 	return ""
-}
-
-// freeLoopbackPort returns a port that was free for both TCP and UDP on
-// 127.0.0.1 a moment ago.
-func freeLoopbackPort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("listen: %v", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free loopback port")
-	return 0
 }
 
 // testKey returns a key of n bytes filled with b.

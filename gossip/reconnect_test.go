@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/cubekv/cubekv/internal/testutil"
 )
 
 // cutTransport is memberlist's network transport with a switch that cuts
@@ -48,7 +50,7 @@ var _ memberlist.NodeAwareTransport = (*cutTransport)(nil)
 func cuttable(t *testing.T, cfg *Config, cut *atomic.Bool) {
 	t.Helper()
 	// A transport of one's own needs a fixed port to advertise.
-	cfg.BindAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
+	cfg.BindAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(testutil.FreePort(t)))
 	tune := cfg.Tune
 	cfg.Tune = func(mc *memberlist.Config) {
 		tune(mc)
@@ -117,7 +119,7 @@ func TestGossip_RejoinAfterLongPartition(t *testing.T) {
 // it knew, from its peers file; its own address never counts as a join.
 func TestGossip_RestartWithSelfSeedRejoinsFromPeersFile(t *testing.T) {
 	log := newTestLogger(t)
-	port := freeLoopbackPort(t)
+	port := testutil.FreePort(t)
 	self := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	peers := filepath.Join(t.TempDir(), "gossip", "peers.json")
 
@@ -163,7 +165,7 @@ func TestGossip_RestartWithSelfSeedRejoinsFromPeersFile(t *testing.T) {
 // Joining only oneself is not a join: Start keeps waiting for a real one.
 func TestGossip_SelfSeedIsNotAJoin(t *testing.T) {
 	log := newTestLogger(t)
-	port := freeLoopbackPort(t)
+	port := testutil.FreePort(t)
 	self := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	cfg := testConfig(t, log, "n1")
 	cfg.BindAddr = self

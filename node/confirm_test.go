@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
@@ -130,7 +131,7 @@ func TestNode_LateAcknowledgementDoesNotConfirmRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "every node to apply the old value", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "every node to apply the old value", func() bool {
 		for _, nd := range c.nodes {
 			if nd.FSM().AppliedIndex() < uint64(old.Index) {
 				return false
@@ -156,7 +157,7 @@ func TestNode_LateAcknowledgementDoesNotConfirmRead(t *testing.T) {
 
 	// n2 and n3 elect a leader of a later term, which acknowledges a new value.
 	var next *Node
-	waitFor(t, 10*time.Second, "a ready leader among n2 and n3", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "a ready leader among n2 and n3", func() bool {
 		for _, nd := range c.nodes[1:] {
 			if nd.isLeader() && nd.raft.CurrentTerm() > term && nd.readyTerm.Load() == nd.raft.CurrentTerm() {
 				next = nd
@@ -207,18 +208,6 @@ func TestNode_LateAcknowledgementDoesNotConfirmRead(t *testing.T) {
 		t.Fatalf("deposed leader n1 served a linearizable read of %q after %s acknowledged %q in a later term", res.value, next.ID(), "new")
 	case !errors.Is(res.err, ErrUnavailable) && !errors.Is(res.err, ErrNotLeader):
 		t.Fatalf("read on n1: %v, want unavailable or not leader", res.err)
-	}
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

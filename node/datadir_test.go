@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/cubekv/cubekv/internal/testutil"
 )
 
 func TestDataDir_LockRefusesSecondHolder(t *testing.T) {
@@ -155,18 +157,6 @@ func snapshotDirs(t *testing.T, dir string) []string {
 	return out
 }
 
-func flip(t *testing.T, path string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0xff
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestPreflight_SnapshotFallbackAndLogGap(t *testing.T) {
 	// A log that reaches back past the older snapshot: falling back works.
 	long := t.TempDir()
@@ -177,7 +167,7 @@ func TestPreflight_SnapshotFallbackAndLogGap(t *testing.T) {
 	if len(dirs) != 2 {
 		t.Fatalf("snapshots %v", dirs)
 	}
-	flip(t, filepath.Join(dirs[0], "state.bin"))
+	testutil.FlipByte(t, filepath.Join(dirs[0], "state.bin"))
 	if err := Preflight(cfg); err != nil {
 		t.Fatalf("newest damaged, log reaches the older: %v", err)
 	}
@@ -200,12 +190,12 @@ func TestPreflight_SnapshotFallbackAndLogGap(t *testing.T) {
 	cfg.TrailingLogs = 5
 	runDiskNode(t, cfg, 60, 10, 30)
 	dirs = snapshotDirs(t, short)
-	flip(t, filepath.Join(dirs[0], "state.bin"))
+	testutil.FlipByte(t, filepath.Join(dirs[0], "state.bin"))
 	err = Preflight(cfg)
 	if !errors.Is(err, ErrCannotRebuild) || !strings.Contains(err.Error(), "the newest good snapshot ends at index") {
 		t.Fatalf("log gap: %v", err)
 	}
-	flip(t, filepath.Join(dirs[1], "state.bin"))
+	testutil.FlipByte(t, filepath.Join(dirs[1], "state.bin"))
 	if err := Preflight(cfg); !errors.Is(err, ErrCannotRebuild) || !strings.Contains(err.Error(), "every snapshot") {
 		t.Fatalf("every snapshot damaged: %v", err)
 	}

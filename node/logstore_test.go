@@ -12,12 +12,14 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/cubekv/cubekv/internal/testutil"
 )
 
 var logStoreKinds = []string{LogStoreBolt, LogStoreWAL}
 
 func testHCLog(t *testing.T) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Output: &testLogWriter{t: t}, Level: hclog.Warn})
+	return hclog.New(&hclog.LoggerOptions{Output: testutil.Writer(t), Level: hclog.Warn})
 }
 
 func mustOpenStores(t *testing.T, dir, kind string) *logStores {

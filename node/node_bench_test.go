@@ -8,68 +8,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
-// mustBenchCluster starts n in-memory nodes bootstrapped as one cluster, configured as fastConfig
-// configures them but logging nowhere (mustCluster takes a *testing.T), and returns the ready
-// leader. The nodes close when the benchmark ends.
+// mustBenchCluster starts n in-memory nodes bootstrapped as one cluster, as mustCluster does but
+// logging nowhere, and returns the ready leader. The nodes close when the benchmark ends.
 func mustBenchCluster(b *testing.B, n int) (*cluster, *Node) {
 	b.Helper()
-	c := &cluster{byAddr: map[raft.ServerAddress]int{}}
-	var peers []Peer
-	for i := range n {
-		addr, tr := raft.NewInmemTransport("")
-		c.trans = append(c.trans, tr)
-		c.byAddr[addr] = i
-		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddr: string(addr)})
-	}
-	for i := range c.trans {
-		for j := range c.trans {
-			if i != j {
-				c.trans[i].Connect(c.trans[j].LocalAddr(), c.trans[j])
-			}
-		}
-	}
-	for i := range n {
-		cfg := DefaultConfig()
-		cfg.ID = peers[i].ID
-		cfg.HeartbeatTimeout = 100 * time.Millisecond
-		cfg.ElectionTimeout = 100 * time.Millisecond
-		cfg.LeaderLeaseTimeout = 100 * time.Millisecond
-		cfg.CommitTimeout = 5 * time.Millisecond
-		cfg.Transport = c.trans[i]
-		store := raft.NewInmemStore()
-		cfg.LogStore, cfg.StableStore = store, store
-		cfg.SnapshotStore = raft.NewInmemSnapshotStore()
-		cfg.InitialCluster = peers
-		nd, err := New(cfg)
-		if err != nil {
-			b.Fatalf("new node: %v", err)
-		}
-		if err := nd.Open(); err != nil {
-			b.Fatalf("open node: %v", err)
-		}
-		c.nodes = append(c.nodes, nd)
-	}
-	b.Cleanup(func() {
-		for _, nd := range c.nodes {
-			_ = nd.Close()
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, nd := range c.nodes {
-			if nd.Status().Role == RoleLeader && nd.readyTerm.Load() == nd.raft.CurrentTerm() {
-				return c, nd
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	b.Fatalf("no ready leader within 10s")
-	return nil, nil
+	c := mustClusterWith(b, n, func(_ int, cfg *Config) { cfg.Logger = nil })
+	return c, c.mustLeader(b)
 }
 
 // benchNodeKey returns key i of a 100,000-key space, 16 bytes.

@@ -5,41 +5,27 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
-// testLogWriter sends log lines to t.Log so they show only on failure.
-type testLogWriter struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
-}
-
-func (w *testLogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(string(p))
-	}
-	return len(p), nil
-}
-
-func testLogger(t *testing.T, id string) *slog.Logger {
+func testLogger(t testing.TB, id string) *slog.Logger {
 	t.Helper()
-	w := &testLogWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node_id", id)
+	return testutil.Logger(t, slog.LevelInfo).With("node_id", id)
 }
 
 // fastConfig is the in-memory test preset: 50ms timeouts as in raft's own
 // tests.
-func fastConfig(t *testing.T, id string, trans raft.Transport) *Config {
+func fastConfig(t testing.TB, id string, trans raft.Transport) *Config {
 	c := DefaultConfig()
 	c.ID = id
 	c.HeartbeatTimeout = 100 * time.Millisecond
@@ -64,14 +50,14 @@ type cluster struct {
 }
 
 // mustCluster starts n in-memory nodes bootstrapped as one cluster.
-func mustCluster(t *testing.T, n int) *cluster {
+func mustCluster(t testing.TB, n int) *cluster {
 	t.Helper()
 	return mustClusterWith(t, n, nil)
 }
 
 // mustClusterWith is mustCluster with tweak applied to node i's Config
 // before it is built (tweak may be nil).
-func mustClusterWith(t *testing.T, n int, tweak func(i int, cfg *Config)) *cluster {
+func mustClusterWith(t testing.TB, n int, tweak func(i int, cfg *Config)) *cluster {
 	t.Helper()
 	c := &cluster{byAddr: map[raft.ServerAddress]int{}, cut: map[[2]int]bool{}}
 	var peers []Peer
@@ -174,19 +160,19 @@ func (r *clusterRemote) Apply(_ context.Context, leaderID string, _ *kv.Command)
 }
 
 // mustLeader polls until one node is a leader ready for reads.
-func (c *cluster) mustLeader(t *testing.T) *Node {
+func (c *cluster) mustLeader(t testing.TB) *Node {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	var leader *Node
+	testutil.WaitFor(t, 10*time.Second, "a ready leader", func() bool {
 		for _, nd := range c.nodes {
 			if nd.Status().Role == RoleLeader && nd.readyTerm.Load() == nd.raft.CurrentTerm() {
-				return nd
+				leader = nd
+				return true
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no ready leader within 10s")
-	return nil
+		return false
+	})
+	return leader
 }
 
 func put(key, value string) *kv.Command {
@@ -231,38 +217,126 @@ func TestNode_SingleApplyAndRead(t *testing.T) {
 	}
 }
 
+// gatedRemote counts the leadership questions (LeaderView calls) its node
+// asks and, while gate is set, holds them until it is closed.
+type gatedRemote struct {
+	*clusterRemote
+	asked atomic.Int64
+	held  atomic.Int64
+
+	mu   sync.Mutex
+	gate chan struct{}
+}
+
+func (g *gatedRemote) LeaderView(ctx context.Context, id string) (uint64, string, error) {
+	g.asked.Add(1)
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
+	if gate != nil {
+		g.held.Add(1)
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return 0, "", fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		}
+	}
+	return g.clusterRemote.LeaderView(ctx, id)
+}
+
+func (g *gatedRemote) setGate(gate chan struct{}) {
+	g.mu.Lock()
+	g.gate = gate
+	g.mu.Unlock()
+}
+
 func TestNode_ConcurrentReadsShareVerification(t *testing.T) {
-	c := mustCluster(t, 3)
+	remotes := map[string]*gatedRemote{}
+	c := mustClusterWith(t, 3, func(_ int, cfg *Config) {
+		// A round times out after HeartbeatTimeout: long enough here for
+		// the held round to wait until the other readers arrive.
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = time.Second, time.Second, time.Second
+		g := &gatedRemote{clusterRemote: cfg.Remote.(*clusterRemote)}
+		remotes[cfg.ID] = g
+		cfg.Remote = g
+	})
 	n := c.mustLeader(t)
+	r := remotes[n.ID()]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; i < 20; i++ {
-				key := fmt.Sprintf("k%d-%d", w, i)
-				res, err := n.Apply(ctx, put(key, "v"))
-				if err != nil {
-					errs <- err
-					return
-				}
-				// A linearizable read after an acknowledged write sees it.
-				e, found, _, err := n.Get(ctx, []byte(key), kv.Consistency_LINEARIZABLE)
-				if err != nil || !found || e.ModIndex != uint64(res.Index) {
-					errs <- fmt.Errorf("read %s after write at %d: found=%v mod=%d err=%v", key, res.Index, found, e.ModIndex, err)
-					return
-				}
+	testutil.Concurrently(t, 16, func(w int) error {
+		for i := 0; i < 20; i++ {
+			key := fmt.Sprintf("k%d-%d", w, i)
+			res, err := n.Apply(ctx, put(key, "v"))
+			if err != nil {
+				return err
 			}
-		}(w)
+			// A linearizable read after an acknowledged write sees it.
+			e, found, _, err := n.Get(ctx, []byte(key), kv.Consistency_LINEARIZABLE)
+			if err != nil || !found || e.ModIndex != uint64(res.Index) {
+				return fmt.Errorf("read %s after write at %d: found=%v mod=%d err=%v", key, res.Index, found, e.ModIndex, err)
+			}
+		}
+		return nil
+	})
+
+	// Reads that arrive while a verification is under way share the next
+	// one. Hold the first round's questions until every other reader waits
+	// for the next round, then release: two rounds serve all the reads,
+	// and each round asks each of the two other voters at most once.
+	const reads = 32
+	gate := make(chan struct{})
+	r.setGate(gate)
+	asked0 := r.asked.Load()
+	rerrs := make(chan error, reads)
+	var rg sync.WaitGroup
+	for i := 0; i < reads; i++ {
+		if i == 1 {
+			testutil.WaitFor(t, 5*time.Second, "the first round's questions", func() bool { return r.held.Load() > 0 })
+		}
+		rg.Add(1)
+		go func() {
+			defer rg.Done()
+			e, found, _, err := n.Get(ctx, []byte("k0-0"), kv.Consistency_LINEARIZABLE)
+			if err != nil || !found || string(e.Value) != "v" {
+				rerrs <- fmt.Errorf("read during shared verification: %+v %v %v", e, found, err)
+			}
+		}()
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
+	testutil.WaitFor(t, 5*time.Second, "every reader to wait for a verification", func() bool {
+		return waitingInReadIndex() == reads
+	})
+	r.setGate(nil)
+	close(gate)
+	rg.Wait()
+	close(rerrs)
+	for err := range rerrs {
+		t.Fatal(err)
 	}
+	if asked := r.asked.Load() - asked0; asked > 2*2 {
+		t.Fatalf("%d concurrent linearizable reads asked %d leadership questions, want at most 4 (two shared rounds)", reads, asked)
+	}
+}
+
+// waitingInReadIndex counts the goroutines blocked in Node.ReadIndex,
+// waiting for their batch's verification.
+func waitingInReadIndex() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, " [select") && strings.Contains(g, "node.(*Node).ReadIndex(") {
+			count++
+		}
+	}
+	return count
 }
 
 func TestNode_FollowerRefusesWithLeaderHint(t *testing.T) {
@@ -376,41 +450,28 @@ func TestNode_ProposerCoalescesAndKeepsPerCommandResults(t *testing.T) {
 	defer cancel()
 	entries0, cmds0 := n.BatchStats()
 	const writers, each = 32, 20
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	for w := 0; w < writers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			client := int64(1000 + w)
-			for i := 1; i <= each; i++ {
-				key := fmt.Sprintf("w%02d", w)
-				seq := int64(i)
-				cmd := &kv.Command{Op: kv.CommandOp_PUT, Key: []byte(key), Value: []byte(fmt.Sprint(i)), ClientID: &client, Sequence: &seq}
-				res, err := n.Apply(ctx, cmd)
-				if err != nil {
-					errs <- err
-					return
-				}
-				// The retry of the same request id answers the same result.
-				again, err := n.Apply(ctx, cmd)
-				if err != nil || again.Index != res.Index {
-					errs <- fmt.Errorf("retry of %d:%d answered %+v, %v; first was at %d", client, i, again, err, res.Index)
-					return
-				}
-				e, _, _ := n.FSM().Get([]byte(key))
-				if e.ModIndex < uint64(res.Index) {
-					errs <- fmt.Errorf("%s at %d after a write acknowledged at %d", key, e.ModIndex, res.Index)
-					return
-				}
+	testutil.Concurrently(t, writers, func(w int) error {
+		client := int64(1000 + w)
+		for i := 1; i <= each; i++ {
+			key := fmt.Sprintf("w%02d", w)
+			seq := int64(i)
+			cmd := &kv.Command{Op: kv.CommandOp_PUT, Key: []byte(key), Value: []byte(fmt.Sprint(i)), ClientID: &client, Sequence: &seq}
+			res, err := n.Apply(ctx, cmd)
+			if err != nil {
+				return err
 			}
-		}(w)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+			// The retry of the same request id answers the same result.
+			again, err := n.Apply(ctx, cmd)
+			if err != nil || again.Index != res.Index {
+				return fmt.Errorf("retry of %d:%d answered %+v, %v; first was at %d", client, i, again, err, res.Index)
+			}
+			e, _, _ := n.FSM().Get([]byte(key))
+			if e.ModIndex < uint64(res.Index) {
+				return fmt.Errorf("%s at %d after a write acknowledged at %d", key, e.ModIndex, res.Index)
+			}
+		}
+		return nil
+	})
 	entries, cmds := n.BatchStats()
 	entries, cmds = entries-entries0, cmds-cmds0
 	if cmds != 2*writers*each {
@@ -438,51 +499,33 @@ func TestNode_ProposerNeverPutsTwoWritesOfAKeyInOneEntry(t *testing.T) {
 	const writers, each = 16, 25
 	var mu sync.Mutex
 	seen := map[int64]string{}
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	for w := 0; w < writers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; i < each; i++ {
-				v := fmt.Sprintf("%d-%d", w, i)
-				res, err := n.Apply(ctx, put("hot", v))
-				if err != nil {
-					errs <- err
-					return
-				}
-				mu.Lock()
-				if prev, dup := seen[res.Index]; dup {
-					mu.Unlock()
-					errs <- fmt.Errorf("writes %s and %s of one key share mod_index %d", prev, v, res.Index)
-					return
-				}
-				seen[res.Index] = v
-				mu.Unlock()
+	testutil.Concurrently(t, writers, func(w int) error {
+		for i := 0; i < each; i++ {
+			v := fmt.Sprintf("%d-%d", w, i)
+			res, err := n.Apply(ctx, put("hot", v))
+			if err != nil {
+				return err
 			}
-		}(w)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+			mu.Lock()
+			if prev, dup := seen[res.Index]; dup {
+				mu.Unlock()
+				return fmt.Errorf("writes %s and %s of one key share mod_index %d", prev, v, res.Index)
+			}
+			seen[res.Index] = v
+			mu.Unlock()
+		}
+		return nil
+	})
 	// Distinct keys still coalesce.
 	entries0, cmds0 := n.BatchStats()
-	var wg2 sync.WaitGroup
-	for w := 0; w < writers; w++ {
-		wg2.Add(1)
-		go func(w int) {
-			defer wg2.Done()
-			for i := 0; i < each; i++ {
-				if _, err := n.Apply(ctx, put(fmt.Sprintf("k%d-%d", w, i), "v")); err != nil {
-					t.Error(err)
-					return
-				}
+	testutil.Concurrently(t, writers, func(w int) error {
+		for i := 0; i < each; i++ {
+			if _, err := n.Apply(ctx, put(fmt.Sprintf("k%d-%d", w, i), "v")); err != nil {
+				return err
 			}
-		}(w)
-	}
-	wg2.Wait()
+		}
+		return nil
+	})
 	entries, cmds := n.BatchStats()
 	if cmds-cmds0 <= entries-entries0 {
 		t.Fatalf("distinct keys did not coalesce: %d commands in %d entries", cmds-cmds0, entries-entries0)

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/cubekv/cubekv/internal/testutil"
 )
 
 // TestGeneratedCodeIsCurrent regenerates the Go code from kv.thrift with the
@@ -13,14 +15,7 @@ import (
 // Without a compiler it skips, except under CI=true, where .ci/run installs
 // one and the check must run.
 func TestGeneratedCodeIsCurrent(t *testing.T) {
-	thriftBin, err := exec.LookPath("thrift")
-	switch {
-	case err == nil:
-	case os.Getenv("CI") == "true": // .ci/run installs it: missing is a failure
-		t.Fatalf("thrift compiler not found under CI: %v", err)
-	default: // a developer machine without it
-		t.Skipf("thrift compiler not installed (%v); install Debian's thrift-compiler to check the generated code", err)
-	}
+	thriftBin := testutil.LookPath(t, "thrift", "Debian's thrift-compiler to check the generated code") // .ci/run installs it
 	gofmt, err := exec.LookPath("gofmt")
 	if err != nil {
 		t.Fatalf("gofmt not found: %v", err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cubekv/cubekv/client/clienttest"
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 	"github.com/cubekv/cubekv/transport"
 )
@@ -169,15 +170,10 @@ func TestConn_CallInterruptedByCancel(t *testing.T) {
 		_, err := c.Call(ctx, putCall("k"))
 		done <- err
 	}()
-	mustPollUntil(t, func() bool { return len(srv.Calls()) == 1 })
+	testutil.WaitFor(t, 5*time.Second, "the call to reach the server", func() bool { return len(srv.Calls()) == 1 })
 	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("call: got %v, want context.Canceled", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("call not interrupted by cancel")
+	if err := testutil.Receive(t, 5*time.Second, "the call interrupted by cancel", done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("call: got %v, want context.Canceled", err)
 	}
 }
 
@@ -192,17 +188,5 @@ func TestConn_NothingSentWhenContextDone(t *testing.T) {
 	}
 	if len(srv.Calls()) != 0 {
 		t.Fatal("server saw a call")
-	}
-}
-
-// mustPollUntil waits until cond holds, failing the test after a few seconds.
-func mustPollUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met before the deadline")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

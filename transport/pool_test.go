@@ -6,8 +6,10 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cubekv/cubekv/client/clienttest"
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/transport"
 )
 
@@ -96,7 +98,7 @@ func TestPool_DropsConnectionClosedByPeer(t *testing.T) {
 	c1 := mustGet(t, p, addr)
 	p.Put(c1, false)
 	// Once the peer's close has arrived, Get notices and dials afresh.
-	mustPollUntil(t, func() bool {
+	testutil.WaitFor(t, 5*time.Second, "a fresh connection after the peer closed", func() bool {
 		c := mustGet(t, p, addr)
 		defer p.Put(c, false)
 		return c != c1

@@ -19,6 +19,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/cubekv/cubekv/internal/testutil"
 )
 
 // mustStreamLayer returns a plaintext layer on 127.0.0.1:0, closed in t.Cleanup.
@@ -335,7 +337,7 @@ func TestRaftTransport_ThreeNodeCluster(t *testing.T) {
 	}
 
 	var leader *raft.Raft
-	waitFor(t, 20*time.Second, "a leader", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "a leader", func() bool {
 		for _, r := range nodes {
 			if r.State() == raft.Leader {
 				leader = r
@@ -347,7 +349,7 @@ func TestRaftTransport_ThreeNodeCluster(t *testing.T) {
 	if err := leader.Apply([]byte("hello"), 5*time.Second).Error(); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
-	waitFor(t, 10*time.Second, "the command on every node", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the command on every node", func() bool {
 		for _, f := range fsms {
 			if !f.has("hello") {
 				return false
@@ -359,7 +361,7 @@ func TestRaftTransport_ThreeNodeCluster(t *testing.T) {
 
 // testHCLog returns an hclog.Logger writing warnings and errors to t.Log.
 func testHCLog(t *testing.T) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: testLogWriter{t}})
+	return hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: testutil.Writer(t)})
 }
 
 // mustTestTLSConfig returns a mutual-TLS config with a fresh self-signed certificate for 127.0.0.1,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/apache/thrift/lib/go/thrift"
 
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
@@ -75,16 +76,8 @@ func (h *srvTestHandler) Status(context.Context) (*kv.StatusResponse, error) {
 	return &kv.StatusResponse{NodeID: "node-1", Role: kv.Role_LEADER, Term: 3, Engine: "btree"}, nil
 }
 
-// testLogWriter sends log lines to t.Log.
-type testLogWriter struct{ t testing.TB }
-
-func (w testLogWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 func testSlog(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return testutil.Logger(t, slog.LevelDebug)
 }
 
 // testServer is a running Server with the result of its Serve call.
@@ -201,18 +194,6 @@ func mustBeClosedByPeer(t *testing.T, c net.Conn, within time.Duration) time.Dur
 			t.Fatalf("connection still open after %s", within)
 		}
 		return time.Since(start)
-	}
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -355,7 +336,7 @@ func TestServer_GarbageClosesOnlyThatConnection(t *testing.T) {
 			mustBeClosedByPeer(t, bad, 2*time.Second)
 
 			mustStatus(t, good)
-			waitFor(t, 2*time.Second, "one open connection", func() bool { return s.OpenConns() == 1 })
+			testutil.WaitFor(t, 2*time.Second, "one open connection", func() bool { return s.OpenConns() == 1 })
 		})
 	}
 }
@@ -469,7 +450,7 @@ func TestServer_IdleTimeout(t *testing.T) {
 
 	c := mustDialKV(t, s.addr, "", "")
 	mustStatus(t, c)
-	waitFor(t, 3*time.Second, "the idle client to be dropped", func() bool { return s.OpenConns() == 0 })
+	testutil.WaitFor(t, 3*time.Second, "the idle client to be dropped", func() bool { return s.OpenConns() == 0 })
 	if _, err := c.Status(context.Background()); err == nil {
 		t.Fatal("Status on a connection closed for idleness succeeded")
 	}
@@ -536,7 +517,7 @@ func TestServer_MaxConns(t *testing.T) {
 
 	// Freeing a slot admits a new connection.
 	_ = clients[0].trans.Close()
-	waitFor(t, 2*time.Second, "two open connections", func() bool { return s.OpenConns() == 2 })
+	testutil.WaitFor(t, 2*time.Second, "two open connections", func() bool { return s.OpenConns() == 2 })
 	mustStatus(t, mustDialKV(t, s.addr, "", ""))
 }
 
@@ -556,7 +537,7 @@ func TestServer_HandlerPanicClosesOnlyThatConnection(t *testing.T) {
 	}
 	mustStatus(t, other)
 	mustStatus(t, mustDialKV(t, s.addr, "", ""))
-	waitFor(t, 2*time.Second, "two open connections", func() bool { return s.OpenConns() == 2 })
+	testutil.WaitFor(t, 2*time.Second, "two open connections", func() bool { return s.OpenConns() == 2 })
 }
 
 func TestServer_CloseIdempotentEndsServe(t *testing.T) {
@@ -741,7 +722,7 @@ func TestServer_PeerGoneCancelsHandler(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the handler's context was not cancelled after its client hung up")
 	}
-	waitFor(t, 2*time.Second, "no open connection", func() bool { return s.OpenConns() == 0 })
+	testutil.WaitFor(t, 2*time.Second, "no open connection", func() bool { return s.OpenConns() == 0 })
 }
 
 func TestServer_TLS(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cubekv/cubekv/client/clienttest"
 	"github.com/cubekv/cubekv/internal/loadgen"
+	"github.com/cubekv/cubekv/internal/testutil"
 )
 
 func TestBenchKey_FixedWidth(t *testing.T) {
@@ -106,7 +107,7 @@ func TestRunBench_LoadWritesEveryKeyOnce(t *testing.T) {
 
 func TestRunBench_ServerDownFails(t *testing.T) {
 	g := defaultGlobalOptions()
-	g.endpoints = deadAddr(t)
+	g.endpoints = testutil.DeadAddr(t)
 	g.timeout = 200 * time.Millisecond
 	o := defaultBenchOptions()
 	o.clients, o.ops, o.duration, o.progress, o.maxRetries = 1, 3, 0, 0, -1
@@ -130,13 +131,13 @@ func mustKVNode(t *testing.T) string {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build kvnode: %v\n%s", err, out)
 	}
-	thrift, admin := deadAddr(t), deadAddr(t)
+	thrift, admin := testutil.DeadAddr(t), testutil.DeadAddr(t)
 	logf, err := os.Create(filepath.Join(dir, "kvnode.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "--id", "n1", "--data-dir", filepath.Join(dir, "data"), "--thrift-addr", thrift,
-		"--raft-addr", deadAddr(t), "--admin-addr", admin, "--gossip-addr", deadAddr(t))
+		"--raft-addr", testutil.DeadAddr(t), "--admin-addr", admin, "--gossip-addr", testutil.DeadAddr(t))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start kvnode: %v", err)

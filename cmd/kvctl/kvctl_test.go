@@ -6,27 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cubekv/cubekv/client"
 	"github.com/cubekv/cubekv/client/clienttest"
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
-
-// deadAddr returns a loopback address nothing listens on.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
 
 // mustGlobals returns global options pointing at srv, simple output.
 func mustGlobals(t *testing.T, srv *clienttest.Server) *globalOptions {
@@ -287,7 +275,7 @@ func TestKvctl_StatusOneRowPerEndpointWithoutTopology(t *testing.T) {
 	}
 
 	// An endpoint that does not answer gets an error row and fails the command.
-	dead := deadAddr(t)
+	dead := testutil.DeadAddr(t)
 	g.endpoints = n1.Addr + "," + dead
 	g.timeout = 2 * time.Second
 	out.Reset()
@@ -324,7 +312,7 @@ func TestKvctl_StatusOneRowPerMember(t *testing.T) {
 	}
 
 	// Members that cannot be asked get error rows, and the command fails after printing them all.
-	dead := deadAddr(t)
+	dead := testutil.DeadAddr(t)
 	cl.Update(func(topo *kv.Topology) {
 		topo.Members = append(topo.Members,
 			&kv.Member{NodeID: "n4", ThriftAddr: dead, GossipState: kv.GossipState_DEAD},
@@ -379,12 +367,7 @@ func TestKvctl_ExitCodes(t *testing.T) {
 	}
 
 	// A connection error is a server error.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	_ = ln.Close()
+	dead := testutil.DeadAddr(t)
 	if code, _, _ := mustRun(t, "", "--endpoints="+dead, "--timeout=1s", "get", "k"); code != exitServerError {
 		t.Fatalf("get from a dead endpoint: exit %d, want %d", code, exitServerError)
 	}

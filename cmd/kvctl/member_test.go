@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cubekv/cubekv/client/clienttest"
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
@@ -91,7 +92,7 @@ func TestKvctl_MemberList(t *testing.T) {
 	}
 
 	// No node answering is a server error.
-	if code, _, _ := mustRun(t, "", "--endpoints="+deadAddr(t), "--timeout=1s", "member", "list"); code != exitServerError {
+	if code, _, _ := mustRun(t, "", "--endpoints="+testutil.DeadAddr(t), "--timeout=1s", "member", "list"); code != exitServerError {
 		t.Fatalf("member list from a dead endpoint: exit %d, want %d", code, exitServerError)
 	}
 }

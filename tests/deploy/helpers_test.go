@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,26 +14,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cubekv/cubekv/internal/testutil"
 )
 
 // testVersion is stamped into every binary the tests build.
 const testVersion = "deploytest"
-
-// mustHaveTool returns the path of the command name. Without it the test is
-// skipped, unless CI=true, where a missing tool is a failure: .ci/run must
-// install Debian package pkg.
-func mustHaveTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found (CI=true): .ci/run must install the Debian package %s", name, pkg)
-	}
-	t.Skipf("skipping: %s not found; install the Debian package %s (under CI=true this fails)", name, pkg)
-	return ""
-}
 
 // mustRepoRoot returns the repository root (two levels above this package).
 func mustRepoRoot(t *testing.T) string {
@@ -54,7 +39,7 @@ func mustRepoRoot(t *testing.T) string {
 // `make release` does, into dir, and returns its path.
 func mustBuild(t *testing.T, dir, goos, goarch, pkg string) string {
 	t.Helper()
-	goBin := mustHaveTool(t, "go", "golang-go")
+	goBin := testutil.LookPath(t, "go", "the Debian package golang-go")
 	out := filepath.Join(dir, fmt.Sprintf("%s-%s-%s", filepath.Base(pkg), goos, goarch))
 	ldflags := fmt.Sprintf("-s -w -X main.version=%s -X main.commit=%s -X main.date=%s", testVersion, testVersion, testVersion)
 	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags", ldflags, "-o", out, pkg)
@@ -64,48 +49,6 @@ func mustBuild(t *testing.T, dir, goos, goarch, pkg string) string {
 		t.Fatalf("go build %s for %s/%s: %v\n%s", pkg, goos, goarch, err, b)
 	}
 	return out
-}
-
-// mustFreePort returns a loopback TCP port that is free now; with udp it is
-// also free for UDP (gossip listens on both).
-func mustFreePort(t *testing.T, udp bool) int {
-	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("listen: %v", err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		if udp {
-			pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-			if err != nil {
-				ln.Close()
-				continue
-			}
-			pc.Close()
-		}
-		ln.Close()
-		return port
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
-// waitFor polls cond every interval until it returns nil or the deadline
-// passes, then fails the test with the last error.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // httpGet fetches url and returns the body; a status other than 200 is an

@@ -12,13 +12,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cubekv/cubekv/internal/testutil"
 )
 
 // runInstall runs deploy/install.sh with args and extra environment and
 // returns its stdout, stderr and exit code.
 func runInstall(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	bash := mustHaveTool(t, "bash", "bash")
+	bash := testutil.LookPath(t, "bash", "the Debian package bash")
 	root := mustRepoRoot(t)
 	cmd := exec.Command(bash, append([]string{filepath.Join(root, "deploy/install.sh")}, args...)...)
 	cmd.Dir = root

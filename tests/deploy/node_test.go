@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cubekv/cubekv/client"
+	"github.com/cubekv/cubekv/internal/testutil"
 )
 
 // nodeKeys is how many keys the single-node scenario writes and reads back.
@@ -38,15 +39,14 @@ type singleNode struct {
 func newSingleNode(t *testing.T, argv ...string) *singleNode {
 	t.Helper()
 	dir := t.TempDir()
-	loop := func(udp bool) string { return fmt.Sprintf("127.0.0.1:%d", mustFreePort(t, udp)) }
 	return &singleNode{
 		argv:    argv,
 		dataDir: filepath.Join(dir, "data"),
 		logPath: filepath.Join(dir, "kvnode.log"),
-		thrift:  loop(false),
-		admin:   loop(false),
-		raft:    loop(false),
-		gossip:  loop(true),
+		thrift:  testutil.FreeAddr(t),
+		admin:   testutil.FreeAddr(t),
+		raft:    testutil.FreeAddr(t),
+		gossip:  testutil.FreeAddr(t),
 	}
 }
 
@@ -82,7 +82,7 @@ func (n *singleNode) mustStart(t *testing.T, timeout time.Duration) {
 		close(done)
 	}()
 	t.Cleanup(func() { n.kill9(t) })
-	waitFor(t, timeout, "kvnode /ready", func() error {
+	testutil.Eventually(t, timeout, "kvnode /ready", func() error {
 		select {
 		case <-done:
 			return fmt.Errorf("kvnode exited: %s; log:\n%s", cmd.ProcessState, tail(n.logPath, 3000))
@@ -119,7 +119,7 @@ func (n *singleNode) mustIdleRSS(t *testing.T) int64 {
 	idleSince := time.Now()
 	var samples []int64
 	var rss int64
-	waitFor(t, 60*time.Second, "idle RSS to settle", func() error {
+	testutil.Eventually(t, 60*time.Second, "idle RSS to settle", func() error {
 		v, err := vmRSS(n.cmd.Process.Pid)
 		if err != nil {
 			return err

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cubekv/cubekv/internal/testutil"
 )
 
 // TestQEMU_VersionOnARM cross-builds kvnode and kvctl for linux/arm (GOARM=7)
@@ -16,7 +18,7 @@ func TestQEMU_VersionOnARM(t *testing.T) {
 		{"arm64", "qemu-aarch64-static"},
 	} {
 		t.Run(tc.goarch, func(t *testing.T) {
-			emu := mustHaveTool(t, tc.emulator, "qemu-user-static")
+			emu := testutil.LookPath(t, tc.emulator, "the Debian package qemu-user-static")
 			dir := t.TempDir()
 			for _, pkg := range []string{"./cmd/kvnode", "./cmd/kvctl"} {
 				bin := mustBuild(t, dir, "linux", tc.goarch, pkg)
@@ -46,7 +48,7 @@ func TestQEMU_VersionOnARM(t *testing.T) {
 // unaligned 64-bit atomic faults. It logs the node's idle RSS (the emulator
 // process, which includes qemu's own memory).
 func TestQEMU_ARMv7NodeSurvivesKill9(t *testing.T) {
-	emu := mustHaveTool(t, "qemu-arm-static", "qemu-user-static")
+	emu := testutil.LookPath(t, "qemu-arm-static", "the Debian package qemu-user-static")
 	bin := mustBuild(t, t.TempDir(), "linux", "arm", "./cmd/kvnode")
 	rss := runKillRestartScenario(t, 2*time.Minute, emu, bin)
 	t.Logf("idle RSS of kvnode linux/arm under qemu-arm-static: %.1f MiB (%d bytes)", float64(rss)/(1<<20), rss)

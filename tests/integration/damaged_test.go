@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cubekv/cubekv/client"
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
@@ -86,30 +87,19 @@ func writeKeys(t *testing.T, cl *client.Client, prefix string, n, size, workers 
 	ctx := ctxTimeout(t, 5*time.Minute)
 	var mu sync.Mutex
 	acked := map[string]string{}
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := w; i < n; i += workers {
-				k := fmt.Sprintf("%s%05d", prefix, i)
-				v := fmt.Sprintf("%s-%s", k, strings.Repeat("x", size))
-				if _, err := cl.Put(ctx, []byte(k), []byte(v)); err != nil {
-					errs <- fmt.Errorf("put %s: %w", k, err)
-					return
-				}
-				mu.Lock()
-				acked[k] = v
-				mu.Unlock()
+	testutil.Concurrently(t, workers, func(w int) error {
+		for i := w; i < n; i += workers {
+			k := fmt.Sprintf("%s%05d", prefix, i)
+			v := fmt.Sprintf("%s-%s", k, strings.Repeat("x", size))
+			if _, err := cl.Put(ctx, []byte(k), []byte(v)); err != nil {
+				return fmt.Errorf("put %s: %w", k, err)
 			}
-		}(w)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+			mu.Lock()
+			acked[k] = v
+			mu.Unlock()
+		}
+		return nil
+	})
 	return acked
 }
 
@@ -127,19 +117,6 @@ func checkValues(t *testing.T, p *proc, acked map[string]string) {
 		if err != nil || !r.Found || string(r.Entry.Value) != v {
 			t.Fatalf("%s on %s: %+v, %v (wrong or missing value)", k, p.id, r, err)
 		}
-	}
-}
-
-// flipByte inverts one byte in the middle of path.
-func flipByte(t *testing.T, path string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0xff
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -231,7 +208,7 @@ func TestDamaged_NewestSnapshotBoardSettings(t *testing.T) {
 	}
 	done, _ := snapshots(t, f)
 	state := filepath.Join(f.dataDir, "raft", "snapshots", done[0].ID, "state.bin")
-	flipByte(t, state)
+	testutil.FlipByte(t, state)
 	f.start()
 	if !f.logContains("damaged snapshot skipped") {
 		t.Errorf("%s did not say it skipped the damaged snapshot", f.id)
@@ -272,11 +249,11 @@ func TestDamaged_SnapshotsCannotRebuild(t *testing.T) {
 	}
 	done, _ := snapshots(t, f)
 	snapDir := filepath.Join(f.dataDir, "raft", "snapshots")
-	flipByte(t, filepath.Join(snapDir, done[0].ID, "state.bin"))
+	testutil.FlipByte(t, filepath.Join(snapDir, done[0].ID, "state.bin"))
 	code, out := runRefused(t, f.args()...)
 	assertRefusal(t, code, out, "local state cannot be rebuilt", fmt.Sprintf("the newest good snapshot ends at index %d", done[1].Index), "kvctl member remove", "docs/operations.md")
 
-	flipByte(t, filepath.Join(snapDir, done[1].ID, "state.bin"))
+	testutil.FlipByte(t, filepath.Join(snapDir, done[1].ID, "state.bin"))
 	code, out = runRefused(t, f.args()...)
 	assertRefusal(t, code, out, "local state cannot be rebuilt", "every snapshot in "+snapDir+" is damaged", "kvctl member remove")
 	rejoinEmpty(t, c, f, acked)

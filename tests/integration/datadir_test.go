@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cubekv/cubekv/internal/testutil"
 )
 
 // runRefused runs kvnode with args to its end (it must exit within 60 s) and
@@ -82,7 +84,7 @@ func dirState(t *testing.T, dir string) string {
 func otherPorts(t *testing.T, p *proc) []string {
 	t.Helper()
 	q := *p
-	q.thriftAddr, q.raftAddr, q.adminAddr, q.gossipAddr = freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	q.thriftAddr, q.raftAddr, q.adminAddr, q.gossipAddr = testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
 	return q.args()
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
@@ -21,18 +22,12 @@ import (
 // CI a test without it is skipped saying so; with CI=true it fails.
 func mustTmpfs(t *testing.T, size int) string {
 	t.Helper()
-	need := func(msg string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
 	if os.Geteuid() != 0 {
-		need("mounting a small tmpfs needs root")
+		testutil.Unmet(t, "mounting a small tmpfs needs root")
 	}
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput(); err != nil {
-		need(fmt.Sprintf("mount tmpfs: %v: %s", err, out))
+		testutil.Unmet(t, "mount tmpfs: %v: %s", err, out)
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {

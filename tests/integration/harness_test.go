@@ -4,19 +4,17 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cubekv/cubekv/client"
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
@@ -44,47 +42,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// handedOut holds every port freeAddr has returned in this test binary, so
-// two nodes (or two tests) never get the same one: a port probed free and
-// closed is free again to the next probe until its kvnode binds it.
-var handedOut = struct {
-	sync.Mutex
-	ports map[int]bool
-}{ports: map[int]bool{}}
-
-// freeAddr returns a loopback address with a port that was free a moment
-// ago and has not been returned before in this binary. Ports come from
-// 20000-32767, below Linux's ephemeral range, so the kernel does not hand
-// them to outgoing connections before kvnode binds them.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	for i := 0; i < 1000; i++ {
-		port := 20000 + rand.IntN(12768)
-		if handedOut.ports[port] {
-			continue
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		// Gossip needs the UDP port too.
-		u, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			l.Close()
-			continue
-		}
-		u.Close()
-		l.Close()
-		handedOut.ports[port] = true
-		return addr
-	}
-	t.Fatalf("no free port found")
-	return ""
 }
 
 // proc is one kvnode process that can be killed and restarted with the same
@@ -124,10 +81,10 @@ func newProc(t *testing.T, id string, extra ...string) *proc {
 		t:          t,
 		id:         id,
 		dataDir:    filepath.Join(dir, "data"),
-		thriftAddr: freeAddr(t),
-		raftAddr:   freeAddr(t),
-		adminAddr:  freeAddr(t),
-		gossipAddr: freeAddr(t),
+		thriftAddr: testutil.FreeAddr(t),
+		raftAddr:   testutil.FreeAddr(t),
+		adminAddr:  testutil.FreeAddr(t),
+		gossipAddr: testutil.FreeAddr(t),
 		extra:      extra,
 		logPath:    filepath.Join(dir, "kvnode.log"),
 	}
@@ -281,17 +238,10 @@ func mustStatus(t *testing.T, c *client.Client, addr string) *kv.StatusResponse 
 // the test with what and the detail cond last gave.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, detail := cond()
-		if ok {
-			return
+	testutil.Eventually(t, timeout, what, func() error {
+		if ok, detail := cond(); !ok {
+			return fmt.Errorf("last: %s", detail)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v (last: %s)", what, timeout, detail)
-		}
-		<-tick.C
-	}
+		return nil
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cubekv/cubekv/client"
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
@@ -362,14 +363,14 @@ func TestKVNode_NoFlagsIsASingleNodeCluster(t *testing.T) {
 // TestKVNode_EnvironmentConfig configures a node with KVNODE_* variables only.
 func TestKVNode_EnvironmentConfig(t *testing.T) {
 	dir := t.TempDir()
-	thriftAddr := freeAddr(t)
+	thriftAddr := testutil.FreeAddr(t)
 	cmd := exec.Command(kvnodeBin)
 	cmd.Dir = dir
 	cmd.Env = append(filterEnv(os.Environ()),
 		"KVNODE_ID=env-node",
 		"KVNODE_DATA_DIR="+filepath.Join(dir, "d"),
 		"KVNODE_THRIFT_ADDR="+thriftAddr,
-		"KVNODE_RAFT_ADDR="+freeAddr(t),
+		"KVNODE_RAFT_ADDR="+testutil.FreeAddr(t),
 		"KVNODE_ADMIN_ADDR=",
 		"KVNODE_ENGINE=hash",
 	)
@@ -420,7 +421,7 @@ func TestKVNode_BadFlagsExitTwo(t *testing.T) {
 		{[]string{"migrate-log", "--to", "sqlite", "--data-dir", "/nonexistent"}, "--to"},
 		{[]string{"migrate-log", "--to", "wal"}, "--data-dir"},
 	} {
-		args := append(tc.args, "--data-dir", t.TempDir(), "--thrift-addr", freeAddr(t), "--admin-addr", "")
+		args := append(tc.args, "--data-dir", t.TempDir(), "--thrift-addr", testutil.FreeAddr(t), "--admin-addr", "")
 		if tc.args[0] == "migrate-log" {
 			args = tc.args
 		}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cubekv/cubekv/internal/testutil"
 )
 
 // Flags (each also an environment variable, the flag winning).
@@ -116,10 +118,7 @@ func baseSeed(t *testing.T) uint64 {
 func requireNetns(t *testing.T) {
 	t.Helper()
 	if err := netnsSupport(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("jepsen-lite must run under CI: %v", err)
-		}
-		t.Skipf("jepsen-lite skipped: %v (needs root and `ip netns`)", err)
+		testutil.Unmet(t, "jepsen-lite needs root and `ip netns`: %v", err)
 	}
 }
 

@@ -1,0 +1,64 @@
+package testutil
+
+import (
+	"testing"
+	"time"
+)
+
+// Polling starts every minPoll and slows down to every maxPoll, so that a
+// condition met at once costs little wait and an expensive one (an HTTP
+// request, a process listing) is not run in a tight loop.
+const (
+	minPoll = 5 * time.Millisecond
+	maxPoll = 100 * time.Millisecond
+)
+
+// Eventually calls cond until it returns nil. Once timeout has passed it
+// fails tb, naming what it waited for and cond's last error.
+func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	wait := minPoll
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: not within %v: %v", what, timeout, err)
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, maxPoll)
+	}
+}
+
+// WaitFor calls cond until it holds. Once timeout has passed it fails tb,
+// naming what it waited for.
+func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	wait := minPoll
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, maxPoll)
+	}
+}
+
+// Receive returns the next value from ch. If none arrives within timeout
+// it fails tb, naming what it waited for.
+func Receive[T any](tb testing.TB, timeout time.Duration, what string, ch <-chan T) T {
+	tb.Helper()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-t.C:
+		tb.Fatalf("%s: not within %v", what, timeout)
+		var zero T
+		return zero
+	}
+}
