@@ -17,10 +17,10 @@ func (f *FSM) applyCommand(idx uint64, c *kv.Command) *Result {
 	}
 	clientID := c.GetClientID()
 	if clientID != 0 {
-		if s := f.sessions.lookup(clientID); s != nil {
+		if s := f.requests.lookup(clientID); s != nil {
 			switch seq := c.GetSequence(); {
 			case seq == s.seq:
-				f.sessions.touch(clientID, idx)
+				f.requests.touch(clientID, idx)
 				return &Result{Write: s.result, Duplicate: true}
 			case seq < s.seq:
 				return &Result{Err: fmt.Errorf("client %d sequence %d below %d: %w", clientID, seq, s.seq, ErrStaleSequence)}
@@ -29,7 +29,7 @@ func (f *FSM) applyCommand(idx uint64, c *kv.Command) *Result {
 	}
 	res := f.execute(idx, c)
 	if clientID != 0 {
-		f.sessions.remember(clientID, c.GetSequence(), idx, rememberable(res))
+		f.requests.remember(clientID, c.GetSequence(), idx, rememberable(res))
 	}
 	return &Result{Write: res}
 }

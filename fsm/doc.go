@@ -32,9 +32,9 @@
 // ErrStaleSequence; a higher one is applied and remembered. Commands with an
 // error result are not remembered. Eviction is a function of the log only:
 // at the start of every command entry, client ids untouched for
-// Config.SessionTTL or more indexes are dropped, and after remembering a
+// Config.ClientTTL or more indexes are dropped, and after remembering a
 // result the least recently touched ids are dropped while more than
-// Config.MaxSessions remain. Both settings must therefore be equal on every
+// Config.MaxClients remain. Both settings must therefore be equal on every
 // node. The table is part of the snapshot.
 //
 // # Members table
@@ -52,7 +52,7 @@
 // FSM.mu, a sync.RWMutex, guards the engine pointer, the request-id table
 // and the members table. Apply takes the write lock once per log entry, so a transaction or
 // a batch entry is atomic to readers; Get, Scan, Len, Bytes, EngineName and
-// Sessions take the read lock. Snapshot and Digest hold the write lock only
+// RememberedClients take the read lock. Snapshot and Digest hold the write lock only
 // while they take an engine view (O(1) for the arena and btree engines)
 // and copy the request-id table; the snapshot is written and the digest
 // hashed from that immutable view, concurrently with Apply. The applied
@@ -65,7 +65,7 @@
 // unsigned varint.
 //
 //	magic          8 bytes  "CUBEKVS\x00"
-//	version        uint32   2 (Restore also reads 1, which ends after the sessions)
+//	version        uint32   2 (Restore also reads 1, which ends after the client records)
 //	applied index  uint64   the Raft index the state reflects
 //	entry count    uint64
 //	entries, in ascending key order, each:
@@ -75,8 +75,8 @@
 //	    mod index      uvarint  create index..applied index
 //	    value length   uvarint  0..64 MiB
 //	    value          bytes
-//	session count  uint64
-//	sessions, least recently touched first, each:
+//	client count   uint64   the request-id table
+//	client records, least recently touched first, each:
 //	    client id      uint64   the int64 client_id, two's complement, non-zero
 //	    sequence       uvarint  1..2^63-1
 //	    touched index  uvarint  non-decreasing, at most the applied index
