@@ -26,8 +26,13 @@ var (
 	ErrStaleSequence = errors.New("stale request sequence")
 	// ErrInvalidCommand is the result of a well-formed command that is
 	// semantically invalid (an empty key, an unknown op, a CAS without
-	// exactly one expectation, ...). Nothing was applied.
+	// exactly one expectation, ...), and what Validate refuses. Nothing was
+	// applied.
 	ErrInvalidCommand = errors.New("invalid command")
+	// ErrAnswerTooLarge is the result of a transaction whose results would
+	// carry more than the answer budget stamped into it. Nothing was
+	// applied.
+	ErrAnswerTooLarge = errors.New("answer too large")
 	// ErrCorruptSnapshot is returned by Restore for input that is truncated,
 	// has a bad magic, version or CRC, or holds undecodable or out-of-range
 	// records. The FSM's state is left as it was.
@@ -36,6 +41,20 @@ var (
 	// configuration they cannot use.
 	ErrInvalidConfig = errors.New("invalid fsm config")
 )
+
+// CommandError is a command refused without applying anything, by Validate
+// or by Apply. Field names the offending field as the client's request
+// calls it ("key", "success[2].value", "success"), Reason says why, and Err,
+// ErrInvalidCommand or ErrAnswerTooLarge, is what errors.Is matches.
+type CommandError struct {
+	Field  string
+	Reason string
+	Err    error
+}
+
+func (e *CommandError) Error() string { return e.Field + ": " + e.Reason }
+
+func (e *CommandError) Unwrap() error { return e.Err }
 
 // Config configures an FSM. ClientTTL and MaxClients decide which retries
 // are recognised, and so what gets applied: they must be the same on every
@@ -82,8 +101,8 @@ type Result struct {
 	// Write is the command's outcome, set when Err is nil. It may be shared
 	// with the request-id table: callers must not modify it.
 	Write *kv.WriteResult_
-	// Err is ErrStaleSequence or ErrInvalidCommand (wrapped); nothing was
-	// applied.
+	// Err is ErrStaleSequence, ErrInvalidCommand or ErrAnswerTooLarge
+	// (wrapped; the last two in a *CommandError); nothing was applied.
 	Err error
 	// Duplicate reports an answer from the request-id table: an earlier
 	// entry applied the command and this one applied nothing.

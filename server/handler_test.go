@@ -25,7 +25,7 @@ type fakeStore struct {
 	f        *fsm.FSM
 	mu       sync.Mutex // guards idx, applied, applyErr
 	idx      uint64
-	applied  int
+	applied  int // commands the state machine applied or answered; refusals are not counted
 	applyErr error
 	panicOn  string
 }
@@ -53,11 +53,11 @@ func (s *fakeStore) Apply(_ context.Context, cmd *kv.Command) (*kv.WriteResult_,
 		return nil, err
 	}
 	s.idx++
-	s.applied++
 	r := s.f.Apply(&raft.Log{Index: s.idx, Term: 1, Type: raft.LogCommand, Data: data}).(*fsm.Result)
 	if r.Err != nil {
-		return nil, r.Err
+		return nil, r.Err // refused: nothing applied
 	}
+	s.applied++
 	return r.Write, nil
 }
 
