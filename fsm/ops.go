@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 
 	"github.com/cubekv/cubekv/storage"
@@ -45,12 +46,8 @@ type Limits struct {
 var applyLimits = Limits{zeroClientIDIsNone: true}
 
 func (l Limits) withDefaults() Limits {
-	if l.MaxKeySize <= 0 {
-		l.MaxKeySize = MaxKeySize
-	}
-	if l.MaxValueSize <= 0 {
-		l.MaxValueSize = MaxValueSize
-	}
+	l.MaxKeySize = cmp.Or(l.MaxKeySize, MaxKeySize)
+	l.MaxValueSize = cmp.Or(l.MaxValueSize, MaxValueSize)
 	return l
 }
 
@@ -340,16 +337,12 @@ func validateTxn(c *kv.Command, l Limits) error {
 			return invalid("failure", "%d ops exceed the limit of %d", len(c.Failure), max)
 		}
 	}
-	for i, cmp := range c.Compares {
-		if err := validateCompare(l, fmt.Sprintf("compares[%d]", i), cmp); err != nil {
-			return err
-		}
+	if err := validateEach(l, "compares", c.Compares, validateCompare); err != nil {
+		return err
 	}
 	for _, b := range txnBranches(c) {
-		for i, op := range b.ops {
-			if err := validateOp(l, fmt.Sprintf("%s[%d]", b.name, i), op); err != nil {
-				return err
-			}
+		if err := validateEach(l, b.name, b.ops, validateOp); err != nil {
+			return err
 		}
 	}
 	if c.IsSetMaxAnswerBytes() && c.GetMaxAnswerBytes() < 0 {
@@ -358,10 +351,22 @@ func validateTxn(c *kv.Command, l Limits) error {
 	return nil
 }
 
-func validateCompare(l Limits, f string, c *kv.Compare) error {
-	if c == nil {
-		return invalid(f, "missing")
+// validateEach validates every element of list, named list[i]; a nil
+// element is missing.
+func validateEach[T any](l Limits, list string, elems []*T, check func(Limits, string, *T) error) error {
+	for i, e := range elems {
+		f := fmt.Sprintf("%s[%d]", list, i)
+		if e == nil {
+			return invalid(f, "missing")
+		}
+		if err := check(l, f, e); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+func validateCompare(l Limits, f string, c *kv.Compare) error {
 	if err := checkKey(l, f+".key", c.Key); err != nil {
 		return err
 	}
@@ -398,9 +403,6 @@ func validateCompare(l Limits, f string, c *kv.Compare) error {
 }
 
 func validateOp(l Limits, f string, op *kv.Op) error {
-	if op == nil {
-		return invalid(f, "missing")
-	}
 	if err := checkKey(l, f+".key", op.Key); err != nil {
 		return err
 	}
@@ -446,9 +448,9 @@ func txnKeys(c *kv.Command) [][]byte {
 
 func sizeTxn(c *kv.Command) int {
 	n := sizeKeyValue(c)
-	for _, cmp := range c.Compares {
-		if cmp != nil {
-			n += compareOverhead + len(cmp.Key) + len(cmp.Value)
+	for _, comp := range c.Compares {
+		if comp != nil {
+			n += compareOverhead + len(comp.Key) + len(comp.Value)
 		}
 	}
 	for _, b := range txnBranches(c) {
@@ -484,8 +486,8 @@ func stampTxn(c *kv.Command, l Limits) {
 // it must replay as it first applied.
 func applyTxn(f *FSM, idx uint64, c *kv.Command, res *kv.WriteResult_) error {
 	res.Succeeded = true
-	for _, cmp := range c.Compares {
-		if !f.compareHolds(cmp) {
+	for _, comp := range c.Compares {
+		if !f.compareHolds(comp) {
 			res.Succeeded = false
 			break
 		}
@@ -543,30 +545,30 @@ func compareOp(c *kv.Compare) kv.CompareOp {
 }
 
 // compareHolds evaluates one validated transaction compare.
-func (f *FSM) compareHolds(cmp *kv.Compare) bool {
-	cur, exists := f.engine.Get(cmp.Key)
+func (f *FSM) compareHolds(c *kv.Compare) bool {
+	cur, exists := f.engine.Get(c.Key)
 	var order int // sign of (current - operand)
-	switch cmp.Target {
+	switch c.Target {
 	case kv.CompareTarget_VALUE:
 		if !exists {
 			return false
 		}
-		order = bytes.Compare(cur.Value, cmp.Value)
+		order = bytes.Compare(cur.Value, c.Value)
 	case kv.CompareTarget_MOD_INDEX, kv.CompareTarget_CREATE_INDEX:
 		var have int64 // 0 for an absent key
 		if exists {
 			have = int64(cur.ModIndex)
-			if cmp.Target == kv.CompareTarget_CREATE_INDEX {
+			if c.Target == kv.CompareTarget_CREATE_INDEX {
 				have = int64(cur.CreateIndex)
 			}
 		}
-		order = cmpInt(have, cmp.GetIndex())
+		order = cmp.Compare(have, c.GetIndex())
 	case kv.CompareTarget_EXISTS:
-		if exists != cmp.GetExists() {
+		if exists != c.GetExists() {
 			order = 1
 		}
 	}
-	switch compareOp(cmp) {
+	switch compareOp(c) {
 	case kv.CompareOp_EQUAL:
 		return order == 0
 	case kv.CompareOp_NOT_EQUAL:
@@ -576,16 +578,6 @@ func (f *FSM) compareHolds(cmp *kv.Compare) bool {
 	default: // GREATER
 		return order > 0
 	}
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // applyOp runs one transaction op at idx.

@@ -258,10 +258,6 @@ func (h *Handler) Put(ctx context.Context, req *kv.PutRequest) (_ *kv.PutRespons
 		return nil, h.fail(invalid("req", "missing"), nil)
 	}
 	cmd := &kv.Command{Op: kv.CommandOp_PUT, Key: req.Key, Value: nonNil(req.Value), ReturnPrevious: req.ReturnPrevious}
-	setID(cmd, req.RequestID)
-	if err := h.checkCommand(cmd); err != nil {
-		return nil, h.fail(err, nil)
-	}
 	res, err := h.apply(ctx, cmd, req.RequestID)
 	if err != nil {
 		return nil, err
@@ -281,10 +277,6 @@ func (h *Handler) DeleteKey(ctx context.Context, req *kv.DeleteRequest) (_ *kv.D
 		return nil, h.fail(invalid("req", "missing"), nil)
 	}
 	cmd := &kv.Command{Op: kv.CommandOp_DELETE, Key: req.Key, ReturnPrevious: req.ReturnPrevious}
-	setID(cmd, req.RequestID)
-	if err := h.checkCommand(cmd); err != nil {
-		return nil, h.fail(err, nil)
-	}
 	res, err := h.apply(ctx, cmd, req.RequestID)
 	if err != nil {
 		return nil, err
@@ -302,10 +294,6 @@ func (h *Handler) Cas(ctx context.Context, req *kv.CASRequest) (_ *kv.CASRespons
 	cmd := &kv.Command{Op: kv.CommandOp_CAS_PUT, Key: req.Key, Value: req.Value, ExpectedValue: req.ExpectedValue, ExpectedModIndex: req.ExpectedModIndex}
 	if req.GetRemove() {
 		cmd.Op = kv.CommandOp_CAS_DELETE
-	}
-	setID(cmd, req.RequestID)
-	if err := h.checkCommand(cmd); err != nil {
-		return nil, h.fail(err, nil)
 	}
 	res, err := h.apply(ctx, cmd, req.RequestID)
 	if err != nil {
@@ -390,12 +378,6 @@ func (h *Handler) Txn(ctx context.Context, req *kv.TxnRequest) (_ *kv.TxnRespons
 	if cmd.Failure == nil {
 		cmd.Failure = []*kv.Op{}
 	}
-	setID(cmd, req.RequestID)
-	// Validation stamps our answer budget into the command; the state
-	// machine refuses a transaction whose results would exceed it.
-	if err := h.checkCommand(cmd); err != nil {
-		return nil, h.fail(err, nil)
-	}
 	res, err := h.apply(ctx, cmd, req.RequestID)
 	if err != nil {
 		return nil, err
@@ -431,7 +413,13 @@ func (h *Handler) Status(ctx context.Context) (_ *kv.StatusResponse, err error) 
 	}, nil
 }
 
+// apply gives cmd the request id, validates and stamps it with the front
+// door's limits (checkCommand), and proposes it.
 func (h *Handler) apply(ctx context.Context, cmd *kv.Command, id *kv.RequestID) (*kv.WriteResult_, error) {
+	setID(cmd, id)
+	if err := h.checkCommand(cmd); err != nil {
+		return nil, h.fail(err, nil)
+	}
 	ctx, cancel := h.ctx(ctx)
 	defer cancel()
 	res, err := h.store.Apply(ctx, cmd)
