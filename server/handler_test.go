@@ -78,8 +78,6 @@ func (s *fakeStore) Scan(_ context.Context, start, end []byte, reverse bool, lim
 	return es, more, node.ReadInfo{NodeID: "n1", Consistency: c, AppliedIndex: applied}, nil
 }
 
-func (s *fakeStore) LastSequence(clientID int64) int64 { return s.f.LastSequence(clientID) }
-
 func (s *fakeStore) Status() node.Status {
 	return node.Status{ID: "n1", Role: node.RoleLeader, Term: 3, Engine: s.f.EngineName(), Keys: s.f.Len()}
 }
