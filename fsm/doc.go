@@ -48,7 +48,9 @@
 // node's own commands (NOOP, MEMBER_*) are checked as before. Two things
 // differ from a front door: Apply has no limit on transaction ops, and a
 // request id with a zero client id means no request id, as it always has
-// in the log (a front door refuses one).
+// in the log (a front door refuses one). testdata/log-v1.bin, a log the FSM
+// before the command table applied, with its results in log-v1.want, pins
+// this.
 //
 // # Answer budget
 //
