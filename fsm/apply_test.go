@@ -344,8 +344,8 @@ func TestFSM_ApplyInvalid(t *testing.T) {
 			if _, after := f.Digest(); after != before {
 				t.Fatal("invalid command changed the state")
 			}
-			if f.Sessions() != 0 {
-				t.Fatalf("invalid command remembered: %d sessions", f.Sessions())
+			if f.RememberedClients() != 0 {
+				t.Fatalf("invalid command remembered: %d client ids", f.RememberedClients())
 			}
 		})
 	}

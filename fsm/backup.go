@@ -11,8 +11,8 @@ type SnapshotInfo struct {
 	AppliedIndex uint64
 	// Entries is the number of keys.
 	Entries int
-	// Sessions is the number of request-id table entries.
-	Sessions int
+	// Clients is the number of client ids in the request-id table.
+	Clients int
 }
 
 // WriteSnapshot writes a point-in-time snapshot of the current state to w,
@@ -35,7 +35,7 @@ func (f *FSM) WriteSnapshot(w io.Writer) (SnapshotInfo, int64, error) {
 	if err != nil {
 		return SnapshotInfo{}, n, fmt.Errorf("write snapshot: %w", err)
 	}
-	return SnapshotInfo{AppliedIndex: snap.applied, Entries: snap.view.Len(), Sessions: len(snap.sessions)}, n, nil
+	return SnapshotInfo{AppliedIndex: snap.applied, Entries: snap.view.Len(), Clients: len(snap.records)}, n, nil
 }
 
 // VerifySnapshot reads a whole snapshot stream and checks it exactly as
@@ -51,5 +51,5 @@ func VerifySnapshot(r io.Reader) (SnapshotInfo, error) {
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("verify snapshot: %w", err)
 	}
-	return SnapshotInfo{AppliedIndex: st.applied, Entries: st.engine.Len(), Sessions: st.sessions.len()}, nil
+	return SnapshotInfo{AppliedIndex: st.applied, Entries: st.engine.Len(), Clients: st.requests.len()}, nil
 }

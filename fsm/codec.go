@@ -72,31 +72,13 @@ func decodeStruct(data []byte, s thriftStruct) error {
 	return nil
 }
 
-// commandSizeHint estimates the encoded size of c, to size the buffer once.
-func commandSizeHint(c *kv.Command) int {
-	n := 32 + len(c.Key) + len(c.Value) + len(c.ExpectedValue)
-	for _, cmp := range c.Compares {
-		if cmp != nil {
-			n += 16 + len(cmp.Key) + len(cmp.Value)
-		}
-	}
-	for _, ops := range [][]*kv.Op{c.Success, c.Failure} {
-		for _, op := range ops {
-			if op != nil {
-				n += 8 + len(op.Key) + len(op.Value)
-			}
-		}
-	}
-	return n
-}
-
 // EncodeCommand returns the log entry payload for one command: EntryCommand
 // followed by the compact encoding of c.
 func EncodeCommand(c *kv.Command) ([]byte, error) {
 	if c == nil {
 		return nil, errors.New("encode command: nil command")
 	}
-	b, err := encodeStruct([]byte{EntryCommand}, commandSizeHint(c), c)
+	b, err := encodeStruct([]byte{EntryCommand}, Size(c), c)
 	if err != nil {
 		return nil, fmt.Errorf("encode command: %w", err)
 	}
@@ -112,7 +94,7 @@ func EncodeBatch(cmds []*kv.Command) ([]byte, error) {
 		if c == nil {
 			return nil, fmt.Errorf("encode batch: nil command at %d", i)
 		}
-		hint += commandSizeHint(c)
+		hint += Size(c)
 	}
 	if cmds == nil {
 		cmds = []*kv.Command{}

@@ -1,4 +1,5 @@
-// Package fsm is cubekv's Raft state machine: the log entry codec, the
+// Package fsm is cubekv's Raft state machine: the command table (each op's
+// validation, written keys, size and execution), the log entry codec, the
 // raft.FSM (and raft.BatchingFSM) that applies committed entries to a
 // storage engine, the request-id table that makes retried writes
 // exactly-once, the replicated members table, and the snapshot format.
@@ -11,10 +12,58 @@
 // applied in order at the entry's index, each with its own Result. Type 0 is
 // invalid. An unknown type with FlagIgnorable (0x80) set is skipped; any other
 // unknown type, or a body that does not decode, panics Apply: a node must
-// crash rather than diverge. A command that decodes but is semantically
-// invalid (an empty key, an unknown op, a CAS without exactly one
+// crash rather than diverge. A command that decodes but fails its op's
+// validation (an empty key, an unknown op, a CAS without exactly one
 // expectation, a txn compare without its operand, ...) is an error Result
 // (ErrInvalidCommand) and applies nothing.
+//
+// # The command table
+//
+// Everything about a command op lives in its entry of opTable (ops.go),
+// indexed by kv.CommandOp:
+//
+//	validate   the fields the op uses, against Limits; errors are
+//	           *CommandError naming the field as the request calls it
+//	writeKeys  the keys it may write (a TXN: both branches' PUT and DELETE)
+//	size       its estimated bytes in a log entry
+//	stamp      what only the proposing node knows (a TXN's answer
+//	           budget); optional
+//	apply      execute at an index under the write lock; may refuse, and
+//	           then changes nothing
+//
+// Nothing else switches on the op. The front door builds a kv.Command from
+// the request, then calls Validate with its limits and Stamp; the leader's
+// Internal.apply makes the same calls on a forwarded command with its own
+// limits; node's proposer asks WriteKeys (an entry never holds two commands
+// that write one key) and Size; Apply validates with applyLimits (the hard
+// limits MaxKeySize and MaxValueSize, what a snapshot can hold), then
+// applies. A rule has one home, and what a front door accepts Apply
+// accepts. Adding an op is an entry here, the op in thrift/kv.thrift and
+// the handler that builds it; TestOpTable_EveryOpHasAnEntry fails for an
+// op the IDL has and the table lacks.
+//
+// Apply's validation must accept every command an earlier version applied,
+// or an old log would replay differently. Its rules are the ones every
+// earlier front door and Internal.apply enforced before proposing, and the
+// node's own commands (NOOP, MEMBER_*) are checked as before. Two things
+// differ from a front door: Apply has no limit on transaction ops, and a
+// request id with a zero client id means no request id, as it always has
+// in the log (a front door refuses one). testdata/log-v1.bin, a log the FSM
+// before the command table applied, with its results in log-v1.want, pins
+// this.
+//
+// # Answer budget
+//
+// A transaction's results hold entries whose size depends on the state it
+// applies to, so only Apply can measure them. The front door stamps its
+// answer budget (max_answer_bytes) into a TXN, the leader lowers it to its
+// own, and Apply refuses, before running any op, a transaction whose branch
+// would answer with more: ErrAnswerTooLarge, in a *CommandError on
+// "success" or "failure". The measure reads only the state at the entry's
+// index, so every node refuses alike, and a retry already applied is
+// answered from the request-id table without being measured again. An
+// entry without the field (every entry written before it existed) is not
+// measured and replays as it first applied.
 //
 // # Determinism
 //
@@ -32,9 +81,9 @@
 // ErrStaleSequence; a higher one is applied and remembered. Commands with an
 // error result are not remembered. Eviction is a function of the log only:
 // at the start of every command entry, client ids untouched for
-// Config.SessionTTL or more indexes are dropped, and after remembering a
+// Config.ClientTTL or more indexes are dropped, and after remembering a
 // result the least recently touched ids are dropped while more than
-// Config.MaxSessions remain. Both settings must therefore be equal on every
+// Config.MaxClients remain. Both settings must therefore be equal on every
 // node. The table is part of the snapshot.
 //
 // # Members table
@@ -52,7 +101,7 @@
 // FSM.mu, a sync.RWMutex, guards the engine pointer, the request-id table
 // and the members table. Apply takes the write lock once per log entry, so a transaction or
 // a batch entry is atomic to readers; Get, Scan, Len, Bytes, EngineName and
-// Sessions take the read lock. Snapshot and Digest hold the write lock only
+// RememberedClients take the read lock. Snapshot and Digest hold the write lock only
 // while they take an engine view (O(1) for the arena and btree engines)
 // and copy the request-id table; the snapshot is written and the digest
 // hashed from that immutable view, concurrently with Apply. The applied
@@ -65,7 +114,7 @@
 // unsigned varint.
 //
 //	magic          8 bytes  "CUBEKVS\x00"
-//	version        uint32   2 (Restore also reads 1, which ends after the sessions)
+//	version        uint32   2 (Restore also reads 1, which ends after the client records)
 //	applied index  uint64   the Raft index the state reflects
 //	entry count    uint64
 //	entries, in ascending key order, each:
@@ -75,8 +124,8 @@
 //	    mod index      uvarint  create index..applied index
 //	    value length   uvarint  0..64 MiB
 //	    value          bytes
-//	session count  uint64
-//	sessions, least recently touched first, each:
+//	client count   uint64   the request-id table
+//	client records, least recently touched first, each:
 //	    client id      uint64   the int64 client_id, two's complement, non-zero
 //	    sequence       uvarint  1..2^63-1
 //	    touched index  uvarint  non-decreasing, at most the applied index

@@ -26,8 +26,13 @@ var (
 	ErrStaleSequence = errors.New("stale request sequence")
 	// ErrInvalidCommand is the result of a well-formed command that is
 	// semantically invalid (an empty key, an unknown op, a CAS without
-	// exactly one expectation, ...). Nothing was applied.
+	// exactly one expectation, ...), and what Validate refuses. Nothing was
+	// applied.
 	ErrInvalidCommand = errors.New("invalid command")
+	// ErrAnswerTooLarge is the result of a transaction whose results would
+	// carry more than the answer budget stamped into it. Nothing was
+	// applied.
+	ErrAnswerTooLarge = errors.New("answer too large")
 	// ErrCorruptSnapshot is returned by Restore for input that is truncated,
 	// has a bad magic, version or CRC, or holds undecodable or out-of-range
 	// records. The FSM's state is left as it was.
@@ -37,7 +42,21 @@ var (
 	ErrInvalidConfig = errors.New("invalid fsm config")
 )
 
-// Config configures an FSM. SessionTTL and MaxSessions decide which retries
+// CommandError is a command refused without applying anything, by Validate
+// or by Apply. Field names the offending field as the client's request
+// calls it ("key", "success[2].value", "success"), Reason says why, and Err,
+// ErrInvalidCommand or ErrAnswerTooLarge, is what errors.Is matches.
+type CommandError struct {
+	Field  string
+	Reason string
+	Err    error
+}
+
+func (e *CommandError) Error() string { return e.Field + ": " + e.Reason }
+
+func (e *CommandError) Unwrap() error { return e.Err }
+
+// Config configures an FSM. ClientTTL and MaxClients decide which retries
 // are recognised, and so what gets applied: they must be the same on every
 // node of a cluster.
 type Config struct {
@@ -46,21 +65,21 @@ type Config struct {
 	Engine string
 	// Logger receives the FSM's logs; nil discards them.
 	Logger *slog.Logger
-	// SessionTTL is the request-id table's idle limit, in Raft indexes: a
+	// ClientTTL is the request-id table's idle limit, in Raft indexes: a
 	// client id untouched for this many indexes is forgotten. 0 means
-	// DefaultSessionTTL.
-	SessionTTL uint64
-	// MaxSessions caps the request-id table, in client ids; the least
-	// recently touched is forgotten first. 0 means DefaultMaxSessions.
-	MaxSessions int
+	// DefaultClientTTL.
+	ClientTTL uint64
+	// MaxClients caps the request-id table, in client ids; the least
+	// recently touched is forgotten first. 0 means DefaultMaxClients.
+	MaxClients int
 }
 
 // DefaultConfig returns a Config with every default filled in.
 func DefaultConfig() *Config {
 	return &Config{
-		Engine:      storage.KindDefault,
-		SessionTTL:  DefaultSessionTTL,
-		MaxSessions: DefaultMaxSessions,
+		Engine:     storage.KindDefault,
+		ClientTTL:  DefaultClientTTL,
+		MaxClients: DefaultMaxClients,
 	}
 }
 
@@ -69,8 +88,8 @@ func (c *Config) Validate() error {
 	if c.Engine != "" && !slices.Contains(storage.Kinds, c.Engine) {
 		return fmt.Errorf("%w: engine %q (want one of %q)", ErrInvalidConfig, c.Engine, storage.Kinds)
 	}
-	if c.MaxSessions < 0 {
-		return fmt.Errorf("%w: max sessions %d is negative", ErrInvalidConfig, c.MaxSessions)
+	if c.MaxClients < 0 {
+		return fmt.Errorf("%w: max clients %d is negative", ErrInvalidConfig, c.MaxClients)
 	}
 	return nil
 }
@@ -82,8 +101,8 @@ type Result struct {
 	// Write is the command's outcome, set when Err is nil. It may be shared
 	// with the request-id table: callers must not modify it.
 	Write *kv.WriteResult_
-	// Err is ErrStaleSequence or ErrInvalidCommand (wrapped); nothing was
-	// applied.
+	// Err is ErrStaleSequence, ErrInvalidCommand or ErrAnswerTooLarge
+	// (wrapped; the last two in a *CommandError); nothing was applied.
 	Err error
 	// Duplicate reports an answer from the request-id table: an earlier
 	// entry applied the command and this one applied nothing.
@@ -94,12 +113,12 @@ type Result struct {
 // engine, remembers request ids for exactly-once writes, and takes and
 // restores snapshots.
 //
-// Locking: mu guards engine (the pointer and its contents), sessions and
-// members.
+// Locking: mu guards engine (the pointer and its contents), requests (the
+// request-id table) and members.
 // Apply and ApplyBatch take the write lock once per log entry, so one
 // command, transaction or batch entry is atomic to readers; Snapshot and
 // Digest take it only to capture a copy-on-write view; Restore only to swap
-// in the state it built. Get, Scan, Len, Bytes, EngineName and Sessions take
+// in the state it built. Get, Scan, Len, Bytes, EngineName and RememberedClients take
 // the read lock. applied is atomic and is written under mu for command
 // entries, so a reader holding mu sees the index its state was applied at.
 // waitMu guards waitCh only.
@@ -109,7 +128,7 @@ type FSM struct {
 
 	mu       sync.RWMutex
 	engine   storage.Engine
-	sessions *sessionTable
+	requests *requestTable     // the request-id table
 	members  map[string]Member // the replicated members table, by node id
 
 	applied atomic.Uint64
@@ -135,11 +154,11 @@ func New(cfg *Config) (*FSM, error) {
 	if c.Engine == "" {
 		c.Engine = storage.KindDefault
 	}
-	if c.SessionTTL == 0 {
-		c.SessionTTL = DefaultSessionTTL
+	if c.ClientTTL == 0 {
+		c.ClientTTL = DefaultClientTTL
 	}
-	if c.MaxSessions == 0 {
-		c.MaxSessions = DefaultMaxSessions
+	if c.MaxClients == 0 {
+		c.MaxClients = DefaultMaxClients
 	}
 	logger := c.Logger
 	if logger == nil {
@@ -154,7 +173,7 @@ func New(cfg *Config) (*FSM, error) {
 		cfg:      c,
 		logger:   logger.With("component", "fsm"),
 		engine:   eng,
-		sessions: newSessionTable(c.SessionTTL, c.MaxSessions),
+		requests: newRequestTable(c.ClientTTL, c.MaxClients),
 		members:  make(map[string]Member),
 	}, nil
 }
@@ -179,7 +198,7 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return nil
 	}
 	f.mu.Lock()
-	f.sessions.expire(l.Index)
+	f.requests.expire(l.Index)
 	results := make([]*Result, len(cmds))
 	for i, c := range cmds {
 		results[i] = f.applyCommand(l.Index, c)
@@ -298,11 +317,11 @@ func (f *FSM) EngineName() string {
 	return f.engine.Name()
 }
 
-// Sessions returns the number of client ids in the request-id table.
-func (f *FSM) Sessions() int {
+// RememberedClients returns the number of client ids in the request-id table.
+func (f *FSM) RememberedClients() int {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.sessions.len()
+	return f.requests.len()
 }
 
 // LastSequence returns the last sequence applied for clientID, or 0 when
@@ -310,8 +329,8 @@ func (f *FSM) Sessions() int {
 func (f *FSM) LastSequence(clientID int64) int64 {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if s := f.sessions.lookup(clientID); s != nil {
-		return s.seq
+	if r := f.requests.lookup(clientID); r != nil {
+		return r.seq
 	}
 	return 0
 }

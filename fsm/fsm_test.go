@@ -17,17 +17,17 @@ func TestFSM_New(t *testing.T) {
 	if _, err := New(&Config{Engine: "lsm"}); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("New(lsm) err = %v, want ErrInvalidConfig", err)
 	}
-	if _, err := New(&Config{MaxSessions: -1}); !errors.Is(err, ErrInvalidConfig) {
-		t.Fatalf("New(MaxSessions -1) err = %v, want ErrInvalidConfig", err)
+	if _, err := New(&Config{MaxClients: -1}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("New(MaxClients -1) err = %v, want ErrInvalidConfig", err)
 	}
 	f, err := New(nil)
 	if err != nil {
 		t.Fatalf("New(nil): %v", err)
 	}
-	if f.EngineName() != "btree" || f.cfg.SessionTTL != DefaultSessionTTL || f.cfg.MaxSessions != DefaultMaxSessions {
+	if f.EngineName() != "btree" || f.cfg.ClientTTL != DefaultClientTTL || f.cfg.MaxClients != DefaultMaxClients {
 		t.Fatalf("defaults: engine %q cfg %+v", f.EngineName(), f.cfg)
 	}
-	if f.AppliedIndex() != 0 || f.Len() != 0 || f.Sessions() != 0 {
+	if f.AppliedIndex() != 0 || f.Len() != 0 || f.RememberedClients() != 0 {
 		t.Fatal("new FSM is not empty")
 	}
 }
@@ -72,49 +72,49 @@ func TestFSM_RequestIDDuplicate(t *testing.T) {
 			}
 			wantEntry(t, f, "k", entry("k", "seq3", 1, 8))
 
-			// Other clients are independent; client 0 has no session.
+			// Other clients are independent; client 0 has no record.
 			mustWrite(t, f, 9, withID(putCmd("other", "1"), -3, 1))
 			mustWrite(t, f, 10, withID(putCmd("other", "2"), 0, 1))
 			mustWrite(t, f, 11, withID(putCmd("other", "3"), 0, 1))
 			wantEntry(t, f, "other", entry("other", "3", 9, 11))
-			if f.Sessions() != 2 {
-				t.Fatalf("Sessions = %d, want 2", f.Sessions())
+			if f.RememberedClients() != 2 {
+				t.Fatalf("RememberedClients = %d, want 2", f.RememberedClients())
 			}
 		})
 	}
 }
 
-// sessionState returns client ids in table order with their sequences.
-func sessionState(f *FSM) string {
+// clientState returns client ids in table order with their sequences.
+func clientState(f *FSM) string {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	var b strings.Builder
-	for _, s := range f.sessions.copySessions() {
+	for _, s := range f.requests.copyRecords() {
 		fmt.Fprintf(&b, "%d:%d@%d ", s.clientID, s.seq, s.touched)
 	}
 	return b.String()
 }
 
 func TestFSM_RequestIDEvictionTTL(t *testing.T) {
-	f := mustNew(t, "", func(c *Config) { c.SessionTTL = 10 })
+	f := mustNew(t, "", func(c *Config) { c.ClientTTL = 10 })
 	mustWrite(t, f, 1, withID(putCmd("a", "1"), 1, 1))
 	mustWrite(t, f, 2, withID(putCmd("b", "1"), 2, 1))
 	mustWrite(t, f, 5, withID(putCmd("c", "1"), 3, 1))
-	// A duplicate touches its session.
+	// A duplicate touches its record.
 	if r := mustApply(t, f, 8, withID(putCmd("a", "1"), 1, 1)); !r.Duplicate {
 		t.Fatalf("want duplicate, got %+v", r)
 	}
-	if got, want := sessionState(f), "2:1@2 3:1@5 1:1@8 "; got != want {
-		t.Fatalf("sessions %q, want %q", got, want)
+	if got, want := clientState(f), "2:1@2 3:1@5 1:1@8 "; got != want {
+		t.Fatalf("clients %q, want %q", got, want)
 	}
 	// At 11, client 2 (touched at 2) is 9 old: kept. At 12 it is 10: evicted.
 	mustWrite(t, f, 11, &kv.Command{Op: kv.CommandOp_NOOP})
-	if got, want := sessionState(f), "2:1@2 3:1@5 1:1@8 "; got != want {
-		t.Fatalf("at 11: sessions %q, want %q", got, want)
+	if got, want := clientState(f), "2:1@2 3:1@5 1:1@8 "; got != want {
+		t.Fatalf("at 11: clients %q, want %q", got, want)
 	}
 	mustWrite(t, f, 12, &kv.Command{Op: kv.CommandOp_NOOP})
-	if got, want := sessionState(f), "3:1@5 1:1@8 "; got != want {
-		t.Fatalf("at 12: sessions %q, want %q", got, want)
+	if got, want := clientState(f), "3:1@5 1:1@8 "; got != want {
+		t.Fatalf("at 12: clients %q, want %q", got, want)
 	}
 	// Evicted, client 2's old sequence applies again; it is no longer known.
 	r := mustApply(t, f, 13, withID(putCmd("b", "again"), 2, 1))
@@ -124,24 +124,24 @@ func TestFSM_RequestIDEvictionTTL(t *testing.T) {
 	wantEntry(t, f, "b", entry("b", "again", 2, 13))
 	// Non-command logs do not evict; the next command entry does.
 	f.Apply(&raft.Log{Index: 30, Type: raft.LogConfiguration})
-	if got, want := sessionState(f), "3:1@5 1:1@8 2:1@13 "; got != want {
-		t.Fatalf("at 30 (configuration): sessions %q, want %q", got, want)
+	if got, want := clientState(f), "3:1@5 1:1@8 2:1@13 "; got != want {
+		t.Fatalf("at 30 (configuration): clients %q, want %q", got, want)
 	}
 	mustWrite(t, f, 31, &kv.Command{Op: kv.CommandOp_NOOP})
-	if f.Sessions() != 0 {
-		t.Fatalf("at 31: sessions %q, want none", sessionState(f))
+	if f.RememberedClients() != 0 {
+		t.Fatalf("at 31: clients %q, want none", clientState(f))
 	}
 }
 
 func TestFSM_RequestIDEvictionCount(t *testing.T) {
-	f := mustNew(t, "", func(c *Config) { c.MaxSessions = 3 })
+	f := mustNew(t, "", func(c *Config) { c.MaxClients = 3 })
 	mustWrite(t, f, 1, withID(putCmd("k", "1"), 1, 1))
 	mustWrite(t, f, 2, withID(putCmd("k", "2"), 2, 1))
 	mustWrite(t, f, 3, withID(putCmd("k", "3"), 3, 1))
 	mustWrite(t, f, 4, withID(putCmd("k", "4"), 1, 2)) // client 1 becomes newest
 	mustWrite(t, f, 5, withID(putCmd("k", "5"), 4, 1)) // evicts client 2
-	if got, want := sessionState(f), "3:1@3 1:2@4 4:1@5 "; got != want {
-		t.Fatalf("sessions %q, want %q", got, want)
+	if got, want := clientState(f), "3:1@3 1:2@4 4:1@5 "; got != want {
+		t.Fatalf("clients %q, want %q", got, want)
 	}
 	// In a batch, ties in touched index keep touch order.
 	b, err := EncodeBatch([]*kv.Command{withID(putCmd("k", "6"), 5, 1), withID(putCmd("k", "7"), 6, 1)})
@@ -149,11 +149,11 @@ func TestFSM_RequestIDEvictionCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Apply(&raft.Log{Index: 6, Type: raft.LogCommand, Data: b})
-	if got, want := sessionState(f), "4:1@5 5:1@6 6:1@6 "; got != want {
-		t.Fatalf("sessions %q, want %q", got, want)
+	if got, want := clientState(f), "4:1@5 5:1@6 6:1@6 "; got != want {
+		t.Fatalf("clients %q, want %q", got, want)
 	}
 	// Two FSMs fed the same log agree exactly.
-	g := mustNew(t, "hash", func(c *Config) { c.MaxSessions = 3 })
+	g := mustNew(t, "hash", func(c *Config) { c.MaxClients = 3 })
 	for i := uint64(1); i <= 5; i++ {
 		var c *kv.Command
 		switch i {
@@ -167,8 +167,8 @@ func TestFSM_RequestIDEvictionCount(t *testing.T) {
 		mustWrite(t, g, i, c)
 	}
 	g.Apply(&raft.Log{Index: 6, Type: raft.LogCommand, Data: b})
-	if sessionState(g) != sessionState(f) {
-		t.Fatalf("diverged: %q vs %q", sessionState(g), sessionState(f))
+	if clientState(g) != clientState(f) {
+		t.Fatalf("diverged: %q vs %q", clientState(g), clientState(f))
 	}
 }
 

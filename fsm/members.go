@@ -52,38 +52,6 @@ func (m Member) fields() [5]string {
 	return [5]string{m.ID, m.ThriftAddr, m.RaftAddr, m.GossipAddr, m.AdminAddr}
 }
 
-// validateMember checks a MEMBER_SET or MEMBER_REMOVE command.
-func validateMember(c *kv.Command) error {
-	if c.Member == nil {
-		return invalid("%s: no member", c.Op)
-	}
-	m := memberFromKV(c.Member)
-	if m.ID == "" {
-		return invalid("%s: empty node id", c.Op)
-	}
-	for _, s := range m.fields() {
-		if len(s) > MaxMemberField {
-			return invalid("%s: field of %d bytes exceeds %d", c.Op, len(s), MaxMemberField)
-		}
-	}
-	return nil
-}
-
-// executeMember applies a validated MEMBER_SET or MEMBER_REMOVE. Succeeded
-// reports that the table changed. The caller holds f.mu for writing.
-func (f *FSM) executeMember(res *kv.WriteResult_, c *kv.Command) {
-	m := memberFromKV(c.Member)
-	prev, had := f.members[m.ID]
-	switch c.Op {
-	case kv.CommandOp_MEMBER_SET:
-		f.members[m.ID] = m
-		res.Succeeded = !had || prev != m
-	case kv.CommandOp_MEMBER_REMOVE:
-		delete(f.members, m.ID)
-		res.Succeeded = had
-	}
-}
-
 // Member returns the replicated addresses of node id.
 func (f *FSM) Member(id string) (Member, bool) {
 	f.mu.RLock()

@@ -54,22 +54,22 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return &fsmSnapshot{
-		view:     f.engine.Snapshot(),
-		applied:  f.applied.Load(),
-		sessions: f.sessions.copySessions(),
-		members:  sortedMembers(f.members),
-		logger:   f.logger,
+		view:    f.engine.Snapshot(),
+		applied: f.applied.Load(),
+		records: f.requests.copyRecords(),
+		members: sortedMembers(f.members),
+		logger:  f.logger,
 	}, nil
 }
 
 // fsmSnapshot is a point-in-time copy of an FSM's state. It is immutable,
 // so Persist needs no lock.
 type fsmSnapshot struct {
-	view     storage.View
-	applied  uint64
-	sessions []session
-	members  []Member // sorted by id
-	logger   *slog.Logger
+	view    storage.View
+	applied uint64
+	records []clientRecord // the request-id table, oldest touched first
+	members []Member       // sorted by id
+	logger  *slog.Logger
 }
 
 var _ raft.FSMSnapshot = (*fsmSnapshot)(nil)
@@ -152,8 +152,8 @@ func (s *fsmSnapshot) writeTo(out io.Writer) (int64, error) {
 	if w.err == nil && written != count {
 		return w.n, fmt.Errorf("engine view scanned %d entries, reports %d", written, count)
 	}
-	w.u64(uint64(len(s.sessions)))
-	for _, ss := range s.sessions {
+	w.u64(uint64(len(s.records)))
+	for _, ss := range s.records {
 		res, err := encodeStruct(nil, 64, ss.result)
 		if err != nil {
 			return w.n, fmt.Errorf("encode result of client %d: %w", ss.clientID, err)
@@ -238,7 +238,7 @@ func (r *snapshotReader) bytes(n uint64) ([]byte, error) {
 type restored struct {
 	applied  uint64
 	engine   storage.Engine
-	sessions *sessionTable
+	requests *requestTable
 	members  map[string]Member
 }
 
@@ -286,19 +286,19 @@ func (f *FSM) readSnapshot(in io.Reader) (*restored, error) {
 	if uint64(eng.Len()) != count {
 		return nil, fmt.Errorf("engine holds %d entries, snapshot counts %d: %w", eng.Len(), count, ErrCorruptSnapshot)
 	}
-	nsess, err := r.u64()
+	nclients, err := r.u64()
 	if err != nil {
-		return nil, corrupt("read session count", err)
+		return nil, corrupt("read client count", err)
 	}
-	table := newSessionTable(f.cfg.SessionTTL, f.cfg.MaxSessions)
+	table := newRequestTable(f.cfg.ClientTTL, f.cfg.MaxClients)
 	var lastTouched uint64
-	for i := uint64(0); i < nsess; i++ {
-		s, err := readSession(r, applied, lastTouched)
+	for i := uint64(0); i < nclients; i++ {
+		s, err := readClientRecord(r, applied, lastTouched)
 		if err != nil {
-			return nil, fmt.Errorf("session %d: %w", i, err)
+			return nil, fmt.Errorf("client record %d: %w", i, err)
 		}
 		if table.lookup(s.clientID) != nil {
-			return nil, fmt.Errorf("session %d: client %d repeated: %w", i, s.clientID, ErrCorruptSnapshot)
+			return nil, fmt.Errorf("client record %d: client %d repeated: %w", i, s.clientID, ErrCorruptSnapshot)
 		}
 		table.appendRestored(s)
 		lastTouched = s.touched
@@ -323,7 +323,7 @@ func (f *FSM) readSnapshot(in io.Reader) (*restored, error) {
 		}
 		return nil, fmt.Errorf("read after crc: %w", err)
 	}
-	return &restored{applied: applied, engine: eng, sessions: table, members: members}, nil
+	return &restored{applied: applied, engine: eng, requests: table, members: members}, nil
 }
 
 // entryScratch holds the buffers readEntry reads keys and values into. The
@@ -394,10 +394,10 @@ func readEntry(r *snapshotReader, eng storage.Engine, applied uint64, sc *entryS
 	return nil
 }
 
-// readSession reads one request-id record. Touched indexes must be
+// readClientRecord reads one request-id record. Touched indexes must be
 // non-decreasing (the table's order) and not beyond applied.
-func readSession(r *snapshotReader, applied, lastTouched uint64) (session, error) {
-	var s session
+func readClientRecord(r *snapshotReader, applied, lastTouched uint64) (clientRecord, error) {
+	var s clientRecord
 	id, err := r.u64()
 	if err != nil {
 		return s, corrupt("read client id", err)
@@ -428,7 +428,7 @@ func readSession(r *snapshotReader, applied, lastTouched uint64) (session, error
 	if err := decodeStruct(b, res); err != nil {
 		return s, corrupt("decode result", err)
 	}
-	return session{clientID: int64(id), seq: int64(seq), touched: touched, result: res}, nil
+	return clientRecord{clientID: int64(id), seq: int64(seq), touched: touched, result: res}, nil
 }
 
 // readMembers reads the members table: a count, then each member's id and
@@ -481,7 +481,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.engine = st.engine
-	f.sessions = st.sessions
+	f.requests = st.requests
 	f.members = st.members
 	f.applied.Store(st.applied)
 	f.mu.Unlock()

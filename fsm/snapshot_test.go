@@ -89,13 +89,13 @@ func mustGoldenStateV2(t testing.TB, engine string) *FSM {
 
 // fsmState is everything Restore must reproduce.
 type fsmState struct {
-	applied  uint64
-	digest   [32]byte
-	entries  string
-	sessions string
-	len      int
-	bytes    int64
-	members  string
+	applied uint64
+	digest  [32]byte
+	entries string
+	clients string
+	len     int
+	bytes   int64
+	members string
 }
 
 func stateOf(t testing.TB, f *FSM) fsmState {
@@ -107,14 +107,14 @@ func stateOf(t testing.TB, f *FSM) fsmState {
 		b.WriteString(toKV(e).String())
 	}
 	s.entries = b.String()
-	s.sessions = sessionState(f)
+	s.clients = clientState(f)
 	f.mu.RLock()
-	for _, ss := range f.sessions.copySessions() {
+	for _, ss := range f.requests.copyRecords() {
 		b, err := encodeStruct(nil, 64, ss.result)
 		if err != nil {
 			t.Fatalf("encode result: %v", err)
 		}
-		s.sessions += fmt.Sprintf("%x ", b)
+		s.clients += fmt.Sprintf("%x ", b)
 	}
 	f.mu.RUnlock()
 	s.len, s.bytes = f.Len(), f.Bytes()
@@ -139,8 +139,8 @@ func TestSnapshot_RoundTrip(t *testing.T) {
 				mustWrite(t, dst, 1, putCmd("stale", "state")) // discarded by Restore
 				mustRestore(t, dst, data)
 				wantState(t, stateOf(t, dst), stateOf(t, src))
-				if dst.EngineName() != to || dst.AppliedIndex() != 11 || dst.Sessions() != 3 {
-					t.Fatalf("engine %q applied %d sessions %d", dst.EngineName(), dst.AppliedIndex(), dst.Sessions())
+				if dst.EngineName() != to || dst.AppliedIndex() != 11 || dst.RememberedClients() != 3 {
+					t.Fatalf("engine %q applied %d clients %d", dst.EngineName(), dst.AppliedIndex(), dst.RememberedClients())
 				}
 				if again := mustPersist(t, dst); !bytes.Equal(again, data) {
 					t.Fatal("persisting the restored state gives different bytes")
@@ -254,7 +254,7 @@ func TestSnapshot_RestoreInvalidRecords(t *testing.T) {
 		value        string
 		keyLen, vLen uint64 // when non-zero, written instead of the real length
 	}
-	type sess struct {
+	type clientRec struct {
 		id            uint64
 		seq, touched  uint64
 		result        []byte
@@ -264,7 +264,7 @@ func TestSnapshot_RestoreInvalidRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	build := func(magic string, version uint32, applied uint64, count uint64, recs []rec, nsess uint64, sessions []sess) []byte {
+	build := func(magic string, version uint32, applied uint64, count uint64, recs []rec, nclients uint64, clients []clientRec) []byte {
 		var out bytes.Buffer
 		w := &snapshotWriter{crc: crc32.New(castagnoli())}
 		w.w = bufio.NewWriter(&out)
@@ -287,8 +287,8 @@ func TestSnapshot_RestoreInvalidRecords(t *testing.T) {
 			w.uvarint(vl)
 			w.write([]byte(r.value))
 		}
-		w.u64(nsess)
-		for _, s := range sessions {
+		w.u64(nclients)
+		for _, s := range clients {
 			w.u64(s.id)
 			w.uvarint(s.seq)
 			w.uvarint(s.touched)
@@ -306,14 +306,14 @@ func TestSnapshot_RestoreInvalidRecords(t *testing.T) {
 		return out.Bytes()
 	}
 	good := []rec{{key: "a", create: 1, mod: 2, value: "x"}, {key: "b", create: 3, mod: 3, value: ""}}
-	goodSess := []sess{{id: 1, seq: 1, touched: 2, result: okResult}, {id: 2, seq: 4, touched: 5, result: okResult}}
+	goodClients := []clientRec{{id: 1, seq: 1, touched: 2, result: okResult}, {id: 2, seq: 4, touched: 5, result: okResult}}
 
 	// build writes a snapshot by hand with a valid CRC, to reach the checks
 	// behind it. The builder itself produces a snapshot Restore accepts.
 	f := mustNew(t, "")
-	mustRestore(t, f, build(snapshotMagic, 1, 5, 2, good, 2, goodSess))
-	if f.Len() != 2 || f.Sessions() != 2 || f.AppliedIndex() != 5 {
-		t.Fatalf("hand-built snapshot: len %d sessions %d applied %d", f.Len(), f.Sessions(), f.AppliedIndex())
+	mustRestore(t, f, build(snapshotMagic, 1, 5, 2, good, 2, goodClients))
+	if f.Len() != 2 || f.RememberedClients() != 2 || f.AppliedIndex() != 5 {
+		t.Fatalf("hand-built snapshot: len %d clients %d applied %d", f.Len(), f.RememberedClients(), f.AppliedIndex())
 	}
 	wantEntry(t, f, "a", entry("a", "x", 1, 2))
 
@@ -323,11 +323,11 @@ func TestSnapshot_RestoreInvalidRecords(t *testing.T) {
 		name string
 		data []byte
 	}{
-		{"bad magic", build("CUBEKVX\x00", 1, 5, 2, good, 2, goodSess)},
-		{"version 0", build(snapshotMagic, 0, 5, 2, good, 2, goodSess)},
-		{"version 2", build(snapshotMagic, 2, 5, 2, good, 2, goodSess)},
-		{"count too high", build(snapshotMagic, 1, 5, 3, good, 2, goodSess)},
-		{"count too low", build(snapshotMagic, 1, 5, 1, good, 2, goodSess)},
+		{"bad magic", build("CUBEKVX\x00", 1, 5, 2, good, 2, goodClients)},
+		{"version 0", build(snapshotMagic, 0, 5, 2, good, 2, goodClients)},
+		{"version 2", build(snapshotMagic, 2, 5, 2, good, 2, goodClients)},
+		{"count too high", build(snapshotMagic, 1, 5, 3, good, 2, goodClients)},
+		{"count too low", build(snapshotMagic, 1, 5, 1, good, 2, goodClients)},
 		{"keys out of order", build(snapshotMagic, 1, 5, 2, []rec{good[1], good[0]}, 0, nil)},
 		{"duplicate key", build(snapshotMagic, 1, 5, 2, []rec{good[0], good[0]}, 0, nil)},
 		{"empty key", build(snapshotMagic, 1, 5, 1, []rec{{key: "", create: 1, mod: 1}}, 0, nil)},
@@ -337,17 +337,17 @@ func TestSnapshot_RestoreInvalidRecords(t *testing.T) {
 		{"create zero", build(snapshotMagic, 1, 5, 1, []rec{{key: "a", create: 0, mod: 1}}, 0, nil)},
 		{"create after mod", build(snapshotMagic, 1, 5, 1, []rec{{key: "a", create: 3, mod: 2}}, 0, nil)},
 		{"mod after applied", build(snapshotMagic, 1, 5, 1, []rec{{key: "a", create: 3, mod: 6}}, 0, nil)},
-		{"session count too high", build(snapshotMagic, 1, 5, 2, good, 3, goodSess)},
-		{"client id zero", build(snapshotMagic, 1, 5, 0, nil, 1, []sess{{id: 0, seq: 1, touched: 1, result: okResult}})},
-		{"sequence zero", build(snapshotMagic, 1, 5, 0, nil, 1, []sess{{id: 1, seq: 0, touched: 1, result: okResult}})},
-		{"sequence beyond int64", build(snapshotMagic, 1, 5, 0, nil, 1, []sess{{id: 1, seq: 1 << 63, touched: 1, result: okResult}})},
-		{"touched after applied", build(snapshotMagic, 1, 5, 0, nil, 1, []sess{{id: 1, seq: 1, touched: 6, result: okResult}})},
-		{"touched out of order", build(snapshotMagic, 1, 5, 0, nil, 2, []sess{goodSess[1], goodSess[0]})},
-		{"repeated client", build(snapshotMagic, 1, 5, 0, nil, 2, []sess{goodSess[0], goodSess[0]})},
-		{"empty result", build(snapshotMagic, 1, 5, 0, nil, 1, []sess{{id: 1, seq: 1, touched: 1}})},
-		{"absurd result length", build(snapshotMagic, 1, 5, 0, nil, 1, []sess{{id: 1, seq: 1, touched: 1, result: okResult, resultLenOver: 1 << 40}})},
-		{"undecodable result", build(snapshotMagic, 1, 5, 0, nil, 1, []sess{{id: 1, seq: 1, touched: 1, result: []byte{0xff, 0xff}}})},
-		{"result missing required field", build(snapshotMagic, 1, 5, 0, nil, 1, []sess{{id: 1, seq: 1, touched: 1, result: []byte{0}}})},
+		{"client count too high", build(snapshotMagic, 1, 5, 2, good, 3, goodClients)},
+		{"client id zero", build(snapshotMagic, 1, 5, 0, nil, 1, []clientRec{{id: 0, seq: 1, touched: 1, result: okResult}})},
+		{"sequence zero", build(snapshotMagic, 1, 5, 0, nil, 1, []clientRec{{id: 1, seq: 0, touched: 1, result: okResult}})},
+		{"sequence beyond int64", build(snapshotMagic, 1, 5, 0, nil, 1, []clientRec{{id: 1, seq: 1 << 63, touched: 1, result: okResult}})},
+		{"touched after applied", build(snapshotMagic, 1, 5, 0, nil, 1, []clientRec{{id: 1, seq: 1, touched: 6, result: okResult}})},
+		{"touched out of order", build(snapshotMagic, 1, 5, 0, nil, 2, []clientRec{goodClients[1], goodClients[0]})},
+		{"repeated client", build(snapshotMagic, 1, 5, 0, nil, 2, []clientRec{goodClients[0], goodClients[0]})},
+		{"empty result", build(snapshotMagic, 1, 5, 0, nil, 1, []clientRec{{id: 1, seq: 1, touched: 1}})},
+		{"absurd result length", build(snapshotMagic, 1, 5, 0, nil, 1, []clientRec{{id: 1, seq: 1, touched: 1, result: okResult, resultLenOver: 1 << 40}})},
+		{"undecodable result", build(snapshotMagic, 1, 5, 0, nil, 1, []clientRec{{id: 1, seq: 1, touched: 1, result: []byte{0xff, 0xff}}})},
+		{"result missing required field", build(snapshotMagic, 1, 5, 0, nil, 1, []clientRec{{id: 1, seq: 1, touched: 1, result: []byte{0}}})},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -411,12 +411,12 @@ func TestSnapshot_Golden(t *testing.T) {
 				if !reflect.DeepEqual(got, want) {
 					t.Fatalf("entries\n got %v\nwant %v", got, want)
 				}
-				if got, want := sessionState(g), "-22:5@7 33:2@8 11:2@9 "; got != want {
-					t.Fatalf("sessions %q, want %q", got, want)
+				if got, want := clientState(g), "-22:5@7 33:2@8 11:2@9 "; got != want {
+					t.Fatalf("clients %q, want %q", got, want)
 				}
 				g.mu.RLock()
-				cas := g.sessions.lookup(-22).result
-				txn := g.sessions.lookup(33).result
+				cas := g.requests.lookup(-22).result
+				txn := g.requests.lookup(33).result
 				g.mu.RUnlock()
 				wantWrite(t, cas, &kv.WriteResult_{Index: 7, Entry: entry("alpha", "one", 1, 3)})
 				wantWrite(t, txn, &kv.WriteResult_{Index: 8, Succeeded: true, Results: []*kv.OpResult_{

@@ -31,26 +31,6 @@ type proposalResult struct {
 	err error
 }
 
-// writeKeys returns the keys cmd may write. A transaction counts the keys
-// of both branches, since which one runs is decided only at apply time.
-func writeKeys(c *kv.Command) [][]byte {
-	switch c.Op {
-	case kv.CommandOp_PUT, kv.CommandOp_DELETE, kv.CommandOp_CAS_PUT, kv.CommandOp_CAS_DELETE:
-		return [][]byte{c.Key}
-	case kv.CommandOp_TXN:
-		var keys [][]byte
-		for _, ops := range [][]*kv.Op{c.Success, c.Failure} {
-			for _, op := range ops {
-				if op.Type == kv.OpType_PUT || op.Type == kv.OpType_DELETE {
-					keys = append(keys, op.Key)
-				}
-			}
-		}
-		return keys
-	}
-	return nil
-}
-
 // batchKeys tracks the keys written by the commands of one entry. Every
 // command of an entry is applied at the entry's Raft index, so two writes of
 // one key in one entry would leave two versions with the same mod_index,
@@ -61,7 +41,7 @@ type batchKeys map[string]struct{}
 // add records cmd's keys and reports true, or reports false (recording
 // nothing) when one of them is already written by the entry.
 func (b batchKeys) add(c *kv.Command) bool {
-	keys := writeKeys(c)
+	keys := fsm.WriteKeys(c)
 	for _, k := range keys {
 		if _, ok := b[string(k)]; ok {
 			return false
@@ -71,19 +51,6 @@ func (b batchKeys) add(c *kv.Command) bool {
 		b[string(k)] = struct{}{}
 	}
 	return true
-}
-
-func commandSize(c *kv.Command) int {
-	n := len(c.Key) + len(c.Value) + len(c.ExpectedValue) + 32
-	for _, ops := range [][]*kv.Op{c.Success, c.Failure} {
-		for _, op := range ops {
-			n += len(op.Key) + len(op.Value) + 8
-		}
-	}
-	for _, cmp := range c.Compares {
-		n += len(cmp.Key) + len(cmp.Value) + 16
-	}
-	return n
 }
 
 // propose hands cmd to the proposer and waits for its result. A command
@@ -160,7 +127,7 @@ func (n *Node) runProposer() {
 		batch := []*proposal{first}
 		keys := batchKeys{}
 		keys.add(first.cmd)
-		size := commandSize(first.cmd)
+		size := fsm.Size(first.cmd)
 	drain:
 		for len(batch) < maxBatchCommands && size < maxBytes {
 			select {
@@ -170,7 +137,7 @@ func (n *Node) runProposer() {
 					break drain
 				}
 				batch = append(batch, p)
-				size += commandSize(p.cmd)
+				size += fsm.Size(p.cmd)
 			default:
 				break drain
 			}

@@ -51,9 +51,8 @@ var errorTable = []struct {
 	{fsm.ErrStaleSequence, func(err error, _ *kv.RequestID) error {
 		return &kv.InvalidArgument{Field: "request_id.sequence", Reason: err.Error()}
 	}},
-	{fsm.ErrInvalidCommand, func(err error, _ *kv.RequestID) error {
-		return &kv.InvalidArgument{Field: "request", Reason: err.Error()}
-	}},
+	{fsm.ErrInvalidCommand, commandRefused},
+	{fsm.ErrAnswerTooLarge, commandRefused},
 	{context.DeadlineExceeded, func(err error, id *kv.RequestID) error {
 		return &kv.Timeout{RequestID: id, Reason: err.Error()}
 	}},
@@ -65,6 +64,16 @@ var errorTable = []struct {
 }
 
 func unavailable(err error, _ *kv.RequestID) error { return &kv.Unavailable{Reason: err.Error()} }
+
+// commandRefused answers a command the command table refused, naming the
+// request's field when the error does.
+func commandRefused(err error, _ *kv.RequestID) error {
+	var ce *fsm.CommandError
+	if errors.As(err, &ce) {
+		return &kv.InvalidArgument{Field: ce.Field, Reason: ce.Reason}
+	}
+	return &kv.InvalidArgument{Field: "request", Reason: err.Error()}
+}
 
 // toThrift maps err to the exception a client sees. id is the request id of
 // a write (nil for reads). Errors not in the table become a plain error,

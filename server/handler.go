@@ -28,10 +28,6 @@ type Store interface {
 	Scan(ctx context.Context, start, end []byte, reverse bool, limit int, keysOnly bool, c kv.Consistency) ([]storage.Entry, bool, node.ReadInfo, error)
 	// Status reports the node's state.
 	Status() node.Status
-	// LastSequence returns the last applied sequence of a client id (0 when
-	// unknown), so a retry is recognised before any check that depends on
-	// the current state.
-	LastSequence(clientID int64) int64
 }
 
 // Limits bound what one request may carry. Zero fields take the defaults.
@@ -261,11 +257,7 @@ func (h *Handler) Put(ctx context.Context, req *kv.PutRequest) (_ *kv.PutRespons
 	if req == nil {
 		return nil, h.fail(invalid("req", "missing"), nil)
 	}
-	if err := firstErr(h.checkKey("key", req.Key), h.checkValue("value", req.Value), checkRequestID(req.RequestID)); err != nil {
-		return nil, h.fail(err, nil)
-	}
 	cmd := &kv.Command{Op: kv.CommandOp_PUT, Key: req.Key, Value: nonNil(req.Value), ReturnPrevious: req.ReturnPrevious}
-	setID(cmd, req.RequestID)
 	res, err := h.apply(ctx, cmd, req.RequestID)
 	if err != nil {
 		return nil, err
@@ -284,11 +276,7 @@ func (h *Handler) DeleteKey(ctx context.Context, req *kv.DeleteRequest) (_ *kv.D
 	if req == nil {
 		return nil, h.fail(invalid("req", "missing"), nil)
 	}
-	if err := firstErr(h.checkKey("key", req.Key), checkRequestID(req.RequestID)); err != nil {
-		return nil, h.fail(err, nil)
-	}
 	cmd := &kv.Command{Op: kv.CommandOp_DELETE, Key: req.Key, ReturnPrevious: req.ReturnPrevious}
-	setID(cmd, req.RequestID)
 	res, err := h.apply(ctx, cmd, req.RequestID)
 	if err != nil {
 		return nil, err
@@ -303,17 +291,10 @@ func (h *Handler) Cas(ctx context.Context, req *kv.CASRequest) (_ *kv.CASRespons
 	if req == nil {
 		return nil, h.fail(invalid("req", "missing"), nil)
 	}
-	if err := h.checkCAS(req); err != nil {
-		return nil, h.fail(err, nil)
-	}
-	cmd := &kv.Command{Key: req.Key, ExpectedValue: req.ExpectedValue, ExpectedModIndex: req.ExpectedModIndex}
+	cmd := &kv.Command{Op: kv.CommandOp_CAS_PUT, Key: req.Key, Value: req.Value, ExpectedValue: req.ExpectedValue, ExpectedModIndex: req.ExpectedModIndex}
 	if req.GetRemove() {
 		cmd.Op = kv.CommandOp_CAS_DELETE
-	} else {
-		cmd.Op = kv.CommandOp_CAS_PUT
-		cmd.Value = nonNil(req.Value)
 	}
-	setID(cmd, req.RequestID)
 	res, err := h.apply(ctx, cmd, req.RequestID)
 	if err != nil {
 		return nil, err
@@ -387,18 +368,6 @@ func (h *Handler) Txn(ctx context.Context, req *kv.TxnRequest) (_ *kv.TxnRespons
 	if req == nil {
 		return nil, h.fail(invalid("req", "missing"), nil)
 	}
-	if err := h.checkTxn(req); err != nil {
-		return nil, h.fail(err, nil)
-	}
-	// The answer-size estimate reads current state, which a first attempt
-	// of this request may already have changed: a retry the state machine
-	// has seen goes straight to it and gets the remembered outcome.
-	retry := req.RequestID != nil && h.store.LastSequence(req.RequestID.ClientID) >= req.RequestID.Sequence
-	if !retry {
-		if err := h.checkTxnAnswer(ctx, req); err != nil {
-			return nil, h.fail(err, nil)
-		}
-	}
 	cmd := &kv.Command{Op: kv.CommandOp_TXN, Compares: req.Compares, Success: req.Success, Failure: req.Failure}
 	if cmd.Compares == nil {
 		cmd.Compares = []*kv.Compare{}
@@ -409,7 +378,6 @@ func (h *Handler) Txn(ctx context.Context, req *kv.TxnRequest) (_ *kv.TxnRespons
 	if cmd.Failure == nil {
 		cmd.Failure = []*kv.Op{}
 	}
-	setID(cmd, req.RequestID)
 	res, err := h.apply(ctx, cmd, req.RequestID)
 	if err != nil {
 		return nil, err
@@ -445,7 +413,13 @@ func (h *Handler) Status(ctx context.Context) (_ *kv.StatusResponse, err error) 
 	}, nil
 }
 
+// apply gives cmd the request id, validates and stamps it with the front
+// door's limits (checkCommand), and proposes it.
 func (h *Handler) apply(ctx context.Context, cmd *kv.Command, id *kv.RequestID) (*kv.WriteResult_, error) {
+	setID(cmd, id)
+	if err := h.checkCommand(cmd); err != nil {
+		return nil, h.fail(err, nil)
+	}
 	ctx, cancel := h.ctx(ctx)
 	defer cancel()
 	res, err := h.store.Apply(ctx, cmd)
@@ -468,13 +442,4 @@ func nonNil(b []byte) []byte {
 		return []byte{}
 	}
 	return b
-}
-
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ type fakeStore struct {
 	f        *fsm.FSM
 	mu       sync.Mutex // guards idx, applied, applyErr
 	idx      uint64
-	applied  int
+	applied  int // commands the state machine applied or answered; refusals are not counted
 	applyErr error
 	panicOn  string
 }
@@ -53,11 +54,11 @@ func (s *fakeStore) Apply(_ context.Context, cmd *kv.Command) (*kv.WriteResult_,
 		return nil, err
 	}
 	s.idx++
-	s.applied++
 	r := s.f.Apply(&raft.Log{Index: s.idx, Term: 1, Type: raft.LogCommand, Data: data}).(*fsm.Result)
 	if r.Err != nil {
-		return nil, r.Err
+		return nil, r.Err // refused: nothing applied
 	}
+	s.applied++
 	return r.Write, nil
 }
 
@@ -76,8 +77,6 @@ func (s *fakeStore) Scan(_ context.Context, start, end []byte, reverse bool, lim
 	es, more, applied := s.f.Scan(start, end, reverse, limit, keysOnly)
 	return es, more, node.ReadInfo{NodeID: "n1", Consistency: c, AppliedIndex: applied}, nil
 }
-
-func (s *fakeStore) LastSequence(clientID int64) int64 { return s.f.LastSequence(clientID) }
 
 func (s *fakeStore) Status() node.Status {
 	return node.Status{ID: "n1", Role: node.RoleLeader, Term: 3, Engine: s.f.EngineName(), Keys: s.f.Len()}
@@ -544,5 +543,32 @@ func TestHandler_TxnRetryAfterItGrewTheStateGetsTheFirstOutcome(t *testing.T) {
 	var ia *kv.InvalidArgument
 	if _, err := h.Txn(ctx, req); !errors.As(err, &ia) {
 		t.Fatalf("new txn whose answer cannot fit: %v, want InvalidArgument", err)
+	}
+}
+
+func TestInternal_LowersTheForwardedAnswerBudget(t *testing.T) {
+	h, s := mustHandler(t, Limits{MaxResponseBytes: 1000})
+	ctx := context.Background()
+	if _, err := h.Put(ctx, &kv.PutRequest{Key: []byte("k"), Value: bytes.Repeat([]byte("v"), 2000)}); err != nil {
+		t.Fatal(err)
+	}
+	in := NewInternal(h, leaderFake{s}, nil)
+	// A follower with a larger budget stamped its own; the leader's is
+	// what the state machine applies with.
+	budget := int64(1 << 20)
+	get := &kv.Command{Op: kv.CommandOp_TXN, Compares: []*kv.Compare{}, Failure: []*kv.Op{},
+		Success: []*kv.Op{{Type: kv.OpType_GET, Key: []byte("k")}}, MaxAnswerBytes: &budget}
+	_, err := in.Apply(ctx, get)
+	var ia *kv.InvalidArgument
+	if !errors.As(err, &ia) || ia.Field != "success" || !strings.Contains(ia.Reason, "1000 bytes") {
+		t.Fatalf("err = %v, want InvalidArgument on success naming the leader's 1000 bytes", err)
+	}
+	// A command from a node that stamps nothing gets the leader's budget too.
+	get.MaxAnswerBytes = nil
+	if _, err := in.Apply(ctx, get); !errors.As(err, &ia) || ia.Field != "success" {
+		t.Fatalf("unstamped: err = %v, want InvalidArgument on success", err)
+	}
+	if s.appliedCount() != 1 {
+		t.Fatalf("applied %d commands, want only the put", s.appliedCount())
 	}
 }

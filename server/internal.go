@@ -43,7 +43,8 @@ func (i *InternalHandler) Apply(ctx context.Context, cmd *kv.Command) (_ *kv.Wri
 	if cmd.ClientID != nil && cmd.Sequence != nil {
 		id = &kv.RequestID{ClientID: *cmd.ClientID, Sequence: *cmd.Sequence}
 	}
-	// The leader checks what it applies with its own limits, whoever sent it.
+	// The leader checks what it applies with its own limits, whoever sent
+	// it, and lowers the answer budget the sender stamped to its own.
 	if err := i.h.checkCommand(cmd); err != nil {
 		return nil, i.h.fail(err, id)
 	}

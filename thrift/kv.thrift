@@ -589,6 +589,14 @@ struct Command {
   11: optional bool return_previous,
   /** MEMBER_SET and MEMBER_REMOVE: the member. */
   12: optional MemberAddrs member,
+  /**
+   * TXN: the most bytes of keys and values the answer may carry, stamped by
+   * the front door that built the command and lowered to its own limit by
+   * the leader that proposes it. The state machine refuses (applying
+   * nothing) a transaction whose answer would carry more. Unset, as in
+   * entries written before this field existed: no check.
+   */
+  13: optional i64 max_answer_bytes,
 }
 
 /** Several commands in one log entry, applied in order, each with its own result. */

@@ -10133,6 +10133,12 @@ func (p *MemberAddrs) String() string {
 //   - Sequence
 //   - ReturnPrevious
 //   - Member: MEMBER_SET and MEMBER_REMOVE: the member.
+//   - MaxAnswerBytes: TXN: the most bytes of keys and values the answer may carry, stamped by
+//
+// the front door that built the command and lowered to its own limit by
+// the leader that proposes it. The state machine refuses (applying
+// nothing) a transaction whose answer would carry more. Unset, as in
+// entries written before this field existed: no check.
 type Command struct {
 	Op               CommandOp    `thrift:"op,1,required" db:"op" json:"op"`
 	Key              []byte       `thrift:"key,2" db:"key" json:"key,omitempty"`
@@ -10146,6 +10152,7 @@ type Command struct {
 	Sequence         *int64       `thrift:"sequence,10" db:"sequence" json:"sequence,omitempty"`
 	ReturnPrevious   *bool        `thrift:"return_previous,11" db:"return_previous" json:"return_previous,omitempty"`
 	Member           *MemberAddrs `thrift:"member,12" db:"member" json:"member,omitempty"`
+	MaxAnswerBytes   *int64       `thrift:"max_answer_bytes,13" db:"max_answer_bytes" json:"max_answer_bytes,omitempty"`
 }
 
 func NewCommand() *Command {
@@ -10236,6 +10243,15 @@ func (p *Command) GetMember() *MemberAddrs {
 	}
 	return p.Member
 }
+
+var Command_MaxAnswerBytes_DEFAULT int64
+
+func (p *Command) GetMaxAnswerBytes() int64 {
+	if !p.IsSetMaxAnswerBytes() {
+		return Command_MaxAnswerBytes_DEFAULT
+	}
+	return *p.MaxAnswerBytes
+}
 func (p *Command) IsSetKey() bool {
 	return p.Key != nil
 }
@@ -10278,6 +10294,10 @@ func (p *Command) IsSetReturnPrevious() bool {
 
 func (p *Command) IsSetMember() bool {
 	return p.Member != nil
+}
+
+func (p *Command) IsSetMaxAnswerBytes() bool {
+	return p.MaxAnswerBytes != nil
 }
 
 func (p *Command) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -10410,6 +10430,16 @@ func (p *Command) Read(ctx context.Context, iprot thrift.TProtocol) error {
 		case 12:
 			if fieldTypeId == thrift.STRUCT {
 				if err := p.ReadField12(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 13:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField13(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -10576,6 +10606,15 @@ func (p *Command) ReadField12(ctx context.Context, iprot thrift.TProtocol) error
 	return nil
 }
 
+func (p *Command) ReadField13(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 13: ", err)
+	} else {
+		p.MaxAnswerBytes = &v
+	}
+	return nil
+}
+
 func (p *Command) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "Command"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -10615,6 +10654,9 @@ func (p *Command) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField12(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField13(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -10829,6 +10871,21 @@ func (p *Command) writeField12(ctx context.Context, oprot thrift.TProtocol) (err
 	return err
 }
 
+func (p *Command) writeField13(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetMaxAnswerBytes() {
+		if err := oprot.WriteFieldBegin(ctx, "max_answer_bytes", thrift.I64, 13); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 13:max_answer_bytes: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.MaxAnswerBytes)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.max_answer_bytes (13) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 13:max_answer_bytes: ", p), err)
+		}
+	}
+	return err
+}
+
 func (p *Command) Equals(other *Command) bool {
 	if p == other {
 		return true
@@ -10908,6 +10965,14 @@ func (p *Command) Equals(other *Command) bool {
 	}
 	if !p.Member.Equals(other.Member) {
 		return false
+	}
+	if p.MaxAnswerBytes != other.MaxAnswerBytes {
+		if p.MaxAnswerBytes == nil || other.MaxAnswerBytes == nil {
+			return false
+		}
+		if (*p.MaxAnswerBytes) != (*other.MaxAnswerBytes) {
+			return false
+		}
 	}
 	return true
 }
