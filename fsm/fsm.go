@@ -324,17 +324,6 @@ func (f *FSM) RememberedClients() int {
 	return f.requests.len()
 }
 
-// LastSequence returns the last sequence applied for clientID, or 0 when
-// the request-id table does not know it.
-func (f *FSM) LastSequence(clientID int64) int64 {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if r := f.requests.lookup(clientID); r != nil {
-		return r.seq
-	}
-	return 0
-}
-
 // Digest returns a SHA-256 over every (key, create index, mod index, value)
 // in key order, and the applied index it was taken at. Equal states give
 // equal digests on every node and with either engine. The hash is computed

@@ -28,10 +28,6 @@ func (n *Node) Apply(ctx context.Context, cmd *kv.Command) (*kv.WriteResult_, er
 	return res, err
 }
 
-// LastSequence returns the last applied sequence of a client id, 0 when
-// unknown.
-func (n *Node) LastSequence(clientID int64) int64 { return n.fsm.LastSequence(clientID) }
-
 // Forwarded returns how many writes this node has forwarded to a leader.
 func (n *Node) Forwarded() uint64 { return n.forwarded.Load() }
 
