@@ -77,7 +77,7 @@ func TestGossip_ShutdownSeenAsDead(t *testing.T) {
 	if err := nodes[2].Shutdown(); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	waitFor(t, 3*time.Second, func() string {
+	waitFor(t, 5*time.Second, func() string {
 		for _, g := range nodes[:2] {
 			if msg := seesState(g, "n3", StateDead); msg != "" {
 				return msg
@@ -104,7 +104,7 @@ func TestGossip_LeaveSeenAsLeft(t *testing.T) {
 	if err := nodes[2].Leave(time.Second); err != nil {
 		t.Errorf("second Leave: %v", err)
 	}
-	waitFor(t, 3*time.Second, func() string {
+	waitFor(t, 5*time.Second, func() string {
 		for _, g := range nodes {
 			if msg := seesState(g, "n3", StateLeft); msg != "" {
 				return msg

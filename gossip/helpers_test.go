@@ -21,11 +21,14 @@ func newTestLogger(t *testing.T) *slog.Logger {
 }
 
 // fastTune shortens memberlist's timings so that loopback failure
-// detection takes well under a second.
+// detection takes about a second. The probe timeout and suspicion window
+// are kept wide enough that a test binary starved of CPU on a loaded
+// machine is not declared dead before it can refute the suspicion: a node
+// wrongly marked dead ignores its own later leave, which left tests flaky.
 func fastTune(mc *memberlist.Config) {
-	mc.ProbeInterval = 100 * time.Millisecond
-	mc.ProbeTimeout = 50 * time.Millisecond
-	mc.SuspicionMult = 2
+	mc.ProbeInterval = 200 * time.Millisecond
+	mc.ProbeTimeout = 150 * time.Millisecond
+	mc.SuspicionMult = 3
 	mc.SuspicionMaxTimeoutMult = 2
 	mc.GossipInterval = 20 * time.Millisecond
 	mc.PushPullInterval = 500 * time.Millisecond
