@@ -131,7 +131,11 @@ func classify(err error, sent bool) (outcome, error) {
 		return outcomeRetryUnknown, fmt.Errorf("%w: %s", ErrTimeout, timeout.Reason)
 	case errors.Is(err, transport.ErrPoolClosed):
 		return outcomeFinal, err
-	case !sent && errors.As(err, &protoErr) && protoErr.TypeId() == thrift.SIZE_LIMIT:
+	case !sent && errors.As(err, &protoErr) && protoErr.TExceptionType() == thrift.TExceptionTypeProtocol &&
+		protoErr.TypeId() == thrift.SIZE_LIMIT:
+		// TTransportException and TApplicationException satisfy the TProtocolException interface
+		// too, and a transport's TIMED_OUT shares SIZE_LIMIT's number: only a real protocol
+		// exception is this client's frame limit.
 		// Refused by this client's own frame limit before anything was written.
 		return outcomeFinal, &InvalidArgumentError{Field: "request", Reason: err.Error()}
 	case errors.As(err, &appErr):

@@ -372,8 +372,8 @@ func TestKvctl_ExitCodes(t *testing.T) {
 		t.Fatalf("get from a dead endpoint: exit %d, want %d", code, exitServerError)
 	}
 	srv.SetHook(func(ctx context.Context, c clienttest.Call) error { return &kv.Unavailable{Reason: "no quorum"} })
-	if code, _, _ := mustRun(t, "", ep, "--timeout=1s", "get", "k"); code != exitServerError {
-		t.Fatalf("get while unavailable: exit %d, want %d", code, exitServerError)
+	if code, _, stderr := mustRun(t, "", ep, "--timeout=1s", "get", "k"); code != exitServerError {
+		t.Fatalf("get while unavailable: exit %d, want %d (stderr %q)", code, exitServerError, stderr)
 	}
 }
 
