@@ -84,6 +84,22 @@ func (p *Pool) Put(c *Conn, broken bool) {
 	p.mu.Unlock()
 }
 
+// Do runs fn on a connection to addr taken from the pool, with Conn.Do's
+// deadline and broken-connection rules, and gives the connection back (or
+// closes it when the call broke it). fn makes exactly one call on one of
+// the connection's clients. sent reports whether any byte of the request
+// reached the socket; when no connection could be had, sent is false and
+// err is the dial's error.
+func (p *Pool) Do(ctx context.Context, addr string, fn func(ctx context.Context, c *Conn) error) (sent bool, err error) {
+	c, err := p.Get(ctx, addr)
+	if err != nil {
+		return false, err
+	}
+	sent, err = c.Do(ctx, func(ctx context.Context) error { return fn(ctx, c) })
+	p.Put(c, c.Broken())
+	return sent, err
+}
+
 // Close closes every idle connection; connections in use are closed when they are Put back. It is
 // idempotent.
 func (p *Pool) Close() error {

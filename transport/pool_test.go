@@ -10,6 +10,7 @@ import (
 
 	"github.com/cubekv/cubekv/client/clienttest"
 	"github.com/cubekv/cubekv/internal/testutil"
+	"github.com/cubekv/cubekv/thrift/kv"
 	"github.com/cubekv/cubekv/transport"
 )
 
@@ -158,5 +159,61 @@ func TestPool_ConcurrentUse(t *testing.T) {
 	}
 	if n := srv.Applies("k"); n != 160 {
 		t.Fatalf("server applied %d puts, want 160", n)
+	}
+}
+
+func TestPool_DoGivesTheConnectionBackUnlessTheCallBrokeIt(t *testing.T) {
+	srv := clienttest.NewServer(t, "n1")
+	p := mustNewPool(t, 2)
+	var used []*transport.Conn
+	do := func(ctx context.Context) (bool, error) {
+		return p.Do(ctx, srv.Addr, func(ctx context.Context, c *transport.Conn) error {
+			used = append(used, c)
+			return putCall("k")(ctx, c.KV)
+		})
+	}
+	if sent, err := do(context.Background()); err != nil || !sent {
+		t.Fatalf("first do: sent=%v err=%v", sent, err)
+	}
+	// A declared exception leaves the connection usable.
+	srv.SetHook(func(context.Context, clienttest.Call) error { return &kv.Unavailable{Reason: "no quorum"} })
+	var un *kv.Unavailable
+	if _, err := do(context.Background()); !errors.As(err, &un) {
+		t.Fatalf("do answered Unavailable: got %v", err)
+	}
+	// A call that times out breaks it.
+	hang(srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if sent, err := do(ctx); err == nil || !sent {
+		t.Fatalf("do that timed out: sent=%v err=%v, want sent and an error", sent, err)
+	}
+	srv.SetHook(nil)
+	if _, err := do(context.Background()); err != nil {
+		t.Fatalf("do after a broken call: %v", err)
+	}
+	if len(used) != 4 || used[1] != used[0] || used[2] != used[0] || used[3] == used[0] {
+		t.Fatalf("connections used %p, want the first reused twice and a fresh one after the broken call", used)
+	}
+	if n := srv.Applies("k"); n != 2 {
+		t.Fatalf("server applied %d puts, want 2", n)
+	}
+}
+
+func TestPool_DoSendsNothingWhenItCannotDial(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	p := mustNewPool(t, 2)
+	called := false
+	sent, err := p.Do(context.Background(), addr, func(context.Context, *transport.Conn) error {
+		called = true
+		return nil
+	})
+	if err == nil || sent || called {
+		t.Fatalf("do at a closed port: sent=%v err=%v called=%v, want an error, nothing sent and fn not called", sent, err, called)
 	}
 }
