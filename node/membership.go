@@ -52,8 +52,9 @@ func (s Suffrage) String() string {
 	}
 }
 
-// Server is one entry of the Raft configuration.
-type Server struct {
+// RaftMember is one server of the Raft configuration: its id, Raft address
+// and vote.
+type RaftMember struct {
 	ID       string
 	RaftAddr string
 	Suffrage Suffrage
@@ -62,16 +63,16 @@ type Server struct {
 // MemberInfo is one node as the topology reports it.
 type MemberInfo struct {
 	ID         string
-	ThriftAddr string // from the members table, else gossip; empty when unknown
+	ThriftAddr string // as ThriftAddr resolves it; empty when unknown
 	RaftAddr   string
 	GossipAddr string
 	AdminAddr  string
 	Version    string
 	Suffrage   Suffrage
 	Leader     bool
-	// GossipState is "alive", "suspect", "dead", "left" or "unknown"
-	// (in the Raft configuration but never seen in gossip).
-	GossipState string
+	// GossipState is the member's liveness in gossip; 0 when it is in the
+	// Raft configuration but was never seen in gossip.
+	GossipState gossip.State
 }
 
 // Topology is the cluster as this node sees it.
@@ -83,17 +84,17 @@ type Topology struct {
 }
 
 // Configuration returns the latest Raft configuration and its index.
-func (n *Node) Configuration() ([]Server, uint64, error) {
+func (n *Node) Configuration() ([]RaftMember, uint64, error) {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrRaftShutdown) {
 			return nil, 0, ErrShutdown
 		}
-		return nil, 0, fmt.Errorf("get configuration: %w", err)
+		return nil, 0, fmt.Errorf("%w: get configuration: %v", ErrUnavailable, err)
 	}
-	var out []Server
+	var out []RaftMember
 	for _, s := range f.Configuration().Servers {
-		sv := Server{ID: string(s.ID), RaftAddr: string(s.Address), Suffrage: SuffrageNonvoter}
+		sv := RaftMember{ID: string(s.ID), RaftAddr: string(s.Address), Suffrage: SuffrageNonvoter}
 		if s.Suffrage == raft.Voter {
 			sv.Suffrage = SuffrageVoter
 		}
@@ -113,9 +114,9 @@ func (n *Node) Topology() (Topology, error) {
 	t := Topology{LeaderID: string(leaderID), Term: n.raft.CurrentTerm(), ConfigIndex: idx}
 	byID := map[string]*MemberInfo{}
 	for _, s := range servers {
-		m := &MemberInfo{ID: s.ID, RaftAddr: s.RaftAddr, Suffrage: s.Suffrage, Leader: s.ID == t.LeaderID, GossipState: "unknown"}
+		m := &MemberInfo{ID: s.ID, RaftAddr: s.RaftAddr, Suffrage: s.Suffrage, Leader: s.ID == t.LeaderID}
 		if tm, ok := n.fsm.Member(s.ID); ok {
-			m.ThriftAddr, m.GossipAddr, m.AdminAddr = tm.ThriftAddr, tm.GossipAddr, tm.AdminAddr
+			m.GossipAddr, m.AdminAddr = tm.GossipAddr, tm.AdminAddr
 		}
 		byID[s.ID] = m
 	}
@@ -128,14 +129,14 @@ func (n *Node) Topology() (Topology, error) {
 			}
 			// The members table is authoritative for addresses; gossip
 			// fills in what it lacks, and says who is alive.
-			m.ThriftAddr = cmp.Or(m.ThriftAddr, gm.ThriftAddr)
 			m.GossipAddr = cmp.Or(m.GossipAddr, gm.GossipAddr)
 			m.AdminAddr = cmp.Or(m.AdminAddr, gm.AdminAddr)
 			m.Version = gm.Version
-			m.GossipState = gm.State.String()
+			m.GossipState = gm.State
 		}
 	}
 	for _, m := range byID {
+		m.ThriftAddr = n.ThriftAddr(m.ID)
 		t.Members = append(t.Members, *m)
 	}
 	sort.Slice(t.Members, func(i, j int) bool { return t.Members[i].ID < t.Members[j].ID })
@@ -255,7 +256,7 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error
 		if err != nil {
 			return "", err
 		}
-		var target *Server
+		var target *RaftMember
 		for i := range servers {
 			if servers[i].ID == id {
 				target = &servers[i]

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cubekv/cubekv/gossip"
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
@@ -16,27 +17,18 @@ import (
 type ClusterStore interface {
 	Topology() (node.Topology, error)
 	Status() node.Status
-	ThriftAddr(id string) string
 	AddNonvoter(ctx context.Context, id, raftAddr string) (uint64, error)
 	Promote(ctx context.Context, id string) (uint64, error)
 	RemoveServer(ctx context.Context, id string) (uint64, error)
 	TransferLeadership(ctx context.Context, id string) (string, error)
 }
 
-// Peers reaches other nodes' front doors (Forwarder does).
-type Peers interface {
-	// Status asks the node at addr for its status.
-	Status(ctx context.Context, addr string) (*kv.StatusResponse, error)
-	// GossipKeys asks the node at addr to run a keyring operation.
-	GossipKeys(ctx context.Context, addr string, req *kv.GossipKeyRequest) (*kv.NodeGossipKeys, error)
-}
-
 // ClusterHandler implements the kv.Cluster service.
 type ClusterHandler struct {
 	h       *Handler
 	store   ClusterStore
-	peers   Peers
-	keyring Keyring // nil when gossip is off
+	peers   *PeerClient // nil: members are not asked
+	keyring Keyring     // nil when gossip is off
 	now     func() time.Time
 	poll    time.Duration
 	status  time.Duration
@@ -50,77 +42,34 @@ const DefaultCatchupTimeout = 60 * time.Second
 
 // NewCluster returns the Cluster service of the front door h; keyring is
 // the node's gossip keyring (nil when gossip is off).
-func NewCluster(h *Handler, store ClusterStore, peers Peers, keyring Keyring) *ClusterHandler {
+func NewCluster(h *Handler, store ClusterStore, peers *PeerClient, keyring Keyring) *ClusterHandler {
 	return &ClusterHandler{h: h, store: store, peers: peers, keyring: keyring, now: time.Now, poll: 50 * time.Millisecond, status: time.Second}
-}
-
-func suffrage(s node.Suffrage) *kv.Suffrage {
-	switch s {
-	case node.SuffrageVoter:
-		return kv.SuffragePtr(kv.Suffrage_VOTER)
-	case node.SuffrageNonvoter:
-		return kv.SuffragePtr(kv.Suffrage_NONVOTER)
-	}
-	return nil
-}
-
-func gossipState(s string) kv.GossipState {
-	switch s {
-	case "alive":
-		return kv.GossipState_ALIVE
-	case "suspect":
-		return kv.GossipState_SUSPECT
-	case "dead":
-		return kv.GossipState_DEAD
-	case "left":
-		return kv.GossipState_LEFT
-	}
-	return kv.GossipState_UNKNOWN
-}
-
-func ms(d time.Duration) int64 {
-	if d < 0 {
-		return -1
-	}
-	return d.Milliseconds()
 }
 
 // Topology implements kv.Cluster: the Raft configuration merged with gossip,
 // with each reachable member's applied index and last contact asked of the
 // member itself (in parallel, one second each).
 func (c *ClusterHandler) Topology(ctx context.Context) (_ *kv.Topology, err error) {
-	defer c.h.recoverPanic("cluster.topology", &err)
+	defer c.h.done("cluster.topology", time.Now(), &err)
 	t, err := c.store.Topology()
 	if err != nil {
-		return nil, &kv.Unavailable{Reason: err.Error()}
+		return nil, err
 	}
 	self := c.store.Status()
 	out := &kv.Topology{LeaderID: t.LeaderID, Term: int64(t.Term), ServedBy: self.ID, ConfigIndex: int64(t.ConfigIndex)}
 	out.Members = make([]*kv.Member, len(t.Members))
 	var wg sync.WaitGroup
 	for i, m := range t.Members {
-		km := &kv.Member{
-			NodeID:        m.ID,
-			ThriftAddr:    m.ThriftAddr,
-			RaftAddr:      m.RaftAddr,
-			GossipAddr:    m.GossipAddr,
-			AdminAddr:     m.AdminAddr,
-			Suffrage:      suffrage(m.Suffrage),
-			Leader:        m.Leader,
-			GossipState:   gossipState(m.GossipState),
-			AppliedIndex:  -1,
-			LastContactMs: -1,
-			Version:       m.Version,
-		}
+		km := member(m)
 		out.Members[i] = km
 		switch {
 		case m.ID == self.ID:
 			km.AppliedIndex = int64(self.AppliedIndex)
-			km.LastContactMs = ms(self.LastContact)
+			km.LastContactMs = LastContactMs(self.LastContact)
 			if km.Version == "" {
 				km.Version = c.h.cfg.Version
 			}
-		case m.ThriftAddr != "" && c.peers != nil && m.GossipState != "dead" && m.GossipState != "left":
+		case m.ThriftAddr != "" && c.peers != nil && m.GossipState != gossip.StateDead && m.GossipState != gossip.StateLeft:
 			wg.Add(1)
 			go func(km *kv.Member, addr string) {
 				defer wg.Done()
@@ -155,22 +104,22 @@ func memberCtx(ctx context.Context, catchup time.Duration) (context.Context, con
 
 // AddMember implements kv.Cluster.
 func (c *ClusterHandler) AddMember(ctx context.Context, req *kv.AddMemberRequest) (_ *kv.MemberChangeResponse, err error) {
-	defer c.h.recoverPanic("cluster.add_member", &err)
+	defer c.h.done("cluster.add_member", time.Now(), &err)
 	if req == nil || req.NodeID == "" {
-		return nil, c.h.fail(invalid("node_id", "required"), nil)
+		return nil, invalid("node_id", "required")
 	}
 	if _, _, err := net.SplitHostPort(req.RaftAddr); err != nil {
-		return nil, c.h.fail(invalid("raft_addr", "%q is not host:port", req.RaftAddr), nil)
+		return nil, invalid("raft_addr", "%q is not host:port", req.RaftAddr)
 	}
 	wait, err := catchupTimeout(req.CatchupTimeoutMs)
 	if err != nil {
-		return nil, c.h.fail(err, nil)
+		return nil, err
 	}
 	ctx, cancel := memberCtx(ctx, wait)
 	defer cancel()
 	idx, err := c.store.AddNonvoter(ctx, req.NodeID, req.RaftAddr)
 	if err != nil {
-		return nil, c.h.fail(err, nil)
+		return nil, err
 	}
 	if req.GetNonvoter() {
 		return &kv.MemberChangeResponse{Index: int64(idx), Suffrage: kv.SuffragePtr(kv.Suffrage_NONVOTER)}, nil
@@ -180,13 +129,13 @@ func (c *ClusterHandler) AddMember(ctx context.Context, req *kv.AddMemberRequest
 
 // PromoteMember implements kv.Cluster.
 func (c *ClusterHandler) PromoteMember(ctx context.Context, req *kv.PromoteMemberRequest) (_ *kv.MemberChangeResponse, err error) {
-	defer c.h.recoverPanic("cluster.promote_member", &err)
+	defer c.h.done("cluster.promote_member", time.Now(), &err)
 	if req == nil || req.NodeID == "" {
-		return nil, c.h.fail(invalid("node_id", "required"), nil)
+		return nil, invalid("node_id", "required")
 	}
 	wait, err := catchupTimeout(req.CatchupTimeoutMs)
 	if err != nil {
-		return nil, c.h.fail(err, nil)
+		return nil, err
 	}
 	ctx, cancel := memberCtx(ctx, wait)
 	defer cancel()
@@ -201,15 +150,15 @@ func (c *ClusterHandler) promote(ctx context.Context, id string, wait time.Durat
 	if st.Role != node.RoleLeader {
 		// Only the leader can promote; don't wait out the catch-up first.
 		if st.LeaderID == "" {
-			return nil, c.h.fail(node.ErrNoLeader, nil)
+			return nil, node.ErrNoLeader
 		}
-		return nil, c.h.fail(&node.NotLeaderError{LeaderID: st.LeaderID, LeaderRaftAddr: st.LeaderRaftAddr}, nil)
+		return nil, &node.NotLeaderError{LeaderID: st.LeaderID, LeaderRaftAddr: st.LeaderRaftAddr}
 	}
 	target := st.CommitIndex
 	deadline := c.now().Add(wait)
 	var last int64 = -1
 	for {
-		if addr := c.store.ThriftAddr(id); addr != "" && c.peers != nil {
+		if addr := c.h.store.ThriftAddr(id); addr != "" && c.peers != nil {
 			sctx, cancel := context.WithTimeout(ctx, c.status)
 			st, err := c.peers.Status(sctx, addr)
 			cancel()
@@ -221,39 +170,39 @@ func (c *ClusterHandler) promote(ctx context.Context, id string, wait time.Durat
 			}
 		}
 		if c.now().After(deadline) {
-			return nil, &kv.Timeout{Reason: fmt.Sprintf("%s did not catch up to index %d within %v (last seen at %d); it stays a nonvoter: run promote_member when it has", id, target, wait, last)}
+			return nil, fmt.Errorf("%w: %s did not catch up to index %d within %v (last seen at %d); it stays a nonvoter: run promote_member when it has", node.ErrTimeout, id, target, wait, last)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, &kv.Timeout{Reason: fmt.Sprintf("%s: %v; it stays a nonvoter", id, ctx.Err())}
+			return nil, fmt.Errorf("%w: %s: %v; it stays a nonvoter", node.ErrTimeout, id, ctx.Err())
 		case <-time.After(c.poll):
 		}
 	}
 	idx, err := c.store.Promote(ctx, id)
 	if err != nil {
-		return nil, c.h.fail(err, nil)
+		return nil, err
 	}
 	return &kv.MemberChangeResponse{Index: int64(idx), Suffrage: kv.SuffragePtr(kv.Suffrage_VOTER)}, nil
 }
 
 // RemoveMember implements kv.Cluster.
 func (c *ClusterHandler) RemoveMember(ctx context.Context, req *kv.RemoveMemberRequest) (_ *kv.MemberChangeResponse, err error) {
-	defer c.h.recoverPanic("cluster.remove_member", &err)
+	defer c.h.done("cluster.remove_member", time.Now(), &err)
 	if req == nil || req.NodeID == "" {
-		return nil, c.h.fail(invalid("node_id", "required"), nil)
+		return nil, invalid("node_id", "required")
 	}
 	ctx, cancel := memberCtx(ctx, 0)
 	defer cancel()
 	idx, err := c.store.RemoveServer(ctx, req.NodeID)
 	if err != nil {
-		return nil, c.h.fail(err, nil)
+		return nil, err
 	}
 	return &kv.MemberChangeResponse{Index: int64(idx)}, nil
 }
 
 // TransferLeadership implements kv.Cluster.
 func (c *ClusterHandler) TransferLeadership(ctx context.Context, req *kv.TransferLeadershipRequest) (_ *kv.TransferLeadershipResponse, err error) {
-	defer c.h.recoverPanic("cluster.transfer_leadership", &err)
+	defer c.h.done("cluster.transfer_leadership", time.Now(), &err)
 	id := ""
 	if req != nil {
 		id = req.GetNodeID()
@@ -262,7 +211,7 @@ func (c *ClusterHandler) TransferLeadership(ctx context.Context, req *kv.Transfe
 	defer cancel()
 	leader, err := c.store.TransferLeadership(ctx, id)
 	if err != nil {
-		return nil, c.h.fail(err, nil)
+		return nil, err
 	}
 	return &kv.TransferLeadershipResponse{LeaderID: leader, Term: int64(c.store.Status().Term)}, nil
 }

@@ -4,11 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cubekv/cubekv/fsm"
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
+
+// Handlers return errors in the form they were produced: node's and fsm's
+// sentinels, wrapped with %w, and this package's invalidArgError. Each
+// service method hands its error to Handler.done, which maps it once,
+// through errorTable, to the Thrift exception the client sees. An
+// exception another node answered with (a forwarded write's, say) arrives
+// as a *peerError and reaches the client unchanged.
 
 // errInternal is what a recovered handler panic answers.
 var errInternal = errors.New("internal error")
@@ -24,11 +32,70 @@ func invalid(field, format string, args ...any) error {
 	return &invalidArgError{field: field, reason: fmt.Sprintf(format, args...)}
 }
 
-// errorTable maps errors produced below the front door to the Thrift
+// requestIDError is a write's failure with the request id it carried, for
+// a Timeout answer to name.
+type requestIDError struct {
+	id  *kv.RequestID
+	err error
+}
+
+func (e *requestIDError) Error() string { return e.err.Error() }
+func (e *requestIDError) Unwrap() error { return e.err }
+
+// withRequestID attaches a write's request id (nil when it has none) to
+// its error.
+func withRequestID(err error, id *kv.RequestID) error {
+	if err == nil || id == nil {
+		return err
+	}
+	return &requestIDError{id: id, err: err}
+}
+
+// peerError is a declared exception another node answered with. Its
+// Unwrap names the sentinel the exception stands for, so node reads it as
+// its own errors (node.Remote requires that), and toThrift hands the
+// exception to the client as the peer built it.
+type peerError struct {
+	peer     string // the node that answered
+	ex       error  // the generated exception, as received
+	sentinel error
+}
+
+func (e *peerError) Error() string {
+	return fmt.Sprintf("%v: %s answered %v", e.sentinel, e.peer, e.ex)
+}
+
+func (e *peerError) Unwrap() error { return e.sentinel }
+
+// fromPeer returns err as a *peerError when it is a declared exception
+// that peer answered with, and false otherwise (a transport failure, which
+// the caller maps).
+func fromPeer(peer string, err error) (*peerError, bool) {
+	var (
+		nl *kv.NotLeader
+		un *kv.Unavailable
+		to *kv.Timeout
+		ia *kv.InvalidArgument
+	)
+	switch {
+	case errors.As(err, &nl):
+		return &peerError{peer: peer, ex: nl, sentinel: node.ErrNotLeader}, true
+	case errors.As(err, &un):
+		return &peerError{peer: peer, ex: un, sentinel: node.ErrUnavailable}, true
+	case errors.As(err, &to):
+		return &peerError{peer: peer, ex: to, sentinel: node.ErrTimeout}, true
+	case errors.As(err, &ia):
+		return &peerError{peer: peer, ex: ia, sentinel: fsm.ErrInvalidCommand}, true
+	}
+	return nil, false
+}
+
+// errorTable maps the sentinels produced below the front door to the Thrift
 // exceptions clients see. It is walked in order with errors.Is, so wrapped
 // errors match. Declared exceptions are returned as the generated pointer
 // types themselves, never wrapped: the generated processor dispatches them
-// with a concrete type switch.
+// with a concrete type switch. id is the request id of a failed write,
+// nil otherwise.
 var errorTable = []struct {
 	target error
 	to     func(err error, id *kv.RequestID) error
@@ -43,9 +110,11 @@ var errorTable = []struct {
 	}},
 	{node.ErrNoLeader, func(error, *kv.RequestID) error { return kv.NewNotLeader() }},
 	{node.ErrTimeout, func(err error, id *kv.RequestID) error {
-		return &kv.Timeout{RequestID: id, Reason: err.Error()}
+		return &kv.Timeout{RequestID: id, Reason: reason(err, node.ErrTimeout)}
 	}},
-	{node.ErrUnavailable, unavailable},
+	{node.ErrUnavailable, func(err error, _ *kv.RequestID) error {
+		return &kv.Unavailable{Reason: reason(err, node.ErrUnavailable)}
+	}},
 	{node.ErrNotReady, unavailable},
 	{node.ErrShutdown, unavailable},
 	{fsm.ErrStaleSequence, func(err error, _ *kv.RequestID) error {
@@ -75,27 +144,87 @@ func commandRefused(err error, _ *kv.RequestID) error {
 	return &kv.InvalidArgument{Field: "request", Reason: err.Error()}
 }
 
-// toThrift maps err to the exception a client sees. id is the request id of
-// a write (nil for reads). Errors not in the table become a plain error,
-// which the generated processor answers as TApplicationException
-// INTERNAL_ERROR.
-func toThrift(err error, id *kv.RequestID) error {
+// reason is err's text for an exception that already names sentinel
+// (Unavailable for node.ErrUnavailable, Timeout for node.ErrTimeout):
+// the sentinel's own words at its front are dropped, so a client that
+// prefixes the exception's name reads it once.
+func reason(err, sentinel error) string {
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, sentinel.Error()+": "); ok {
+		return rest
+	}
+	return msg
+}
+
+// toThrift maps err to the exception a client sees, naming the leader's
+// Thrift address in a NotLeader when addrOf knows it. Errors not in the
+// table become a plain error, which the generated processor answers as
+// TApplicationException INTERNAL_ERROR.
+func toThrift(err error, addrOf func(id string) string) error {
 	if err == nil {
 		return nil
+	}
+	var pe *peerError
+	if errors.As(err, &pe) {
+		return pe.ex
 	}
 	var ia *invalidArgError
 	if errors.As(err, &ia) {
 		return &kv.InvalidArgument{Field: ia.field, Reason: ia.reason}
 	}
-	// Declared exceptions that crossed from another node pass through.
-	var kia *kv.InvalidArgument
-	if errors.As(err, &kia) {
-		return kia
+	var id *kv.RequestID
+	var rid *requestIDError
+	if errors.As(err, &rid) {
+		id = rid.id
 	}
 	for _, e := range errorTable {
-		if errors.Is(err, e.target) {
-			return e.to(err, id)
+		if !errors.Is(err, e.target) {
+			continue
 		}
+		out := e.to(err, id)
+		if nl, ok := out.(*kv.NotLeader); ok && nl.LeaderID != nil && addrOf != nil {
+			if addr := addrOf(*nl.LeaderID); addr != "" {
+				nl.LeaderAddr = &addr
+			}
+		}
+		return out
 	}
 	return err
+}
+
+// forRead rewrites a read's error: with no leader known a read cannot be
+// redirected, so it is refused as unavailable rather than NotLeader.
+func forRead(err error) error {
+	if errors.Is(err, node.ErrNoLeader) {
+		return fmt.Errorf("%w: %v", node.ErrUnavailable, err)
+	}
+	return err
+}
+
+// noOutcome rewrites the error of a request that changes nothing (a read
+// index, a question): its outcome cannot be unknown, so a timeout is
+// unavailability.
+func noOutcome(err error) error {
+	if errors.Is(err, node.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %v", node.ErrUnavailable, err)
+	}
+	return err
+}
+
+// Outcome names an answer for metrics: "ok", or the exception it became.
+func Outcome(err error) string {
+	switch err.(type) {
+	case nil:
+		return "ok"
+	case *kv.InvalidArgument:
+		return "invalid_argument"
+	case *kv.NotLeader:
+		return "not_leader"
+	case *kv.Unavailable:
+		return "unavailable"
+	case *kv.Timeout:
+		return "timeout"
+	default:
+		return "internal_error"
+	}
 }

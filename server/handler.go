@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -28,6 +27,9 @@ type Store interface {
 	Scan(ctx context.Context, start, end []byte, reverse bool, limit int, keysOnly bool, c kv.Consistency) ([]storage.Entry, bool, node.ReadInfo, error)
 	// Status reports the node's state.
 	Status() node.Status
+	// ThriftAddr returns the Thrift address of node id, "" when unknown:
+	// what a NotLeader answer names.
+	ThriftAddr(id string) string
 }
 
 // Limits bound what one request may carry. Zero fields take the defaults.
@@ -66,9 +68,6 @@ type Config struct {
 	RequestTimeout time.Duration
 	// Version is reported by Status.
 	Version string
-	// LeaderAddr returns the Thrift address of the node with the given id,
-	// for NotLeader answers; nil or "" when unknown.
-	LeaderAddr func(id string) string
 	// Observe, when set, receives every request's method, outcome ("ok" or
 	// the name of the exception or error class) and duration.
 	Observe func(method, outcome string, d time.Duration)
@@ -129,62 +128,26 @@ func NewProcessor(h *Handler, cluster *ClusterHandler, internal *InternalHandler
 	return mp
 }
 
-// observe reports a finished request to the configured observer.
-func (h *Handler) observe(method string, start time.Time, err error) {
-	if h.cfg.Observe != nil {
-		h.cfg.Observe(method, Outcome(err), time.Since(start))
-	}
-}
-
-// Outcome names an answer for metrics: "ok", or the exception it became.
-func Outcome(err error) string {
-	switch err.(type) {
-	case nil:
-		return "ok"
-	case *kv.InvalidArgument:
-		return "invalid_argument"
-	case *kv.NotLeader:
-		return "not_leader"
-	case *kv.Unavailable:
-		return "unavailable"
-	case *kv.Timeout:
-		return "timeout"
-	default:
-		return "internal_error"
-	}
-}
-
-// recoverPanic turns a handler panic into errInternal so the node stays up
-// and the client gets an answer.
-func (h *Handler) recoverPanic(method string, err *error) {
+// done ends every service call, Cluster and Internal ones included: a
+// panic becomes errInternal (the node stays up and the client gets an
+// answer), the error is mapped once to the exception the client sees, and
+// the call goes to Observe. Defer it first in each method, with the
+// method's named error result.
+func (h *Handler) done(method string, start time.Time, errp *error) {
 	if r := recover(); r != nil {
 		h.logger.Error("handler panic", "method", method, "err", fmt.Sprint(r), "stack", string(debug.Stack()))
-		*err = errInternal
+		*errp = errInternal
+	}
+	*errp = toThrift(*errp, h.store.ThriftAddr)
+	if h.cfg.Observe != nil {
+		h.cfg.Observe(method, Outcome(*errp), time.Since(start))
 	}
 }
 
-func (h *Handler) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+// withRequestTimeout bounds a request's time in the node by the
+// configured RequestTimeout.
+func (h *Handler) withRequestTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, h.cfg.RequestTimeout)
-}
-
-// failRead maps a read's error: with no leader known a read is refused as
-// Unavailable (it cannot be redirected anywhere), otherwise as fail does.
-func (h *Handler) failRead(err error) error {
-	if errors.Is(err, node.ErrNoLeader) {
-		return &kv.Unavailable{Reason: err.Error()}
-	}
-	return h.fail(err, nil)
-}
-
-// fail maps err for the client, filling the leader's address when known.
-func (h *Handler) fail(err error, id *kv.RequestID) error {
-	out := toThrift(err, id)
-	if nl, ok := out.(*kv.NotLeader); ok && nl.LeaderID != nil && h.cfg.LeaderAddr != nil {
-		if addr := h.cfg.LeaderAddr(*nl.LeaderID); addr != "" {
-			nl.LeaderAddr = &addr
-		}
-	}
-	return out
 }
 
 func consistency(c *kv.Consistency) (kv.Consistency, error) {
@@ -198,50 +161,24 @@ func consistency(c *kv.Consistency) (kv.Consistency, error) {
 	return 0, invalid("consistency", "unknown consistency %d", int64(*c))
 }
 
-func readInfo(ri node.ReadInfo) *kv.ReadInfo {
-	lc := int64(-1)
-	if ri.LastContact >= 0 {
-		lc = ri.LastContact.Milliseconds()
-	}
-	return &kv.ReadInfo{
-		NodeID:        ri.NodeID,
-		Consistency:   ri.Consistency,
-		AppliedIndex:  int64(ri.AppliedIndex),
-		LastContactMs: lc,
-	}
-}
-
-func toEntry(e storage.Entry, keysOnly bool) *kv.Entry {
-	out := &kv.Entry{Key: e.Key, CreateIndex: int64(e.CreateIndex), ModIndex: int64(e.ModIndex)}
-	if !keysOnly {
-		v := e.Value
-		if v == nil {
-			v = []byte{}
-		}
-		out.Value = v
-	}
-	return out
-}
-
 // Get implements kv.KV.
 func (h *Handler) Get(ctx context.Context, req *kv.GetRequest) (_ *kv.GetResponse, err error) {
-	defer func(start time.Time) { h.observe("get", start, err) }(time.Now())
-	defer h.recoverPanic("get", &err)
+	defer h.done("get", time.Now(), &err)
 	if req == nil {
-		return nil, h.fail(invalid("req", "missing"), nil)
+		return nil, invalid("req", "missing")
 	}
 	if err := h.checkKey("key", req.Key); err != nil {
-		return nil, h.fail(err, nil)
+		return nil, err
 	}
 	c, err := consistency(req.Consistency)
 	if err != nil {
-		return nil, h.fail(err, nil)
+		return nil, err
 	}
-	ctx, cancel := h.ctx(ctx)
+	ctx, cancel := h.withRequestTimeout(ctx)
 	defer cancel()
 	e, found, info, err := h.store.Get(ctx, req.Key, c)
 	if err != nil {
-		return nil, h.failRead(err)
+		return nil, forRead(err)
 	}
 	resp := &kv.GetResponse{Found: found, Info: readInfo(info)}
 	if found {
@@ -252,10 +189,9 @@ func (h *Handler) Get(ctx context.Context, req *kv.GetRequest) (_ *kv.GetRespons
 
 // Put implements kv.KV.
 func (h *Handler) Put(ctx context.Context, req *kv.PutRequest) (_ *kv.PutResponse, err error) {
-	defer func(start time.Time) { h.observe("put", start, err) }(time.Now())
-	defer h.recoverPanic("put", &err)
+	defer h.done("put", time.Now(), &err)
 	if req == nil {
-		return nil, h.fail(invalid("req", "missing"), nil)
+		return nil, invalid("req", "missing")
 	}
 	cmd := &kv.Command{Op: kv.CommandOp_PUT, Key: req.Key, Value: nonNil(req.Value), ReturnPrevious: req.ReturnPrevious}
 	res, err := h.apply(ctx, cmd, req.RequestID)
@@ -271,10 +207,9 @@ func (h *Handler) Put(ctx context.Context, req *kv.PutRequest) (_ *kv.PutRespons
 
 // DeleteKey implements kv.KV.
 func (h *Handler) DeleteKey(ctx context.Context, req *kv.DeleteRequest) (_ *kv.DeleteResponse, err error) {
-	defer func(start time.Time) { h.observe("delete", start, err) }(time.Now())
-	defer h.recoverPanic("delete", &err)
+	defer h.done("delete", time.Now(), &err)
 	if req == nil {
-		return nil, h.fail(invalid("req", "missing"), nil)
+		return nil, invalid("req", "missing")
 	}
 	cmd := &kv.Command{Op: kv.CommandOp_DELETE, Key: req.Key, ReturnPrevious: req.ReturnPrevious}
 	res, err := h.apply(ctx, cmd, req.RequestID)
@@ -286,10 +221,9 @@ func (h *Handler) DeleteKey(ctx context.Context, req *kv.DeleteRequest) (_ *kv.D
 
 // Cas implements kv.KV.
 func (h *Handler) Cas(ctx context.Context, req *kv.CASRequest) (_ *kv.CASResponse, err error) {
-	defer func(start time.Time) { h.observe("cas", start, err) }(time.Now())
-	defer h.recoverPanic("cas", &err)
+	defer h.done("cas", time.Now(), &err)
 	if req == nil {
-		return nil, h.fail(invalid("req", "missing"), nil)
+		return nil, invalid("req", "missing")
 	}
 	cmd := &kv.Command{Op: kv.CommandOp_CAS_PUT, Key: req.Key, Value: req.Value, ExpectedValue: req.ExpectedValue, ExpectedModIndex: req.ExpectedModIndex}
 	if req.GetRemove() {
@@ -304,34 +238,33 @@ func (h *Handler) Cas(ctx context.Context, req *kv.CASRequest) (_ *kv.CASRespons
 
 // Scan implements kv.KV.
 func (h *Handler) Scan(ctx context.Context, req *kv.ScanRequest) (_ *kv.ScanResponse, err error) {
-	defer func(start time.Time) { h.observe("scan", start, err) }(time.Now())
-	defer h.recoverPanic("scan", &err)
+	defer h.done("scan", time.Now(), &err)
 	if req == nil {
-		return nil, h.fail(invalid("req", "missing"), nil)
+		return nil, invalid("req", "missing")
 	}
 	start, end, limit, err := h.scanBounds(req)
 	if err != nil {
-		return nil, h.fail(err, nil)
+		return nil, err
 	}
 	c, err := consistency(req.Consistency)
 	if err != nil {
-		return nil, h.fail(err, nil)
+		return nil, err
 	}
 	resp := &kv.ScanResponse{Entries: []*kv.Entry{}}
-	ctx, cancel := h.ctx(ctx)
+	ctx, cancel := h.withRequestTimeout(ctx)
 	defer cancel()
 	if start != nil && end != nil && bytes.Compare(start, end) >= 0 {
 		// Empty range; still honour the consistency so the answer's info is real.
 		_, _, info, err := h.store.Scan(ctx, start, start, req.GetReverse(), 1, true, c)
 		if err != nil {
-			return nil, h.failRead(err)
+			return nil, forRead(err)
 		}
 		resp.Info = readInfo(info)
 		return resp, nil
 	}
 	entries, more, info, err := h.store.Scan(ctx, start, end, req.GetReverse(), limit, req.GetKeysOnly(), c)
 	if err != nil {
-		return nil, h.failRead(err)
+		return nil, forRead(err)
 	}
 	resp.Info = readInfo(info)
 	// Stop the page at the byte budget (always keeping one entry).
@@ -363,10 +296,9 @@ func (h *Handler) Scan(ctx context.Context, req *kv.ScanRequest) (_ *kv.ScanResp
 
 // Txn implements kv.KV.
 func (h *Handler) Txn(ctx context.Context, req *kv.TxnRequest) (_ *kv.TxnResponse, err error) {
-	defer func(start time.Time) { h.observe("txn", start, err) }(time.Now())
-	defer h.recoverPanic("txn", &err)
+	defer h.done("txn", time.Now(), &err)
 	if req == nil {
-		return nil, h.fail(invalid("req", "missing"), nil)
+		return nil, invalid("req", "missing")
 	}
 	cmd := &kv.Command{Op: kv.CommandOp_TXN, Compares: req.Compares, Success: req.Success, Failure: req.Failure}
 	if cmd.Compares == nil {
@@ -391,26 +323,8 @@ func (h *Handler) Txn(ctx context.Context, req *kv.TxnRequest) (_ *kv.TxnRespons
 
 // Status implements kv.KV.
 func (h *Handler) Status(ctx context.Context) (_ *kv.StatusResponse, err error) {
-	defer h.recoverPanic("status", &err)
-	st := h.store.Status()
-	lc := int64(-1)
-	if st.LastContact >= 0 {
-		lc = st.LastContact.Milliseconds()
-	}
-	return &kv.StatusResponse{
-		NodeID:         st.ID,
-		Role:           kv.Role(st.Role),
-		Term:           int64(st.Term),
-		CommitIndex:    int64(st.CommitIndex),
-		AppliedIndex:   int64(st.AppliedIndex),
-		LeaderID:       st.LeaderID,
-		LeaderRaftAddr: st.LeaderRaftAddr,
-		Keys:           int64(st.Keys),
-		Engine:         st.Engine,
-		Version:        h.cfg.Version,
-		LastContactMs:  lc,
-		SnapshotIndex:  int64(st.SnapshotIndex),
-	}, nil
+	defer h.done("status", time.Now(), &err)
+	return statusResponse(h.store.Status(), h.cfg.Version), nil
 }
 
 // apply gives cmd the request id, validates and stamps it with the front
@@ -418,13 +332,13 @@ func (h *Handler) Status(ctx context.Context) (_ *kv.StatusResponse, err error) 
 func (h *Handler) apply(ctx context.Context, cmd *kv.Command, id *kv.RequestID) (*kv.WriteResult_, error) {
 	setID(cmd, id)
 	if err := h.checkCommand(cmd); err != nil {
-		return nil, h.fail(err, nil)
+		return nil, err
 	}
-	ctx, cancel := h.ctx(ctx)
+	ctx, cancel := h.withRequestTimeout(ctx)
 	defer cancel()
 	res, err := h.store.Apply(ctx, cmd)
 	if err != nil {
-		return nil, h.fail(err, id)
+		return nil, withRequestID(err, id)
 	}
 	return res, nil
 }

@@ -78,6 +78,14 @@ func (s *fakeStore) Scan(_ context.Context, start, end []byte, reverse bool, lim
 	return es, more, node.ReadInfo{NodeID: "n1", Consistency: c, AppliedIndex: applied}, nil
 }
 
+// ThriftAddr knows n2's address only.
+func (s *fakeStore) ThriftAddr(id string) string {
+	if id == "n2" {
+		return "127.0.0.1:19090"
+	}
+	return ""
+}
+
 func (s *fakeStore) Status() node.Status {
 	return node.Status{ID: "n1", Role: node.RoleLeader, Term: 3, Engine: s.f.EngineName(), Keys: s.f.Len()}
 }
@@ -85,12 +93,7 @@ func (s *fakeStore) Status() node.Status {
 func mustHandler(t *testing.T, limits Limits) (*Handler, *fakeStore) {
 	t.Helper()
 	s := mustNewFakeStore(t)
-	return New(s, Config{Limits: limits, Version: "test", LeaderAddr: func(id string) string {
-		if id == "n2" {
-			return "127.0.0.1:19090"
-		}
-		return ""
-	}}), s
+	return New(s, Config{Limits: limits, Version: "test"}), s
 }
 
 func i64(v int64) *int64 { return &v }

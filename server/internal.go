@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"time"
 
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/thrift/kv"
@@ -35,9 +36,9 @@ func NewInternal(h *Handler, store LeaderStore, keyring Keyring) *InternalHandle
 // Apply implements kv.Internal: a write forwarded by a follower, applied
 // here without forwarding again.
 func (i *InternalHandler) Apply(ctx context.Context, cmd *kv.Command) (_ *kv.WriteResult_, err error) {
-	defer i.h.recoverPanic("internal.apply", &err)
+	defer i.h.done("internal.apply", time.Now(), &err)
 	if cmd == nil {
-		return nil, i.h.fail(invalid("cmd", "missing"), nil)
+		return nil, invalid("cmd", "missing")
 	}
 	var id *kv.RequestID
 	if cmd.ClientID != nil && cmd.Sequence != nil {
@@ -46,29 +47,25 @@ func (i *InternalHandler) Apply(ctx context.Context, cmd *kv.Command) (_ *kv.Wri
 	// The leader checks what it applies with its own limits, whoever sent
 	// it, and lowers the answer budget the sender stamped to its own.
 	if err := i.h.checkCommand(cmd); err != nil {
-		return nil, i.h.fail(err, id)
+		return nil, withRequestID(err, id)
 	}
-	ctx, cancel := i.h.ctx(ctx)
+	ctx, cancel := i.h.withRequestTimeout(ctx)
 	defer cancel()
 	res, err := i.store.ApplyLocal(ctx, cmd)
 	if err != nil {
-		return nil, i.h.fail(err, id)
+		return nil, withRequestID(err, id)
 	}
 	return res, nil
 }
 
 // ReadIndex implements kv.Internal.
 func (i *InternalHandler) ReadIndex(ctx context.Context) (_ *kv.ReadIndexResponse, err error) {
-	defer i.h.recoverPanic("internal.read_index", &err)
-	ctx, cancel := i.h.ctx(ctx)
+	defer i.h.done("internal.read_index", time.Now(), &err)
+	ctx, cancel := i.h.withRequestTimeout(ctx)
 	defer cancel()
 	idx, err := i.store.ReadIndex(ctx)
 	if err != nil {
-		out := i.h.fail(err, nil)
-		if _, ok := out.(*kv.Timeout); ok {
-			out = &kv.Unavailable{Reason: err.Error()}
-		}
-		return nil, out
+		return nil, noOutcome(err)
 	}
 	return &kv.ReadIndexResponse{Index: int64(idx), Term: int64(i.store.Status().Term)}, nil
 }
@@ -76,7 +73,7 @@ func (i *InternalHandler) ReadIndex(ctx context.Context) (_ *kv.ReadIndexRespons
 // LeaderView implements kv.Internal: this node's term and leader, as they
 // stand when the request arrives (a leader confirming reads asks).
 func (i *InternalHandler) LeaderView(ctx context.Context) (_ *kv.LeaderView, err error) {
-	defer i.h.recoverPanic("internal.leader_view", &err)
+	defer i.h.done("internal.leader_view", time.Now(), &err)
 	term, leader := i.store.LeaderView()
 	v := &kv.LeaderView{Term: int64(term)}
 	if leader != "" {

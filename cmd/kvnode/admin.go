@@ -23,6 +23,7 @@ import (
 
 	"github.com/cubekv/cubekv/fsm"
 	"github.com/cubekv/cubekv/node"
+	"github.com/cubekv/cubekv/server"
 )
 
 // adminServer is the admin HTTP endpoint: /health, /ready, /status,
@@ -127,10 +128,6 @@ func (a *adminServer) close() error {
 }
 
 func statusJSON(st node.Status) map[string]any {
-	lc := int64(-1)
-	if st.LastContact >= 0 {
-		lc = st.LastContact.Milliseconds()
-	}
 	return map[string]any{
 		"node_id":          st.ID,
 		"role":             st.Role.String(),
@@ -139,7 +136,7 @@ func statusJSON(st node.Status) map[string]any {
 		"applied_index":    st.AppliedIndex,
 		"leader_id":        st.LeaderID,
 		"leader_raft_addr": st.LeaderRaftAddr,
-		"last_contact_ms":  lc,
+		"last_contact_ms":  server.LastContactMs(st.LastContact),
 		"snapshot_index":   st.SnapshotIndex,
 		"keys":             st.Keys,
 		"bytes":            st.Bytes,

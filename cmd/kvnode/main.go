@@ -158,16 +158,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	}, 64)
 	stack.push("peer connections", pool.Close)
 	stack.push("gossip", func() error { return shutdownGossip(g) })
-	// Node ids resolve to Thrift addresses through the node's replicated
-	// members table (gossip as a fallback); the node starts using the
-	// forwarder inside Open, before createNode returns.
-	fwd := server.NewForwarder(pool, func(id string) string {
-		if n := nodeRef.Load(); n != nil {
-			return n.ThriftAddr(id)
-		}
-		return ""
-	})
-	n, err := createNode(cfg, logger, g, fwd, &nodeRef)
+	// The node resolves ids to Thrift addresses for its peer client, which
+	// it starts using inside Open, before createNode returns.
+	peers := server.NewPeerClient(pool, nodeDirectory{&nodeRef})
+	n, err := createNode(cfg, logger, g, peers, &nodeRef)
 	if err != nil {
 		return errors.Join(err, stack.close())
 	}
@@ -182,7 +176,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 		}
 		return nil
 	})
-	srv, err := createThriftServer(cfg, n, fwd, g, logger)
+	srv, err := createThriftServer(cfg, n, peers, g, logger)
 	if err != nil {
 		return errors.Join(err, stack.close())
 	}
@@ -356,6 +350,17 @@ func shutdownGossip(g *gossip.Gossip) error {
 	return g.Shutdown()
 }
 
+// nodeDirectory is the node, as the directory of Thrift addresses, once
+// ref is set: the peer client must exist before the node does.
+type nodeDirectory struct{ ref *atomic.Pointer[node.Node] }
+
+func (d nodeDirectory) ThriftAddr(id string) string {
+	if n := d.ref.Load(); n != nil {
+		return n.ThriftAddr(id)
+	}
+	return ""
+}
+
 // createNode opens the node; ref is set to it before Open starts Raft, so
 // the forwarder and gossip can resolve addresses through it from then on.
 func createNode(cfg *config, logger *slog.Logger, g *gossip.Gossip, remote node.Remote, ref *atomic.Pointer[node.Node]) (*node.Node, error) {
@@ -384,7 +389,7 @@ func createNode(cfg *config, logger *slog.Logger, g *gossip.Gossip, remote node.
 	return n, nil
 }
 
-func createThriftServer(cfg *config, n *node.Node, fwd *server.Forwarder, g *gossip.Gossip, logger *slog.Logger) (*transport.Server, error) {
+func createThriftServer(cfg *config, n *node.Node, peers *server.PeerClient, g *gossip.Gossip, logger *slog.Logger) (*transport.Server, error) {
 	sc, err := cfg.serverConfig()
 	if err != nil {
 		return nil, err
@@ -395,14 +400,13 @@ func createThriftServer(cfg *config, n *node.Node, fwd *server.Forwarder, g *gos
 		return nil, err
 	}
 	hc.Logger = logger
-	hc.LeaderAddr = n.ThriftAddr
 	hc.Observe = cfg.metrics.observeRequest
 	h := server.New(n, hc)
 	var keyring server.Keyring
 	if g != nil {
 		keyring = g
 	}
-	proc := server.NewProcessor(h, server.NewCluster(h, n, fwd, keyring), server.NewInternal(h, n, keyring))
+	proc := server.NewProcessor(h, server.NewCluster(h, n, peers, keyring), server.NewInternal(h, n, keyring))
 	srv, err := transport.NewServer(sc, proc, logger.With("component", logging.ComponentTransport))
 	if err != nil {
 		return nil, fmt.Errorf("new thrift server: %w", err)

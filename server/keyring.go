@@ -7,7 +7,9 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
+	"github.com/cubekv/cubekv/gossip"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
@@ -72,9 +74,9 @@ func applyKeyOp(nodeID string, keyring Keyring, req *kv.GossipKeyRequest) *kv.No
 
 // GossipKeysLocal implements kv.Internal: the operation on this node.
 func (i *InternalHandler) GossipKeysLocal(ctx context.Context, req *kv.GossipKeyRequest) (_ *kv.NodeGossipKeys, err error) {
-	defer i.h.recoverPanic("internal.gossip_keys_local", &err)
+	defer i.h.done("internal.gossip_keys_local", time.Now(), &err)
 	if err := checkKeyRequest(req); err != nil {
-		return nil, i.h.fail(err, nil)
+		return nil, err
 	}
 	return applyKeyOp(i.nodeID, i.keyring, req), nil
 }
@@ -82,9 +84,9 @@ func (i *InternalHandler) GossipKeysLocal(ctx context.Context, req *kv.GossipKey
 // GossipKeys implements kv.Cluster: the operation on every alive member,
 // this node directly and the others through their Internal service.
 func (c *ClusterHandler) GossipKeys(ctx context.Context, req *kv.GossipKeyRequest) (_ *kv.GossipKeyResponse, err error) {
-	defer c.h.recoverPanic("cluster.gossip_keys", &err)
+	defer c.h.done("cluster.gossip_keys", time.Now(), &err)
 	if err := checkKeyRequest(req); err != nil {
-		return nil, c.h.fail(err, nil)
+		return nil, err
 	}
 	if req.Op == kv.GossipKeyOp_USE {
 		// Sending with a key a member lacks would cut it off: every alive
@@ -113,7 +115,7 @@ func (c *ClusterHandler) GossipKeys(ctx context.Context, req *kv.GossipKeyReques
 func (c *ClusterHandler) fanOutKeys(ctx context.Context, req *kv.GossipKeyRequest) (*kv.GossipKeyResponse, error) {
 	topo, err := c.store.Topology()
 	if err != nil {
-		return nil, &kv.Unavailable{Reason: err.Error()}
+		return nil, err
 	}
 	self := c.store.Status().ID
 	var mu sync.Mutex
@@ -128,9 +130,9 @@ func (c *ClusterHandler) fanOutKeys(ctx context.Context, req *kv.GossipKeyReques
 		switch {
 		case m.ID == self:
 			add(applyKeyOp(self, c.keyring, req))
-		case m.GossipState != "alive":
+		case m.GossipState != gossip.StateAlive:
 			// Not asked: the operator reruns the step once it is back.
-			msg := "not asked: gossip state is " + m.GossipState
+			msg := "not asked: gossip state is " + gossipStateName(m.GossipState)
 			add(&kv.NodeGossipKeys{NodeID: m.ID, Fingerprints: []string{}, Error: &msg})
 		case m.ThriftAddr == "" || c.peers == nil:
 			msg := "no Thrift address known for this member"
@@ -151,20 +153,4 @@ func (c *ClusterHandler) fanOutKeys(ctx context.Context, req *kv.GossipKeyReques
 	wg.Wait()
 	sort.Slice(resp.Nodes, func(i, j int) bool { return resp.Nodes[i].NodeID < resp.Nodes[j].NodeID })
 	return resp, nil
-}
-
-// GossipKeys asks the node at addr to run a keyring operation on itself.
-func (f *Forwarder) GossipKeys(ctx context.Context, addr string, req *kv.GossipKeyRequest) (*kv.NodeGossipKeys, error) {
-	conn, err := f.pool.Get(ctx, addr)
-	if err != nil {
-		return nil, err
-	}
-	var out *kv.NodeGossipKeys
-	_, err = conn.Do(ctx, func(ctx context.Context) error {
-		var err error
-		out, err = conn.Internal.GossipKeysLocal(ctx, req)
-		return err
-	})
-	f.pool.Put(conn, conn.Broken())
-	return out, err
 }
