@@ -12,7 +12,7 @@ import (
 )
 
 // Handlers return errors in the form they were produced: node's and fsm's
-// sentinels, wrapped with %w, and this package's invalidArgError. Each
+// sentinels, wrapped with %w, and this package's *invalidArgError. Each
 // service method hands its error to Handler.done, which maps it once,
 // through errorTable, to the Thrift exception the client sees. An
 // exception another node answered with (a forwarded write's, say) arrives
@@ -21,12 +21,18 @@ import (
 // errInternal is what a recovered handler panic answers.
 var errInternal = errors.New("internal error")
 
+// errInvalidArgument is matched by every *invalidArgError.
+var errInvalidArgument = errors.New("invalid argument")
+
 // invalidArgError is a validation failure: which field and why.
 type invalidArgError struct {
 	field, reason string
 }
 
 func (e *invalidArgError) Error() string { return e.field + ": " + e.reason }
+
+// Is makes errors.Is(err, errInvalidArgument) hold.
+func (e *invalidArgError) Is(target error) bool { return target == errInvalidArgument }
 
 func invalid(field, format string, args ...any) error {
 	return &invalidArgError{field: field, reason: fmt.Sprintf(format, args...)}
@@ -67,6 +73,12 @@ func (e *peerError) Error() string {
 
 func (e *peerError) Unwrap() error { return e.sentinel }
 
+// errPeerAnswer is matched by every *peerError.
+var errPeerAnswer = errors.New("a peer's answer")
+
+// Is makes errors.Is(err, errPeerAnswer) hold.
+func (e *peerError) Is(target error) bool { return target == errPeerAnswer }
+
 // fromPeer returns err as a *peerError when it is a declared exception
 // that peer answered with, and false otherwise (a transport failure, which
 // the caller maps).
@@ -100,6 +112,16 @@ var errorTable = []struct {
 	target error
 	to     func(err error, id *kv.RequestID) error
 }{
+	{errPeerAnswer, func(err error, _ *kv.RequestID) error {
+		var pe *peerError
+		errors.As(err, &pe)
+		return pe.ex
+	}},
+	{errInvalidArgument, func(err error, _ *kv.RequestID) error {
+		var ia *invalidArgError
+		errors.As(err, &ia)
+		return &kv.InvalidArgument{Field: ia.field, Reason: ia.reason}
+	}},
 	{node.ErrNotLeader, func(err error, _ *kv.RequestID) error {
 		ex := kv.NewNotLeader()
 		var nl *node.NotLeaderError
@@ -163,14 +185,6 @@ func reason(err, sentinel error) string {
 func toThrift(err error, addrOf func(id string) string) error {
 	if err == nil {
 		return nil
-	}
-	var pe *peerError
-	if errors.As(err, &pe) {
-		return pe.ex
-	}
-	var ia *invalidArgError
-	if errors.As(err, &ia) {
-		return &kv.InvalidArgument{Field: ia.field, Reason: ia.reason}
 	}
 	var id *kv.RequestID
 	var rid *requestIDError

@@ -575,3 +575,28 @@ func TestInternal_LowersTheForwardedAnswerBudget(t *testing.T) {
 		t.Fatalf("applied %d commands, want only the put", s.appliedCount())
 	}
 }
+
+func TestHandler_ObservesClusterAndInternalCalls(t *testing.T) {
+	s := mustNewFakeStore(t)
+	var mu sync.Mutex
+	var got []string
+	h := New(s, Config{Observe: func(method, outcome string, d time.Duration) {
+		mu.Lock()
+		got = append(got, method+"="+outcome)
+		mu.Unlock()
+	}})
+	in := NewInternal(h, leaderFake{s}, nil)
+	c := NewCluster(h, nil, nil, nil)
+	ctx := context.Background()
+	_, _ = h.Status(ctx)
+	_, _ = in.Apply(ctx, nil)
+	_, _ = in.LeaderView(ctx)
+	_, _ = c.RemoveMember(ctx, &kv.RemoveMemberRequest{})
+	_, _ = in.GossipKeysLocal(ctx, &kv.GossipKeyRequest{Op: kv.GossipKeyOp_LIST})
+	want := []string{"status=ok", "internal.apply=invalid_argument", "internal.leader_view=ok", "cluster.remove_member=invalid_argument", "internal.gossip_keys_local=ok"}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("observed %v, want %v", got, want)
+	}
+}
