@@ -61,17 +61,7 @@ func (n *Node) RestoreFrom(ctx context.Context, path string) (fsm.SnapshotInfo, 
 	defer func() {
 		// Ready again, however the restore ended; establish gives up by
 		// itself if this node is no longer leader.
-		term := n.raft.CurrentTerm()
-		ectx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			select {
-			case <-n.closing:
-				cancel()
-			case <-ectx.Done():
-			}
-		}()
-		n.establish(ectx, term)
+		n.establishUntilClosed(n.raft.CurrentTerm())
 	}()
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: info.AppliedIndex, Term: term, Size: size}
 	n.logger.Info("restoring backup", "raft_index", info.AppliedIndex, "count", info.Entries, "bytes", size)

@@ -169,71 +169,68 @@ func (n *Node) waitIndexFuture(ctx context.Context, f raft.IndexFuture) (uint64,
 	}
 }
 
+// leaderMember returns, on the leader, member id's entry in the latest
+// Raft configuration and the configuration's index. When id is not a
+// member the error wraps ErrUnknownMember and the index is still set; a
+// follower gets a *NotLeaderError.
+func (n *Node) leaderMember(id string) (RaftMember, uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return RaftMember{}, 0, n.notLeaderErr()
+	}
+	servers, idx, err := n.Configuration()
+	if err != nil {
+		return RaftMember{}, 0, err
+	}
+	for _, s := range servers {
+		if s.ID == id {
+			return s, idx, nil
+		}
+	}
+	return RaftMember{}, idx, fmt.Errorf("%w: %s", ErrUnknownMember, id)
+}
+
 // AddNonvoter adds a node that receives the log but does not vote. Adding
 // a node already present with the same address is a no-op that returns the
 // current configuration index.
 func (n *Node) AddNonvoter(ctx context.Context, id, raftAddr string) (uint64, error) {
-	if n.raft.State() != raft.Leader {
-		return 0, n.notLeaderErr()
-	}
-	servers, idx, err := n.Configuration()
-	if err != nil {
+	m, idx, err := n.leaderMember(id)
+	switch {
+	case errors.Is(err, ErrUnknownMember):
+		n.logger.Info("adding nonvoter", "peer", id, "addr", raftAddr)
+		return n.waitIndexFuture(ctx, n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(raftAddr), idx, membershipTimeout))
+	case err != nil:
 		return 0, err
+	case m.RaftAddr != raftAddr:
+		return 0, fmt.Errorf("%w: %s is already a member at %s", ErrMembership, id, m.RaftAddr)
 	}
-	for _, s := range servers {
-		if s.ID == id {
-			if s.RaftAddr != raftAddr {
-				return 0, fmt.Errorf("%w: %s is already a member at %s", ErrMembership, id, s.RaftAddr)
-			}
-			return idx, nil
-		}
-	}
-	n.logger.Info("adding nonvoter", "peer", id, "addr", raftAddr)
-	return n.waitIndexFuture(ctx, n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(raftAddr), idx, membershipTimeout))
+	return idx, nil
 }
 
 // Promote makes a member a voter.
 func (n *Node) Promote(ctx context.Context, id string) (uint64, error) {
-	if n.raft.State() != raft.Leader {
-		return 0, n.notLeaderErr()
-	}
-	servers, idx, err := n.Configuration()
-	if err != nil {
+	m, idx, err := n.leaderMember(id)
+	switch {
+	case err != nil:
 		return 0, err
+	case m.Suffrage == SuffrageVoter:
+		return idx, nil
 	}
-	for _, s := range servers {
-		if s.ID != id {
-			continue
-		}
-		if s.Suffrage == SuffrageVoter {
-			return idx, nil
-		}
-		n.logger.Info("promoting to voter", "peer", id)
-		return n.waitIndexFuture(ctx, n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(s.RaftAddr), idx, membershipTimeout))
-	}
-	return 0, fmt.Errorf("%w: %s", ErrUnknownMember, id)
+	n.logger.Info("promoting to voter", "peer", id)
+	return n.waitIndexFuture(ctx, n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(m.RaftAddr), idx, membershipTimeout))
 }
 
 // RemoveServer removes a member from the Raft configuration.
 func (n *Node) RemoveServer(ctx context.Context, id string) (uint64, error) {
-	if n.raft.State() != raft.Leader {
-		return 0, n.notLeaderErr()
-	}
-	servers, idx, err := n.Configuration()
+	_, idx, err := n.leaderMember(id)
 	if err != nil {
 		return 0, err
 	}
-	for _, s := range servers {
-		if s.ID == id {
-			n.logger.Info("removing member", "peer", id)
-			idx, err := n.waitIndexFuture(ctx, n.raft.RemoveServer(raft.ServerID(id), idx, membershipTimeout))
-			if err == nil {
-				n.forgetMember(ctx, id)
-			}
-			return idx, err
-		}
+	n.logger.Info("removing member", "peer", id)
+	idx, err = n.waitIndexFuture(ctx, n.raft.RemoveServer(raft.ServerID(id), idx, membershipTimeout))
+	if err == nil {
+		n.forgetMember(ctx, id)
 	}
-	return 0, fmt.Errorf("%w: %s", ErrUnknownMember, id)
+	return idx, err
 }
 
 // TransferLeadership hands leadership to the voter id, or to the most
@@ -252,19 +249,10 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error
 		n.withdrawReady(term)
 		f = n.raft.LeadershipTransfer()
 	} else {
-		servers, _, err := n.Configuration()
-		if err != nil {
-			return "", err
-		}
-		var target *RaftMember
-		for i := range servers {
-			if servers[i].ID == id {
-				target = &servers[i]
-			}
-		}
+		target, _, err := n.leaderMember(id)
 		switch {
-		case target == nil:
-			return "", fmt.Errorf("%w: %s", ErrUnknownMember, id)
+		case err != nil:
+			return "", err
 		case target.Suffrage != SuffrageVoter:
 			return "", fmt.Errorf("%w: %s is not a voter", ErrMembership, id)
 		case id == n.cfg.ID:
@@ -317,15 +305,21 @@ func (n *Node) reestablish(term uint64) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			select {
-			case <-n.closing:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		n.establish(ctx, term)
+		n.establishUntilClosed(term)
 	}()
+}
+
+// establishUntilClosed runs establish for term, giving up when the node
+// closes.
+func (n *Node) establishUntilClosed(term uint64) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-n.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	n.establish(ctx, term)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -92,27 +91,24 @@ func TestPeerClient_ForwardedErrorIsTranslatedOnce(t *testing.T) {
 }
 
 func TestPeerClient_LeaderOutOfReach(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	pool := transport.NewPool(nil, 2)
+	if err := pool.Close(); err != nil {
 		t.Fatal(err)
 	}
-	closed := ln.Addr().String()
-	_ = ln.Close()
-	peers := mustNewPeerClient(t, directory{"n1": closed})
+	// The pool gives no connection: nothing is sent, so nothing can have
+	// been applied.
+	peers := NewPeerClient(pool, directory{"n1": "127.0.0.1:1"})
 	cmd := &kv.Command{Op: kv.CommandOp_PUT, Key: []byte("k"), Value: []byte("v")}
-
-	// Nothing was sent: nothing can have been applied.
-	_, err = peers.Apply(testContext(t), "n1", cmd)
-	if !errors.Is(err, node.ErrUnavailable) {
-		t.Fatalf("apply at a closed port: %v, want node.ErrUnavailable", err)
+	if _, err := peers.Apply(testContext(t), "n1", cmd); !errors.Is(err, node.ErrUnavailable) {
+		t.Fatalf("apply without a connection: %v, want node.ErrUnavailable", err)
+	}
+	if _, _, err := peers.LeaderView(testContext(t), "n1"); !errors.Is(err, node.ErrUnavailable) {
+		t.Fatalf("leader view without a connection: %v, want node.ErrUnavailable", err)
 	}
 	// A leader whose front door nobody knows: the client must find it.
-	_, err = peers.Apply(testContext(t), "n9", cmd)
+	_, err := peers.Apply(testContext(t), "n9", cmd)
 	nl, ok := toThrift(err, nil).(*kv.NotLeader)
 	if !ok || nl.GetLeaderID() != "n9" {
 		t.Fatalf("apply to an unknown address: the client sees %T %v, want NotLeader naming n9", toThrift(err, nil), err)
-	}
-	if _, _, err := peers.LeaderView(testContext(t), "n1"); !errors.Is(err, node.ErrUnavailable) {
-		t.Fatalf("leader view at a closed port: %v, want node.ErrUnavailable", err)
 	}
 }

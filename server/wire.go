@@ -23,43 +23,49 @@ func LastContactMs(d time.Duration) int64 {
 	return d.Milliseconds()
 }
 
-func role(r node.Role) kv.Role {
-	switch r {
-	case node.RoleFollower:
-		return kv.Role_FOLLOWER
-	case node.RoleCandidate:
-		return kv.Role_CANDIDATE
-	case node.RoleLeader:
-		return kv.Role_LEADER
-	default:
-		return kv.Role_SHUTDOWN
-	}
+var roles = map[node.Role]kv.Role{
+	node.RoleFollower:  kv.Role_FOLLOWER,
+	node.RoleCandidate: kv.Role_CANDIDATE,
+	node.RoleLeader:    kv.Role_LEADER,
+	node.RoleShutdown:  kv.Role_SHUTDOWN,
 }
 
+// role maps a Raft role; an unknown one reads as shut down.
+func role(r node.Role) kv.Role { return lookup(roles, r, kv.Role_SHUTDOWN) }
+
+var suffrages = map[node.Suffrage]kv.Suffrage{
+	node.SuffrageVoter:    kv.Suffrage_VOTER,
+	node.SuffrageNonvoter: kv.Suffrage_NONVOTER,
+}
+
+// suffrage maps a member's vote; nil when it is not in the Raft
+// configuration.
 func suffrage(s node.Suffrage) *kv.Suffrage {
-	switch s {
-	case node.SuffrageVoter:
-		return kv.SuffragePtr(kv.Suffrage_VOTER)
-	case node.SuffrageNonvoter:
-		return kv.SuffragePtr(kv.Suffrage_NONVOTER)
+	if w, ok := suffrages[s]; ok {
+		return kv.SuffragePtr(w)
 	}
 	return nil
+}
+
+var gossipStates = map[gossip.State]kv.GossipState{
+	gossip.StateAlive:   kv.GossipState_ALIVE,
+	gossip.StateSuspect: kv.GossipState_SUSPECT,
+	gossip.StateDead:    kv.GossipState_DEAD,
+	gossip.StateLeft:    kv.GossipState_LEFT,
 }
 
 // gossipState maps a member's gossip liveness; 0 (never seen in gossip)
 // is UNKNOWN.
 func gossipState(s gossip.State) kv.GossipState {
-	switch s {
-	case gossip.StateAlive:
-		return kv.GossipState_ALIVE
-	case gossip.StateSuspect:
-		return kv.GossipState_SUSPECT
-	case gossip.StateDead:
-		return kv.GossipState_DEAD
-	case gossip.StateLeft:
-		return kv.GossipState_LEFT
+	return lookup(gossipStates, s, kv.GossipState_UNKNOWN)
+}
+
+// lookup returns m[k], or otherwise when m has no k.
+func lookup[K comparable, V any](m map[K]V, k K, otherwise V) V {
+	if v, ok := m[k]; ok {
+		return v
 	}
-	return kv.GossipState_UNKNOWN
+	return otherwise
 }
 
 // gossipStateName is the state's name in messages: "alive", "suspect",

@@ -200,20 +200,18 @@ func TestPool_DoGivesTheConnectionBackUnlessTheCallBrokeIt(t *testing.T) {
 	}
 }
 
-func TestPool_DoSendsNothingWhenItCannotDial(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+func TestPool_DoSendsNothingWithoutAConnection(t *testing.T) {
+	srv := clienttest.NewServer(t, "n1")
+	p := transport.NewPool(nil, 2)
+	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	p := mustNewPool(t, 2)
 	called := false
-	sent, err := p.Do(context.Background(), addr, func(context.Context, *transport.Conn) error {
+	sent, err := p.Do(context.Background(), srv.Addr, func(context.Context, *transport.Conn) error {
 		called = true
 		return nil
 	})
-	if err == nil || sent || called {
-		t.Fatalf("do at a closed port: sent=%v err=%v called=%v, want an error, nothing sent and fn not called", sent, err, called)
+	if !errors.Is(err, transport.ErrPoolClosed) || sent || called {
+		t.Fatalf("do on a closed pool: sent=%v err=%v called=%v, want ErrPoolClosed, nothing sent and fn not called", sent, err, called)
 	}
 }

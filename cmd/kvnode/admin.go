@@ -177,17 +177,31 @@ const (
 	headerEntries = "X-Cubekv-Entries"
 )
 
+// stage creates a staging file in dataDir named after pattern, answering
+// 500 when it cannot; unstage removes it.
+func stage(w http.ResponseWriter, dataDir, pattern string) (*os.File, bool) {
+	f, err := os.CreateTemp(dataDir, pattern)
+	if err != nil {
+		http.Error(w, "stage snapshot: "+err.Error(), http.StatusInternalServerError)
+		return nil, false
+	}
+	return f, true
+}
+
+func unstage(f *os.File) {
+	_ = f.Close()
+	_ = os.Remove(f.Name())
+}
+
 // serveSnapshot answers GET /snapshot with a linearizable snapshot of the
 // whole state, staged in the data dir so its checksum and length can be sent
 // before the body.
 func serveSnapshot(w http.ResponseWriter, r *http.Request, n *node.Node, dataDir string, logger *slog.Logger) {
-	tmp, err := os.CreateTemp(dataDir, "backup-*.tmp")
-	if err != nil {
-		http.Error(w, "stage snapshot: "+err.Error(), http.StatusInternalServerError)
+	tmp, ok := stage(w, dataDir, "backup-*.tmp")
+	if !ok {
 		return
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
+	defer unstage(tmp)
 	h := sha256.New()
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Minute)
 	defer cancel()
@@ -221,13 +235,11 @@ func restoreSnapshot(w http.ResponseWriter, r *http.Request, n *node.Node, dataD
 		http.Error(w, "missing "+headerSHA256+" header", http.StatusBadRequest)
 		return
 	}
-	tmp, err := os.CreateTemp(dataDir, "restore-*.tmp")
-	if err != nil {
-		http.Error(w, "stage snapshot: "+err.Error(), http.StatusInternalServerError)
+	tmp, ok := stage(w, dataDir, "restore-*.tmp")
+	if !ok {
 		return
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
+	defer unstage(tmp)
 	h := sha256.New()
 	size, err := io.Copy(io.MultiWriter(tmp, h), r.Body)
 	if err != nil {
