@@ -121,7 +121,7 @@ func (c *cluster) isolate(i int) {
 
 // clusterRemote is a node.Remote over the in-memory cluster: LeaderView
 // asks the target node directly (unless the pair is cut); Apply and
-// ReadIndex do not forward, as server.Forwarder when it knows no address
+// ReadIndex do not forward, as server.PeerClient when it knows no address
 // for the leader.
 type clusterRemote struct {
 	c    *cluster

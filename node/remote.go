@@ -7,11 +7,11 @@ import (
 )
 
 // Remote reaches other nodes' front doors: the leader's for a follower, and
-// every voter's for a leader confirming reads. server.Forwarder
-// implements it over pooled Thrift connections. Errors must use node's
-// sentinels: a *NotLeaderError when the addressed node is not the leader,
-// ErrUnavailable when the request cannot have been applied, ErrTimeout when
-// the outcome is unknown.
+// every voter's for a leader confirming reads. server.PeerClient
+// implements it over pooled Thrift connections. Errors must match node's
+// sentinels (errors.Is): ErrNotLeader when the addressed node is not the
+// leader, ErrUnavailable when the request cannot have been applied,
+// ErrTimeout when the outcome is unknown.
 type Remote interface {
 	// ReadIndex asks the leader for a read index confirmed with a quorum
 	// after the call began.

@@ -8,30 +8,39 @@
 //   - Handler implements the generated kv.KV service over a Store (a
 //     consumer-side interface that *node.Node satisfies): it checks every
 //     request against Config.Limits before anything is proposed, builds
-//     the kv.Command, applies the consistency level each read names, and
-//     reports every request to Config.Observe.
+//     the kv.Command, and applies the consistency level each read names.
 //   - ClusterHandler implements kv.Cluster (topology, member changes,
 //     leadership transfer, cluster-wide gossip key operations) over a
-//     ClusterStore, reaching other nodes through Peers.
+//     ClusterStore, reaching other nodes through a PeerClient.
 //   - InternalHandler implements the node-to-node kv.Internal service over
 //     a LeaderStore: a forwarded write is applied without forwarding again,
 //     and a node answers read-index and leader-view questions.
-//   - The peer client implements node.Remote over a transport.Pool: it
-//     forwards a follower's writes and read-index questions to the leader's
-//     Internal service and carries a leader's confirmation questions.
-//   - Keyring is the gossip keyring (*gossip.Gossip; nil when gossip is
-//     off) behind the gossip key operations.
+//   - PeerClient (peer.go) calls other nodes' front doors over a
+//     transport.Pool, finding their addresses in a Directory (*node.Node).
+//     It implements node.Remote: it forwards a follower's writes and
+//     read-index questions to the leader's Internal service and carries a
+//     leader's confirmation questions.
+//   - Keyring (keyring.go) is the gossip keyring (*gossip.Gossip; nil when
+//     gossip is off) behind the gossip key operations.
 //   - NewProcessor serves the three services on one port: KV as the default
 //     service and under its multiplexed name, Cluster and Internal under
 //     theirs.
 //
+// Node-to-wire conversions (status, read info, members, roles, gossip
+// states, last contact in milliseconds) are in wire.go, one function each;
+// the admin port reuses LastContactMs.
+//
 // # Errors
 //
-// Node and validation errors are sentinels; they become Thrift exceptions in
-// one place, the table in errors.go, walked with errors.Is. A NotLeader
-// answer carries the leader's Thrift address when it is known
-// (Config.LeaderAddr). A handler panic is recovered into an internal error
-// and logged, so the node stays up and the client gets an answer.
+// Handlers return errors as they were produced: node's and fsm's
+// sentinels, wrapped with %w, and their own validation errors. Every
+// service method, Cluster and Internal ones included, defers Handler.done,
+// which recovers a panic into an internal error (logged, so the node stays
+// up and the client gets an answer), maps the error once through the table
+// in errors.go, walked with errors.Is, and reports the call to
+// Config.Observe. A NotLeader answer carries the leader's Thrift address
+// when the Store knows it. An exception a peer answered with (a forwarded
+// write's, say) reaches the client as the peer built it.
 //
 // # Concurrency
 //
