@@ -68,8 +68,9 @@ type Config struct {
 	RequestTimeout time.Duration
 	// Version is reported by Status.
 	Version string
-	// Observe, when set, receives every request's method, outcome ("ok" or
-	// the name of the exception or error class) and duration.
+	// Observe, when set, receives every request's method ("get", and
+	// "cluster.topology" or "internal.apply" for the other services),
+	// outcome (see Outcome) and duration.
 	Observe func(method, outcome string, d time.Duration)
 	// Logger; nil discards.
 	Logger *slog.Logger

@@ -36,11 +36,11 @@ func newMetrics() (*metrics, error) {
 		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cubekv_requests_total",
-			Help: "Thrift KV requests by method and outcome (ok or the exception answered).",
+			Help: "Thrift requests (KV, Cluster and Internal) by method and outcome (ok or the exception answered).",
 		}, []string{"method", "outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "cubekv_request_duration_seconds",
-			Help:    "Time from a KV request's decoding to its answer, by method.",
+			Help:    "Time from a Thrift request's decoding to its answer, by method.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}, []string{"method"}),
 		readIndex: prometheus.NewHistogramVec(prometheus.HistogramOpts{
