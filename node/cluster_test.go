@@ -171,7 +171,7 @@ func TestCluster_MembershipAddPromoteRemove(t *testing.T) {
 		}
 		for _, m := range top.Members {
 			if m.ID == "n4" {
-				if m.Suffrage != node.SuffrageVoter || m.ThriftAddr != nodetest.ThriftAddr("n4") || m.GossipState != "alive" {
+				if m.Suffrage != node.SuffrageVoter || m.ThriftAddr != nodetest.ThriftAddr("n4") || m.GossipState != gossip.StateAlive {
 					return fmt.Errorf("n4 = %+v", m)
 				}
 				return nil
@@ -217,10 +217,10 @@ func TestCluster_TopologyMergesGossip(t *testing.T) {
 	for _, m := range top.Members {
 		byID[m.ID] = m
 	}
-	if m := byID[other.ID()]; m.GossipState != "dead" || m.Suffrage != node.SuffrageVoter {
+	if m := byID[other.ID()]; m.GossipState != gossip.StateDead || m.Suffrage != node.SuffrageVoter {
 		t.Fatalf("%s = %+v, want a voter gossip reports dead", other.ID(), m)
 	}
-	if m := byID["n9"]; m.Suffrage != node.SuffrageNone || m.ThriftAddr != "thrift-n9" || m.GossipState != "alive" {
+	if m := byID["n9"]; m.Suffrage != node.SuffrageNone || m.ThriftAddr != "thrift-n9" || m.GossipState != gossip.StateAlive {
 		t.Fatalf("n9 = %+v, want an alive gossip member outside the configuration", m)
 	}
 	if m := byID[leader.ID()]; !m.Leader || top.LeaderID != leader.ID() || len(top.Members) != 4 {
