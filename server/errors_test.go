@@ -32,6 +32,8 @@ var answered = map[string]struct {
 	"node.ErrMembership":     {node.ErrMembership, "unavailable"},
 	"fsm.ErrStaleSequence":   {fsm.ErrStaleSequence, "invalid_argument"},
 	"fsm.ErrInvalidCommand":  {fsm.ErrInvalidCommand, "invalid_argument"},
+	"fsm.ErrAnswerTooLarge":  {fsm.ErrAnswerTooLarge, "invalid_argument"},
+	"fsm.CommandError":       {&fsm.CommandError{Field: "key", Reason: "too long", Err: fsm.ErrInvalidCommand}, "invalid_argument"},
 	"context.DeadlineExceed": {context.DeadlineExceeded, "timeout"},
 	"context.Canceled":       {context.Canceled, "unavailable"},
 	"server.invalid":         {invalid("key", "too long"), "invalid_argument"},
