@@ -135,13 +135,7 @@ func (c *Certs) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			cert, pool := c.current()
-			return &tls.Config{
-				MinVersion:   tls.VersionTLS12,
-				Certificates: []tls.Certificate{*cert},
-				ClientAuth:   tls.RequireAndVerifyClientCert,
-				ClientCAs:    pool,
-			}, nil
+			return c.serverConfig(), nil
 		},
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			cert, _ := c.current()
@@ -205,26 +199,33 @@ func forHost(cfg *tls.Config, host string) *tls.Config {
 func (c *Certs) PeerTLSConfig() *tls.Config {
 	cfg := c.TLSConfig()
 	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		cert, pool := c.current()
-		return &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{*cert},
-			ClientAuth:   tls.RequireAndVerifyClientCert,
-			ClientCAs:    pool,
-			VerifyConnection: func(cs tls.ConnectionState) error {
-				if len(cs.PeerCertificates) == 0 {
-					return fmt.Errorf("%w: peer presented no certificate", ErrTLSConfig)
+		sc := c.serverConfig()
+		sc.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return fmt.Errorf("%w: peer presented no certificate", ErrTLSConfig)
+			}
+			for _, u := range cs.PeerCertificates[0].ExtKeyUsage {
+				if u == x509.ExtKeyUsageServerAuth {
+					return nil
 				}
-				for _, u := range cs.PeerCertificates[0].ExtKeyUsage {
-					if u == x509.ExtKeyUsageServerAuth {
-						return nil
-					}
-				}
-				return fmt.Errorf("%w: peer %q presented a client certificate, not a node certificate", ErrTLSConfig, cs.PeerCertificates[0].Subject.CommonName)
-			},
-		}, nil
+			}
+			return fmt.Errorf("%w: peer %q presented a client certificate, not a node certificate", ErrTLSConfig, cs.PeerCertificates[0].Subject.CommonName)
+		}
+		return sc, nil
 	}
 	return cfg
+}
+
+// serverConfig is the server side of a handshake: it presents the current
+// certificate and requires a client certificate signed by the current CA.
+func (c *Certs) serverConfig() *tls.Config {
+	cert, pool := c.current()
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{*cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    pool,
+	}
 }
 
 // ClientTLS builds a client-only configuration from files: the CA that

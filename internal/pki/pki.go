@@ -54,27 +54,37 @@ func encode(der []byte, key *ecdsa.PrivateKey) (Pair, error) {
 	}, nil
 }
 
-// NewCA makes a self-signed CA valid for validFor.
-func NewCA(name string, validFor time.Duration) (Pair, error) {
+// newTemplate generates a P-256 key (what names it in the error) and a
+// certificate template for name with a fresh serial, valid from an hour ago
+// (for clock skew) until validFor from now.
+func newTemplate(what, name string, validFor time.Duration) (*ecdsa.PrivateKey, *x509.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return Pair{}, fmt.Errorf("generate CA key: %w", err)
+		return nil, nil, fmt.Errorf("generate %s: %w", what, err)
 	}
 	sn, err := serial()
 	if err != nil {
-		return Pair{}, err
+		return nil, nil, err
 	}
 	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          sn,
-		Subject:               pkix.Name{CommonName: name, Organization: []string{"cubekv"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(validFor),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
+	return key, &x509.Certificate{
+		SerialNumber: sn,
+		Subject:      pkix.Name{CommonName: name, Organization: []string{"cubekv"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(validFor),
+	}, nil
+}
+
+// NewCA makes a self-signed CA valid for validFor.
+func NewCA(name string, validFor time.Duration) (Pair, error) {
+	key, tmpl, err := newTemplate("CA key", name, validFor)
+	if err != nil {
+		return Pair{}, err
 	}
+	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
+	tmpl.BasicConstraintsValid = true
+	tmpl.IsCA = true
+	tmpl.MaxPathLenZero = true
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		return Pair{}, fmt.Errorf("create CA certificate: %w", err)
@@ -94,22 +104,11 @@ func Issue(ca Pair, kind Kind, name string, hosts []string, validFor time.Durati
 	if err != nil {
 		return Pair{}, fmt.Errorf("parse CA: %w", err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return Pair{}, fmt.Errorf("generate key: %w", err)
-	}
-	sn, err := serial()
+	key, tmpl, err := newTemplate("key", name, validFor)
 	if err != nil {
 		return Pair{}, err
 	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: sn,
-		Subject:      pkix.Name{CommonName: name, Organization: []string{"cubekv"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(validFor),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-	}
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	switch kind {
 	case KindNode:
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
