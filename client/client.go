@@ -451,7 +451,7 @@ func (c *Client) do(ctx context.Context, rt *route, opts callOpts, fn func(ctx c
 		case !stay:
 			rt.failed()
 		}
-		if (c.maxRetries >= 0 && attempt >= c.maxRetries) || contextDone(ctx) != nil || !time.Now().Before(retryUntil) {
+		if (c.maxRetries >= 0 && attempt >= c.maxRetries) || transport.ContextDone(ctx) != nil || !time.Now().Before(retryUntil) {
 			break
 		}
 		if !redirected && !c.sleep(ctx, attempt, retryUntil) {
@@ -463,22 +463,10 @@ func (c *Client) do(ctx context.Context, rt *route, opts callOpts, fn func(ctx c
 		}
 		c.logger.Debug("retrying request", "addr", rt.current(), "err", err, "count", attempt+1)
 	}
-	if ctxErr := contextDone(ctx); ctxErr != nil && !errors.Is(lastErr, ctxErr) {
+	if ctxErr := transport.ContextDone(ctx); ctxErr != nil && !errors.Is(lastErr, ctxErr) {
 		lastErr = fmt.Errorf("%w: last error: %w", ctxErr, lastErr)
 	}
 	return unknown, lastErr
-}
-
-// contextDone returns ctx's error, or context.DeadlineExceeded once its deadline has passed even if
-// its timer has not fired yet.
-func contextDone(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
-		return context.DeadlineExceeded
-	}
-	return nil
 }
 
 // attempt makes one call at addr on a connection from pool.

@@ -31,7 +31,7 @@ func (c *Client) Leader() string {
 func (c *Client) fetchTopology(ctx context.Context, addrs []string) (*kv.Topology, error) {
 	var errs []error
 	for _, addr := range addrs {
-		if err := contextDone(ctx); err != nil {
+		if err := transport.ContextDone(ctx); err != nil {
 			errs = append(errs, err)
 			break
 		}

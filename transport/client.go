@@ -215,7 +215,7 @@ func (c *Conn) Do(ctx context.Context, fn func(ctx context.Context) error) (sent
 	}
 	if !isDeclaredException(err) {
 		c.broken = true
-		if ctxErr := contextDone(ctx); ctxErr != nil {
+		if ctxErr := ContextDone(ctx); ctxErr != nil {
 			// Report the context's error rather than the socket's i/o timeout it caused.
 			return sent, fmt.Errorf("%w: %w", ctxErr, err)
 		}
@@ -223,9 +223,9 @@ func (c *Conn) Do(ctx context.Context, fn func(ctx context.Context) error) (sent
 	return sent, err
 }
 
-// contextDone returns ctx's error, or context.DeadlineExceeded once its deadline has passed even if
+// ContextDone returns ctx's error, or context.DeadlineExceeded once its deadline has passed even if
 // its timer has not fired yet (a socket deadline set to the same instant can expire first).
-func contextDone(ctx context.Context) error {
+func ContextDone(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
