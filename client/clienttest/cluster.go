@@ -1,6 +1,7 @@
 package clienttest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -151,7 +152,7 @@ func (s *Server) AddMember(ctx context.Context, req *kv.AddMemberRequest) (*kv.M
 		}
 		t.Members = append(t.Members, &kv.Member{NodeID: req.NodeID, RaftAddr: req.RaftAddr,
 			Suffrage: kv.SuffragePtr(suffrage), GossipState: kv.GossipState_UNKNOWN, AppliedIndex: -1, LastContactMs: -1})
-		slices.SortFunc(t.Members, func(a, b *kv.Member) int { return compareStrings(a.NodeID, b.NodeID) })
+		slices.SortFunc(t.Members, func(a, b *kv.Member) int { return cmp.Compare(a.NodeID, b.NodeID) })
 		return nil
 	})
 	if err != nil {
@@ -231,16 +232,6 @@ func setLeader(t *kv.Topology, id string) {
 	}
 }
 
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // cloneTopology returns a deep copy of t (nil for nil).
 func cloneTopology(t *kv.Topology) *kv.Topology {
 	if t == nil {
@@ -295,7 +286,7 @@ func NewCluster(t testing.TB, ids ...string) *Cluster {
 			Version:       "test",
 		})
 	}
-	slices.SortFunc(c.topo.Members, func(a, b *kv.Member) int { return compareStrings(a.NodeID, b.NodeID) })
+	slices.SortFunc(c.topo.Members, func(a, b *kv.Member) int { return cmp.Compare(a.NodeID, b.NodeID) })
 	c.SetLeader(ids[0])
 	return c
 }

@@ -8,6 +8,7 @@ package clienttest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -469,7 +470,7 @@ func (s *Server) holds(c *kv.Compare) (bool, error) {
 	if c.Op == nil {
 		op = kv.CompareOp_EQUAL
 	}
-	cmp := func(r int) bool {
+	satisfied := func(r int) bool {
 		switch op {
 		case kv.CompareOp_EQUAL:
 			return r == 0
@@ -488,11 +489,11 @@ func (s *Server) holds(c *kv.Compare) (bool, error) {
 	}
 	switch c.Target {
 	case kv.CompareTarget_VALUE:
-		return e != nil && cmp(bytes.Compare(e.Value, c.Value)), nil
+		return e != nil && satisfied(bytes.Compare(e.Value, c.Value)), nil
 	case kv.CompareTarget_MOD_INDEX:
-		return cmp(compareInt(mod, c.GetIndex())), nil
+		return satisfied(cmp.Compare(mod, c.GetIndex())), nil
 	case kv.CompareTarget_CREATE_INDEX:
-		return cmp(compareInt(create, c.GetIndex())), nil
+		return satisfied(cmp.Compare(create, c.GetIndex())), nil
 	case kv.CompareTarget_EXISTS:
 		if op != kv.CompareOp_EQUAL && op != kv.CompareOp_NOT_EQUAL {
 			return false, &kv.InvalidArgument{Field: "compare.op", Reason: "EXISTS allows only EQUAL and NOT_EQUAL"}
@@ -500,16 +501,6 @@ func (s *Server) holds(c *kv.Compare) (bool, error) {
 		return (e != nil) == c.GetExists() == (op == kv.CompareOp_EQUAL), nil
 	}
 	return false, &kv.InvalidArgument{Field: "compare.target", Reason: fmt.Sprintf("unknown target %d", c.Target)}
-}
-
-func compareInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Txn implements kv.KV.
