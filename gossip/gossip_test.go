@@ -24,6 +24,13 @@ func startPool(t *testing.T, ids ...string) []*Gossip {
 		}
 		nodes = append(nodes, mustStart(t, cfg))
 	}
+	waitAllAlive(t, nodes)
+	return nodes
+}
+
+// waitAllAlive waits until every node in nodes sees all of them alive.
+func waitAllAlive(t *testing.T, nodes []*Gossip) {
+	t.Helper()
 	waitFor(t, 5*time.Second, func() string {
 		for _, g := range nodes {
 			if msg := seesAlive(g, nodes...); msg != "" {
@@ -32,7 +39,6 @@ func startPool(t *testing.T, ids ...string) []*Gossip {
 		}
 		return ""
 	})
-	return nodes
 }
 
 func TestGossip_ThreeNodePool(t *testing.T) {
@@ -46,14 +52,7 @@ func TestGossip_ThreeNodePool(t *testing.T) {
 	c := mustStart(t, cfgC)
 
 	nodes := []*Gossip{a, b, c}
-	waitFor(t, 5*time.Second, func() string {
-		for _, g := range nodes {
-			if msg := seesAlive(g, nodes...); msg != "" {
-				return msg
-			}
-		}
-		return ""
-	})
+	waitAllAlive(t, nodes)
 	for _, g := range nodes {
 		ms := g.Members()
 		if len(ms) != 3 || ms[0].ID != "n1" || ms[1].ID != "n2" || ms[2].ID != "n3" {

@@ -53,14 +53,7 @@ func TestGossip_EncryptedPoolRejectsOutsiders(t *testing.T) {
 	cfgC.SecretKey = key
 	cfgC.Join = []string{b.LocalAddr()}
 	c := mustStart(t, cfgC)
-	waitFor(t, 5*time.Second, func() string {
-		for _, g := range []*Gossip{a, b, c} {
-			if msg := seesAlive(g, a, b, c); msg != "" {
-				return msg
-			}
-		}
-		return ""
-	})
+	waitAllAlive(t, []*Gossip{a, b, c})
 	for _, g := range []*Gossip{a, b, c} {
 		for id := range outsiders {
 			if _, ok := g.Member(id); ok {
@@ -121,14 +114,7 @@ func TestGossip_KeyRotation(t *testing.T) {
 	cfgC.SecretKey = newKey
 	cfgC.Join = []string{nodes[1].LocalAddr()}
 	nodes = append(nodes, mustStart(t, cfgC))
-	waitFor(t, 5*time.Second, func() string {
-		for _, g := range nodes {
-			if msg := seesAlive(g, nodes...); msg != "" {
-				return msg
-			}
-		}
-		return ""
-	})
+	waitAllAlive(t, nodes)
 	if err := nodes[0].Leave(2 * time.Second); err != nil {
 		t.Fatalf("Leave: %v", err)
 	}

@@ -346,17 +346,25 @@ func TestServer_HugeFrameHeader(t *testing.T) {
 	good := mustDialKV(t, s.addr, "", "")
 	mustStatus(t, good)
 
+	// A frame claiming 2 GiB, then the start of a plausible body.
+	msg := append(binary.BigEndian.AppendUint32(nil, 1<<31), statusCall(t)[4:]...)
+	mustRefuseCheaply(t, s.addr, msg, "a 2 GiB frame")
+	mustStatus(t, good)
+}
+
+// mustRefuseCheaply sends msg on a fresh connection to addr and fails t unless the server closes
+// the connection having allocated less than 64 MiB meanwhile. what names the claim msg makes.
+func mustRefuseCheaply(t *testing.T, addr string, msg []byte, what string) {
+	t.Helper()
 	alloc := allocatedDuring(func() {
-		bad := mustDialRaw(t, s.addr)
-		// A frame claiming 2 GiB, then the start of a plausible body.
-		mustWrite(t, bad, append(binary.BigEndian.AppendUint32(nil, 1<<31), statusCall(t)[4:]...))
+		bad := mustDialRaw(t, addr)
+		mustWrite(t, bad, msg)
 		mustBeClosedByPeer(t, bad, 2*time.Second)
 	})
-	t.Logf("allocated %d bytes while refusing a 2 GiB frame", alloc)
+	t.Logf("allocated %d bytes while refusing %s", alloc, what)
 	if alloc > 64<<20 {
-		t.Fatalf("allocated %d bytes while refusing a 2 GiB frame, want < 64 MiB", alloc)
+		t.Fatalf("allocated %d bytes while refusing %s, want < 64 MiB", alloc, what)
 	}
-	mustStatus(t, good)
 }
 
 func TestServer_HugeStringLength(t *testing.T) {
@@ -387,15 +395,7 @@ func TestServer_HugeStringLength(t *testing.T) {
 			if transport == TransportBuffered {
 				msg = msg[4:]
 			}
-			alloc := allocatedDuring(func() {
-				bad := mustDialRaw(t, s.addr)
-				mustWrite(t, bad, msg)
-				mustBeClosedByPeer(t, bad, 2*time.Second)
-			})
-			t.Logf("allocated %d bytes while refusing a 2 GiB string", alloc)
-			if alloc > 64<<20 {
-				t.Fatalf("allocated %d bytes while refusing a 2 GiB string, want < 64 MiB", alloc)
-			}
+			mustRefuseCheaply(t, s.addr, msg, "a 2 GiB string")
 			mustStatus(t, good)
 		})
 	}
