@@ -331,6 +331,26 @@ func TestKVNode_NoFlagsIsASingleNodeCluster(t *testing.T) {
 	cmd := exec.Command(kvnodeBin)
 	cmd.Dir = dir
 	cmd.Env = filterEnv(os.Environ())
+	mustStartKVNodeCmd(t, cmd)
+	c := mustClient(t, "127.0.0.1:9090")
+	ctx := ctxTimeout(t, 30*time.Second)
+	eventually(t, 20*time.Second, "a put to the default node", func() (bool, string) {
+		_, err := c.Put(ctx, []byte("hello"), []byte("world"))
+		return err == nil, fmt.Sprint(err)
+	})
+	st := mustStatus(t, c, "127.0.0.1:9090")
+	if st.Role != kv.Role_LEADER || st.NodeID != "node1" || st.Engine != "btree" {
+		t.Fatalf("status = %+v", st)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kvnode-data", "raft", "raft.db")); err != nil {
+		t.Fatalf("default data dir: %v", err)
+	}
+}
+
+// mustStartKVNodeCmd starts cmd, a kvnode process, and kills it when t ends, logging its output if
+// t failed.
+func mustStartKVNodeCmd(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -345,19 +365,6 @@ func TestKVNode_NoFlagsIsASingleNodeCluster(t *testing.T) {
 			t.Logf("kvnode log:\n%s", logs.String())
 		}
 	})
-	c := mustClient(t, "127.0.0.1:9090")
-	ctx := ctxTimeout(t, 30*time.Second)
-	eventually(t, 20*time.Second, "a put to the default node", func() (bool, string) {
-		_, err := c.Put(ctx, []byte("hello"), []byte("world"))
-		return err == nil, fmt.Sprint(err)
-	})
-	st := mustStatus(t, c, "127.0.0.1:9090")
-	if st.Role != kv.Role_LEADER || st.NodeID != "node1" || st.Engine != "btree" {
-		t.Fatalf("status = %+v", st)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "kvnode-data", "raft", "raft.db")); err != nil {
-		t.Fatalf("default data dir: %v", err)
-	}
 }
 
 // TestKVNode_EnvironmentConfig configures a node with KVNODE_* variables only.
@@ -374,20 +381,7 @@ func TestKVNode_EnvironmentConfig(t *testing.T) {
 		"KVNODE_ADMIN_ADDR=",
 		"KVNODE_ENGINE=hash",
 	)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("kvnode log:\n%s", logs.String())
-		}
-	})
+	mustStartKVNodeCmd(t, cmd)
 	c := mustClient(t, thriftAddr)
 	ctx := ctxTimeout(t, 30*time.Second)
 	var st *kv.StatusResponse
