@@ -166,11 +166,7 @@ func TestBackup_KvctlSnapshotSaveRestore(t *testing.T) {
 	leader := src.waitLeader(10 * time.Second)
 	cl := mustClient(t, leader.thriftAddr)
 	ctx := ctxTimeout(t, 2*time.Minute)
-	for i := 0; i < 1000; i++ {
-		if _, err := cl.Put(ctx, []byte(fmt.Sprintf("kv-%04d", i)), []byte(fmt.Sprintf("value %d", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mustPutSeq(t, ctx, cl, 1000, "kv-%04d", "value %d")
 	want := waitDigests(t, src, 20*time.Second)
 	file := filepath.Join(t.TempDir(), "backup.snap")
 	code, out, errOut := runKvctl(t, "--endpoints", src.followers(leader)[0].thriftAddr, "snapshot", "save", file)

@@ -218,6 +218,17 @@ func mustClient(t *testing.T, endpoints ...string) *client.Client {
 	return c
 }
 
+// mustPutSeq writes n keys through c: key i is fmt.Sprintf(keyFormat, i) and its value
+// fmt.Sprintf(valueFormat, i).
+func mustPutSeq(t *testing.T, ctx context.Context, c *client.Client, n int, keyFormat, valueFormat string) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		if _, err := c.Put(ctx, []byte(fmt.Sprintf(keyFormat, i)), []byte(fmt.Sprintf(valueFormat, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)

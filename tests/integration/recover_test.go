@@ -18,11 +18,7 @@ func TestCluster_MajorityLostForceNewCluster(t *testing.T) {
 	leader := c.waitLeader(10 * time.Second)
 	cl := mustClient(t, leader.thriftAddr)
 	ctx := ctxTimeout(t, 2*time.Minute)
-	for i := 0; i < 300; i++ {
-		if _, err := cl.Put(ctx, []byte(fmt.Sprintf("k%03d", i)), []byte(fmt.Sprintf("v%d", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mustPutSeq(t, ctx, cl, 300, "k%03d", "v%d")
 	// Recover from a node that has everything acknowledged: with a majority
 	// gone, writes the survivor never received are gone with them, which is
 	// why operators pick the most up-to-date node (docs/operations.md).

@@ -362,6 +362,18 @@ func (c *cluster) waitLeader(ctx context.Context) (*kvnode, error) {
 	}
 }
 
+// mustWaitLeader waits up to d for a leader and fails t if none appears.
+func (c *cluster) mustWaitLeader(t *testing.T, d time.Duration) *kvnode {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	leader, err := c.waitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leader
+}
+
 // followers returns the running nodes other than leader.
 func (c *cluster) followers(leader *kvnode) []*kvnode {
 	var out []*kvnode

@@ -33,12 +33,7 @@ func TestHeal_FollowerPartitionedPastGossipTimeouts(t *testing.T) {
 		}
 	})
 	ctx := context.Background()
-	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	leader, err := c.waitLeader(lctx)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	leader := c.mustWaitLeader(t, 10*time.Second)
 	victim := c.followers(leader)[0]
 	var rest []*kvnode
 	for _, n := range c.nodes {

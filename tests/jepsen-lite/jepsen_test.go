@@ -86,12 +86,7 @@ func TestCanary_UnsafeLocalReadsCaught(t *testing.T) {
 	nw := newNetwork(t)
 	c := startCluster(t, nw, t.TempDir(), clusterOpts{size: 3, bin: b.canary, extra: []string{"--unsafe-local-reads"}})
 	ctx := context.Background()
-	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	leader, err := c.waitLeader(lctx)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	leader := c.mustWaitLeader(t, 10*time.Second)
 	victim := c.followers(leader)[0]
 	var majority []string
 	for _, n := range c.nodes {
