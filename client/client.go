@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -160,18 +161,10 @@ func New(cfg Config) (*Client, error) {
 	case c.maxRetries < 0:
 		c.maxRetries = 0
 	}
-	if c.retryFor == 0 {
-		c.retryFor = DefaultRetryTimeout
-	}
-	if c.backoff == 0 {
-		c.backoff = DefaultBackoff
-	}
-	if c.maxBackoff == 0 {
-		c.maxBackoff = DefaultMaxBackoff
-	}
-	if c.consistency == 0 {
-		c.consistency = kv.Consistency_LINEARIZABLE
-	}
+	c.retryFor = cmp.Or(c.retryFor, DefaultRetryTimeout)
+	c.backoff = cmp.Or(c.backoff, DefaultBackoff)
+	c.maxBackoff = cmp.Or(c.maxBackoff, DefaultMaxBackoff)
+	c.consistency = cmp.Or(c.consistency, kv.Consistency_LINEARIZABLE)
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}

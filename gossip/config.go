@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -198,15 +199,9 @@ func (c *Config) withDefaults() Config {
 	out := *c
 	out.Join = slices.Clone(c.Join)
 	out.SecretKey = bytes.Clone(c.SecretKey)
-	if out.JoinRetryInterval == 0 {
-		out.JoinRetryInterval = DefaultJoinRetryInterval
-	}
-	if out.JoinRetryMax == 0 {
-		out.JoinRetryMax = DefaultJoinRetryMax
-	}
-	if out.BroadcastTimeout == 0 {
-		out.BroadcastTimeout = DefaultBroadcastTimeout
-	}
+	out.JoinRetryInterval = cmp.Or(out.JoinRetryInterval, DefaultJoinRetryInterval)
+	out.JoinRetryMax = cmp.Or(out.JoinRetryMax, DefaultJoinRetryMax)
+	out.BroadcastTimeout = cmp.Or(out.BroadcastTimeout, DefaultBroadcastTimeout)
 	if out.Logger == nil {
 		out.Logger = slog.New(slog.DiscardHandler)
 	}

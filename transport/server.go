@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -141,27 +142,13 @@ func (c *ServerConfig) Validate() error {
 // withDefaults returns a copy of c with every zero field replaced by its default.
 func (c *ServerConfig) withDefaults() ServerConfig {
 	r := *c
-	if r.Transport == "" {
-		r.Transport = TransportFramed
-	}
-	if r.Protocol == "" {
-		r.Protocol = ProtocolBinary
-	}
-	if r.MaxFrameSize == 0 {
-		r.MaxFrameSize = DefaultMaxFrameSize
-	}
-	if r.MaxConns == 0 {
-		r.MaxConns = DefaultMaxConns
-	}
-	if r.IdleTimeout == 0 {
-		r.IdleTimeout = DefaultIdleTimeout
-	}
-	if r.ReadTimeout == 0 {
-		r.ReadTimeout = DefaultReadTimeout
-	}
-	if r.WriteTimeout == 0 {
-		r.WriteTimeout = DefaultWriteTimeout
-	}
+	r.Transport = cmp.Or(r.Transport, TransportFramed)
+	r.Protocol = cmp.Or(r.Protocol, ProtocolBinary)
+	r.MaxFrameSize = cmp.Or(r.MaxFrameSize, DefaultMaxFrameSize)
+	r.MaxConns = cmp.Or(r.MaxConns, DefaultMaxConns)
+	r.IdleTimeout = cmp.Or(r.IdleTimeout, DefaultIdleTimeout)
+	r.ReadTimeout = cmp.Or(r.ReadTimeout, DefaultReadTimeout)
+	r.WriteTimeout = cmp.Or(r.WriteTimeout, DefaultWriteTimeout)
 	return r
 }
 
