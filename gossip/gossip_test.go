@@ -140,12 +140,7 @@ func TestGossip_JoinBeforePeerStarts(t *testing.T) {
 	if b.LocalAddr() != peerAddr {
 		t.Fatalf("LocalAddr() = %s, want %s", b.LocalAddr(), peerAddr)
 	}
-	waitFor(t, 5*time.Second, func() string {
-		if msg := seesAlive(a, a, b); msg != "" {
-			return msg
-		}
-		return seesAlive(b, a, b)
-	})
+	waitAllAlive(t, []*Gossip{a, b})
 }
 
 func TestGossip_JoinErrors(t *testing.T) {
@@ -201,10 +196,5 @@ func TestGossip_MockNetwork(t *testing.T) {
 	cfgB := withMock(testConfig(t, log, "n2"))
 	cfgB.Join = []string{a.LocalAddr()}
 	b := mustStart(t, cfgB)
-	waitFor(t, 5*time.Second, func() string {
-		if msg := seesAlive(a, a, b); msg != "" {
-			return msg
-		}
-		return seesAlive(b, a, b)
-	})
+	waitAllAlive(t, []*Gossip{a, b})
 }

@@ -23,12 +23,7 @@ func TestGossip_EncryptedPoolRejectsOutsiders(t *testing.T) {
 	cfgB.SecretKey = key
 	cfgB.Join = []string{a.LocalAddr()}
 	b := mustStart(t, cfgB)
-	waitFor(t, 5*time.Second, func() string {
-		if msg := seesAlive(a, a, b); msg != "" {
-			return msg
-		}
-		return seesAlive(b, a, b)
-	})
+	waitAllAlive(t, []*Gossip{a, b})
 
 	outsiders := map[string][]byte{
 		"x1": testKey(32, 2), // a different key
