@@ -7,7 +7,8 @@
 //     transport or protocol error closes only that connection;
 //   - the Thrift protocol and transport factories and configuration shared by both ends
 //     (NewProtocolFactory, NewTransportFactory, TConfiguration);
-//   - the client side: dialed connections (Conn, DialConfig) and their pool (Pool);
+//   - the client side: dialed connections (Conn, DialConfig), their pool (Pool), and ContextDone,
+//     the deadline test a caller's retry loop shares with Conn.Do;
 //   - the Raft stream layer (TCPStreamLayer, NewRaftTransport): TCP, optionally TLS, under raft's
 //     NetworkTransport, wrapped in RaftTransport, which closes an append pipeline whose send has
 //     been stuck for the transport timeout (a raft v1.7.3 hang after a follower rejects appends).
