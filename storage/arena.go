@@ -9,14 +9,10 @@ import (
 	"github.com/tidwall/btree"
 )
 
-// scanBufSize is the size of the buffers Scan copies entries into; one
-// allocation serves many small entries.
-const scanBufSize = 4 << 10
-
 // arenaView is a read-only index of handles into an arena with its byte
 // count. It serves both as the read side of arenaEngine and, on its own, as
-// a snapshot View. Reads copy what they return out of the arena, so entries
-// stay valid after the arena reuses the slot.
+// a snapshot View. Its reads return slices into the arena (see Get and
+// Scan).
 type arenaView struct {
 	a     *arena
 	tr    *btree.BTreeG[handle]
@@ -153,7 +149,9 @@ func (e *arenaEngine) Snapshot() View {
 // garbage collector finds it unreachable. The view must not be read after.
 func (s *arenaSnapshot) Release() { s.ticket.close() }
 
-// Get returns a copy of the entry for key.
+// Get returns the entry for key. The engine's Get returns a copy (see
+// arenaEngine.Get); a View's slices alias the arena, which reuses none of
+// the slots the View reaches until it is released.
 func (v *arenaView) Get(key []byte) (Entry, bool) {
 	p := v.a.acquireProbe(key)
 	h, ok := v.tr.Get(p)
@@ -161,26 +159,28 @@ func (v *arenaView) Get(key []byte) (Entry, bool) {
 	if !ok {
 		return Entry{}, false
 	}
-	e := cloneEntry(v.a.entry(h))
-	runtime.KeepAlive(v.a)
-	return e, true
+	return v.a.entry(h), true
 }
 
-// Scan calls fn with a copy of each entry with start <= key < end, in key
-// order or reversed, until fn returns false. Copies share buffers of
-// scanBufSize bytes.
+// Get returns a copy of the entry for key: the engine's writes retire and
+// reuse slots, so its Get cannot hand out slices into the arena.
+func (e *arenaEngine) Get(key []byte) (Entry, bool) {
+	en, ok := e.arenaView.Get(key)
+	if !ok {
+		return Entry{}, false
+	}
+	en = cloneEntry(en)
+	runtime.KeepAlive(e.a)
+	return en, true
+}
+
+// Scan calls fn with each entry with start <= key < end, in key order or
+// reversed, until fn returns false. The entries' slices alias the arena: no
+// write can run during the engine's Scan, and a View's slots stay as they
+// are until it is released, so nothing is copied.
 func (v *arenaView) Scan(start, end []byte, reverse bool, fn func(Entry) bool) {
 	if emptyRange(start, end) {
 		return
-	}
-	var buf []byte
-	emit := func(e Entry) bool {
-		n := len(e.Key) + len(e.Value)
-		if n > len(buf) {
-			buf = make([]byte, max(n, scanBufSize))
-		}
-		e, buf = copyEntry(e, buf)
-		return fn(e)
 	}
 	if !reverse {
 		iter := func(h handle) bool {
@@ -188,7 +188,7 @@ func (v *arenaView) Scan(start, end []byte, reverse bool, fn func(Entry) bool) {
 			if !beforeEnd(e.Key, end) {
 				return false
 			}
-			return emit(e)
+			return fn(e)
 		}
 		if start == nil {
 			v.tr.Scan(iter)
@@ -208,7 +208,7 @@ func (v *arenaView) Scan(start, end []byte, reverse bool, fn func(Entry) bool) {
 		if !atOrAfterStart(e.Key, start) {
 			return false
 		}
-		return emit(e)
+		return fn(e)
 	}
 	if end == nil {
 		v.tr.Reverse(iter)
