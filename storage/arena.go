@@ -213,6 +213,10 @@ func (v *arenaView) Scan(start, end []byte, reverse bool, fn func(Entry) bool) {
 const (
 	firstScanBatch = 8
 	maxScanBatch   = 64
+
+	// touchSpan is the offset of the last byte of a record Scan touches
+	// ahead of decoding it: a header with a key of up to 24 bytes.
+	touchSpan = 31
 )
 
 // scanBatch is the state of one arenaView.Scan: handles the index gave and
@@ -253,9 +257,12 @@ func (b *scanBatch) flush() bool {
 	// Touch every record first: loads that depend on nothing but their
 	// handle, so the processor has the whole batch's misses in flight at
 	// once, and decoding below finds the records in cache.
+	// A record's header may cross into the next cache line (slots are
+	// multiples of 8 bytes, not of 64), so touch its 32nd byte too.
 	var touch byte
 	for _, h := range b.hs[:n] {
-		touch ^= b.a.bytes(h)[0]
+		r := b.a.bytes(h)
+		touch ^= r[0] ^ r[min(touchSpan, len(r)-1)]
 	}
 	b.touch = touch
 	for _, h := range b.hs[:n] {
