@@ -258,10 +258,12 @@ func (b *scanBatch) flush() bool {
 	// handle, so the processor has the whole batch's misses in flight at
 	// once, and decoding below finds the records in cache.
 	// A record's header may cross into the next cache line (slots are
-	// multiples of 8 bytes, not of 64), so touch its 32nd byte too.
+	// multiples of 8 bytes, not of 64), so touch its 32nd byte too, or its
+	// slot's last byte if the slot is smaller: the slot after it may be
+	// being written.
 	var touch byte
 	for _, h := range b.hs[:n] {
-		r := b.a.bytes(h)
+		r := b.a.slot(h)
 		touch ^= r[0] ^ r[min(touchSpan, len(r)-1)]
 	}
 	b.touch = touch
