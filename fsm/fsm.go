@@ -274,6 +274,10 @@ func (f *FSM) Get(key []byte) (e storage.Entry, found bool, applied uint64) {
 	return e, found, f.applied.Load()
 }
 
+// scanBufSize is the size of the buffers Scan copies entries into; one
+// allocation serves many small entries.
+const scanBufSize = 4 << 10
+
 // Scan returns up to limit entries with start <= key < end (a nil bound is
 // open) in ascending key order, or descending when reverse is true; limit <=
 // 0 means no limit. more reports whether further entries exist beyond the
@@ -282,6 +286,9 @@ func (f *FSM) Get(key []byte) (e storage.Entry, found bool, applied uint64) {
 func (f *FSM) Scan(start, end []byte, reverse bool, limit int, keysOnly bool) (entries []storage.Entry, more bool, applied uint64) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	// The engine's slices are valid only during the callback: copy what the
+	// answer keeps, packed into shared buffers.
+	var buf []byte
 	f.engine.Scan(start, end, reverse, func(e storage.Entry) bool {
 		if limit > 0 && len(entries) == limit {
 			more = true
@@ -289,6 +296,15 @@ func (f *FSM) Scan(start, end []byte, reverse bool, limit int, keysOnly bool) (e
 		}
 		if keysOnly {
 			e.Value = nil
+		}
+		if n := len(e.Key) + len(e.Value); n > cap(buf)-len(buf) {
+			buf = make([]byte, 0, max(n, scanBufSize))
+		}
+		k := len(buf)
+		buf = append(append(buf, e.Key...), e.Value...)
+		e.Key = buf[k : k+len(e.Key) : k+len(e.Key)]
+		if e.Value != nil {
+			e.Value = buf[k+len(e.Key) : len(buf) : len(buf)]
 		}
 		entries = append(entries, e)
 		return true

@@ -9,14 +9,10 @@ import (
 	"github.com/tidwall/btree"
 )
 
-// scanBufSize is the size of the buffers Scan copies entries into; one
-// allocation serves many small entries.
-const scanBufSize = 4 << 10
-
 // arenaView is a read-only index of handles into an arena with its byte
 // count. It serves both as the read side of arenaEngine and, on its own, as
-// a snapshot View. Reads copy what they return out of the arena, so entries
-// stay valid after the arena reuses the slot.
+// a snapshot View. Its reads return slices into the arena (see Get and
+// Scan).
 type arenaView struct {
 	a     *arena
 	tr    *btree.BTreeG[handle]
@@ -153,7 +149,9 @@ func (e *arenaEngine) Snapshot() View {
 // garbage collector finds it unreachable. The view must not be read after.
 func (s *arenaSnapshot) Release() { s.ticket.close() }
 
-// Get returns a copy of the entry for key.
+// Get returns the entry for key. The engine's Get returns a copy (see
+// arenaEngine.Get); a View's slices alias the arena, which reuses none of
+// the slots the View reaches until it is released.
 func (v *arenaView) Get(key []byte) (Entry, bool) {
 	p := v.a.acquireProbe(key)
 	h, ok := v.tr.Get(p)
@@ -161,63 +159,133 @@ func (v *arenaView) Get(key []byte) (Entry, bool) {
 	if !ok {
 		return Entry{}, false
 	}
-	e := cloneEntry(v.a.entry(h))
-	runtime.KeepAlive(v.a)
-	return e, true
+	return v.a.entry(h), true
 }
 
-// Scan calls fn with a copy of each entry with start <= key < end, in key
-// order or reversed, until fn returns false. Copies share buffers of
-// scanBufSize bytes.
+// Get returns a copy of the entry for key: the engine's writes retire and
+// reuse slots, so its Get cannot hand out slices into the arena.
+func (e *arenaEngine) Get(key []byte) (Entry, bool) {
+	en, ok := e.arenaView.Get(key)
+	if !ok {
+		return Entry{}, false
+	}
+	en = cloneEntry(en)
+	runtime.KeepAlive(e.a)
+	return en, true
+}
+
+// Scan calls fn with each entry with start <= key < end, in key order or
+// reversed, until fn returns false. The entries' slices alias the arena: no
+// write can run during the engine's Scan, and a View's slots stay as they
+// are until it is released, so nothing is copied.
+//
+// Records lie in the slabs in write order, not key order, so the first
+// touch of each is a cache miss. Scan takes handles from the index in
+// batches (see scanBatch) and touches every record of a batch before it
+// decodes any, so the misses of one batch overlap instead of following one
+// another.
 func (v *arenaView) Scan(start, end []byte, reverse bool, fn func(Entry) bool) {
 	if emptyRange(start, end) {
 		return
 	}
-	var buf []byte
-	emit := func(e Entry) bool {
-		n := len(e.Key) + len(e.Value)
-		if n > len(buf) {
-			buf = make([]byte, max(n, scanBufSize))
-		}
-		e, buf = copyEntry(e, buf)
-		return fn(e)
-	}
-	if !reverse {
-		iter := func(h handle) bool {
-			e := v.a.entry(h)
-			if !beforeEnd(e.Key, end) {
-				return false
-			}
-			return emit(e)
-		}
-		if start == nil {
-			v.tr.Scan(iter)
-		} else {
-			p := v.a.acquireProbe(start)
-			v.tr.Ascend(p, iter)
-			v.a.releaseProbe(p)
-		}
-		runtime.KeepAlive(v.a)
-		return
-	}
-	iter := func(h handle) bool {
-		e := v.a.entry(h)
-		if !beforeEnd(e.Key, end) {
-			return true // only the key equal to end, where Descend starts
-		}
-		if !atOrAfterStart(e.Key, start) {
-			return false
-		}
-		return emit(e)
-	}
-	if end == nil {
-		v.tr.Reverse(iter)
-	} else {
+	b := scanBatch{a: v.a, start: start, end: end, reverse: reverse, fn: fn, size: firstScanBatch}
+	switch {
+	case !reverse && start == nil:
+		v.tr.Scan(b.add)
+	case !reverse:
+		p := v.a.acquireProbe(start)
+		v.tr.Ascend(p, b.add)
+		v.a.releaseProbe(p)
+	case end == nil:
+		v.tr.Reverse(b.add)
+	default:
 		p := v.a.acquireProbe(end)
-		v.tr.Descend(p, iter)
+		v.tr.Descend(p, b.add)
 		v.a.releaseProbe(p)
 	}
+	b.flush()
 	runtime.KeepAlive(v.a)
+}
+
+// Scan batches: the first is small, so a scan that stops after an entry or
+// two touches few records it does not need; each next one doubles, up to
+// maxScanBatch.
+const (
+	firstScanBatch = 8
+	maxScanBatch   = 64
+
+	// touchSpan is the offset of the last byte of a record Scan touches
+	// ahead of decoding it: a header with a key of up to 24 bytes.
+	touchSpan = 31
+)
+
+// scanBatch is the state of one arenaView.Scan: handles the index gave and
+// not yet passed to fn, and the bounds to check them against.
+type scanBatch struct {
+	a          *arena
+	start, end []byte
+	reverse    bool
+	fn         func(Entry) bool
+	done       bool // fn returned false or the range ended
+	touch      byte // keeps the loads of flush's first pass
+
+	size int // handles to collect before flushing them
+	n    int
+	hs   [maxScanBatch]handle
+}
+
+// add is the index iterator: it collects h and flushes the batch when it
+// is full. It returns false once the scan is done.
+func (b *scanBatch) add(h handle) bool {
+	b.hs[b.n] = h
+	b.n++
+	if b.n < b.size {
+		return true
+	}
+	b.size = min(2*b.size, maxScanBatch)
+	return b.flush()
+}
+
+// flush hands the collected records to fn in order while they are in
+// range. It returns false once the scan is done.
+func (b *scanBatch) flush() bool {
+	n := b.n
+	b.n = 0
+	if b.done {
+		return false
+	}
+	// Touch every record first: loads that depend on nothing but their
+	// handle, so the processor has the whole batch's misses in flight at
+	// once, and decoding below finds the records in cache.
+	// A record's header may cross into the next cache line (slots are
+	// multiples of 8 bytes, not of 64), so touch its 32nd byte too, or its
+	// slot's last byte if the slot is smaller: the slot after it may be
+	// being written.
+	var touch byte
+	for _, h := range b.hs[:n] {
+		r := b.a.slot(h)
+		touch ^= r[0] ^ r[min(touchSpan, len(r)-1)]
+	}
+	b.touch = touch
+	for _, h := range b.hs[:n] {
+		e := b.a.entry(h)
+		switch {
+		case !beforeEnd(e.Key, b.end):
+			// Ascending: past the end. Descending: only the key equal to
+			// end, where Descend starts.
+			if !b.reverse {
+				b.done = true
+			}
+		case b.reverse && !atOrAfterStart(e.Key, b.start):
+			b.done = true
+		default:
+			b.done = !b.fn(e)
+		}
+		if b.done {
+			return false
+		}
+	}
+	return true
 }
 
 // Len returns the number of keys.

@@ -14,8 +14,10 @@
 // against readers with a sync.RWMutex, so any number of Get/Scan calls may run
 // together, but never alongside Put/Delete. A View returned by Snapshot is
 // immutable and may be read from any goroutine while the engine it came from
-// keeps changing. Entries an engine returns stay valid and unchanged for as
-// long as the caller holds them.
+// keeps changing. How long the slices of a returned entry stay valid is part
+// of the Reader contract: what an engine's Get, Put and Delete return, for as
+// long as the caller holds it; what an engine's Scan passes to fn, until fn
+// returns; what a View returns, until the View is released.
 //
 // # The arena engine
 //
@@ -42,10 +44,15 @@
 // for the duration of its search (slot 0 is the writer's), so concurrent
 // readers never share one.
 //
-// Reads copy. Get copies the entry it returns into one allocation, Scan
-// copies into shared 4 KiB buffers, and Put and Delete copy the previous
-// entry: a slot is reused once no index reaches it, so slices into the
-// arena could change under a caller who kept them.
+// Reads. Scan hands fn slices into the slabs, and so do a View's Get and
+// Scan: no write can run during the engine's Scan, and no slot a View
+// reaches is rewritten until the View is released (see Snapshots), so they
+// copy nothing. The engine's Get copies the entry it returns into one
+// allocation, and Put and Delete copy the previous entry: the engine's next
+// write may reuse that slot. Records lie in the slabs in write order, not
+// key order, so a scan's first touch of each record is a cache miss; Scan
+// takes handles from the index in batches and touches all the records of a
+// batch before decoding any, so their misses overlap.
 //
 // Snapshots. Snapshot copies the index copy-on-write (O(1)) and opens an
 // epoch: the View gets the arena's epoch number as its id and the epoch

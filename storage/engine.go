@@ -7,7 +7,9 @@ import (
 
 // Entry is one key with its value and the Raft indexes that created it and
 // last changed it. Slices returned by an engine belong to the engine and must
-// not be modified.
+// not be modified; how long they stay valid is part of each method's
+// contract (see Reader). Their capacity is capped at their length, so an
+// append by the caller copies instead of writing into the engine.
 type Entry struct {
 	Key         []byte
 	Value       []byte
@@ -16,12 +18,29 @@ type Entry struct {
 }
 
 // Reader is the read side shared by an Engine and its snapshot Views.
+//
+// Concurrency: any number of goroutines may call a Reader's methods at
+// once. An Engine's reads must not overlap its Put or Delete (the caller
+// serialises them, see Engine); a View's reads may overlap anything.
+//
+// Lifetime of the slices in the entries a Reader returns:
+//   - from an Engine's Get: valid and unchanged for as long as the caller
+//     holds them, whatever the engine does later;
+//   - from an Engine's Scan: valid only until fn returns. A caller that
+//     keeps a key or value past that copies it. (This lets an engine hand
+//     out its own memory without copying every entry it scans.)
+//   - from a View's Get or Scan: valid and unchanged until the View is
+//     released (see Releaser), and only while the caller still holds the
+//     View; later writes to the engine never change them.
+//
+// Errors: reads cannot fail; a missing key is reported by the bool.
 type Reader interface {
 	// Get returns the entry for key and whether it exists.
 	Get(key []byte) (Entry, bool)
 	// Scan calls fn for each entry with start <= key < end in ascending key
 	// order, or descending when reverse is true, until fn returns false. A nil
-	// start or end is unbounded on that side. fn must not modify the engine.
+	// start or end is unbounded on that side. fn must not modify the engine
+	// and must not keep the entry's slices beyond the lifetime above.
 	Scan(start, end []byte, reverse bool, fn func(Entry) bool)
 	// Len returns the number of keys.
 	Len() int
@@ -37,10 +56,11 @@ type Engine interface {
 	// Put sets key to value at Raft index idx. A new key gets CreateIndex =
 	// ModIndex = idx; an existing key keeps its CreateIndex. The engine copies
 	// key and value; the caller may reuse them once Put returns. It returns
-	// the previous entry, if any.
+	// the previous entry, if any, whose slices stay valid for as long as the
+	// caller holds them.
 	Put(idx uint64, key, value []byte) (prev Entry, existed bool)
-	// Delete removes key. It returns the removed entry, if any. idx is the
-	// Raft index of the delete.
+	// Delete removes key. It returns the removed entry, if any, valid for as
+	// long as the caller holds it. idx is the Raft index of the delete.
 	Delete(idx uint64, key []byte) (prev Entry, existed bool)
 	// Snapshot returns an immutable point-in-time view. Later writes to the
 	// engine do not show in the view. Snapshot counts as a read: it may run
@@ -52,7 +72,8 @@ type Engine interface {
 	Name() string
 }
 
-// View is an immutable point-in-time copy of an engine.
+// View is an immutable point-in-time copy of an engine. Entries it returns
+// stay valid until it is released (see Reader).
 type View interface {
 	Reader
 }
@@ -60,8 +81,9 @@ type View interface {
 // Releaser is implemented by Views that hold engine memory until they are
 // released (the arena engine's). Release lets the engine reuse that memory
 // at once instead of after the garbage collector finds the View unreachable.
-// The View must not be read after Release; calling it again does nothing.
-// It is safe to call from any goroutine.
+// The View must not be read after Release, nor any slice it returned be
+// used; calling it again does nothing. It is safe to call from any
+// goroutine.
 type Releaser interface {
 	Release()
 }

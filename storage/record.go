@@ -35,10 +35,12 @@ func recordKey(buf []byte) []byte {
 	return buf[n : n+int(klen)]
 }
 
-// recordEntry decodes the record that starts buf. Key and Value alias buf.
+// recordEntry decodes the record that starts buf. Key and Value alias buf,
+// with their capacity capped at their length so that an append by a caller
+// cannot write into the arena.
 func recordEntry(buf []byte) Entry {
 	klen, n := uvarint(buf)
-	key := buf[n : n+int(klen)]
+	key := buf[n : n+int(klen) : n+int(klen)]
 	buf = buf[n+int(klen):]
 	vlen, n := uvarint(buf)
 	buf = buf[n:]
@@ -46,7 +48,7 @@ func recordEntry(buf []byte) Entry {
 	buf = buf[n:]
 	delta, n := binary.Varint(buf)
 	buf = buf[n:]
-	return Entry{Key: key, Value: buf[:vlen], CreateIndex: mod - uint64(delta), ModIndex: mod}
+	return Entry{Key: key, Value: buf[:vlen:vlen], CreateIndex: mod - uint64(delta), ModIndex: mod}
 }
 
 // uvarint decodes a uvarint written by putRecord, with a fast path for the

@@ -155,6 +155,18 @@ func (a *arena) bytes(h handle) []byte {
 	return s.buf[uint32(h):]
 }
 
+// slot returns the bytes of the slot at h (or the large record h): unlike
+// bytes, nothing beyond it, where the writer may be filling another slot
+// while a View reads.
+func (a *arena) slot(h handle) []byte {
+	if h&handleLarge != 0 {
+		return (*a.large.Load())[h&^handleLarge]
+	}
+	s := (*a.slabs.Load())[h>>32]
+	off := uint32(h)
+	return s.buf[off : off+uint32(classSizes[s.class])]
+}
+
 // key returns the key of the record (or probe) h.
 func (a *arena) key(h handle) []byte {
 	if h&handleProbe != 0 {

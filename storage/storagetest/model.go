@@ -117,10 +117,23 @@ type checker struct {
 	kept  []keptEntry
 }
 
-// frozenView is a view with the model state it must show forever.
+// frozenView is a view with the model state it must show forever, and the
+// entries its first full scan handed out, which must keep their bytes until
+// the view is released.
 type frozenView struct {
-	v storage.View
-	m *model
+	v    storage.View
+	m    *model
+	held []keptEntry
+}
+
+// newFrozenView takes a view of e, which must hold what m holds.
+func newFrozenView(e storage.Engine, m *model) frozenView {
+	fv := frozenView{v: e.Snapshot(), m: m.clone()}
+	fv.v.Scan(nil, nil, false, func(en storage.Entry) bool {
+		fv.held = append(fv.held, keptEntry{got: en, want: cloneEntry(en)})
+		return true
+	})
+	return fv
 }
 
 // keptEntry is an entry an engine returned, with a private copy of what it
@@ -171,7 +184,7 @@ func (c *checker) apply(op Op) error {
 			storage.Release(c.views[0].v)
 			c.views = slices.Delete(c.views, 0, 1)
 		}
-		c.views = append(c.views, frozenView{v: c.e.Snapshot(), m: c.m.clone()})
+		c.views = append(c.views, newFrozenView(c.e, c.m))
 	case OpCheckViews:
 		return c.checkViews()
 	default:
@@ -206,6 +219,11 @@ func (c *checker) checkViews() error {
 }
 
 func (fv frozenView) check() error {
+	for _, k := range fv.held {
+		if err := sameEntry(k.got, k.want); err != nil {
+			return fmt.Errorf("entry the view returned changed before its release: %w", err)
+		}
+	}
 	if err := sameCounts(fv.v, fv.m); err != nil {
 		return err
 	}
@@ -244,7 +262,8 @@ func sameContents(r storage.Reader, m *model) error {
 }
 
 // collect scans r, stopping after limit entries (0: no limit), and fails if
-// Scan calls fn again after it returned false.
+// Scan calls fn again after it returned false. It keeps copies: an engine's
+// Scan entries are valid only during fn.
 func collect(r storage.Reader, start, end []byte, reverse bool, limit int) ([]storage.Entry, error) {
 	var got []storage.Entry
 	stopped := false
@@ -254,7 +273,7 @@ func collect(r storage.Reader, start, end []byte, reverse bool, limit int) ([]st
 			err = fmt.Errorf("scan called fn for %q after fn returned false", e.Key)
 			return false
 		}
-		got = append(got, e)
+		got = append(got, cloneEntry(e))
 		stopped = limit > 0 && len(got) >= limit
 		return !stopped
 	})

@@ -24,6 +24,7 @@ func Run(t *testing.T, newEngine func() storage.Engine) {
 	t.Run("scan_bounds", func(t *testing.T) { testScanBounds(t, newEngine) })
 	t.Run("len_bytes", func(t *testing.T) { testLenBytes(t, newEngine) })
 	t.Run("returned_slices_stable", func(t *testing.T) { testReturnedSlicesStable(t, newEngine) })
+	t.Run("view_slices_live_until_release", func(t *testing.T) { testViewSlicesLiveUntilRelease(t, newEngine) })
 	t.Run("put_copies_arguments", func(t *testing.T) { testPutCopiesArguments(t, newEngine) })
 	t.Run("snapshot_isolation", func(t *testing.T) { testSnapshotIsolation(t, newEngine) })
 	t.Run("snapshot_survives_writes", func(t *testing.T) { testSnapshotSurvivesWrites(t, newEngine) })
@@ -297,23 +298,28 @@ func testLenBytes(t *testing.T, newEngine func() storage.Engine) {
 	}
 }
 
+// testReturnedSlicesStable checks what an engine's Get, Put and Delete
+// return: valid for as long as the caller holds it, whatever the engine does
+// after (an engine's Scan entries are valid only during fn, see
+// testViewSlicesLiveUntilRelease for a View's).
 func testReturnedSlicesStable(t *testing.T, newEngine func() storage.Engine) {
 	e := newEngine()
 	e.Put(1, []byte("a"), []byte("first"))
 	got, _ := e.Get([]byte("a"))
-	var scanned storage.Entry
-	e.Scan(nil, nil, false, func(en storage.Entry) bool { scanned = en; return false })
 	prev, _ := e.Put(2, []byte("a"), []byte("SECOND"))
 	e.Put(3, []byte("a"), []byte("third!"))
 	deleted, _ := e.Delete(4, []byte("a"))
-	e.Put(5, []byte("a"), []byte("fourth"))
+	// Churn: records of the same size reuse the slots the writes above freed.
+	for i := range 100 {
+		e.Put(uint64(5+i), []byte("a"), []byte(fmt.Sprintf("r%05d", i)))
+		e.Put(uint64(5+i), []byte(fmt.Sprintf("%c", 'b'+i%20)), []byte(fmt.Sprintf("s%05d", i)))
+	}
 	for _, c := range []struct {
 		name  string
 		got   storage.Entry
 		value string
 	}{
 		{"get", got, "first"},
-		{"scan", scanned, "first"},
 		{"put_prev", prev, "first"},
 		{"delete_prev", deleted, "third!"},
 	} {
@@ -322,6 +328,81 @@ func testReturnedSlicesStable(t *testing.T, newEngine func() storage.Engine) {
 				c.name, format(c.got), "a", c.value)
 		}
 	}
+}
+
+// testViewSlicesLiveUntilRelease checks the lifetime of what a View
+// returns: entries from its Get and Scan keep their bytes while the engine
+// overwrites and deletes their keys and churns through enough writes to
+// reuse every slot it freed, until the View is released; and appending to
+// a returned slice never changes the View.
+func testViewSlicesLiveUntilRelease(t *testing.T, newEngine func() storage.Engine) {
+	const n = 200
+	e := newEngine()
+	value := func(round, i int) []byte { return []byte(fmt.Sprintf("round%d-value%04d", round, i)) }
+	idx := uint64(0)
+	for i := range n {
+		idx++
+		e.Put(idx, seqKey(i), value(0, i))
+	}
+	v := e.Snapshot()
+	defer storage.Release(v)
+	type held struct {
+		what string
+		i    int
+		got  storage.Entry
+	}
+	var kept []held
+	i := 0
+	v.Scan(nil, nil, false, func(en storage.Entry) bool {
+		kept = append(kept, held{"scan", i, en})
+		i++
+		return true
+	})
+	for i := range n {
+		en, ok := v.Get(seqKey(i))
+		if !ok {
+			t.Fatalf("view Get(%q) found nothing", seqKey(i))
+		}
+		kept = append(kept, held{"get", i, en})
+	}
+	if len(kept) != 2*n {
+		t.Fatalf("view scan returned %d entries, want %d", len(kept)-n, n)
+	}
+	// Appending to a returned slice must copy, not write into the engine.
+	_ = append(kept[0].got.Key, "XXXX"...)
+	_ = append(kept[0].got.Value, "XXXX"...)
+	for round := 1; round <= 5; round++ {
+		for i := range n {
+			idx++
+			if round%2 == 0 {
+				e.Delete(idx, seqKey(i))
+			} else {
+				e.Put(idx, seqKey(i), value(round, i))
+			}
+		}
+		// A second View, released at once, must not free what v holds.
+		storage.Release(e.Snapshot())
+	}
+	for _, k := range kept {
+		if !bytes.Equal(k.got.Key, seqKey(k.i)) || !bytes.Equal(k.got.Value, value(0, k.i)) ||
+			k.got.CreateIndex != uint64(k.i+1) || k.got.ModIndex != uint64(k.i+1) {
+			t.Fatalf("entry %d from the view's %s changed while the view was live: %s, want key %q value %q index %d",
+				k.i, k.what, format(k.got), seqKey(k.i), value(0, k.i), k.i+1)
+		}
+	}
+	if err := (frozenView{v: v, m: modelOf(n, value)}).check(); err != nil {
+		t.Fatalf("view after the engine churned: %v", err)
+	}
+}
+
+// modelOf returns a model holding seqKey(i) = value(0, i) at index i+1 for
+// i < n.
+func modelOf(n int, value func(round, i int) []byte) *model {
+	m := newModel()
+	for i := range n {
+		m.put(uint64(i+1), seqKey(i), value(0, i))
+	}
+	return m
 }
 
 func testPutCopiesArguments(t *testing.T, newEngine func() storage.Engine) {
@@ -423,7 +504,7 @@ func testSnapshotSurvivesWrites(t *testing.T, newEngine func() storage.Engine) {
 	for i := range n {
 		write(seqKey(i), []byte(fmt.Sprintf("v%d", i)))
 	}
-	views := []frozenView{{v: e.Snapshot(), m: m.clone()}}
+	views := []frozenView{newFrozenView(e, m)}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 4 {
 		for range 5 * n {
@@ -434,7 +515,7 @@ func testSnapshotSurvivesWrites(t *testing.T, newEngine func() storage.Engine) {
 				write(k, []byte(fmt.Sprintf("r%d-%d", round, rng.IntN(1000))))
 			}
 		}
-		views = append(views, frozenView{v: e.Snapshot(), m: m.clone()})
+		views = append(views, newFrozenView(e, m))
 	}
 	for i := range 2 * n {
 		write(seqKey(i), nil)
