@@ -432,7 +432,12 @@ func (c *Client) do(ctx context.Context, rt *route, opts callOpts, fn func(ctx c
 		case outcomeRetryUnknown:
 			unknown = true
 		}
-		lastErr = err
+		// An attempt cut short by the caller's deadline says only that time ran out; the answer
+		// before it (Unavailable, NotLeader, ...) says why the request did not succeed, so it is
+		// the one kept, wrapped with the context's error below.
+		if lastErr == nil || transport.ContextDone(ctx) == nil {
+			lastErr = err
+		}
 
 		// A server Timeout came from a node that is working (likely the leader): stay there.
 		stay := errors.Is(err, ErrTimeout)

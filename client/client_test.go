@@ -601,3 +601,29 @@ func TestClient_Closed(t *testing.T) {
 		t.Fatalf("get after close: got %v, want ErrClosed", err)
 	}
 }
+
+// An attempt that the caller's deadline cuts short says only that time ran out: the error returned
+// is the node's answer before it, wrapped with the context's error.
+func TestClient_DeadlineKeepsTheLastAnswer(t *testing.T) {
+	srv := clienttest.NewServer(t, "n1")
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	var calls atomic.Int32
+	srv.SetHook(func(ctx context.Context, c clienttest.Call) error {
+		if calls.Add(1) == 1 {
+			return &kv.Unavailable{Reason: "no quorum"}
+		}
+		<-release // outlasts the caller's deadline
+		return &kv.Unavailable{Reason: "no quorum"}
+	})
+	c := mustNewClient(t, []string{srv.Addr}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := c.Get(ctx, []byte("k"))
+	if !errors.Is(err, client.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("get: got %v, want ErrUnavailable wrapped with the deadline", err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("%d attempts, want 2 (the second one outlasting the deadline)", n)
+	}
+}
