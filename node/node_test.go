@@ -23,21 +23,10 @@ func testLogger(t testing.TB, id string) *slog.Logger {
 	return testutil.Logger(t, slog.LevelInfo).With("node_id", id)
 }
 
-// fastConfig is the in-memory test preset: 50ms timeouts as in raft's own
-// tests.
+// fastConfig is the in-memory test preset (InmemConfig) with logs sent to
+// t.Log.
 func fastConfig(t testing.TB, id string, trans raft.Transport) *Config {
-	c := DefaultConfig()
-	c.ID = id
-	c.HeartbeatTimeout = 100 * time.Millisecond
-	c.ElectionTimeout = 100 * time.Millisecond
-	c.LeaderLeaseTimeout = 100 * time.Millisecond
-	c.CommitTimeout = 5 * time.Millisecond
-	c.Transport = trans
-	store := raft.NewInmemStore()
-	c.LogStore, c.StableStore = store, store
-	c.SnapshotStore = raft.NewInmemSnapshotStore()
-	c.Logger = testLogger(t, id)
-	return c
+	return InmemConfig(id, trans, testLogger(t, id))
 }
 
 type cluster struct {

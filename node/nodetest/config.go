@@ -3,7 +3,6 @@ package nodetest
 import (
 	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -11,23 +10,11 @@ import (
 	"github.com/cubekv/cubekv/node"
 )
 
-// Config returns node's test preset for node id on trans: node.DefaultConfig
-// with 100ms Raft timeouts (as raft's own tests use), in-memory log, stable
-// and snapshot stores, and logs sent to tb.Log so they show only when the
-// test fails.
+// Config returns node's in-memory test preset for node id on trans
+// (node.InmemConfig: 100ms Raft timeouts, in-memory log, stable and snapshot
+// stores) with logs sent to tb.Log, so they show only when the test fails.
 func Config(tb testing.TB, id string, trans raft.Transport) *node.Config {
-	c := node.DefaultConfig()
-	c.ID = id
-	c.HeartbeatTimeout = 100 * time.Millisecond
-	c.ElectionTimeout = 100 * time.Millisecond
-	c.LeaderLeaseTimeout = 100 * time.Millisecond
-	c.CommitTimeout = 5 * time.Millisecond
-	c.Transport = trans
-	store := raft.NewInmemStore()
-	c.LogStore, c.StableStore = store, store
-	c.SnapshotStore = raft.NewInmemSnapshotStore()
-	c.Logger = Logger(tb, id)
-	return c
+	return node.InmemConfig(id, trans, Logger(tb, id))
 }
 
 // Logger returns a logger for node id that writes to tb.Log (info and
