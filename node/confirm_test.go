@@ -119,10 +119,13 @@ func TestNode_LateAcknowledgementDoesNotConfirmRead(t *testing.T) {
 				continue
 			}
 		}
-		deadline := time.Now().Add(3 * time.Second)
-		for !ready() && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
+		// Not ready within 3 s: try another transfer.
+		_ = testutil.Poll(3*time.Second, func() error {
+			if ready() {
+				return nil
+			}
+			return errors.New("n1 not a ready leader")
+		})
 	}
 	term := n1.raft.CurrentTerm()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cubekv/cubekv/fsm"
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
@@ -72,17 +73,16 @@ func TestNode_MembersTable(t *testing.T) {
 	remote.mu.Unlock()
 	leader := c.mustLeader(t)
 
-	deadline := time.Now().Add(10 * time.Second)
-	for _, n := range c.nodes {
-		for _, want := range c.nodes {
-			for n.ThriftAddr(want.ID()) != "thrift-"+want.ID() {
-				if time.Now().After(deadline) {
-					t.Fatalf("%s resolves %s to %q; table %+v", n.ID(), want.ID(), n.ThriftAddr(want.ID()), n.FSM().Members())
+	testutil.Eventually(t, 10*time.Second, "every node resolving every id through the members table", func() error {
+		for _, n := range c.nodes {
+			for _, want := range c.nodes {
+				if got := n.ThriftAddr(want.ID()); got != "thrift-"+want.ID() {
+					return fmt.Errorf("%s resolves %s to %q; table %+v", n.ID(), want.ID(), got, n.FSM().Members())
 				}
-				time.Sleep(10 * time.Millisecond) // polling interval
 			}
 		}
-	}
+		return nil
+	})
 	m, _ := leader.FSM().Member("n2")
 	if want := (fsm.Member{ID: "n2", ThriftAddr: "thrift-n2", RaftAddr: string(c.trans[1].LocalAddr()), GossipAddr: "gossip-n2", AdminAddr: "admin-n2"}); m != want {
 		t.Fatalf("n2's entry %+v, want %+v", m, want)
@@ -126,16 +126,12 @@ func TestNode_MembersTable(t *testing.T) {
 	// The removed node, still running, must not put itself back: check
 	// the table at every poll until the node can no longer register (it
 	// has learned of its removal or lost the leader).
-	deadline = time.Now().Add(10 * time.Second)
-	for gone.canRegister() {
+	testutil.WaitFor(t, 10*time.Second, "removed "+gone.ID()+" no longer able to register", func() bool {
 		if _, ok := leader.FSM().Member(gone.ID()); ok {
 			t.Fatalf("removed %s recorded itself again", gone.ID())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("removed %s still able to register after 10s", gone.ID())
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
-	}
+		return !gone.canRegister()
+	})
 	if _, ok := leader.FSM().Member(gone.ID()); ok {
 		t.Fatalf("removed %s recorded itself again", gone.ID())
 	}

@@ -431,13 +431,12 @@ func TestTCPStreamLayer_ConnectionCapAndFirstByteDeadline(t *testing.T) {
 		}
 		dialed = append(dialed, c)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for l.Rejected() < 5 {
-		if time.Now().After(deadline) {
-			t.Fatalf("rejected %d connections over the cap, want 5", l.Rejected())
+	testutil.Eventually(t, 5*time.Second, "5 connections over the cap rejected", func() error {
+		if n := l.Rejected(); n < 5 {
+			return fmt.Errorf("rejected %d", n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	// A silent connection is cut by the first-byte deadline on the
 	// accepting side (checked here with a short read on one of them).
 	c := <-accepted

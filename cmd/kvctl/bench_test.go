@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -148,21 +149,22 @@ func mustKVNode(t *testing.T) string {
 		_ = logf.Close()
 	})
 	hc := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	err = testutil.Poll(30*time.Second, func() error {
 		resp, err := hc.Get("http://" + admin + "/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return thrift
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "kvnode.log"))
-			t.Fatalf("kvnode not ready after 30s (last err %v)\n%s", err, log)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/ready answered %d", resp.StatusCode)
 		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "kvnode.log"))
+		t.Fatalf("kvnode not ready: %v\n%s", err, log)
 	}
+	return thrift
 }
 
 func TestRunBench_AgainstRealKVNode(t *testing.T) {
@@ -203,10 +205,13 @@ func TestRunBench_InterruptedPrintsReportAndFails(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	// Cancel once some puts have landed, as Ctrl-C would.
 	go func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) && len(srv.Calls()) < 20 {
-			time.Sleep(5 * time.Millisecond)
-		}
+		// Cancelled after 10 s even if the puts never land: the bench must stop either way.
+		_ = testutil.Poll(10*time.Second, func() error {
+			if n := len(srv.Calls()); n < 20 {
+				return fmt.Errorf("%d calls", n)
+			}
+			return nil
+		})
 		cancel()
 	}()
 	var stdout, stderr bytes.Buffer

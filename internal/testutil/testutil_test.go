@@ -178,3 +178,20 @@ func TestConcurrently_ReportsEveryError(t *testing.T) {
 		t.Fatalf("ran %v, errors %q, fatal %q; want 4 workers, 2 errors, a failure", ran, r.errs, r.fatal)
 	}
 }
+
+func TestPoll(t *testing.T) {
+	calls := 0
+	if err := Poll(time.Second, func() error {
+		if calls++; calls < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	}); err != nil || calls != 3 {
+		t.Fatalf("Poll = %v after %d calls, want nil after 3", err, calls)
+	}
+	last := errors.New("still down")
+	err := Poll(20*time.Millisecond, func() error { return last })
+	if !errors.Is(err, last) || !strings.Contains(err.Error(), "not within 20ms") {
+		t.Fatalf("Poll = %v, want the last error wrapped with the timeout", err)
+	}
+}

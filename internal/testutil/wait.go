@@ -1,6 +1,8 @@
 package testutil
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -13,22 +15,32 @@ const (
 	maxPoll = 100 * time.Millisecond
 )
 
-// Eventually calls cond until it returns nil. Once timeout has passed it
-// fails tb, naming what it waited for and cond's last error.
-func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() error) {
-	tb.Helper()
+// Poll calls cond until it returns nil, and returns nil. Once timeout has
+// passed it returns an error naming cond's last error. It is for callers
+// that report a timeout themselves (a fault scenario's result, a helper
+// returning an error) rather than failing a test.
+func Poll(timeout time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
 	wait := minPoll
 	for {
 		err := cond()
 		if err == nil {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("%s: not within %v: %v", what, timeout, err)
+			return fmt.Errorf("not within %v: %w", timeout, err)
 		}
 		time.Sleep(wait)
 		wait = min(2*wait, maxPoll)
+	}
+}
+
+// Eventually calls cond until it returns nil. Once timeout has passed it
+// fails tb, naming what it waited for and cond's last error.
+func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() error) {
+	tb.Helper()
+	if err := Poll(timeout, cond); err != nil {
+		tb.Fatalf("%s: %v", what, err)
 	}
 }
 
@@ -36,16 +48,15 @@ func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() e
 // naming what it waited for.
 func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	wait := minPoll
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: not within %v", what, timeout)
+	Eventually(tb, timeout, what, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(wait)
-		wait = min(2*wait, maxPoll)
-	}
+		return errNotYet
+	})
 }
+
+var errNotYet = errors.New("condition not met")
 
 // Receive returns the next value from ch. If none arrives within timeout
 // it fails tb, naming what it waited for.

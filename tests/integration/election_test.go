@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cubekv/cubekv/internal/testutil"
 )
 
 // TestKvctl_PutRidesOutLeaderKill kills the leader with SIGKILL and at once
@@ -44,17 +46,18 @@ func TestKvctl_StaleReadServedByTheNodeAsked(t *testing.T) {
 	for _, p := range c.procs {
 		// Each node applies the write in its own time: a stale read may miss
 		// it (exit 1) for a moment.
-		deadline := time.Now().Add(10 * time.Second)
-		for read := 0; read < 3; {
-			code, out, errOut := runKvctl(t, "--endpoints", p.thriftAddr, "--timeout", "10s", "-o", "json", "--consistency", "stale", "get", "k")
-			switch {
-			case code == 1 && read == 0 && time.Now().Before(deadline):
-				time.Sleep(20 * time.Millisecond)
-				continue
-			case code != 0:
+		stale := func() (int, string, string) {
+			return runKvctl(t, "--endpoints", p.thriftAddr, "--timeout", "10s", "-o", "json", "--consistency", "stale", "get", "k")
+		}
+		testutil.WaitFor(t, 10*time.Second, "a stale get on "+p.id+" finding k", func() bool {
+			code, _, _ := stale()
+			return code != 1
+		})
+		for read := 0; read < 3; read++ {
+			code, out, errOut := stale()
+			if code != 0 {
 				t.Fatalf("stale get on %s: exit %d %s%s", p.id, code, out, errOut)
 			}
-			read++
 			var got struct {
 				NodeID string `json:"node_id"`
 			}
