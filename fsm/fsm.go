@@ -286,8 +286,10 @@ const scanBufSize = 4 << 10
 func (f *FSM) Scan(start, end []byte, reverse bool, limit int, keysOnly bool) (entries []storage.Entry, more bool, applied uint64) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	// The engine's slices are valid only during the callback: copy what the
-	// answer keeps, packed into shared buffers.
+	// An engine's scanned slices may be valid only during the callback: then
+	// copy what the answer keeps, packed into shared buffers. btree's and
+	// hash's outlive it and are kept as they are.
+	_, stable := f.engine.(storage.StableScanner)
 	var buf []byte
 	f.engine.Scan(start, end, reverse, func(e storage.Entry) bool {
 		if limit > 0 && len(entries) == limit {
@@ -296,6 +298,10 @@ func (f *FSM) Scan(start, end []byte, reverse bool, limit int, keysOnly bool) (e
 		}
 		if keysOnly {
 			e.Value = nil
+		}
+		if stable {
+			entries = append(entries, e)
+			return true
 		}
 		if n := len(e.Key) + len(e.Value); n > cap(buf)-len(buf) {
 			buf = make([]byte, 0, max(n, scanBufSize))

@@ -26,9 +26,10 @@ type Entry struct {
 // Lifetime of the slices in the entries a Reader returns:
 //   - from an Engine's Get: valid and unchanged for as long as the caller
 //     holds them, whatever the engine does later;
-//   - from an Engine's Scan: valid only until fn returns. A caller that
-//     keeps a key or value past that copies it. (This lets an engine hand
-//     out its own memory without copying every entry it scans.)
+//   - from an Engine's Scan: valid only until fn returns, unless the engine
+//     is a StableScanner. A caller that keeps a key or value past that
+//     copies it. (This lets an engine hand out its own memory without
+//     copying every entry it scans.)
 //   - from a View's Get or Scan: valid and unchanged until the View is
 //     released (see Releaser), and only while the caller still holds the
 //     View; later writes to the engine never change them.
@@ -71,6 +72,18 @@ type Engine interface {
 	// Name returns the engine's kind, as accepted by New.
 	Name() string
 }
+
+// StableScanner is implemented by the engines whose Scan entries, like their
+// Get results, stay valid for as long as the caller holds them (btree and
+// hash, which never reuse a record's memory). A caller that keeps scanned
+// entries must copy them only from an engine that is not one.
+type StableScanner interface {
+	Engine
+	stableScan()
+}
+
+func (e *btreeEngine) stableScan() {}
+func (e *hashEngine) stableScan()  {}
 
 // View is an immutable point-in-time copy of an engine. Entries it returns
 // stay valid until it is released (see Reader).

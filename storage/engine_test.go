@@ -66,3 +66,14 @@ func TestNew_UnknownKind(t *testing.T) {
 func TestArena_Conformance(t *testing.T) {
 	storagetest.Run(t, func() storage.Engine { return mustNew(t, storage.KindArena) })
 }
+
+// Only the engines that never reuse a record's memory say their scanned
+// entries outlive the callback; fsm keeps such entries without copying.
+func TestStableScanner_OnlyEnginesThatNeverReuseMemory(t *testing.T) {
+	for _, kind := range storage.Kinds {
+		_, stable := mustNew(t, kind).(storage.StableScanner)
+		if want := kind != storage.KindArena; stable != want {
+			t.Errorf("%s: StableScanner %v, want %v", kind, stable, want)
+		}
+	}
+}
