@@ -230,7 +230,7 @@ func validatePut(c *kv.Command, l Limits) error {
 // applyPut writes the key. Succeeded reports that it existed; the result
 // carries the key's create index, and the previous entry when asked for.
 func applyPut(f *FSM, idx uint64, c *kv.Command, res *kv.WriteResult_) error {
-	prev, existed := f.engine.Put(idx, c.Key, value(c.Value))
+	prev, existed := f.putKey(idx, c.Key, value(c.Value))
 	res.Succeeded = existed
 	create := int64(idx)
 	if existed {
@@ -249,7 +249,7 @@ func validateDelete(c *kv.Command, l Limits) error { return checkKey(l, "key", c
 
 // applyDelete removes the key. Succeeded reports that it existed.
 func applyDelete(f *FSM, idx uint64, c *kv.Command, res *kv.WriteResult_) error {
-	prev, existed := f.engine.Delete(idx, c.Key)
+	prev, existed := f.deleteKey(idx, c.Key)
 	res.Succeeded = existed
 	if existed && c.GetReturnPrevious() {
 		res.Entry = toKV(prev)
@@ -310,14 +310,14 @@ func applyCAS(f *FSM, idx uint64, c *kv.Command, res *kv.WriteResult_) error {
 		}
 	case c.Op == kv.CommandOp_CAS_PUT:
 		v := value(c.Value)
-		f.engine.Put(idx, c.Key, v)
+		f.putKey(idx, c.Key, v)
 		create := idx
 		if exists {
 			create = cur.CreateIndex
 		}
 		res.Entry = toKV(storage.Entry{Key: c.Key, Value: v, CreateIndex: create, ModIndex: idx})
 	default:
-		f.engine.Delete(idx, c.Key)
+		f.deleteKey(idx, c.Key)
 	}
 	return nil
 }
@@ -588,9 +588,9 @@ func (f *FSM) applyOp(idx uint64, op *kv.Op) *kv.OpResult_ {
 	case kv.OpType_GET:
 		e, r.Found = f.engine.Get(op.Key)
 	case kv.OpType_PUT:
-		e, r.Found = f.engine.Put(idx, op.Key, value(op.Value))
+		e, r.Found = f.putKey(idx, op.Key, value(op.Value))
 	case kv.OpType_DELETE:
-		e, r.Found = f.engine.Delete(idx, op.Key)
+		e, r.Found = f.deleteKey(idx, op.Key)
 	}
 	if r.Found {
 		r.Entry = toKV(e)
