@@ -23,7 +23,8 @@ const (
 	// WatchDelete: Key was deleted.
 	WatchDelete
 	// WatchResync: the changes between the last event delivered (or the starting index) and Index
-	// can no longer be delivered: every node asked had dropped them from its history (Compacted).
+	// can no longer be delivered: every node the client knows (each asked in turn) had dropped them
+	// from its history (Compacted).
 	// Re-read the watched keys (a Scan), then apply the events that follow, all with indexes above
 	// Index. Events at indexes the re-read already reflects may follow; each carries its mod index.
 	WatchResync
@@ -103,9 +104,10 @@ func WithWatchConsistency(c kv.Consistency) WatchOption {
 // Any node serves a watch. Each call is a blocking query (KV.watch) that answers when there is an
 // event or after WithWatchWait; the next resumes after the last index delivered. When a node fails
 // (a broken connection, Unavailable, NotLeader, a timeout) the watch moves to another member with
-// backoff and resumes there from the last index delivered, so no event is lost or repeated. When no
-// node still holds the changes after that index (Compacted) it delivers a WatchResync event and
-// continues from the answering node's index: see WatchResync. A request the cluster refuses as
+// backoff and resumes there from the last index delivered, so no event is lost or repeated. A node
+// whose history no longer reaches that index (Compacted; a node restarted from a snapshot keeps none
+// from before it) sends the watch to the next node; when every known node has said so it delivers a
+// WatchResync event and continues from the last answering node's index: see WatchResync. A request the cluster refuses as
 // invalid ends the watch with a WatchFailed event.
 //
 // The caller must keep receiving until the channel closes (or end ctx): events wait for it. Each
@@ -165,6 +167,7 @@ func (w *watcher) run(ctx context.Context) {
 	defer w.pool.Close()
 	rt := w.c.router.start(ctx, toAny)
 	failures := 0
+	compacted := 0 // nodes that answered Compacted for the current index
 	for ctx.Err() == nil {
 		addr := rt.current()
 		req := w.req
@@ -177,21 +180,28 @@ func (w *watcher) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		var compacted *kv.Compacted
+		var gone *kv.Compacted
 		switch {
 		case err == nil:
-			failures = 0
+			failures, compacted = 0, 0
 			w.c.router.worked(addr)
 			if !w.deliver(ctx, resp) {
 				return
 			}
 			continue
-		case errors.As(err, &compacted):
+		case errors.As(err, &gone):
 			failures = 0
-			if !w.send(ctx, WatchEvent{Type: WatchResync, Index: compacted.CurrentIndex, Oldest: compacted.OldestIndex}) {
+			// A node that restarted from a snapshot keeps no history before it; another node may
+			// still hold it. Resync only when every node the client knows has said so.
+			if compacted++; compacted < len(w.c.router.candidates(toAny, 0)) {
+				rt.next()
+				continue
+			}
+			compacted = 0
+			if !w.send(ctx, WatchEvent{Type: WatchResync, Index: gone.CurrentIndex, Oldest: gone.OldestIndex}) {
 				return
 			}
-			w.after = max(w.after, compacted.CurrentIndex)
+			w.after = max(w.after, gone.CurrentIndex)
 			continue
 		}
 		kind, cerr := classify(err, sent)

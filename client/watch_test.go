@@ -215,3 +215,30 @@ func TestWatch_SocketTimeoutAboveWait(t *testing.T) {
 		t.Fatalf("%d watch calls: the first was cut short by the socket timeout", n)
 	}
 }
+
+// A node whose history is gone (say it restarted from a snapshot) sends the watch on to another
+// node that still holds it: no resync while one does.
+func TestWatch_CompactedTriesTheOtherNodes(t *testing.T) {
+	a, b := clienttest.NewServer(t, "a"), clienttest.NewServer(t, "b")
+	ctx := testCtx(t)
+	for _, srv := range []*clienttest.Server{a, b} {
+		w := mustNewClient(t, []string{srv.Addr}, func(cfg *client.Config) { cfg.DisableDiscovery = true })
+		for i := 1; i <= 3; i++ {
+			if _, err := w.Put(ctx, []byte("k"), fmt.Appendf(nil, "%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a.Forget(2)
+	c := mustNewClient(t, []string{a.Addr, b.Addr}, func(cfg *client.Config) { cfg.DisableDiscovery = true })
+	ch := mustWatch(t, c, ctx, "k", 0, client.WithWatchWait(20*time.Millisecond))
+	if got := fmt.Sprint(receiveN(t, ch, 3)); got != "[PUT k=1@1 PUT k=2@2 PUT k=3@3]" {
+		t.Fatalf("events %s, want all three from b", got)
+	}
+	// When every node has lost them, the watch says so.
+	b.Forget(1)
+	ch = mustWatch(t, c, ctx, "k", 0, client.WithWatchWait(20*time.Millisecond))
+	if got := receiveN(t, ch, 1)[0]; got != "RESYNC@3(oldest 2)" && got != "RESYNC@3(oldest 3)" {
+		t.Fatalf("first event %s, want a resync at 3", got)
+	}
+}
