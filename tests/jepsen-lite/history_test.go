@@ -50,6 +50,7 @@ type op struct {
 	Return   int64   `json:"return"`
 	Endpoint string  `json:"endpoint,omitempty"`
 	Node     string  `json:"node,omitempty"` // the node that served a read
+	Index    int64   `json:"index,omitempty"` // an acknowledged write's Raft index (the watch check)
 }
 
 // recorder collects the history of a scenario. Safe for concurrent use.
