@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
+	"sync/atomic"
 )
 
 // ErrCompacted is returned by Watch for an after index older than the
@@ -77,6 +79,7 @@ type history struct {
 	floor    uint64  // the index the history starts after
 	events   []Event // events[head:] are live
 	head     int
+	waiters  waiters // watches waiting for a change
 }
 
 func newHistory(maxBytes int64) *history { return &history{maxBytes: maxBytes} }
@@ -90,6 +93,7 @@ func eventBytes(e *Event) int64 { return int64(len(e.Key)+len(e.Value)) + eventO
 func (h *history) record(e Event) {
 	h.events = append(h.events, e)
 	h.bytes += eventBytes(&e)
+	h.waiters.wake(e.Key)
 	for h.bytes > h.maxBytes && h.head < len(h.events) && h.events[h.head].Index < e.Index {
 		idx := h.events[h.head].Index
 		for h.head < len(h.events) && h.events[h.head].Index == idx {
@@ -113,6 +117,7 @@ func (h *history) reset(floor uint64) {
 	h.head = 0
 	h.bytes = 0
 	h.floor = floor
+	h.waiters.wakeAll() // they look again, and find the floor moved
 }
 
 // live returns the events kept, in order.
@@ -157,43 +162,179 @@ func (q *WatchQuery) matches(key []byte) bool {
 // holds no events and Resume is the applied index (at least q.After), and
 // the error is nil: an empty answer, as a blocking query gives. It fails
 // with a *CompactedError when the history no longer reaches back to
-// q.After, including when it is evicted past what this call had looked at
-// while it waited.
+// q.After, or when it was evicted past q.After between a wake-up and the
+// look that followed.
 //
-// Each wake-up (an applied entry) looks only at the events applied since the
-// last look, found by binary search, so a waiting watch costs O(log n + new
-// events), not O(history). Watch holds FSM.mu for reading while it looks.
+// A watch with nothing to answer registers as a waiter and sleeps. The
+// change that matches it wakes it (putKey and deleteKey check each change
+// against the waiters: a map lookup for one-key watches, a range check for
+// each prefix or range watch), so a write wakes only the watches it
+// concerns, and a woken watch looks only at the events after the index it
+// registered at (a binary search). A waiter never woken has proof that no
+// matching change was applied while it waited, so its empty answer needs
+// no look at the history. Watch holds FSM.mu for reading while it looks and
+// registers, so no change slips between the two.
 func (f *FSM) Watch(ctx context.Context, q WatchQuery) (WatchResult, error) {
-	seen := q.After // every event up to seen has been looked at
+	from := q.After // every matching event up to from has been answered or ruled out
 	for {
-		res, checked, err := f.lookup(&q, seen)
-		if err != nil || len(res.Events) > 0 {
+		f.mu.RLock()
+		res, err := f.lookup(&q, from)
+		if err != nil || len(res.Events) > 0 || ctx.Err() != nil {
+			f.mu.RUnlock()
 			return res, err
 		}
-		seen = checked
-		if ctx.Err() != nil {
-			return res, nil
+		w := f.history.waiters.add(&q, max(res.Applied, from))
+		f.mu.RUnlock()
+		select {
+		case <-w.ch:
+			from = w.from
+			continue
+		case <-ctx.Done():
 		}
-		if err := f.WaitApplied(ctx, seen+1); err != nil {
-			// The deadline passed: answer with what is known now (nothing
-			// new, or events that arrived at the last moment).
-			res, _, err := f.lookup(&q, seen)
+		// Time is up. Under the read lock no change is being applied:
+		// unless it was woken meanwhile, no matching change was made up to
+		// the applied index.
+		f.mu.RLock()
+		if !f.history.waiters.remove(w) {
+			res, err = f.lookup(&q, w.from)
+			f.mu.RUnlock()
 			return res, err
+		}
+		res = WatchResult{Applied: f.applied.Load()}
+		res.Resume = max(res.Applied, q.After)
+		f.mu.RUnlock()
+		return res, nil
+	}
+}
+
+// waiter is a Watch waiting for a matching change.
+type waiter struct {
+	q    *WatchQuery
+	key  string        // the key of a one-key watch; "" for a prefix or range
+	from uint64        // the applied index when it registered: no match up to it
+	ch   chan struct{} // closed when a matching change is recorded, or the history reset
+}
+
+// waiters are the watches waiting for a change. Registration happens under
+// FSM.mu's read lock and wake-ups under its write lock (putKey, deleteKey,
+// Restore), so mu, its own lock, only orders registrations against each
+// other.
+type waiters struct {
+	mu     sync.Mutex
+	n      atomic.Int64                    // registered waiters, to skip the lock when none
+	byKey  map[string]map[*waiter]struct{} // one-key watches, by key
+	ranged map[*waiter]struct{}            // prefix and range watches
+}
+
+// add registers a waiter for q that has ruled out every change up to from.
+func (ws *waiters) add(q *WatchQuery, from uint64) *waiter {
+	w := &waiter{q: q, from: from, ch: make(chan struct{})}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if k, ok := q.singleKey(); ok {
+		w.key = string(k)
+		if ws.byKey == nil {
+			ws.byKey = map[string]map[*waiter]struct{}{}
+		}
+		m := ws.byKey[w.key]
+		if m == nil {
+			m = map[*waiter]struct{}{}
+			ws.byKey[w.key] = m
+		}
+		m[w] = struct{}{}
+	} else {
+		if ws.ranged == nil {
+			ws.ranged = map[*waiter]struct{}{}
+		}
+		ws.ranged[w] = struct{}{}
+	}
+	ws.n.Add(1)
+	return w
+}
+
+// remove unregisters w and reports whether it was still waiting (not woken).
+func (ws *waiters) remove(w *waiter) bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return ws.drop(w)
+}
+
+func (ws *waiters) drop(w *waiter) bool {
+	if w.key != "" || w.q.isSingle() {
+		m := ws.byKey[w.key]
+		if _, ok := m[w]; !ok {
+			return false
+		}
+		delete(m, w)
+		if len(m) == 0 {
+			delete(ws.byKey, w.key)
+		}
+	} else {
+		if _, ok := ws.ranged[w]; !ok {
+			return false
+		}
+		delete(ws.ranged, w)
+	}
+	ws.n.Add(-1)
+	return true
+}
+
+// wake wakes every waiter whose keys include key.
+func (ws *waiters) wake(key []byte) {
+	if ws.n.Load() == 0 {
+		return
+	}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for w := range ws.byKey[string(key)] {
+		ws.drop(w)
+		close(w.ch)
+	}
+	for w := range ws.ranged {
+		if w.q.matches(key) {
+			ws.drop(w)
+			close(w.ch)
 		}
 	}
 }
 
-// lookup collects the events of q above from, under the read lock. checked
-// is the applied index: every event up to it has been looked at.
-func (f *FSM) lookup(q *WatchQuery, from uint64) (res WatchResult, checked uint64, err error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+// wakeAll wakes every waiter (the history was reset).
+func (ws *waiters) wakeAll() {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for _, m := range ws.byKey {
+		for w := range m {
+			close(w.ch)
+		}
+	}
+	for w := range ws.ranged {
+		close(w.ch)
+	}
+	ws.byKey, ws.ranged = nil, nil
+	ws.n.Store(0)
+}
+
+// singleKey returns the key of a query that watches exactly one key
+// ([k, k+"\x00")).
+func (q *WatchQuery) singleKey() ([]byte, bool) {
+	if q.isSingle() {
+		return q.Start, true
+	}
+	return nil, false
+}
+
+func (q *WatchQuery) isSingle() bool {
+	return q.Start != nil && len(q.End) == len(q.Start)+1 && q.End[len(q.Start)] == 0 && bytes.Equal(q.End[:len(q.Start)], q.Start)
+}
+
+// lookup collects the events of q above from. The caller holds f.mu.
+func (f *FSM) lookup(q *WatchQuery, from uint64) (res WatchResult, err error) {
 	h := f.history
 	applied := f.applied.Load()
 	res.Applied = applied
 	res.Resume = max(applied, q.After)
 	if from < h.floor {
-		return res, 0, &CompactedError{Oldest: h.floor + 1, Current: applied}
+		return res, &CompactedError{Oldest: h.floor + 1, Current: applied}
 	}
 	ev := h.live()
 	i := sort.Search(len(ev), func(i int) bool { return ev[i].Index > from })
@@ -217,7 +358,7 @@ func (f *FSM) lookup(q *WatchQuery, from uint64) (res WatchResult, checked uint6
 		nbytes += len(out.Key) + len(out.Value)
 		res.Events = append(res.Events, out)
 	}
-	return res, max(applied, from), nil
+	return res, nil
 }
 
 // HistoryRange returns the indexes the change history covers: every change

@@ -342,28 +342,112 @@ func TestHistory_EvictedWhileWaiting(t *testing.T) {
 		_, err := f.Watch(context.Background(), WatchQuery{After: 1, Start: []byte("w"), End: []byte("w\x00")})
 		got <- err
 	}()
-	// The watch has looked at index 1 once it waits for index 2.
-	testutil.WaitFor(t, 5*time.Second, "watch waiting", func() bool {
-		f.waitMu.Lock()
-		defer f.waitMu.Unlock()
-		return f.waitCh != nil
-	})
-	// Two entries applied before it wakes (as Apply does, without waking
-	// in between): the history keeps one change, so index 2 is evicted
+	// The watch has looked at index 1 once it waits.
+	testutil.WaitFor(t, 5*time.Second, "watch waiting", func() bool { return f.history.waiters.n.Load() == 1 })
+	// Two entries applied before it looks again (as Apply does, the second
+	// one waking it): the history keeps one change, so index 2 is evicted
 	// before the watch sees it.
 	f.mu.Lock()
-	for i := uint64(2); i <= 3; i++ {
-		if r := f.applyCommand(i, putCmd("b", "0123456789")); r.Err != nil {
+	for i, k := range []string{"b", "w"} {
+		if r := f.applyCommand(uint64(i+2), putCmd(k, "0123456789")); r.Err != nil {
 			t.Fatal(r.Err)
 		}
 	}
 	f.applied.Store(3)
 	f.mu.Unlock()
-	f.wake()
 	err := testutil.Receive(t, 5*time.Second, "watch answer", got)
 	var ce *CompactedError
 	if !errors.As(err, &ce) || ce.Oldest != 3 || ce.Current != 3 {
 		t.Fatalf("watch: %v, want Compacted{oldest 3, current 3}", err)
+	}
+}
+
+// A watch never woken knows no matching change was made while it waited,
+// even when the history moved past where it started: it answers empty.
+func TestHistory_UnwokenWatchNeedsNoHistory(t *testing.T) {
+	f := mustNew(t, "btree", func(c *Config) { c.HistoryBytes = eventOverhead + 11 })
+	mustWrite(t, f, 1, putCmd("a", "x"))
+	ctx, cancel := context.WithCancel(context.Background())
+	type answer struct {
+		res WatchResult
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		res, err := f.Watch(ctx, WatchQuery{After: 1, Start: []byte("w"), End: []byte("w\x00")})
+		got <- answer{res, err}
+	}()
+	testutil.WaitFor(t, 5*time.Second, "watch waiting", func() bool { return f.history.waiters.n.Load() == 1 })
+	for i := uint64(2); i <= 10; i++ {
+		mustWrite(t, f, i, putCmd("b", "0123456789"))
+	}
+	if floor, _ := f.HistoryRange(); floor != 9 {
+		t.Fatalf("floor %d, want 9", floor)
+	}
+	cancel()
+	a := testutil.Receive(t, 5*time.Second, "watch answer", got)
+	if a.err != nil || len(a.res.Events) != 0 || a.res.Resume != 10 {
+		t.Fatalf("unwoken watch: %+v %v, want no events, resume 10", a.res, a.err)
+	}
+	if n := f.history.waiters.n.Load(); n != 0 {
+		t.Fatalf("%d waiters left registered", n)
+	}
+	// A restore wakes waiters: their history is gone.
+	go func() {
+		_, err := f.Watch(context.Background(), WatchQuery{After: 10, Start: []byte("w"), End: []byte("w\x00")})
+		got <- answer{err: err}
+	}()
+	testutil.WaitFor(t, 5*time.Second, "watch waiting", func() bool { return f.history.waiters.n.Load() == 1 })
+	src := mustNew(t, "btree")
+	for i := uint64(1); i <= 20; i++ {
+		mustWrite(t, src, i, putCmd("z", "v"))
+	}
+	mustRestore(t, f, mustPersist(t, src))
+	if a := testutil.Receive(t, 5*time.Second, "watch answer", got); !errors.Is(a.err, ErrCompacted) {
+		t.Fatalf("watch across a restore: %v, want Compacted", a.err)
+	}
+}
+
+// Waiters on one key, a prefix and a range are woken only by their changes.
+func TestHistory_WakesOnlyMatchingWatches(t *testing.T) {
+	f := mustNew(t, "btree")
+	mustWrite(t, f, 1, putCmd("x", "0"))
+	queries := map[string]WatchQuery{
+		"key":    {After: 1, Start: []byte("k"), End: []byte("k\x00")},
+		"prefix": {After: 1, Start: []byte("p/"), End: []byte("p0")},
+		"range":  {After: 1, Start: []byte("m"), End: []byte("o")},
+	}
+	got := make(chan string, len(queries))
+	for name, q := range queries {
+		go func() {
+			res, err := f.Watch(context.Background(), q)
+			if err != nil || len(res.Events) == 0 {
+				got <- fmt.Sprintf("%s: %v %v", name, res, err)
+				return
+			}
+			got <- name + " " + string(res.Events[0].Key)
+		}()
+	}
+	testutil.WaitFor(t, 5*time.Second, "three watches waiting", func() bool { return f.history.waiters.n.Load() == 3 })
+	mustWrite(t, f, 2, putCmd("k2", "no")) // beside the key
+	mustWrite(t, f, 3, putCmd("p0", "no")) // beside the prefix
+	mustWrite(t, f, 4, putCmd("o", "no"))  // the range's end
+	mustWrite(t, f, 5, putCmd("kk", "no")) // not the key
+	if n := f.history.waiters.n.Load(); n != 3 {
+		t.Fatalf("%d waiting after unrelated changes, want 3", n)
+	}
+	mustWrite(t, f, 6, putCmd("n", "1"))
+	if a := testutil.Receive(t, 5*time.Second, "range watch", got); a != "range n" {
+		t.Fatalf("woken: %s", a)
+	}
+	mustWrite(t, f, 7, putCmd("p/x", "1"))
+	if a := testutil.Receive(t, 5*time.Second, "prefix watch", got); a != "prefix p/x" {
+		t.Fatalf("woken: %s", a)
+	}
+	mustWrite(t, f, 8, delCmd("x"))
+	mustWrite(t, f, 9, putCmd("k", "1"))
+	if a := testutil.Receive(t, 5*time.Second, "key watch", got); a != "key k" {
+		t.Fatalf("woken: %s", a)
 	}
 }
 
