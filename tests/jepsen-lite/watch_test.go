@@ -38,7 +38,9 @@ type watchEvent struct {
 	Value string
 }
 
-func (e watchEvent) String() string { return fmt.Sprintf("%d %s %s=%s", e.Index, e.Type, e.Key, e.Value) }
+func (e watchEvent) String() string {
+	return fmt.Sprintf("%d %s %s=%s", e.Index, e.Type, e.Key, e.Value)
+}
 
 // watchLog is what one watcher received. Safe for concurrent use.
 type watchLog struct {
