@@ -14,8 +14,9 @@ import (
 )
 
 // TestExample_PythonWatch runs examples/python/watch_example.py, the
-// blocking-query loop of a plain Thrift client, against a real node whose
-// history is too small to reach back to index 0: the loop gets Compacted,
+// blocking-query loop of a plain Thrift client, against a follower of a
+// real three-node cluster whose history is too small to reach back to
+// index 0, while the writes go to the leader: the loop gets Compacted,
 // re-reads the prefix, then prints each later change as it happens (a
 // transaction's two changes at one index, in order).
 func TestExample_PythonWatch(t *testing.T) {
@@ -38,9 +39,10 @@ func TestExample_PythonWatch(t *testing.T) {
 	}
 
 	// About seven small changes of history.
-	p := newProc(t, "n1", "--watch-history-bytes", "700")
-	p.start()
-	c := mustClient(t, p.thriftAddr)
+	cl := startCluster(t, 3, "--watch-history-bytes", "700")
+	leader := cl.waitLeader(10 * time.Second)
+	p := cl.followers(leader)[0]
+	c := mustClient(t, leader.thriftAddr)
 	for _, k := range []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"} {
 		if _, err := c.Put(ctx, []byte("pyw/"+k), []byte("v"+k)); err != nil {
 			t.Fatal(err)
