@@ -152,11 +152,11 @@ func (h *Handler) watchQuery(req *kv.WatchRequest) (fsm.WatchQuery, error) {
 	default:
 		return q, invalid("key", "one of key, prefix, or start_key/end_key is required (prefix \"\" watches every key)")
 	}
-	if a := req.GetAfterIndex(); a < 0 {
+	a := req.GetAfterIndex()
+	if a < 0 {
 		return q, invalid("after_index", "must not be negative, got %d", a)
-	} else {
-		q.After = uint64(a)
 	}
+	q.After = uint64(a)
 	if req.TimeoutMs != nil && *req.TimeoutMs < 0 {
 		return q, invalid("timeout_ms", "must not be negative, got %d", *req.TimeoutMs)
 	}
