@@ -2,7 +2,8 @@
 // client: a real Thrift server (framed transport, binary protocol) on 127.0.0.1 serving a map-backed
 // kv.KV handler (as the default service) with the request-id table of the real cluster, and a
 // multiplexed "Cluster" service whose topology the test sets; a record of every call, and hooks to
-// inject answers such as NotLeader, Unavailable or Timeout. Cluster groups fakes into a cluster with
+// inject answers such as NotLeader, Unavailable or Timeout. Watch is served from the fake's record of
+// every change (Forget drops its start, as a node's bounded history does). Cluster groups fakes into a cluster with
 // one shared topology and a leader, whose followers refuse writes with NotLeader.
 package clienttest
 
