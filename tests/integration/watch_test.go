@@ -198,3 +198,28 @@ func referenceHistory(t *testing.T, ctx context.Context, endpoints []string, pre
 	}
 	return out
 }
+
+// TestWatch_OutlastsServerTimeouts waits longer than the node's read,
+// idle and request timeouts: they bound reading a request and a request's
+// work in the node, never a watch's wait.
+func TestWatch_OutlastsServerTimeouts(t *testing.T) {
+	p := newProc(t, "n1", "--read-timeout", "1s", "--idle-timeout", "1s", "--request-timeout", "1s")
+	p.start()
+	conn := rawConn(t, p.thriftAddr)
+	start := time.Now()
+	resp, err := kvCall(t, conn, 30*time.Second, func(ctx context.Context, k *kv.KVClient) (*kv.WatchResponse, error) {
+		return k.Watch(ctx, &kv.WatchRequest{Key: []byte("quiet"), TimeoutMs: new(int32(2500))})
+	})
+	if err != nil {
+		t.Fatalf("a 2.5 s watch on a node with 1 s timeouts: %v", err)
+	}
+	if len(resp.Events) != 0 || time.Since(start) < 2500*time.Millisecond {
+		t.Fatalf("answered after %v with %d events, want none after 2.5 s", time.Since(start), len(resp.Events))
+	}
+	// The connection is still usable.
+	if _, err := kvCall(t, conn, 10*time.Second, func(ctx context.Context, k *kv.KVClient) (*kv.PutResponse, error) {
+		return k.Put(ctx, &kv.PutRequest{Key: []byte("quiet"), Value: []byte("v")})
+	}); err != nil {
+		t.Fatalf("put on the same connection: %v", err)
+	}
+}
