@@ -9,6 +9,9 @@
 //     AddMember, RemoveMember, PromoteMember, TransferLeadership and GossipKeys operate the cluster.
 //   - Config: the seed endpoints, dial settings (transport.DialConfig), retry and topology timings,
 //     the default consistency, and whether reads spread over the members.
+//   - Watch (watch.go) delivers every change of a key or prefix on a channel (WatchEvent), moving
+//     to another member when one fails and resuming after the last index delivered; WatchOption
+//     adjusts it. A WatchResync event reports changes no node still holds.
 //   - ReadOption and WriteOption (options.go) adjust one call.
 //   - The errors (errors.go): ErrNotLeader, ErrUnavailable, ErrInvalidArgument, ErrTimeout,
 //     ErrUnknownOutcome and ErrClosed, with NotLeaderError, InvalidArgumentError and

@@ -2,7 +2,8 @@
 // validation, written keys, size and execution), the log entry codec, the
 // raft.FSM (and raft.BatchingFSM) that applies committed entries to a
 // storage engine, the request-id table that makes retried writes
-// exactly-once, the replicated members table, and the snapshot format.
+// exactly-once, the replicated members table, the bounded change history
+// that serves watches, and the snapshot format.
 //
 // # Log entries
 //
@@ -96,11 +97,58 @@
 // while gossip is down or off; gossip only reports liveness. The table is
 // part of the snapshot but not of Digest, which covers the key space.
 //
+// # Change history
+//
+// The FSM keeps a bounded in-memory record of recent changes of the key
+// space, which serves watches (history.go). putKey and deleteKey, the only
+// ways an op changes the key space, append one Event per change: a PUT with
+// the key, the value and create index as written; a DELETE with the key,
+// only when a key was removed (deleting a missing key changes nothing). The
+// events lie in one slice in apply order: ascending index, and within an
+// index the order the entry's commands and a transaction's ops made them.
+// The history shares the decoded command's key and value bytes (fresh
+// allocations per entry that nothing modifies afterwards) and, for a
+// DELETE, the key the engine returned, which the engine's lifetime contract
+// lets the caller keep: no engine reuses them (the arena engine recycles
+// slots, never returned slices).
+//
+// The history covers (floor, applied]: every change at an index in that
+// range is in it. It is bounded by Config.HistoryBytes, counting each
+// event's key and value plus a fixed 80 bytes; when an append takes it
+// over the bound, whole indexes are evicted from the front, oldest first,
+// and floor becomes the last evicted index, so the statement stays exact.
+// The index being applied is never evicted part way: the history may
+// exceed the bound by one entry's changes until the next change. A fresh
+// FSM starts at floor 0 (it has applied nothing), and Restore empties the
+// history and sets floor to the snapshot's index: a node that restored a
+// snapshot, at start or from the leader, knows nothing before it.
+//
+// Watch answers the events matching a key range above an index, in order.
+// With none to answer it registers as a waiter and sleeps; putKey and
+// deleteKey wake the waiters a change concerns (a map lookup for one-key
+// watches, a range check per prefix or range watch), so a write wakes only
+// its watchers, and a woken watch looks only at the events after the index
+// it registered at: a binary search, then the newer events, under the read
+// lock. Registration happens under the read lock right after the look, so
+// no change slips between them, and a waiter that is never woken has proof
+// that no matching change was applied while it waited: its empty answer at
+// the deadline needs no look at the history (eviction meanwhile is no
+// loss). An index below floor at a look is ErrCompacted (*CompactedError
+// with floor+1 and the applied index); Restore wakes every waiter, whose
+// next look finds the floor moved. An answer may stop at MaxEvents or
+// MaxBytes, but only at the end of an index.
+//
+// The history is not part of the snapshot or of Digest, and its bound may
+// differ between nodes: it changes what each node can answer, never what
+// Apply does. Its content follows from the log alone (the same entries
+// give the same events on every node); only how far back it reaches
+// depends on the node's bound and on when it last restored a snapshot.
+//
 // # Concurrency
 //
-// FSM.mu, a sync.RWMutex, guards the engine pointer, the request-id table
-// and the members table. Apply takes the write lock once per log entry, so a transaction or
-// a batch entry is atomic to readers; Get, Scan, Len, Bytes, EngineName and
+// FSM.mu, a sync.RWMutex, guards the engine pointer, the request-id table,
+// the members table and the change history. Apply takes the write lock once per log entry, so a transaction or
+// a batch entry is atomic to readers; Watch, HistoryRange, HistoryBytes, Get, Scan, Len, Bytes, EngineName and
 // RememberedClients take the read lock. Snapshot and Digest hold the write lock only
 // while they take an engine view (O(1) for the arena and btree engines)
 // and copy the request-id table; the snapshot is written and the digest

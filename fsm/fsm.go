@@ -72,6 +72,12 @@ type Config struct {
 	// MaxClients caps the request-id table, in client ids; the least
 	// recently touched is forgotten first. 0 means DefaultMaxClients.
 	MaxClients int
+	// HistoryBytes bounds the change history that serves watches, in
+	// bytes (keys, values and about 80 bytes per change); the oldest
+	// indexes are dropped first. 0 means DefaultHistoryBytes. It may
+	// differ between nodes: it decides only how far back each node's
+	// watches reach.
+	HistoryBytes int64
 }
 
 // DefaultConfig returns a Config with every default filled in.
@@ -80,6 +86,8 @@ func DefaultConfig() *Config {
 		Engine:     storage.KindDefault,
 		ClientTTL:  DefaultClientTTL,
 		MaxClients: DefaultMaxClients,
+
+		HistoryBytes: DefaultHistoryBytes,
 	}
 }
 
@@ -90,6 +98,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxClients < 0 {
 		return fmt.Errorf("%w: max clients %d is negative", ErrInvalidConfig, c.MaxClients)
+	}
+	if c.HistoryBytes < 0 {
+		return fmt.Errorf("%w: history bytes %d is negative", ErrInvalidConfig, c.HistoryBytes)
 	}
 	return nil
 }
@@ -114,7 +125,7 @@ type Result struct {
 // restores snapshots.
 //
 // Locking: mu guards engine (the pointer and its contents), requests (the
-// request-id table) and members.
+// request-id table), members and history.
 // Apply and ApplyBatch take the write lock once per log entry, so one
 // command, transaction or batch entry is atomic to readers; Snapshot and
 // Digest take it only to capture a copy-on-write view; Restore only to swap
@@ -130,6 +141,7 @@ type FSM struct {
 	engine   storage.Engine
 	requests *requestTable     // the request-id table
 	members  map[string]Member // the replicated members table, by node id
+	history  *history          // recent changes, for watches (history.go)
 
 	applied atomic.Uint64
 
@@ -160,6 +172,9 @@ func New(cfg *Config) (*FSM, error) {
 	if c.MaxClients == 0 {
 		c.MaxClients = DefaultMaxClients
 	}
+	if c.HistoryBytes == 0 {
+		c.HistoryBytes = DefaultHistoryBytes
+	}
 	logger := c.Logger
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -175,6 +190,7 @@ func New(cfg *Config) (*FSM, error) {
 		engine:   eng,
 		requests: newRequestTable(c.ClientTTL, c.MaxClients),
 		members:  make(map[string]Member),
+		history:  newHistory(c.HistoryBytes),
 	}, nil
 }
 

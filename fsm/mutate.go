@@ -6,12 +6,26 @@ import "github.com/cubekv/cubekv/storage"
 // write to the engine goes through them, so what must follow each change
 // of a key has one place to live. Callers hold f.mu for writing.
 
-// putKey writes key = val at idx and returns the entry it replaced.
+// putKey writes key = val at idx and returns the entry it replaced. The
+// change history keeps key and val: they must not change after the call
+// (a decoded command's bytes do not).
 func (f *FSM) putKey(idx uint64, key, val []byte) (prev storage.Entry, existed bool) {
-	return f.engine.Put(idx, key, val)
+	prev, existed = f.engine.Put(idx, key, val)
+	create := idx
+	if existed {
+		create = prev.CreateIndex
+	}
+	f.history.record(Event{Type: EventPut, Index: idx, Key: key, Value: val, CreateIndex: create})
+	return prev, existed
 }
 
-// deleteKey removes key at idx and returns the entry it removed.
+// deleteKey removes key at idx and returns the entry it removed. Deleting
+// a missing key changes nothing and records no event; the history keeps
+// the removed entry's key, which the engine returns for the caller to keep.
 func (f *FSM) deleteKey(idx uint64, key []byte) (prev storage.Entry, existed bool) {
-	return f.engine.Delete(idx, key)
+	prev, existed = f.engine.Delete(idx, key)
+	if existed {
+		f.history.record(Event{Type: EventDelete, Index: idx, Key: prev.Key})
+	}
+	return prev, existed
 }

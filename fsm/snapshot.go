@@ -483,6 +483,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.engine = st.engine
 	f.requests = st.requests
 	f.members = st.members
+	f.history.reset(st.applied) // changes before the snapshot are not known
 	f.applied.Store(st.applied)
 	f.mu.Unlock()
 	f.wake()

@@ -88,6 +88,9 @@ type Config struct {
 	// Engine is the storage engine kind ("arena", "btree" or "hash");
 	// empty: storage.KindDefault (btree).
 	Engine string
+	// WatchHistoryBytes bounds the FSM's change history, which serves
+	// watches, in bytes; 0: fsm.DefaultHistoryBytes.
+	WatchHistoryBytes int64
 
 	// HeartbeatTimeout is how long a follower waits without contact from the
 	// leader before starting an election. 0: DefaultHeartbeatTimeout.

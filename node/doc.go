@@ -67,6 +67,10 @@
 // gives any node the leader's read index (a follower asks the leader through
 // Remote), and the read waits until the local FSM has applied it.
 //
+// Watch (watch.go) is a read that waits: it makes the read safe at its
+// consistency exactly as Get does, then waits in fsm.FSM.Watch for a
+// change it matches, until its wait has passed since the call began.
+//
 // # Membership (members.go, membership.go)
 //
 // The replicated members table in the FSM records each node's Thrift, Raft,

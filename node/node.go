@@ -81,6 +81,7 @@ func New(cfg *Config) (*Node, error) {
 	}
 	fcfg := fsm.DefaultConfig()
 	fcfg.Engine = cfg.Engine
+	fcfg.HistoryBytes = cfg.WatchHistoryBytes
 	fcfg.Logger = base // fsm adds its own component attribute
 	f, err := fsm.New(fcfg)
 	if err != nil {

@@ -22,6 +22,10 @@
 //     leader's confirmation questions.
 //   - Keyring (keyring.go) is the gossip keyring (*gossip.Gossip; nil when
 //     gossip is off) behind the gossip key operations.
+//   - Watch (watch.go) is KV.watch, a blocking query served from the
+//     node's own applied state (Store embeds Watcher): consistency first,
+//     then a wait for a matching change bounded by WatchConfig, with at
+//     most WatchConfig.MaxWaiting watches at once.
 //   - NewProcessor serves the three services on one port: KV as the default
 //     service and under its multiplexed name, Cluster and Internal under
 //     theirs.

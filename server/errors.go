@@ -152,6 +152,13 @@ var errorTable = []struct {
 		return &kv.InvalidArgument{Field: "node_id", Reason: err.Error()}
 	}},
 	{node.ErrMembership, unavailable},
+	{fsm.ErrCompacted, func(err error, _ *kv.RequestID) error {
+		var ce *fsm.CompactedError
+		if !errors.As(err, &ce) {
+			return &kv.Compacted{}
+		}
+		return &kv.Compacted{OldestIndex: int64(ce.Oldest), CurrentIndex: int64(ce.Current)}
+	}},
 }
 
 func unavailable(err error, _ *kv.RequestID) error { return &kv.Unavailable{Reason: err.Error()} }
@@ -238,6 +245,8 @@ func Outcome(err error) string {
 		return "unavailable"
 	case *kv.Timeout:
 		return "timeout"
+	case *kv.Compacted:
+		return "compacted"
 	default:
 		return "internal_error"
 	}

@@ -38,6 +38,7 @@ var answered = map[string]struct {
 	"context.Canceled":       {context.Canceled, "unavailable"},
 	"server.invalid":         {invalid("key", "too long"), "invalid_argument"},
 	"server.peerError":       {&peerError{peer: "leader n1", ex: &kv.Unavailable{Reason: "no quorum"}, sentinel: node.ErrUnavailable}, "unavailable"},
+	"fsm.ErrCompacted":       {&fsm.CompactedError{Oldest: 5, Current: 9}, "compacted"},
 }
 
 // unanswered lists the sentinels node and fsm export that never reach a

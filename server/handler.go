@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/thrift/lib/go/thrift"
@@ -30,6 +31,8 @@ type Store interface {
 	// ThriftAddr returns the Thrift address of node id, "" when unknown:
 	// what a NotLeader answer names.
 	ThriftAddr(id string) string
+	// Watcher serves watches (server/watch.go).
+	Watcher
 }
 
 // Limits bound what one request may carry. Zero fields take the defaults.
@@ -74,6 +77,8 @@ type Config struct {
 	Observe func(method, outcome string, d time.Duration)
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// Watch bounds watches (server/watch.go).
+	Watch WatchConfig
 }
 
 // Handler implements the generated kv.KV service over a Store.
@@ -81,6 +86,8 @@ type Handler struct {
 	store  Store
 	cfg    Config
 	logger *slog.Logger
+
+	watching atomic.Int64 // watches being served (server/watch.go)
 }
 
 var _ kv.KV = (*Handler)(nil)

@@ -79,6 +79,16 @@ func (s *fakeStore) Scan(_ context.Context, start, end []byte, reverse bool, lim
 }
 
 // ThriftAddr knows n2's address only.
+func (s *fakeStore) Watch(ctx context.Context, q fsm.WatchQuery, c kv.Consistency, wait time.Duration) (fsm.WatchResult, node.ReadInfo, error) {
+	if s.panicOn == "watch" {
+		panic("injected")
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	res, err := s.f.Watch(wctx, q)
+	return res, node.ReadInfo{NodeID: "n1", Consistency: c, AppliedIndex: res.Applied}, err
+}
+
 func (s *fakeStore) ThriftAddr(id string) string {
 	if id == "n2" {
 		return "127.0.0.1:19090"

@@ -268,6 +268,86 @@ struct TxnResponse {
   3: required list<OpResult> results,
 }
 
+/** What a watch event records. */
+enum EventType {
+  /** The key was written (created or changed). */
+  PUT = 1,
+  /** The key was deleted. */
+  DELETE = 2,
+}
+
+/**
+ * One change of one key. A transaction's changes share its index and come
+ * in the order the transaction made them; so do the deletions of one entry.
+ */
+struct Event {
+  1: required EventType type,
+  2: required binary key,
+  /** The Raft index of the write that made the change. */
+  3: required i64 index,
+  /**
+   * PUT: the entry as written (value, create_index, mod_index = index);
+   * without its value when the request asked for keys only. Unset for DELETE.
+   */
+  4: optional Entry entry,
+}
+
+/**
+ * A blocking watch, like Consul's blocking queries: the answer holds the
+ * events with index > after_index on the watched keys, in index order, and
+ * comes as soon as there is at least one, or when timeout_ms has passed
+ * (then with none). Watch with a loop, passing each answer's resume_index as
+ * the next after_index: no event is missed or repeated. Name the keys with
+ * exactly one of key, prefix, or start_key and end_key (either may be unset:
+ * an open bound). Served by any node from its own applied state.
+ */
+struct WatchRequest {
+  /** Watch this one key. */
+  1: optional binary key,
+  /** Watch every key with this prefix. */
+  2: optional binary prefix,
+  /** Watch [start_key, end_key): inclusive lower bound. */
+  3: optional binary start_key,
+  /** Exclusive upper bound. */
+  4: optional binary end_key,
+  /** Events after this index; 0 is the start of the log. */
+  5: optional i64 after_index = 0,
+  /**
+   * Longest to wait for an event, in milliseconds; 0 answers at once.
+   * Unset: the server's default (10 s). The server lowers it to its maximum
+   * (--watch-max-timeout, default 60 s).
+   */
+  6: optional i32 timeout_ms,
+  /**
+   * At most about this many events; unset or 0: the server's max page
+   * (default 10,000). The events of one index (a transaction's changes) are
+   * never split: they all come in one answer, even when that exceeds
+   * max_events.
+   */
+  7: optional i32 max_events,
+  /**
+   * Unset means LINEARIZABLE: the node first waits for a read index, so a
+   * watch started after a write was acknowledged anywhere sees it. STALE
+   * answers from whatever the node has applied.
+   */
+  8: optional Consistency consistency,
+  /** Leave the values out of PUT events. */
+  9: optional bool keys_only,
+}
+
+struct WatchResponse {
+  /** The events, in index order (and within an index, in the order they were made). */
+  1: required list<Event> events,
+  /**
+   * Pass it as the next request's after_index. Set even when there are no
+   * events: the serving node's applied index when it answered; when the
+   * answer stopped at max_events or the answer size, the index of the last
+   * event returned. Never below the request's after_index.
+   */
+  2: required i64 resume_index,
+  3: required ReadInfo info,
+}
+
 /** A node's Raft role. */
 enum Role {
   FOLLOWER = 1,
@@ -330,6 +410,23 @@ exception Timeout {
   2: required string reason,
 }
 
+/**
+ * A watch's after_index is older than the serving node's change history
+ * (bounded in bytes; a node also keeps none from before the snapshot it
+ * started from). Re-read the watched keys (a scan answers at some applied
+ * index I), then watch again from after_index = I. Nothing was missed if
+ * you do.
+ */
+exception Compacted {
+  /**
+   * The oldest index the node's history covers: the smallest after_index
+   * it still serves is oldest_index - 1.
+   */
+  1: required i64 oldest_index,
+  /** The node's applied index when it answered. */
+  2: required i64 current_index,
+}
+
 service KV {
   GetResponse get(1: GetRequest req)
     throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
@@ -344,6 +441,9 @@ service KV {
   TxnResponse txn(1: TxnRequest req)
     throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
   StatusResponse status(),
+  /** Blocks until an event or the timeout; see WatchRequest. */
+  WatchResponse watch(1: WatchRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout, 5: Compacted compacted),
 }
 
 /** A member's vote in Raft. */

@@ -261,9 +261,10 @@ func isDeclaredException(err error) bool {
 		notLeader   *kv.NotLeader
 		unavailable *kv.Unavailable
 		timeout     *kv.Timeout
+		compacted   *kv.Compacted
 	)
 	return errors.As(err, &invalid) || errors.As(err, &notLeader) ||
-		errors.As(err, &unavailable) || errors.As(err, &timeout)
+		errors.As(err, &unavailable) || errors.As(err, &timeout) || errors.As(err, &compacted)
 }
 
 // countingConn counts the bytes written to the socket, so a caller can tell whether a request may have

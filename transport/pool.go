@@ -116,3 +116,6 @@ func (p *Pool) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Config returns the dial settings the pool's connections are made with, defaults filled in.
+func (p *Pool) Config() DialConfig { return p.cfg }

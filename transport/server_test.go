@@ -76,6 +76,10 @@ func (h *srvTestHandler) Status(context.Context) (*kv.StatusResponse, error) {
 	return &kv.StatusResponse{NodeID: "node-1", Role: kv.Role_LEADER, Term: 3, Engine: "btree"}, nil
 }
 
+func (h *srvTestHandler) Watch(context.Context, *kv.WatchRequest) (*kv.WatchResponse, error) {
+	return nil, errNotImplemented
+}
+
 func testSlog(t testing.TB) *slog.Logger {
 	return testutil.Logger(t, slog.LevelDebug)
 }

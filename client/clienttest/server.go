@@ -2,7 +2,8 @@
 // client: a real Thrift server (framed transport, binary protocol) on 127.0.0.1 serving a map-backed
 // kv.KV handler (as the default service) with the request-id table of the real cluster, and a
 // multiplexed "Cluster" service whose topology the test sets; a record of every call, and hooks to
-// inject answers such as NotLeader, Unavailable or Timeout. Cluster groups fakes into a cluster with
+// inject answers such as NotLeader, Unavailable or Timeout. Watch is served from the fake's record of
+// every change (Forget drops its start, as a node's bounded history does). Cluster groups fakes into a cluster with
 // one shared topology and a leader, whose followers refuse writes with NotLeader.
 package clienttest
 
@@ -77,6 +78,7 @@ type Server struct {
 	overlaps  int           // writes that arrived while another with the same client id was in flight
 	hook      Hook
 	applyHits map[string]int // key -> number of times a write changed it
+	history   watchHistory   // every change, for watches (watch.go)
 
 	topology      *kv.Topology // answered by Cluster.topology; nil: Unavailable
 	topologyHook  Hook
@@ -313,6 +315,7 @@ func (s *Server) put(key, value []byte) (prev, cur *kv.Entry) {
 	}
 	s.data[string(key)] = cur
 	s.applyHits[string(key)]++
+	s.history.put(cur)
 	return prev, cur
 }
 
@@ -323,6 +326,7 @@ func (s *Server) del(key []byte) (prev *kv.Entry) {
 	if prev != nil {
 		delete(s.data, string(key))
 		s.applyHits[string(key)]++
+		s.history.del(key, s.index)
 	}
 	return prev
 }
@@ -536,10 +540,12 @@ func (s *Server) Txn(ctx context.Context, req *kv.TxnRequest) (*kv.TxnResponse, 
 					s.data[string(op.Key)].CreateIndex = e.CreateIndex
 				}
 				s.applyHits[string(op.Key)]++
+				s.history.put(s.data[string(op.Key)])
 			case kv.OpType_DELETE:
 				if e != nil {
 					delete(s.data, string(op.Key))
 					s.applyHits[string(op.Key)]++
+					s.history.del(op.Key, idx)
 				}
 			}
 			resp.Results = append(resp.Results, r)

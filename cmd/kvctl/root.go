@@ -187,5 +187,6 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *boo
 		newGossipCmd(g),
 		newBenchCmd(g),
 	)
+	root.AddCommand(newWatchCmd(g))
 	return root, ran
 }

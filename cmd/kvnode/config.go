@@ -78,6 +78,10 @@ type config struct {
 	LogLevel  string
 	LogFormat string
 	Version   bool
+
+	WatchHistoryBytes int64
+	WatchMaxTimeout   time.Duration
+	MaxWatches        int
 }
 
 // errUsage marks a bad flag or variable; main exits 2 on it.
@@ -147,6 +151,10 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
+
+	fs.Int64Var(&c.WatchHistoryBytes, "watch-history-bytes", fsm.DefaultHistoryBytes, "bytes of recent changes kept in memory to serve watches (keys, values and ~80 bytes each); a watch from an older index gets Compacted")
+	fs.DurationVar(&c.WatchMaxTimeout, "watch-max-timeout", server.DefaultWatchMaxTimeout, "longest a watch waits for an event (a larger timeout_ms is lowered)")
+	fs.IntVar(&c.MaxWatches, "max-watches", server.DefaultMaxWatches, "most watches waiting at once; each holds a connection (keep it below --max-conns)")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
@@ -265,6 +273,10 @@ func (c *config) nodeConfig() (*node.Config, error) {
 	nc.InitialCluster = peers
 	nc.Bootstrap = c.Bootstrap == "true" || (c.Bootstrap == "auto" && len(peers) == 0 && c.joinList() == nil)
 	nc.Engine = c.Engine
+	if c.WatchHistoryBytes <= 0 {
+		return nil, fmt.Errorf("%w: --watch-history-bytes must be positive, got %d", errUsage, c.WatchHistoryBytes)
+	}
+	nc.WatchHistoryBytes = c.WatchHistoryBytes
 	nc.LogStoreKind = c.LogStore
 	nc.UnsafeLocalReads = c.UnsafeLocalReads
 	nc.HeartbeatTimeout = c.HeartbeatTimeout
@@ -324,6 +336,9 @@ func (c *config) handlerConfig() (server.Config, error) {
 	if c.MaxValueSize > fsm.MaxValueSize {
 		return server.Config{}, fmt.Errorf("%w: --max-value-size %d exceeds the state machine's limit of %d", errUsage, c.MaxValueSize, fsm.MaxValueSize)
 	}
+	if c.WatchMaxTimeout <= 0 || c.MaxWatches <= 0 {
+		return server.Config{}, fmt.Errorf("%w: --watch-max-timeout (%s) and --max-watches (%d) must be positive", errUsage, c.WatchMaxTimeout, c.MaxWatches)
+	}
 	// An answer holds at most MaxResponseBytes of keys and values plus
 	// framing; a single maximal entry must fit in it.
 	respBytes := c.MaxFrameSize / 2
@@ -341,6 +356,10 @@ func (c *config) handlerConfig() (server.Config, error) {
 		},
 		RequestTimeout: c.RequestTimeout,
 		Version:        version,
+		Watch: server.WatchConfig{
+			MaxTimeout: c.WatchMaxTimeout,
+			MaxWaiting: c.MaxWatches,
+		},
 	}, nil
 }
 

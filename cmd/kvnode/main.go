@@ -402,6 +402,9 @@ func createThriftServer(cfg *config, n *node.Node, peers *server.PeerClient, g *
 	hc.Logger = logger
 	hc.Observe = cfg.metrics.observeRequest
 	h := server.New(n, hc)
+	if err := cfg.metrics.watches(h, n); err != nil {
+		return nil, err
+	}
 	var keyring server.Keyring
 	if g != nil {
 		keyring = g

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cubekv/cubekv/node"
+	"github.com/cubekv/cubekv/server"
 	"github.com/cubekv/cubekv/transport"
 )
 
@@ -160,4 +161,22 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(statusDescs.leader, prometheus.GaugeValue, leader)
 	ch <- prometheus.MustNewConstMetric(statusDescs.contact, prometheus.GaugeValue, contact)
 	ch <- prometheus.MustNewConstMetric(statusDescs.snapshot, prometheus.GaugeValue, float64(st.SnapshotIndex))
+}
+
+// watches adds the watch gauges: watches waiting on the front door h, and
+// the size and reach of the node's change history.
+func (m *metrics) watches(h *server.Handler, n *node.Node) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cubekv_watches_waiting", Help: "Watches being served (waiting for an event) on this node."},
+			func() float64 { return float64(h.Watching()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cubekv_watch_history_bytes", Help: "Bytes the change history holds (keys, values and per-change overhead)."},
+			func() float64 { return float64(n.FSM().HistoryBytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cubekv_watch_history_floor", Help: "The change history covers the indexes after this one."},
+			func() float64 { floor, _ := n.FSM().HistoryRange(); return float64(floor) }),
+	} {
+		if err := m.reg.Register(c); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return nil
 }

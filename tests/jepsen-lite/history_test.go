@@ -49,7 +49,8 @@ type op struct {
 	Call     int64   `json:"call"`
 	Return   int64   `json:"return"`
 	Endpoint string  `json:"endpoint,omitempty"`
-	Node     string  `json:"node,omitempty"` // the node that served a read
+	Node     string  `json:"node,omitempty"`  // the node that served a read
+	Index    int64   `json:"index,omitempty"` // an acknowledged write's Raft index (the watch check)
 }
 
 // recorder collects the history of a scenario. Safe for concurrent use.

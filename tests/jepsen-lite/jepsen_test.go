@@ -52,7 +52,7 @@ func TestJepsen(t *testing.T) {
 		}
 	}
 	summary := fmt.Sprintf("jepsen-lite profile %s seed %d race=%v wall %v\n%s",
-		prof, seed, raceBuild, time.Since(start).Round(time.Second), table(rows))
+		prof, seed, raceBuild, time.Since(start).Round(time.Second), table(rows)+watchTable(rows))
 	t.Log("\n" + summary)
 	if err := os.MkdirAll(resultsDir, 0o755); err == nil {
 		_ = os.WriteFile(filepath.Join(resultsDir, "summary.txt"), []byte(summary), 0o644)

@@ -51,6 +51,7 @@ type row struct {
 	Converge               time.Duration
 	Wall                   time.Duration
 	Problems               []string
+	Watch                  watchRow // the watch check (watch_test.go)
 }
 
 func defaultWorkload() workloadConfig {
@@ -173,12 +174,15 @@ func runScenario(t *testing.T, s scenario, bin string, seed uint64, resultsDir s
 	if e := engine(); e != "" {
 		extra = append([]string{"--engine", e}, extra...)
 	}
+	extra = append(slices.Clone(watchHistoryFlags), extra...)
 	c := startCluster(t, nw, dir, clusterOpts{size: s.nodes, bin: bin, extra: extra, tls: s.tls})
 	rec := newRecorder()
 	wcfg := s.workload
 	wcfg.tls = c.tls.clientTLS()
 	wl := newWorkload(wcfg, rec, "jl/"+s.name, c.endpoints(), seed)
 	defer wl.close()
+	watchPrefix := "jl/" + s.name + "/"
+	ws := startWatchers(t, wl, c.endpoints(), watchPrefix)
 	env := &nemesisEnv{c: c, rng: rand.New(rand.NewPCG(seed, 0x6e656d))}
 	nemeses := s.nemeses(env)
 
@@ -311,6 +315,21 @@ func runScenario(t *testing.T, s scenario, bin string, seed uint64, resultsDir s
 			r.Problems = append(r.Problems, fmt.Sprintf("counter %s: acked %d unknown %d mismatches %d final %v: lost %d duplicates %d",
 				key, tally.Acked, tally.Unknown, tally.Mismatch, final, cr.Lost, cr.Duplicates))
 		}
+	}
+	if len(digests) > 0 {
+		var last uint64
+		for _, d := range digests {
+			last = max(last, d.AppliedIndex)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+		var wp []string
+		r.Watch, wp = checkWatchers(wctx, ws, wl, c.endpoints(), watchPrefix, int64(last), wcfg.tls, h)
+		cancel()
+		r.Problems = append(r.Problems, wp...)
+		t.Logf("watch: %d watchers, %d events checked, %d gaps, %d duplicates, %d reorders, %d resyncs; reference %d events after %d, %d acknowledged writes in it; canary gaps %d",
+			r.Watch.Watchers, r.Watch.Checked, r.Watch.Gaps, r.Watch.Dups, r.Watch.Reorders, r.Watch.Resyncs, r.Watch.Reference, r.Watch.Floor, r.Watch.Acked, r.Watch.CanaryGaps)
+	} else {
+		ws.stop(0, 0)
 	}
 	if s.verify != nil {
 		r.Problems = append(r.Problems, s.verify(t, c)...)

@@ -184,9 +184,12 @@ func (w *workload) registerWorker(ctx context.Context, idx int) {
 		case r < 75:
 			o.Kind = kindWrite
 			o.Value = w.nextValue.Add(1)
-			_, err := cl.Put(octx, []byte(key), encode(o.Value))
+			resp, err := cl.Put(octx, []byte(key), encode(o.Value))
 			o.Return = w.rec.now()
 			o.Outcome, o.Err = classifyWrite(err), errString(err)
+			if err == nil {
+				o.Index = resp.Index
+			}
 		default:
 			o.Kind = kindCAS
 			o.Value = w.nextValue.Add(1)
@@ -207,6 +210,7 @@ func (w *workload) registerWorker(ctx context.Context, idx int) {
 				}
 				if resp.Succeeded {
 					last[key] = o.Value
+					o.Index = resp.Index
 				} else {
 					last[key] = o.Current
 				}
@@ -228,10 +232,13 @@ func (w *workload) setWorker(ctx context.Context, idx int) {
 		key := fmt.Sprintf("%s%09d", w.setPrefix(), w.setSeq.Add(1))
 		octx, cancel := context.WithTimeout(context.Background(), w.cfg.opTimeout)
 		o := op{Process: proc, Kind: kindAdd, Key: key, Call: w.rec.now()}
-		_, err := cl.Put(octx, []byte(key), []byte("1"))
+		resp, err := cl.Put(octx, []byte(key), []byte("1"))
 		cancel()
 		o.Return = w.rec.now()
 		o.Outcome, o.Err = classifyWrite(err), errString(err)
+		if err == nil {
+			o.Index = resp.Index
+		}
 		w.rec.add(o)
 		if o.Outcome == outcomeUnknown {
 			proc = w.rec.process()
@@ -309,6 +316,9 @@ func (w *workload) counterWorker(ctx context.Context, idx int, key string) {
 		o.Return = w.rec.now()
 		if first != nil {
 			o.Success = first.Succeeded
+			if first.Succeeded {
+				o.Index = first.Index
+			}
 		}
 		w.rec.add(o)
 		t := w.tally(key)

@@ -279,6 +279,65 @@ func (p *OpType) Value() (driver.Value, error) {
 	return int64(*p), nil
 }
 
+// What a watch event records.
+type EventType int64
+
+const (
+	EventType_PUT    EventType = 1
+	EventType_DELETE EventType = 2
+)
+
+func (p EventType) String() string {
+	switch p {
+	case EventType_PUT:
+		return "PUT"
+	case EventType_DELETE:
+		return "DELETE"
+	}
+	return "<UNSET>"
+}
+
+func EventTypeFromString(s string) (EventType, error) {
+	switch s {
+	case "PUT":
+		return EventType_PUT, nil
+	case "DELETE":
+		return EventType_DELETE, nil
+	}
+	return EventType(0), fmt.Errorf("not a valid EventType string")
+}
+
+func EventTypePtr(v EventType) *EventType { return &v }
+
+func (p EventType) MarshalText() ([]byte, error) {
+	return []byte(p.String()), nil
+}
+
+func (p *EventType) UnmarshalText(text []byte) error {
+	q, err := EventTypeFromString(string(text))
+	if err != nil {
+		return err
+	}
+	*p = q
+	return nil
+}
+
+func (p *EventType) Scan(value interface{}) error {
+	v, ok := value.(int64)
+	if !ok {
+		return errors.New("Scan value is not int64")
+	}
+	*p = EventType(v)
+	return nil
+}
+
+func (p *EventType) Value() (driver.Value, error) {
+	if p == nil {
+		return nil, nil
+	}
+	return int64(*p), nil
+}
+
 // A node's Raft role.
 type Role int64
 
@@ -5482,6 +5541,1119 @@ func (p *TxnResponse) String() string {
 	return fmt.Sprintf("TxnResponse(%+v)", *p)
 }
 
+// One change of one key. A transaction's changes share its index and come
+// in the order the transaction made them; so do the deletions of one entry.
+//
+// Attributes:
+//   - Type
+//   - Key
+//   - Index: The Raft index of the write that made the change.
+//   - Entry: PUT: the entry as written (value, create_index, mod_index = index);
+//
+// without its value when the request asked for keys only. Unset for DELETE.
+type Event struct {
+	Type  EventType `thrift:"type,1,required" db:"type" json:"type"`
+	Key   []byte    `thrift:"key,2,required" db:"key" json:"key"`
+	Index int64     `thrift:"index,3,required" db:"index" json:"index"`
+	Entry *Entry    `thrift:"entry,4" db:"entry" json:"entry,omitempty"`
+}
+
+func NewEvent() *Event {
+	return &Event{}
+}
+
+func (p *Event) GetType() EventType {
+	return p.Type
+}
+
+func (p *Event) GetKey() []byte {
+	return p.Key
+}
+
+func (p *Event) GetIndex() int64 {
+	return p.Index
+}
+
+var Event_Entry_DEFAULT *Entry
+
+func (p *Event) GetEntry() *Entry {
+	if !p.IsSetEntry() {
+		return Event_Entry_DEFAULT
+	}
+	return p.Entry
+}
+func (p *Event) IsSetEntry() bool {
+	return p.Entry != nil
+}
+
+func (p *Event) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetType bool = false
+	var issetKey bool = false
+	var issetIndex bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I32 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetType = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+				issetKey = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+				issetIndex = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetType {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Type is not set"))
+	}
+	if !issetKey {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Key is not set"))
+	}
+	if !issetIndex {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Index is not set"))
+	}
+	return nil
+}
+
+func (p *Event) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI32(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		temp := EventType(v)
+		p.Type = temp
+	}
+	return nil
+}
+
+func (p *Event) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadBinary(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.Key = v
+	}
+	return nil
+}
+
+func (p *Event) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 3: ", err)
+	} else {
+		p.Index = v
+	}
+	return nil
+}
+
+func (p *Event) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Entry = &Entry{}
+	if err := p.Entry.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Entry), err)
+	}
+	return nil
+}
+
+func (p *Event) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "Event"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *Event) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "type", thrift.I32, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:type: ", p), err)
+	}
+	if err := oprot.WriteI32(ctx, int32(p.Type)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.type (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:type: ", p), err)
+	}
+	return err
+}
+
+func (p *Event) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "key", thrift.STRING, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:key: ", p), err)
+	}
+	if err := oprot.WriteBinary(ctx, p.Key); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.key (2) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:key: ", p), err)
+	}
+	return err
+}
+
+func (p *Event) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "index", thrift.I64, 3); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:index: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.Index)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.index (3) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 3:index: ", p), err)
+	}
+	return err
+}
+
+func (p *Event) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetEntry() {
+		if err := oprot.WriteFieldBegin(ctx, "entry", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:entry: ", p), err)
+		}
+		if err := p.Entry.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Entry), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:entry: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *Event) Equals(other *Event) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.Type != other.Type {
+		return false
+	}
+	if bytes.Compare(p.Key, other.Key) != 0 {
+		return false
+	}
+	if p.Index != other.Index {
+		return false
+	}
+	if !p.Entry.Equals(other.Entry) {
+		return false
+	}
+	return true
+}
+
+func (p *Event) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("Event(%+v)", *p)
+}
+
+// A blocking watch, like Consul's blocking queries: the answer holds the
+// events with index > after_index on the watched keys, in index order, and
+// comes as soon as there is at least one, or when timeout_ms has passed
+// (then with none). Watch with a loop, passing each answer's resume_index as
+// the next after_index: no event is missed or repeated. Name the keys with
+// exactly one of key, prefix, or start_key and end_key (either may be unset:
+// an open bound). Served by any node from its own applied state.
+//
+// Attributes:
+//   - Key: Watch this one key.
+//   - Prefix: Watch every key with this prefix.
+//   - StartKey: Watch [start_key, end_key): inclusive lower bound.
+//   - EndKey: Exclusive upper bound.
+//   - AfterIndex: Events after this index; 0 is the start of the log.
+//   - TimeoutMs: Longest to wait for an event, in milliseconds; 0 answers at once.
+//
+// Unset: the server's default (10 s). The server lowers it to its maximum
+// (--watch-max-timeout, default 60 s).
+//   - MaxEvents: At most about this many events; unset or 0: the server's max page
+//
+// (default 10,000). The events of one index (a transaction's changes) are
+// never split: they all come in one answer, even when that exceeds
+// max_events.
+//   - Consistency: Unset means LINEARIZABLE: the node first waits for a read index, so a
+//
+// watch started after a write was acknowledged anywhere sees it. STALE
+// answers from whatever the node has applied.
+//   - KeysOnly: Leave the values out of PUT events.
+type WatchRequest struct {
+	Key         []byte       `thrift:"key,1" db:"key" json:"key,omitempty"`
+	Prefix      []byte       `thrift:"prefix,2" db:"prefix" json:"prefix,omitempty"`
+	StartKey    []byte       `thrift:"start_key,3" db:"start_key" json:"start_key,omitempty"`
+	EndKey      []byte       `thrift:"end_key,4" db:"end_key" json:"end_key,omitempty"`
+	AfterIndex  int64        `thrift:"after_index,5" db:"after_index" json:"after_index"`
+	TimeoutMs   *int32       `thrift:"timeout_ms,6" db:"timeout_ms" json:"timeout_ms,omitempty"`
+	MaxEvents   *int32       `thrift:"max_events,7" db:"max_events" json:"max_events,omitempty"`
+	Consistency *Consistency `thrift:"consistency,8" db:"consistency" json:"consistency,omitempty"`
+	KeysOnly    *bool        `thrift:"keys_only,9" db:"keys_only" json:"keys_only,omitempty"`
+}
+
+func NewWatchRequest() *WatchRequest {
+	return &WatchRequest{}
+}
+
+var WatchRequest_Key_DEFAULT []byte
+
+func (p *WatchRequest) GetKey() []byte {
+	return p.Key
+}
+
+var WatchRequest_Prefix_DEFAULT []byte
+
+func (p *WatchRequest) GetPrefix() []byte {
+	return p.Prefix
+}
+
+var WatchRequest_StartKey_DEFAULT []byte
+
+func (p *WatchRequest) GetStartKey() []byte {
+	return p.StartKey
+}
+
+var WatchRequest_EndKey_DEFAULT []byte
+
+func (p *WatchRequest) GetEndKey() []byte {
+	return p.EndKey
+}
+
+var WatchRequest_AfterIndex_DEFAULT int64 = 0
+
+func (p *WatchRequest) GetAfterIndex() int64 {
+	return p.AfterIndex
+}
+
+var WatchRequest_TimeoutMs_DEFAULT int32
+
+func (p *WatchRequest) GetTimeoutMs() int32 {
+	if !p.IsSetTimeoutMs() {
+		return WatchRequest_TimeoutMs_DEFAULT
+	}
+	return *p.TimeoutMs
+}
+
+var WatchRequest_MaxEvents_DEFAULT int32
+
+func (p *WatchRequest) GetMaxEvents() int32 {
+	if !p.IsSetMaxEvents() {
+		return WatchRequest_MaxEvents_DEFAULT
+	}
+	return *p.MaxEvents
+}
+
+var WatchRequest_Consistency_DEFAULT Consistency
+
+func (p *WatchRequest) GetConsistency() Consistency {
+	if !p.IsSetConsistency() {
+		return WatchRequest_Consistency_DEFAULT
+	}
+	return *p.Consistency
+}
+
+var WatchRequest_KeysOnly_DEFAULT bool
+
+func (p *WatchRequest) GetKeysOnly() bool {
+	if !p.IsSetKeysOnly() {
+		return WatchRequest_KeysOnly_DEFAULT
+	}
+	return *p.KeysOnly
+}
+func (p *WatchRequest) IsSetKey() bool {
+	return p.Key != nil
+}
+
+func (p *WatchRequest) IsSetPrefix() bool {
+	return p.Prefix != nil
+}
+
+func (p *WatchRequest) IsSetStartKey() bool {
+	return p.StartKey != nil
+}
+
+func (p *WatchRequest) IsSetEndKey() bool {
+	return p.EndKey != nil
+}
+
+func (p *WatchRequest) IsSetAfterIndex() bool {
+	return p.AfterIndex != WatchRequest_AfterIndex_DEFAULT
+}
+
+func (p *WatchRequest) IsSetTimeoutMs() bool {
+	return p.TimeoutMs != nil
+}
+
+func (p *WatchRequest) IsSetMaxEvents() bool {
+	return p.MaxEvents != nil
+}
+
+func (p *WatchRequest) IsSetConsistency() bool {
+	return p.Consistency != nil
+}
+
+func (p *WatchRequest) IsSetKeysOnly() bool {
+	return p.KeysOnly != nil
+}
+
+func (p *WatchRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRING {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 5:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 6:
+			if fieldTypeId == thrift.I32 {
+				if err := p.ReadField6(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 7:
+			if fieldTypeId == thrift.I32 {
+				if err := p.ReadField7(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 8:
+			if fieldTypeId == thrift.I32 {
+				if err := p.ReadField8(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 9:
+			if fieldTypeId == thrift.BOOL {
+				if err := p.ReadField9(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *WatchRequest) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadBinary(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.Key = v
+	}
+	return nil
+}
+
+func (p *WatchRequest) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadBinary(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.Prefix = v
+	}
+	return nil
+}
+
+func (p *WatchRequest) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadBinary(ctx); err != nil {
+		return thrift.PrependError("error reading field 3: ", err)
+	} else {
+		p.StartKey = v
+	}
+	return nil
+}
+
+func (p *WatchRequest) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadBinary(ctx); err != nil {
+		return thrift.PrependError("error reading field 4: ", err)
+	} else {
+		p.EndKey = v
+	}
+	return nil
+}
+
+func (p *WatchRequest) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 5: ", err)
+	} else {
+		p.AfterIndex = v
+	}
+	return nil
+}
+
+func (p *WatchRequest) ReadField6(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI32(ctx); err != nil {
+		return thrift.PrependError("error reading field 6: ", err)
+	} else {
+		p.TimeoutMs = &v
+	}
+	return nil
+}
+
+func (p *WatchRequest) ReadField7(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI32(ctx); err != nil {
+		return thrift.PrependError("error reading field 7: ", err)
+	} else {
+		p.MaxEvents = &v
+	}
+	return nil
+}
+
+func (p *WatchRequest) ReadField8(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI32(ctx); err != nil {
+		return thrift.PrependError("error reading field 8: ", err)
+	} else {
+		temp := Consistency(v)
+		p.Consistency = &temp
+	}
+	return nil
+}
+
+func (p *WatchRequest) ReadField9(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadBool(ctx); err != nil {
+		return thrift.PrependError("error reading field 9: ", err)
+	} else {
+		p.KeysOnly = &v
+	}
+	return nil
+}
+
+func (p *WatchRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "WatchRequest"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField6(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField7(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField8(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField9(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *WatchRequest) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetKey() {
+		if err := oprot.WriteFieldBegin(ctx, "key", thrift.STRING, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:key: ", p), err)
+		}
+		if err := oprot.WriteBinary(ctx, p.Key); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.key (1) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:key: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *WatchRequest) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetPrefix() {
+		if err := oprot.WriteFieldBegin(ctx, "prefix", thrift.STRING, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:prefix: ", p), err)
+		}
+		if err := oprot.WriteBinary(ctx, p.Prefix); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.prefix (2) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:prefix: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *WatchRequest) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetStartKey() {
+		if err := oprot.WriteFieldBegin(ctx, "start_key", thrift.STRING, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:start_key: ", p), err)
+		}
+		if err := oprot.WriteBinary(ctx, p.StartKey); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.start_key (3) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:start_key: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *WatchRequest) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetEndKey() {
+		if err := oprot.WriteFieldBegin(ctx, "end_key", thrift.STRING, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:end_key: ", p), err)
+		}
+		if err := oprot.WriteBinary(ctx, p.EndKey); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.end_key (4) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:end_key: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *WatchRequest) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetAfterIndex() {
+		if err := oprot.WriteFieldBegin(ctx, "after_index", thrift.I64, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:after_index: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(p.AfterIndex)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.after_index (5) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:after_index: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *WatchRequest) writeField6(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetTimeoutMs() {
+		if err := oprot.WriteFieldBegin(ctx, "timeout_ms", thrift.I32, 6); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 6:timeout_ms: ", p), err)
+		}
+		if err := oprot.WriteI32(ctx, int32(*p.TimeoutMs)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.timeout_ms (6) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 6:timeout_ms: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *WatchRequest) writeField7(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetMaxEvents() {
+		if err := oprot.WriteFieldBegin(ctx, "max_events", thrift.I32, 7); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 7:max_events: ", p), err)
+		}
+		if err := oprot.WriteI32(ctx, int32(*p.MaxEvents)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.max_events (7) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 7:max_events: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *WatchRequest) writeField8(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetConsistency() {
+		if err := oprot.WriteFieldBegin(ctx, "consistency", thrift.I32, 8); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 8:consistency: ", p), err)
+		}
+		if err := oprot.WriteI32(ctx, int32(*p.Consistency)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.consistency (8) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 8:consistency: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *WatchRequest) writeField9(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetKeysOnly() {
+		if err := oprot.WriteFieldBegin(ctx, "keys_only", thrift.BOOL, 9); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 9:keys_only: ", p), err)
+		}
+		if err := oprot.WriteBool(ctx, bool(*p.KeysOnly)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.keys_only (9) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 9:keys_only: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *WatchRequest) Equals(other *WatchRequest) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if bytes.Compare(p.Key, other.Key) != 0 {
+		return false
+	}
+	if bytes.Compare(p.Prefix, other.Prefix) != 0 {
+		return false
+	}
+	if bytes.Compare(p.StartKey, other.StartKey) != 0 {
+		return false
+	}
+	if bytes.Compare(p.EndKey, other.EndKey) != 0 {
+		return false
+	}
+	if p.AfterIndex != other.AfterIndex {
+		return false
+	}
+	if p.TimeoutMs != other.TimeoutMs {
+		if p.TimeoutMs == nil || other.TimeoutMs == nil {
+			return false
+		}
+		if (*p.TimeoutMs) != (*other.TimeoutMs) {
+			return false
+		}
+	}
+	if p.MaxEvents != other.MaxEvents {
+		if p.MaxEvents == nil || other.MaxEvents == nil {
+			return false
+		}
+		if (*p.MaxEvents) != (*other.MaxEvents) {
+			return false
+		}
+	}
+	if p.Consistency != other.Consistency {
+		if p.Consistency == nil || other.Consistency == nil {
+			return false
+		}
+		if (*p.Consistency) != (*other.Consistency) {
+			return false
+		}
+	}
+	if p.KeysOnly != other.KeysOnly {
+		if p.KeysOnly == nil || other.KeysOnly == nil {
+			return false
+		}
+		if (*p.KeysOnly) != (*other.KeysOnly) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *WatchRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("WatchRequest(%+v)", *p)
+}
+
+// Attributes:
+//   - Events: The events, in index order (and within an index, in the order they were made).
+//   - ResumeIndex: Pass it as the next request's after_index. Set even when there are no
+//
+// events: the serving node's applied index when it answered; when the
+// answer stopped at max_events or the answer size, the index of the last
+// event returned. Never below the request's after_index.
+//   - Info
+type WatchResponse struct {
+	Events      []*Event  `thrift:"events,1,required" db:"events" json:"events"`
+	ResumeIndex int64     `thrift:"resume_index,2,required" db:"resume_index" json:"resume_index"`
+	Info        *ReadInfo `thrift:"info,3,required" db:"info" json:"info"`
+}
+
+func NewWatchResponse() *WatchResponse {
+	return &WatchResponse{}
+}
+
+func (p *WatchResponse) GetEvents() []*Event {
+	return p.Events
+}
+
+func (p *WatchResponse) GetResumeIndex() int64 {
+	return p.ResumeIndex
+}
+
+var WatchResponse_Info_DEFAULT *ReadInfo
+
+func (p *WatchResponse) GetInfo() *ReadInfo {
+	if !p.IsSetInfo() {
+		return WatchResponse_Info_DEFAULT
+	}
+	return p.Info
+}
+func (p *WatchResponse) IsSetInfo() bool {
+	return p.Info != nil
+}
+
+func (p *WatchResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetEvents bool = false
+	var issetResumeIndex bool = false
+	var issetInfo bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.LIST {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetEvents = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+				issetResumeIndex = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+				issetInfo = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetEvents {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Events is not set"))
+	}
+	if !issetResumeIndex {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field ResumeIndex is not set"))
+	}
+	if !issetInfo {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Info is not set"))
+	}
+	return nil
+}
+
+func (p *WatchResponse) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	_, size, err := iprot.ReadListBegin(ctx)
+	if err != nil {
+		return thrift.PrependError("error reading list begin: ", err)
+	}
+	tSlice := make([]*Event, 0, size)
+	p.Events = tSlice
+	for i := 0; i < size; i++ {
+		_elem10 := &Event{}
+		if err := _elem10.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem10), err)
+		}
+		p.Events = append(p.Events, _elem10)
+	}
+	if err := iprot.ReadListEnd(ctx); err != nil {
+		return thrift.PrependError("error reading list end: ", err)
+	}
+	return nil
+}
+
+func (p *WatchResponse) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.ResumeIndex = v
+	}
+	return nil
+}
+
+func (p *WatchResponse) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Info = &ReadInfo{}
+	if err := p.Info.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Info), err)
+	}
+	return nil
+}
+
+func (p *WatchResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "WatchResponse"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *WatchResponse) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "events", thrift.LIST, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:events: ", p), err)
+	}
+	if err := oprot.WriteListBegin(ctx, thrift.STRUCT, len(p.Events)); err != nil {
+		return thrift.PrependError("error writing list begin: ", err)
+	}
+	for _, v := range p.Events {
+		if err := v.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", v), err)
+		}
+	}
+	if err := oprot.WriteListEnd(ctx); err != nil {
+		return thrift.PrependError("error writing list end: ", err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:events: ", p), err)
+	}
+	return err
+}
+
+func (p *WatchResponse) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "resume_index", thrift.I64, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:resume_index: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.ResumeIndex)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.resume_index (2) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:resume_index: ", p), err)
+	}
+	return err
+}
+
+func (p *WatchResponse) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "info", thrift.STRUCT, 3); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:info: ", p), err)
+	}
+	if err := p.Info.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Info), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 3:info: ", p), err)
+	}
+	return err
+}
+
+func (p *WatchResponse) Equals(other *WatchResponse) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if len(p.Events) != len(other.Events) {
+		return false
+	}
+	for i, _tgt := range p.Events {
+		_src11 := other.Events[i]
+		if !_tgt.Equals(_src11) {
+			return false
+		}
+	}
+	if p.ResumeIndex != other.ResumeIndex {
+		return false
+	}
+	if !p.Info.Equals(other.Info) {
+		return false
+	}
+	return true
+}
+
+func (p *WatchResponse) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("WatchResponse(%+v)", *p)
+}
+
 // One node's view of itself and the cluster.
 //
 // Attributes:
@@ -6832,6 +8004,190 @@ func (Timeout) TExceptionType() thrift.TExceptionType {
 
 var _ thrift.TException = (*Timeout)(nil)
 
+// A watch's after_index is older than the serving node's change history
+// (bounded in bytes; a node also keeps none from before the snapshot it
+// started from). Re-read the watched keys (a scan answers at some applied
+// index I), then watch again from after_index = I. Nothing was missed if
+// you do.
+//
+// Attributes:
+//   - OldestIndex: The oldest index the node's history covers: the smallest after_index
+//
+// it still serves is oldest_index - 1.
+//   - CurrentIndex: The node's applied index when it answered.
+type Compacted struct {
+	OldestIndex  int64 `thrift:"oldest_index,1,required" db:"oldest_index" json:"oldest_index"`
+	CurrentIndex int64 `thrift:"current_index,2,required" db:"current_index" json:"current_index"`
+}
+
+func NewCompacted() *Compacted {
+	return &Compacted{}
+}
+
+func (p *Compacted) GetOldestIndex() int64 {
+	return p.OldestIndex
+}
+
+func (p *Compacted) GetCurrentIndex() int64 {
+	return p.CurrentIndex
+}
+func (p *Compacted) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetOldestIndex bool = false
+	var issetCurrentIndex bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetOldestIndex = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+				issetCurrentIndex = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetOldestIndex {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field OldestIndex is not set"))
+	}
+	if !issetCurrentIndex {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field CurrentIndex is not set"))
+	}
+	return nil
+}
+
+func (p *Compacted) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.OldestIndex = v
+	}
+	return nil
+}
+
+func (p *Compacted) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.CurrentIndex = v
+	}
+	return nil
+}
+
+func (p *Compacted) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "Compacted"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *Compacted) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "oldest_index", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:oldest_index: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.OldestIndex)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.oldest_index (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:oldest_index: ", p), err)
+	}
+	return err
+}
+
+func (p *Compacted) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "current_index", thrift.I64, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:current_index: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.CurrentIndex)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.current_index (2) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:current_index: ", p), err)
+	}
+	return err
+}
+
+func (p *Compacted) Equals(other *Compacted) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.OldestIndex != other.OldestIndex {
+		return false
+	}
+	if p.CurrentIndex != other.CurrentIndex {
+		return false
+	}
+	return true
+}
+
+func (p *Compacted) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("Compacted(%+v)", *p)
+}
+
+func (p *Compacted) Error() string {
+	return p.String()
+}
+
+func (Compacted) TExceptionType() thrift.TExceptionType {
+	return thrift.TExceptionTypeCompiled
+}
+
+var _ thrift.TException = (*Compacted)(nil)
+
 // One node of the cluster, merged from the Raft configuration and gossip.
 //
 // Attributes:
@@ -7606,11 +8962,11 @@ func (p *Topology) ReadField1(ctx context.Context, iprot thrift.TProtocol) error
 	tSlice := make([]*Member, 0, size)
 	p.Members = tSlice
 	for i := 0; i < size; i++ {
-		_elem10 := &Member{}
-		if err := _elem10.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem10), err)
+		_elem12 := &Member{}
+		if err := _elem12.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem12), err)
 		}
-		p.Members = append(p.Members, _elem10)
+		p.Members = append(p.Members, _elem12)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -7767,8 +9123,8 @@ func (p *Topology) Equals(other *Topology) bool {
 		return false
 	}
 	for i, _tgt := range p.Members {
-		_src11 := other.Members[i]
-		if !_tgt.Equals(_src11) {
+		_src13 := other.Members[i]
+		if !_tgt.Equals(_src13) {
 			return false
 		}
 	}
@@ -9140,13 +10496,13 @@ func (p *NodeGossipKeys) ReadField2(ctx context.Context, iprot thrift.TProtocol)
 	tSlice := make([]string, 0, size)
 	p.Fingerprints = tSlice
 	for i := 0; i < size; i++ {
-		var _elem12 string
+		var _elem14 string
 		if v, err := iprot.ReadString(ctx); err != nil {
 			return thrift.PrependError("error reading field 0: ", err)
 		} else {
-			_elem12 = v
+			_elem14 = v
 		}
-		p.Fingerprints = append(p.Fingerprints, _elem12)
+		p.Fingerprints = append(p.Fingerprints, _elem14)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -9249,8 +10605,8 @@ func (p *NodeGossipKeys) Equals(other *NodeGossipKeys) bool {
 		return false
 	}
 	for i, _tgt := range p.Fingerprints {
-		_src13 := other.Fingerprints[i]
-		if _tgt != _src13 {
+		_src15 := other.Fingerprints[i]
+		if _tgt != _src15 {
 			return false
 		}
 	}
@@ -9338,11 +10694,11 @@ func (p *GossipKeyResponse) ReadField1(ctx context.Context, iprot thrift.TProtoc
 	tSlice := make([]*NodeGossipKeys, 0, size)
 	p.Nodes = tSlice
 	for i := 0; i < size; i++ {
-		_elem14 := &NodeGossipKeys{}
-		if err := _elem14.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem14), err)
+		_elem16 := &NodeGossipKeys{}
+		if err := _elem16.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem16), err)
 		}
-		p.Nodes = append(p.Nodes, _elem14)
+		p.Nodes = append(p.Nodes, _elem16)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -9399,8 +10755,8 @@ func (p *GossipKeyResponse) Equals(other *GossipKeyResponse) bool {
 		return false
 	}
 	for i, _tgt := range p.Nodes {
-		_src15 := other.Nodes[i]
-		if !_tgt.Equals(_src15) {
+		_src17 := other.Nodes[i]
+		if !_tgt.Equals(_src17) {
 			return false
 		}
 	}
@@ -10519,11 +11875,11 @@ func (p *Command) ReadField6(ctx context.Context, iprot thrift.TProtocol) error 
 	tSlice := make([]*Compare, 0, size)
 	p.Compares = tSlice
 	for i := 0; i < size; i++ {
-		_elem16 := &Compare{}
-		if err := _elem16.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem16), err)
+		_elem18 := &Compare{}
+		if err := _elem18.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem18), err)
 		}
-		p.Compares = append(p.Compares, _elem16)
+		p.Compares = append(p.Compares, _elem18)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -10539,11 +11895,11 @@ func (p *Command) ReadField7(ctx context.Context, iprot thrift.TProtocol) error 
 	tSlice := make([]*Op, 0, size)
 	p.Success = tSlice
 	for i := 0; i < size; i++ {
-		_elem17 := &Op{}
-		if err := _elem17.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem17), err)
+		_elem19 := &Op{}
+		if err := _elem19.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem19), err)
 		}
-		p.Success = append(p.Success, _elem17)
+		p.Success = append(p.Success, _elem19)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -10559,11 +11915,11 @@ func (p *Command) ReadField8(ctx context.Context, iprot thrift.TProtocol) error 
 	tSlice := make([]*Op, 0, size)
 	p.Failure = tSlice
 	for i := 0; i < size; i++ {
-		_elem18 := &Op{}
-		if err := _elem18.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem18), err)
+		_elem20 := &Op{}
+		if err := _elem20.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem20), err)
 		}
-		p.Failure = append(p.Failure, _elem18)
+		p.Failure = append(p.Failure, _elem20)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -10916,8 +12272,8 @@ func (p *Command) Equals(other *Command) bool {
 		return false
 	}
 	for i, _tgt := range p.Compares {
-		_src19 := other.Compares[i]
-		if !_tgt.Equals(_src19) {
+		_src21 := other.Compares[i]
+		if !_tgt.Equals(_src21) {
 			return false
 		}
 	}
@@ -10925,8 +12281,8 @@ func (p *Command) Equals(other *Command) bool {
 		return false
 	}
 	for i, _tgt := range p.Success {
-		_src20 := other.Success[i]
-		if !_tgt.Equals(_src20) {
+		_src22 := other.Success[i]
+		if !_tgt.Equals(_src22) {
 			return false
 		}
 	}
@@ -10934,8 +12290,8 @@ func (p *Command) Equals(other *Command) bool {
 		return false
 	}
 	for i, _tgt := range p.Failure {
-		_src21 := other.Failure[i]
-		if !_tgt.Equals(_src21) {
+		_src23 := other.Failure[i]
+		if !_tgt.Equals(_src23) {
 			return false
 		}
 	}
@@ -11052,11 +12408,11 @@ func (p *CommandBatch) ReadField1(ctx context.Context, iprot thrift.TProtocol) e
 	tSlice := make([]*Command, 0, size)
 	p.Commands = tSlice
 	for i := 0; i < size; i++ {
-		_elem22 := &Command{}
-		if err := _elem22.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem22), err)
+		_elem24 := &Command{}
+		if err := _elem24.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem24), err)
 		}
-		p.Commands = append(p.Commands, _elem22)
+		p.Commands = append(p.Commands, _elem24)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -11113,8 +12469,8 @@ func (p *CommandBatch) Equals(other *CommandBatch) bool {
 		return false
 	}
 	for i, _tgt := range p.Commands {
-		_src23 := other.Commands[i]
-		if !_tgt.Equals(_src23) {
+		_src25 := other.Commands[i]
+		if !_tgt.Equals(_src25) {
 			return false
 		}
 	}
@@ -11316,11 +12672,11 @@ func (p *WriteResult_) ReadField4(ctx context.Context, iprot thrift.TProtocol) e
 	tSlice := make([]*OpResult_, 0, size)
 	p.Results = tSlice
 	for i := 0; i < size; i++ {
-		_elem24 := &OpResult_{}
-		if err := _elem24.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem24), err)
+		_elem26 := &OpResult_{}
+		if err := _elem26.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem26), err)
 		}
-		p.Results = append(p.Results, _elem24)
+		p.Results = append(p.Results, _elem26)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -11465,8 +12821,8 @@ func (p *WriteResult_) Equals(other *WriteResult_) bool {
 		return false
 	}
 	for i, _tgt := range p.Results {
-		_src25 := other.Results[i]
-		if !_tgt.Equals(_src25) {
+		_src27 := other.Results[i]
+		if !_tgt.Equals(_src27) {
 			return false
 		}
 	}
@@ -11508,6 +12864,11 @@ type KV interface {
 	//  - Req
 	Txn(ctx context.Context, req *TxnRequest) (_r *TxnResponse, _err error)
 	Status(ctx context.Context) (_r *StatusResponse, _err error)
+	// Blocks until an event or the timeout; see WatchRequest.
+	//
+	// Parameters:
+	//  - Req
+	Watch(ctx context.Context, req *WatchRequest) (_r *WatchResponse, _err error)
 }
 
 type KVClient struct {
@@ -11548,28 +12909,28 @@ func (p *KVClient) SetLastResponseMeta_(meta thrift.ResponseMeta) {
 // Parameters:
 //   - Req
 func (p *KVClient) Get(ctx context.Context, req *GetRequest) (_r *GetResponse, _err error) {
-	var _args26 KVGetArgs
-	_args26.Req = req
-	var _result28 KVGetResult
-	var _meta27 thrift.ResponseMeta
-	_meta27, _err = p.Client_().Call(ctx, "get", &_args26, &_result28)
-	p.SetLastResponseMeta_(_meta27)
+	var _args28 KVGetArgs
+	_args28.Req = req
+	var _result30 KVGetResult
+	var _meta29 thrift.ResponseMeta
+	_meta29, _err = p.Client_().Call(ctx, "get", &_args28, &_result30)
+	p.SetLastResponseMeta_(_meta29)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result28.Invalid != nil:
-		return _r, _result28.Invalid
-	case _result28.NotLeader != nil:
-		return _r, _result28.NotLeader
-	case _result28.Unavailable != nil:
-		return _r, _result28.Unavailable
-	case _result28.Timeout != nil:
-		return _r, _result28.Timeout
+	case _result30.Invalid != nil:
+		return _r, _result30.Invalid
+	case _result30.NotLeader != nil:
+		return _r, _result30.NotLeader
+	case _result30.Unavailable != nil:
+		return _r, _result30.Unavailable
+	case _result30.Timeout != nil:
+		return _r, _result30.Timeout
 	}
 
-	if _ret29 := _result28.GetSuccess(); _ret29 != nil {
-		return _ret29, nil
+	if _ret31 := _result30.GetSuccess(); _ret31 != nil {
+		return _ret31, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "get failed: unknown result")
 }
@@ -11577,28 +12938,28 @@ func (p *KVClient) Get(ctx context.Context, req *GetRequest) (_r *GetResponse, _
 // Parameters:
 //   - Req
 func (p *KVClient) Put(ctx context.Context, req *PutRequest) (_r *PutResponse, _err error) {
-	var _args30 KVPutArgs
-	_args30.Req = req
-	var _result32 KVPutResult
-	var _meta31 thrift.ResponseMeta
-	_meta31, _err = p.Client_().Call(ctx, "put", &_args30, &_result32)
-	p.SetLastResponseMeta_(_meta31)
+	var _args32 KVPutArgs
+	_args32.Req = req
+	var _result34 KVPutResult
+	var _meta33 thrift.ResponseMeta
+	_meta33, _err = p.Client_().Call(ctx, "put", &_args32, &_result34)
+	p.SetLastResponseMeta_(_meta33)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result32.Invalid != nil:
-		return _r, _result32.Invalid
-	case _result32.NotLeader != nil:
-		return _r, _result32.NotLeader
-	case _result32.Unavailable != nil:
-		return _r, _result32.Unavailable
-	case _result32.Timeout != nil:
-		return _r, _result32.Timeout
+	case _result34.Invalid != nil:
+		return _r, _result34.Invalid
+	case _result34.NotLeader != nil:
+		return _r, _result34.NotLeader
+	case _result34.Unavailable != nil:
+		return _r, _result34.Unavailable
+	case _result34.Timeout != nil:
+		return _r, _result34.Timeout
 	}
 
-	if _ret33 := _result32.GetSuccess(); _ret33 != nil {
-		return _ret33, nil
+	if _ret35 := _result34.GetSuccess(); _ret35 != nil {
+		return _ret35, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "put failed: unknown result")
 }
@@ -11606,28 +12967,28 @@ func (p *KVClient) Put(ctx context.Context, req *PutRequest) (_r *PutResponse, _
 // Parameters:
 //   - Req
 func (p *KVClient) DeleteKey(ctx context.Context, req *DeleteRequest) (_r *DeleteResponse, _err error) {
-	var _args34 KVDeleteKeyArgs
-	_args34.Req = req
-	var _result36 KVDeleteKeyResult
-	var _meta35 thrift.ResponseMeta
-	_meta35, _err = p.Client_().Call(ctx, "delete_key", &_args34, &_result36)
-	p.SetLastResponseMeta_(_meta35)
+	var _args36 KVDeleteKeyArgs
+	_args36.Req = req
+	var _result38 KVDeleteKeyResult
+	var _meta37 thrift.ResponseMeta
+	_meta37, _err = p.Client_().Call(ctx, "delete_key", &_args36, &_result38)
+	p.SetLastResponseMeta_(_meta37)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result36.Invalid != nil:
-		return _r, _result36.Invalid
-	case _result36.NotLeader != nil:
-		return _r, _result36.NotLeader
-	case _result36.Unavailable != nil:
-		return _r, _result36.Unavailable
-	case _result36.Timeout != nil:
-		return _r, _result36.Timeout
+	case _result38.Invalid != nil:
+		return _r, _result38.Invalid
+	case _result38.NotLeader != nil:
+		return _r, _result38.NotLeader
+	case _result38.Unavailable != nil:
+		return _r, _result38.Unavailable
+	case _result38.Timeout != nil:
+		return _r, _result38.Timeout
 	}
 
-	if _ret37 := _result36.GetSuccess(); _ret37 != nil {
-		return _ret37, nil
+	if _ret39 := _result38.GetSuccess(); _ret39 != nil {
+		return _ret39, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "delete_key failed: unknown result")
 }
@@ -11635,28 +12996,28 @@ func (p *KVClient) DeleteKey(ctx context.Context, req *DeleteRequest) (_r *Delet
 // Parameters:
 //   - Req
 func (p *KVClient) Cas(ctx context.Context, req *CASRequest) (_r *CASResponse, _err error) {
-	var _args38 KVCasArgs
-	_args38.Req = req
-	var _result40 KVCasResult
-	var _meta39 thrift.ResponseMeta
-	_meta39, _err = p.Client_().Call(ctx, "cas", &_args38, &_result40)
-	p.SetLastResponseMeta_(_meta39)
+	var _args40 KVCasArgs
+	_args40.Req = req
+	var _result42 KVCasResult
+	var _meta41 thrift.ResponseMeta
+	_meta41, _err = p.Client_().Call(ctx, "cas", &_args40, &_result42)
+	p.SetLastResponseMeta_(_meta41)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result40.Invalid != nil:
-		return _r, _result40.Invalid
-	case _result40.NotLeader != nil:
-		return _r, _result40.NotLeader
-	case _result40.Unavailable != nil:
-		return _r, _result40.Unavailable
-	case _result40.Timeout != nil:
-		return _r, _result40.Timeout
+	case _result42.Invalid != nil:
+		return _r, _result42.Invalid
+	case _result42.NotLeader != nil:
+		return _r, _result42.NotLeader
+	case _result42.Unavailable != nil:
+		return _r, _result42.Unavailable
+	case _result42.Timeout != nil:
+		return _r, _result42.Timeout
 	}
 
-	if _ret41 := _result40.GetSuccess(); _ret41 != nil {
-		return _ret41, nil
+	if _ret43 := _result42.GetSuccess(); _ret43 != nil {
+		return _ret43, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "cas failed: unknown result")
 }
@@ -11664,28 +13025,28 @@ func (p *KVClient) Cas(ctx context.Context, req *CASRequest) (_r *CASResponse, _
 // Parameters:
 //   - Req
 func (p *KVClient) Scan(ctx context.Context, req *ScanRequest) (_r *ScanResponse, _err error) {
-	var _args42 KVScanArgs
-	_args42.Req = req
-	var _result44 KVScanResult
-	var _meta43 thrift.ResponseMeta
-	_meta43, _err = p.Client_().Call(ctx, "scan", &_args42, &_result44)
-	p.SetLastResponseMeta_(_meta43)
+	var _args44 KVScanArgs
+	_args44.Req = req
+	var _result46 KVScanResult
+	var _meta45 thrift.ResponseMeta
+	_meta45, _err = p.Client_().Call(ctx, "scan", &_args44, &_result46)
+	p.SetLastResponseMeta_(_meta45)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result44.Invalid != nil:
-		return _r, _result44.Invalid
-	case _result44.NotLeader != nil:
-		return _r, _result44.NotLeader
-	case _result44.Unavailable != nil:
-		return _r, _result44.Unavailable
-	case _result44.Timeout != nil:
-		return _r, _result44.Timeout
+	case _result46.Invalid != nil:
+		return _r, _result46.Invalid
+	case _result46.NotLeader != nil:
+		return _r, _result46.NotLeader
+	case _result46.Unavailable != nil:
+		return _r, _result46.Unavailable
+	case _result46.Timeout != nil:
+		return _r, _result46.Timeout
 	}
 
-	if _ret45 := _result44.GetSuccess(); _ret45 != nil {
-		return _ret45, nil
+	if _ret47 := _result46.GetSuccess(); _ret47 != nil {
+		return _ret47, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "scan failed: unknown result")
 }
@@ -11693,45 +13054,78 @@ func (p *KVClient) Scan(ctx context.Context, req *ScanRequest) (_r *ScanResponse
 // Parameters:
 //   - Req
 func (p *KVClient) Txn(ctx context.Context, req *TxnRequest) (_r *TxnResponse, _err error) {
-	var _args46 KVTxnArgs
-	_args46.Req = req
-	var _result48 KVTxnResult
-	var _meta47 thrift.ResponseMeta
-	_meta47, _err = p.Client_().Call(ctx, "txn", &_args46, &_result48)
-	p.SetLastResponseMeta_(_meta47)
+	var _args48 KVTxnArgs
+	_args48.Req = req
+	var _result50 KVTxnResult
+	var _meta49 thrift.ResponseMeta
+	_meta49, _err = p.Client_().Call(ctx, "txn", &_args48, &_result50)
+	p.SetLastResponseMeta_(_meta49)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result48.Invalid != nil:
-		return _r, _result48.Invalid
-	case _result48.NotLeader != nil:
-		return _r, _result48.NotLeader
-	case _result48.Unavailable != nil:
-		return _r, _result48.Unavailable
-	case _result48.Timeout != nil:
-		return _r, _result48.Timeout
+	case _result50.Invalid != nil:
+		return _r, _result50.Invalid
+	case _result50.NotLeader != nil:
+		return _r, _result50.NotLeader
+	case _result50.Unavailable != nil:
+		return _r, _result50.Unavailable
+	case _result50.Timeout != nil:
+		return _r, _result50.Timeout
 	}
 
-	if _ret49 := _result48.GetSuccess(); _ret49 != nil {
-		return _ret49, nil
+	if _ret51 := _result50.GetSuccess(); _ret51 != nil {
+		return _ret51, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "txn failed: unknown result")
 }
 
 func (p *KVClient) Status(ctx context.Context) (_r *StatusResponse, _err error) {
-	var _args50 KVStatusArgs
-	var _result52 KVStatusResult
-	var _meta51 thrift.ResponseMeta
-	_meta51, _err = p.Client_().Call(ctx, "status", &_args50, &_result52)
-	p.SetLastResponseMeta_(_meta51)
+	var _args52 KVStatusArgs
+	var _result54 KVStatusResult
+	var _meta53 thrift.ResponseMeta
+	_meta53, _err = p.Client_().Call(ctx, "status", &_args52, &_result54)
+	p.SetLastResponseMeta_(_meta53)
 	if _err != nil {
 		return
 	}
-	if _ret53 := _result52.GetSuccess(); _ret53 != nil {
-		return _ret53, nil
+	if _ret55 := _result54.GetSuccess(); _ret55 != nil {
+		return _ret55, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "status failed: unknown result")
+}
+
+// Blocks until an event or the timeout; see WatchRequest.
+//
+// Parameters:
+//   - Req
+func (p *KVClient) Watch(ctx context.Context, req *WatchRequest) (_r *WatchResponse, _err error) {
+	var _args56 KVWatchArgs
+	_args56.Req = req
+	var _result58 KVWatchResult
+	var _meta57 thrift.ResponseMeta
+	_meta57, _err = p.Client_().Call(ctx, "watch", &_args56, &_result58)
+	p.SetLastResponseMeta_(_meta57)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result58.Invalid != nil:
+		return _r, _result58.Invalid
+	case _result58.NotLeader != nil:
+		return _r, _result58.NotLeader
+	case _result58.Unavailable != nil:
+		return _r, _result58.Unavailable
+	case _result58.Timeout != nil:
+		return _r, _result58.Timeout
+	case _result58.Compacted != nil:
+		return _r, _result58.Compacted
+	}
+
+	if _ret59 := _result58.GetSuccess(); _ret59 != nil {
+		return _ret59, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "watch failed: unknown result")
 }
 
 type KVProcessor struct {
@@ -11754,15 +13148,16 @@ func (p *KVProcessor) ProcessorMap() map[string]thrift.TProcessorFunction {
 
 func NewKVProcessor(handler KV) *KVProcessor {
 
-	self54 := &KVProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
-	self54.processorMap["get"] = &kVProcessorGet{handler: handler}
-	self54.processorMap["put"] = &kVProcessorPut{handler: handler}
-	self54.processorMap["delete_key"] = &kVProcessorDeleteKey{handler: handler}
-	self54.processorMap["cas"] = &kVProcessorCas{handler: handler}
-	self54.processorMap["scan"] = &kVProcessorScan{handler: handler}
-	self54.processorMap["txn"] = &kVProcessorTxn{handler: handler}
-	self54.processorMap["status"] = &kVProcessorStatus{handler: handler}
-	return self54
+	self60 := &KVProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self60.processorMap["get"] = &kVProcessorGet{handler: handler}
+	self60.processorMap["put"] = &kVProcessorPut{handler: handler}
+	self60.processorMap["delete_key"] = &kVProcessorDeleteKey{handler: handler}
+	self60.processorMap["cas"] = &kVProcessorCas{handler: handler}
+	self60.processorMap["scan"] = &kVProcessorScan{handler: handler}
+	self60.processorMap["txn"] = &kVProcessorTxn{handler: handler}
+	self60.processorMap["status"] = &kVProcessorStatus{handler: handler}
+	self60.processorMap["watch"] = &kVProcessorWatch{handler: handler}
+	return self60
 }
 
 func (p *KVProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
@@ -11775,12 +13170,12 @@ func (p *KVProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol
 	}
 	iprot.Skip(ctx, thrift.STRUCT)
 	iprot.ReadMessageEnd(ctx)
-	x55 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	x61 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
 	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
-	x55.Write(ctx, oprot)
+	x61.Write(ctx, oprot)
 	oprot.WriteMessageEnd(ctx)
 	oprot.Flush(ctx)
-	return false, x55
+	return false, x61
 
 }
 
@@ -11789,7 +13184,7 @@ type kVProcessorGet struct {
 }
 
 func (p *kVProcessorGet) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err56 error
+	var _write_err62 error
 	args := KVGetArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -11845,21 +13240,21 @@ func (p *kVProcessorGet) Process(ctx context.Context, seqId int32, iprot, oprot 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc57 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing get: "+err2.Error())
+			_exc63 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing get: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "get", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+				_write_err62 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc57.Write(ctx, oprot); _write_err56 == nil && err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+			if err2 := _exc63.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
+				_write_err62 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err56 == nil && err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
+				_write_err62 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err56 == nil && err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
+				_write_err62 = thrift.WrapTException(err2)
 			}
-			if _write_err56 != nil {
-				return false, thrift.WrapTException(_write_err56)
+			if _write_err62 != nil {
+				return false, thrift.WrapTException(_write_err62)
 			}
 			return true, err
 		}
@@ -11868,19 +13263,19 @@ func (p *kVProcessorGet) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "get", thrift.REPLY, seqId); err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+		_write_err62 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err56 == nil && err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
+		_write_err62 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err56 == nil && err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
+		_write_err62 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err56 == nil && err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
+		_write_err62 = thrift.WrapTException(err2)
 	}
-	if _write_err56 != nil {
-		return false, thrift.WrapTException(_write_err56)
+	if _write_err62 != nil {
+		return false, thrift.WrapTException(_write_err62)
 	}
 	return true, err
 }
@@ -11890,7 +13285,7 @@ type kVProcessorPut struct {
 }
 
 func (p *kVProcessorPut) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err58 error
+	var _write_err64 error
 	args := KVPutArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -11946,21 +13341,21 @@ func (p *kVProcessorPut) Process(ctx context.Context, seqId int32, iprot, oprot 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc59 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing put: "+err2.Error())
+			_exc65 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing put: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "put", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+				_write_err64 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc59.Write(ctx, oprot); _write_err58 == nil && err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+			if err2 := _exc65.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
+				_write_err64 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err58 == nil && err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
+				_write_err64 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err58 == nil && err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
+				_write_err64 = thrift.WrapTException(err2)
 			}
-			if _write_err58 != nil {
-				return false, thrift.WrapTException(_write_err58)
+			if _write_err64 != nil {
+				return false, thrift.WrapTException(_write_err64)
 			}
 			return true, err
 		}
@@ -11969,19 +13364,19 @@ func (p *kVProcessorPut) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "put", thrift.REPLY, seqId); err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+		_write_err64 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err58 == nil && err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
+		_write_err64 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err58 == nil && err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
+		_write_err64 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err58 == nil && err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
+		_write_err64 = thrift.WrapTException(err2)
 	}
-	if _write_err58 != nil {
-		return false, thrift.WrapTException(_write_err58)
+	if _write_err64 != nil {
+		return false, thrift.WrapTException(_write_err64)
 	}
 	return true, err
 }
@@ -11991,7 +13386,7 @@ type kVProcessorDeleteKey struct {
 }
 
 func (p *kVProcessorDeleteKey) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err60 error
+	var _write_err66 error
 	args := KVDeleteKeyArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -12047,21 +13442,21 @@ func (p *kVProcessorDeleteKey) Process(ctx context.Context, seqId int32, iprot, 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc61 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing delete_key: "+err2.Error())
+			_exc67 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing delete_key: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "delete_key", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+				_write_err66 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc61.Write(ctx, oprot); _write_err60 == nil && err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+			if err2 := _exc67.Write(ctx, oprot); _write_err66 == nil && err2 != nil {
+				_write_err66 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err60 == nil && err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err66 == nil && err2 != nil {
+				_write_err66 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err60 == nil && err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err66 == nil && err2 != nil {
+				_write_err66 = thrift.WrapTException(err2)
 			}
-			if _write_err60 != nil {
-				return false, thrift.WrapTException(_write_err60)
+			if _write_err66 != nil {
+				return false, thrift.WrapTException(_write_err66)
 			}
 			return true, err
 		}
@@ -12070,19 +13465,19 @@ func (p *kVProcessorDeleteKey) Process(ctx context.Context, seqId int32, iprot, 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "delete_key", thrift.REPLY, seqId); err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+		_write_err66 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err60 == nil && err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err66 == nil && err2 != nil {
+		_write_err66 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err60 == nil && err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err66 == nil && err2 != nil {
+		_write_err66 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err60 == nil && err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err66 == nil && err2 != nil {
+		_write_err66 = thrift.WrapTException(err2)
 	}
-	if _write_err60 != nil {
-		return false, thrift.WrapTException(_write_err60)
+	if _write_err66 != nil {
+		return false, thrift.WrapTException(_write_err66)
 	}
 	return true, err
 }
@@ -12092,7 +13487,7 @@ type kVProcessorCas struct {
 }
 
 func (p *kVProcessorCas) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err62 error
+	var _write_err68 error
 	args := KVCasArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -12148,21 +13543,21 @@ func (p *kVProcessorCas) Process(ctx context.Context, seqId int32, iprot, oprot 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc63 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing cas: "+err2.Error())
+			_exc69 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing cas: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "cas", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+				_write_err68 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc63.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+			if err2 := _exc69.Write(ctx, oprot); _write_err68 == nil && err2 != nil {
+				_write_err68 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err68 == nil && err2 != nil {
+				_write_err68 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err68 == nil && err2 != nil {
+				_write_err68 = thrift.WrapTException(err2)
 			}
-			if _write_err62 != nil {
-				return false, thrift.WrapTException(_write_err62)
+			if _write_err68 != nil {
+				return false, thrift.WrapTException(_write_err68)
 			}
 			return true, err
 		}
@@ -12171,19 +13566,19 @@ func (p *kVProcessorCas) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "cas", thrift.REPLY, seqId); err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+		_write_err68 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err68 == nil && err2 != nil {
+		_write_err68 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err68 == nil && err2 != nil {
+		_write_err68 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err68 == nil && err2 != nil {
+		_write_err68 = thrift.WrapTException(err2)
 	}
-	if _write_err62 != nil {
-		return false, thrift.WrapTException(_write_err62)
+	if _write_err68 != nil {
+		return false, thrift.WrapTException(_write_err68)
 	}
 	return true, err
 }
@@ -12193,7 +13588,7 @@ type kVProcessorScan struct {
 }
 
 func (p *kVProcessorScan) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err64 error
+	var _write_err70 error
 	args := KVScanArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -12249,21 +13644,21 @@ func (p *kVProcessorScan) Process(ctx context.Context, seqId int32, iprot, oprot
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc65 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing scan: "+err2.Error())
+			_exc71 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing scan: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "scan", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err64 = thrift.WrapTException(err2)
+				_write_err70 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc65.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
-				_write_err64 = thrift.WrapTException(err2)
+			if err2 := _exc71.Write(ctx, oprot); _write_err70 == nil && err2 != nil {
+				_write_err70 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
-				_write_err64 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err70 == nil && err2 != nil {
+				_write_err70 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
-				_write_err64 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err70 == nil && err2 != nil {
+				_write_err70 = thrift.WrapTException(err2)
 			}
-			if _write_err64 != nil {
-				return false, thrift.WrapTException(_write_err64)
+			if _write_err70 != nil {
+				return false, thrift.WrapTException(_write_err70)
 			}
 			return true, err
 		}
@@ -12272,19 +13667,19 @@ func (p *kVProcessorScan) Process(ctx context.Context, seqId int32, iprot, oprot
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "scan", thrift.REPLY, seqId); err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+		_write_err70 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err70 == nil && err2 != nil {
+		_write_err70 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err70 == nil && err2 != nil {
+		_write_err70 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err70 == nil && err2 != nil {
+		_write_err70 = thrift.WrapTException(err2)
 	}
-	if _write_err64 != nil {
-		return false, thrift.WrapTException(_write_err64)
+	if _write_err70 != nil {
+		return false, thrift.WrapTException(_write_err70)
 	}
 	return true, err
 }
@@ -12294,7 +13689,7 @@ type kVProcessorTxn struct {
 }
 
 func (p *kVProcessorTxn) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err66 error
+	var _write_err72 error
 	args := KVTxnArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -12350,21 +13745,21 @@ func (p *kVProcessorTxn) Process(ctx context.Context, seqId int32, iprot, oprot 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc67 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing txn: "+err2.Error())
+			_exc73 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing txn: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "txn", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err66 = thrift.WrapTException(err2)
+				_write_err72 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc67.Write(ctx, oprot); _write_err66 == nil && err2 != nil {
-				_write_err66 = thrift.WrapTException(err2)
+			if err2 := _exc73.Write(ctx, oprot); _write_err72 == nil && err2 != nil {
+				_write_err72 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err66 == nil && err2 != nil {
-				_write_err66 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err72 == nil && err2 != nil {
+				_write_err72 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err66 == nil && err2 != nil {
-				_write_err66 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err72 == nil && err2 != nil {
+				_write_err72 = thrift.WrapTException(err2)
 			}
-			if _write_err66 != nil {
-				return false, thrift.WrapTException(_write_err66)
+			if _write_err72 != nil {
+				return false, thrift.WrapTException(_write_err72)
 			}
 			return true, err
 		}
@@ -12373,19 +13768,19 @@ func (p *kVProcessorTxn) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "txn", thrift.REPLY, seqId); err2 != nil {
-		_write_err66 = thrift.WrapTException(err2)
+		_write_err72 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err66 == nil && err2 != nil {
-		_write_err66 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err72 == nil && err2 != nil {
+		_write_err72 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err66 == nil && err2 != nil {
-		_write_err66 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err72 == nil && err2 != nil {
+		_write_err72 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err66 == nil && err2 != nil {
-		_write_err66 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err72 == nil && err2 != nil {
+		_write_err72 = thrift.WrapTException(err2)
 	}
-	if _write_err66 != nil {
-		return false, thrift.WrapTException(_write_err66)
+	if _write_err72 != nil {
+		return false, thrift.WrapTException(_write_err72)
 	}
 	return true, err
 }
@@ -12395,7 +13790,7 @@ type kVProcessorStatus struct {
 }
 
 func (p *kVProcessorStatus) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err68 error
+	var _write_err74 error
 	args := KVStatusArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -12441,21 +13836,21 @@ func (p *kVProcessorStatus) Process(ctx context.Context, seqId int32, iprot, opr
 		if errors.Is(err2, thrift.ErrAbandonRequest) {
 			return false, thrift.WrapTException(err2)
 		}
-		_exc69 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing status: "+err2.Error())
+		_exc75 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing status: "+err2.Error())
 		if err2 := oprot.WriteMessageBegin(ctx, "status", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err68 = thrift.WrapTException(err2)
+			_write_err74 = thrift.WrapTException(err2)
 		}
-		if err2 := _exc69.Write(ctx, oprot); _write_err68 == nil && err2 != nil {
-			_write_err68 = thrift.WrapTException(err2)
+		if err2 := _exc75.Write(ctx, oprot); _write_err74 == nil && err2 != nil {
+			_write_err74 = thrift.WrapTException(err2)
 		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err68 == nil && err2 != nil {
-			_write_err68 = thrift.WrapTException(err2)
+		if err2 := oprot.WriteMessageEnd(ctx); _write_err74 == nil && err2 != nil {
+			_write_err74 = thrift.WrapTException(err2)
 		}
-		if err2 := oprot.Flush(ctx); _write_err68 == nil && err2 != nil {
-			_write_err68 = thrift.WrapTException(err2)
+		if err2 := oprot.Flush(ctx); _write_err74 == nil && err2 != nil {
+			_write_err74 = thrift.WrapTException(err2)
 		}
-		if _write_err68 != nil {
-			return false, thrift.WrapTException(_write_err68)
+		if _write_err74 != nil {
+			return false, thrift.WrapTException(_write_err74)
 		}
 		return true, err
 	} else {
@@ -12463,19 +13858,122 @@ func (p *kVProcessorStatus) Process(ctx context.Context, seqId int32, iprot, opr
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "status", thrift.REPLY, seqId); err2 != nil {
-		_write_err68 = thrift.WrapTException(err2)
+		_write_err74 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err68 == nil && err2 != nil {
-		_write_err68 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err74 == nil && err2 != nil {
+		_write_err74 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err68 == nil && err2 != nil {
-		_write_err68 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err74 == nil && err2 != nil {
+		_write_err74 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err68 == nil && err2 != nil {
-		_write_err68 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err74 == nil && err2 != nil {
+		_write_err74 = thrift.WrapTException(err2)
 	}
-	if _write_err68 != nil {
-		return false, thrift.WrapTException(_write_err68)
+	if _write_err74 != nil {
+		return false, thrift.WrapTException(_write_err74)
+	}
+	return true, err
+}
+
+type kVProcessorWatch struct {
+	handler KV
+}
+
+func (p *kVProcessorWatch) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err76 error
+	args := KVWatchArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "watch", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := KVWatchResult{}
+	if retval, err2 := p.handler.Watch(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *Timeout:
+			result.Timeout = v
+		case *Compacted:
+			result.Compacted = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc77 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing watch: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "watch", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err76 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc77.Write(ctx, oprot); _write_err76 == nil && err2 != nil {
+				_write_err76 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err76 == nil && err2 != nil {
+				_write_err76 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err76 == nil && err2 != nil {
+				_write_err76 = thrift.WrapTException(err2)
+			}
+			if _write_err76 != nil {
+				return false, thrift.WrapTException(_write_err76)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "watch", thrift.REPLY, seqId); err2 != nil {
+		_write_err76 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err76 == nil && err2 != nil {
+		_write_err76 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err76 == nil && err2 != nil {
+		_write_err76 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err76 == nil && err2 != nil {
+		_write_err76 = thrift.WrapTException(err2)
+	}
+	if _write_err76 != nil {
+		return false, thrift.WrapTException(_write_err76)
 	}
 	return true, err
 }
@@ -15166,6 +16664,477 @@ func (p *KVStatusResult) String() string {
 	return fmt.Sprintf("KVStatusResult(%+v)", *p)
 }
 
+// Attributes:
+//   - Req
+type KVWatchArgs struct {
+	Req *WatchRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewKVWatchArgs() *KVWatchArgs {
+	return &KVWatchArgs{}
+}
+
+var KVWatchArgs_Req_DEFAULT *WatchRequest
+
+func (p *KVWatchArgs) GetReq() *WatchRequest {
+	if !p.IsSetReq() {
+		return KVWatchArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *KVWatchArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *KVWatchArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVWatchArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &WatchRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *KVWatchArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "watch_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVWatchArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *KVWatchArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVWatchArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - Timeout
+//   - Compacted
+type KVWatchResult struct {
+	Success     *WatchResponse   `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid     *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader   *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout     *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	Compacted   *Compacted       `thrift:"compacted,5" db:"compacted" json:"compacted,omitempty"`
+}
+
+func NewKVWatchResult() *KVWatchResult {
+	return &KVWatchResult{}
+}
+
+var KVWatchResult_Success_DEFAULT *WatchResponse
+
+func (p *KVWatchResult) GetSuccess() *WatchResponse {
+	if !p.IsSetSuccess() {
+		return KVWatchResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var KVWatchResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *KVWatchResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return KVWatchResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var KVWatchResult_NotLeader_DEFAULT *NotLeader
+
+func (p *KVWatchResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return KVWatchResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var KVWatchResult_Unavailable_DEFAULT *Unavailable
+
+func (p *KVWatchResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return KVWatchResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var KVWatchResult_Timeout_DEFAULT *Timeout
+
+func (p *KVWatchResult) GetTimeout() *Timeout {
+	if !p.IsSetTimeout() {
+		return KVWatchResult_Timeout_DEFAULT
+	}
+	return p.Timeout
+}
+
+var KVWatchResult_Compacted_DEFAULT *Compacted
+
+func (p *KVWatchResult) GetCompacted() *Compacted {
+	if !p.IsSetCompacted() {
+		return KVWatchResult_Compacted_DEFAULT
+	}
+	return p.Compacted
+}
+func (p *KVWatchResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *KVWatchResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *KVWatchResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *KVWatchResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *KVWatchResult) IsSetTimeout() bool {
+	return p.Timeout != nil
+}
+
+func (p *KVWatchResult) IsSetCompacted() bool {
+	return p.Compacted != nil
+}
+
+func (p *KVWatchResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 5:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVWatchResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &WatchResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *KVWatchResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *KVWatchResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *KVWatchResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *KVWatchResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Timeout = &Timeout{}
+	if err := p.Timeout.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Timeout), err)
+	}
+	return nil
+}
+
+func (p *KVWatchResult) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Compacted = &Compacted{}
+	if err := p.Compacted.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Compacted), err)
+	}
+	return nil
+}
+
+func (p *KVWatchResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "watch_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVWatchResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVWatchResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVWatchResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVWatchResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVWatchResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetTimeout() {
+		if err := oprot.WriteFieldBegin(ctx, "timeout", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:timeout: ", p), err)
+		}
+		if err := p.Timeout.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Timeout), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVWatchResult) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetCompacted() {
+		if err := oprot.WriteFieldBegin(ctx, "compacted", thrift.STRUCT, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:compacted: ", p), err)
+		}
+		if err := p.Compacted.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Compacted), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:compacted: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVWatchResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVWatchResult(%+v)", *p)
+}
+
 type Cluster interface { //Cluster membership and topology. Any node answers topology; changes are
 	//made by the leader (a follower forwards them once). Gossip only reports
 	//liveness: voters change only through these calls.
@@ -15236,21 +17205,21 @@ func (p *ClusterClient) SetLastResponseMeta_(meta thrift.ResponseMeta) {
 }
 
 func (p *ClusterClient) Topology(ctx context.Context) (_r *Topology, _err error) {
-	var _args70 ClusterTopologyArgs
-	var _result72 ClusterTopologyResult
-	var _meta71 thrift.ResponseMeta
-	_meta71, _err = p.Client_().Call(ctx, "topology", &_args70, &_result72)
-	p.SetLastResponseMeta_(_meta71)
+	var _args78 ClusterTopologyArgs
+	var _result80 ClusterTopologyResult
+	var _meta79 thrift.ResponseMeta
+	_meta79, _err = p.Client_().Call(ctx, "topology", &_args78, &_result80)
+	p.SetLastResponseMeta_(_meta79)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result72.Unavailable != nil:
-		return _r, _result72.Unavailable
+	case _result80.Unavailable != nil:
+		return _r, _result80.Unavailable
 	}
 
-	if _ret73 := _result72.GetSuccess(); _ret73 != nil {
-		return _ret73, nil
+	if _ret81 := _result80.GetSuccess(); _ret81 != nil {
+		return _ret81, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "topology failed: unknown result")
 }
@@ -15263,69 +17232,11 @@ func (p *ClusterClient) Topology(ctx context.Context) (_r *Topology, _err error)
 // Parameters:
 //   - Req
 func (p *ClusterClient) AddMember(ctx context.Context, req *AddMemberRequest) (_r *MemberChangeResponse, _err error) {
-	var _args74 ClusterAddMemberArgs
-	_args74.Req = req
-	var _result76 ClusterAddMemberResult
-	var _meta75 thrift.ResponseMeta
-	_meta75, _err = p.Client_().Call(ctx, "add_member", &_args74, &_result76)
-	p.SetLastResponseMeta_(_meta75)
-	if _err != nil {
-		return
-	}
-	switch {
-	case _result76.Invalid != nil:
-		return _r, _result76.Invalid
-	case _result76.NotLeader != nil:
-		return _r, _result76.NotLeader
-	case _result76.Unavailable != nil:
-		return _r, _result76.Unavailable
-	case _result76.Timeout != nil:
-		return _r, _result76.Timeout
-	}
-
-	if _ret77 := _result76.GetSuccess(); _ret77 != nil {
-		return _ret77, nil
-	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "add_member failed: unknown result")
-}
-
-// Parameters:
-//   - Req
-func (p *ClusterClient) RemoveMember(ctx context.Context, req *RemoveMemberRequest) (_r *MemberChangeResponse, _err error) {
-	var _args78 ClusterRemoveMemberArgs
-	_args78.Req = req
-	var _result80 ClusterRemoveMemberResult
-	var _meta79 thrift.ResponseMeta
-	_meta79, _err = p.Client_().Call(ctx, "remove_member", &_args78, &_result80)
-	p.SetLastResponseMeta_(_meta79)
-	if _err != nil {
-		return
-	}
-	switch {
-	case _result80.Invalid != nil:
-		return _r, _result80.Invalid
-	case _result80.NotLeader != nil:
-		return _r, _result80.NotLeader
-	case _result80.Unavailable != nil:
-		return _r, _result80.Unavailable
-	case _result80.Timeout != nil:
-		return _r, _result80.Timeout
-	}
-
-	if _ret81 := _result80.GetSuccess(); _ret81 != nil {
-		return _ret81, nil
-	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "remove_member failed: unknown result")
-}
-
-// Parameters:
-//   - Req
-func (p *ClusterClient) PromoteMember(ctx context.Context, req *PromoteMemberRequest) (_r *MemberChangeResponse, _err error) {
-	var _args82 ClusterPromoteMemberArgs
+	var _args82 ClusterAddMemberArgs
 	_args82.Req = req
-	var _result84 ClusterPromoteMemberResult
+	var _result84 ClusterAddMemberResult
 	var _meta83 thrift.ResponseMeta
-	_meta83, _err = p.Client_().Call(ctx, "promote_member", &_args82, &_result84)
+	_meta83, _err = p.Client_().Call(ctx, "add_member", &_args82, &_result84)
 	p.SetLastResponseMeta_(_meta83)
 	if _err != nil {
 		return
@@ -15344,17 +17255,17 @@ func (p *ClusterClient) PromoteMember(ctx context.Context, req *PromoteMemberReq
 	if _ret85 := _result84.GetSuccess(); _ret85 != nil {
 		return _ret85, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "promote_member failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "add_member failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *ClusterClient) TransferLeadership(ctx context.Context, req *TransferLeadershipRequest) (_r *TransferLeadershipResponse, _err error) {
-	var _args86 ClusterTransferLeadershipArgs
+func (p *ClusterClient) RemoveMember(ctx context.Context, req *RemoveMemberRequest) (_r *MemberChangeResponse, _err error) {
+	var _args86 ClusterRemoveMemberArgs
 	_args86.Req = req
-	var _result88 ClusterTransferLeadershipResult
+	var _result88 ClusterRemoveMemberResult
 	var _meta87 thrift.ResponseMeta
-	_meta87, _err = p.Client_().Call(ctx, "transfer_leadership", &_args86, &_result88)
+	_meta87, _err = p.Client_().Call(ctx, "remove_member", &_args86, &_result88)
 	p.SetLastResponseMeta_(_meta87)
 	if _err != nil {
 		return
@@ -15373,6 +17284,64 @@ func (p *ClusterClient) TransferLeadership(ctx context.Context, req *TransferLea
 	if _ret89 := _result88.GetSuccess(); _ret89 != nil {
 		return _ret89, nil
 	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "remove_member failed: unknown result")
+}
+
+// Parameters:
+//   - Req
+func (p *ClusterClient) PromoteMember(ctx context.Context, req *PromoteMemberRequest) (_r *MemberChangeResponse, _err error) {
+	var _args90 ClusterPromoteMemberArgs
+	_args90.Req = req
+	var _result92 ClusterPromoteMemberResult
+	var _meta91 thrift.ResponseMeta
+	_meta91, _err = p.Client_().Call(ctx, "promote_member", &_args90, &_result92)
+	p.SetLastResponseMeta_(_meta91)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result92.Invalid != nil:
+		return _r, _result92.Invalid
+	case _result92.NotLeader != nil:
+		return _r, _result92.NotLeader
+	case _result92.Unavailable != nil:
+		return _r, _result92.Unavailable
+	case _result92.Timeout != nil:
+		return _r, _result92.Timeout
+	}
+
+	if _ret93 := _result92.GetSuccess(); _ret93 != nil {
+		return _ret93, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "promote_member failed: unknown result")
+}
+
+// Parameters:
+//   - Req
+func (p *ClusterClient) TransferLeadership(ctx context.Context, req *TransferLeadershipRequest) (_r *TransferLeadershipResponse, _err error) {
+	var _args94 ClusterTransferLeadershipArgs
+	_args94.Req = req
+	var _result96 ClusterTransferLeadershipResult
+	var _meta95 thrift.ResponseMeta
+	_meta95, _err = p.Client_().Call(ctx, "transfer_leadership", &_args94, &_result96)
+	p.SetLastResponseMeta_(_meta95)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result96.Invalid != nil:
+		return _r, _result96.Invalid
+	case _result96.NotLeader != nil:
+		return _r, _result96.NotLeader
+	case _result96.Unavailable != nil:
+		return _r, _result96.Unavailable
+	case _result96.Timeout != nil:
+		return _r, _result96.Timeout
+	}
+
+	if _ret97 := _result96.GetSuccess(); _ret97 != nil {
+		return _ret97, nil
+	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "transfer_leadership failed: unknown result")
 }
 
@@ -15383,24 +17352,24 @@ func (p *ClusterClient) TransferLeadership(ctx context.Context, req *TransferLea
 // Parameters:
 //   - Req
 func (p *ClusterClient) GossipKeys(ctx context.Context, req *GossipKeyRequest) (_r *GossipKeyResponse, _err error) {
-	var _args90 ClusterGossipKeysArgs
-	_args90.Req = req
-	var _result92 ClusterGossipKeysResult
-	var _meta91 thrift.ResponseMeta
-	_meta91, _err = p.Client_().Call(ctx, "gossip_keys", &_args90, &_result92)
-	p.SetLastResponseMeta_(_meta91)
+	var _args98 ClusterGossipKeysArgs
+	_args98.Req = req
+	var _result100 ClusterGossipKeysResult
+	var _meta99 thrift.ResponseMeta
+	_meta99, _err = p.Client_().Call(ctx, "gossip_keys", &_args98, &_result100)
+	p.SetLastResponseMeta_(_meta99)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result92.Invalid != nil:
-		return _r, _result92.Invalid
-	case _result92.Unavailable != nil:
-		return _r, _result92.Unavailable
+	case _result100.Invalid != nil:
+		return _r, _result100.Invalid
+	case _result100.Unavailable != nil:
+		return _r, _result100.Unavailable
 	}
 
-	if _ret93 := _result92.GetSuccess(); _ret93 != nil {
-		return _ret93, nil
+	if _ret101 := _result100.GetSuccess(); _ret101 != nil {
+		return _ret101, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "gossip_keys failed: unknown result")
 }
@@ -15425,14 +17394,14 @@ func (p *ClusterProcessor) ProcessorMap() map[string]thrift.TProcessorFunction {
 
 func NewClusterProcessor(handler Cluster) *ClusterProcessor {
 
-	self94 := &ClusterProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
-	self94.processorMap["topology"] = &clusterProcessorTopology{handler: handler}
-	self94.processorMap["add_member"] = &clusterProcessorAddMember{handler: handler}
-	self94.processorMap["remove_member"] = &clusterProcessorRemoveMember{handler: handler}
-	self94.processorMap["promote_member"] = &clusterProcessorPromoteMember{handler: handler}
-	self94.processorMap["transfer_leadership"] = &clusterProcessorTransferLeadership{handler: handler}
-	self94.processorMap["gossip_keys"] = &clusterProcessorGossipKeys{handler: handler}
-	return self94
+	self102 := &ClusterProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self102.processorMap["topology"] = &clusterProcessorTopology{handler: handler}
+	self102.processorMap["add_member"] = &clusterProcessorAddMember{handler: handler}
+	self102.processorMap["remove_member"] = &clusterProcessorRemoveMember{handler: handler}
+	self102.processorMap["promote_member"] = &clusterProcessorPromoteMember{handler: handler}
+	self102.processorMap["transfer_leadership"] = &clusterProcessorTransferLeadership{handler: handler}
+	self102.processorMap["gossip_keys"] = &clusterProcessorGossipKeys{handler: handler}
+	return self102
 }
 
 func (p *ClusterProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
@@ -15445,12 +17414,12 @@ func (p *ClusterProcessor) Process(ctx context.Context, iprot, oprot thrift.TPro
 	}
 	iprot.Skip(ctx, thrift.STRUCT)
 	iprot.ReadMessageEnd(ctx)
-	x95 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	x103 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
 	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
-	x95.Write(ctx, oprot)
+	x103.Write(ctx, oprot)
 	oprot.WriteMessageEnd(ctx)
 	oprot.Flush(ctx)
-	return false, x95
+	return false, x103
 
 }
 
@@ -15459,7 +17428,7 @@ type clusterProcessorTopology struct {
 }
 
 func (p *clusterProcessorTopology) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err96 error
+	var _write_err104 error
 	args := ClusterTopologyArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -15509,21 +17478,21 @@ func (p *clusterProcessorTopology) Process(ctx context.Context, seqId int32, ipr
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc97 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing topology: "+err2.Error())
+			_exc105 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing topology: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "topology", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err96 = thrift.WrapTException(err2)
+				_write_err104 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc97.Write(ctx, oprot); _write_err96 == nil && err2 != nil {
-				_write_err96 = thrift.WrapTException(err2)
+			if err2 := _exc105.Write(ctx, oprot); _write_err104 == nil && err2 != nil {
+				_write_err104 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err96 == nil && err2 != nil {
-				_write_err96 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err104 == nil && err2 != nil {
+				_write_err104 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err96 == nil && err2 != nil {
-				_write_err96 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err104 == nil && err2 != nil {
+				_write_err104 = thrift.WrapTException(err2)
 			}
-			if _write_err96 != nil {
-				return false, thrift.WrapTException(_write_err96)
+			if _write_err104 != nil {
+				return false, thrift.WrapTException(_write_err104)
 			}
 			return true, err
 		}
@@ -15532,19 +17501,19 @@ func (p *clusterProcessorTopology) Process(ctx context.Context, seqId int32, ipr
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "topology", thrift.REPLY, seqId); err2 != nil {
-		_write_err96 = thrift.WrapTException(err2)
+		_write_err104 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err96 == nil && err2 != nil {
-		_write_err96 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err104 == nil && err2 != nil {
+		_write_err104 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err96 == nil && err2 != nil {
-		_write_err96 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err104 == nil && err2 != nil {
+		_write_err104 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err96 == nil && err2 != nil {
-		_write_err96 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err104 == nil && err2 != nil {
+		_write_err104 = thrift.WrapTException(err2)
 	}
-	if _write_err96 != nil {
-		return false, thrift.WrapTException(_write_err96)
+	if _write_err104 != nil {
+		return false, thrift.WrapTException(_write_err104)
 	}
 	return true, err
 }
@@ -15554,7 +17523,7 @@ type clusterProcessorAddMember struct {
 }
 
 func (p *clusterProcessorAddMember) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err98 error
+	var _write_err106 error
 	args := ClusterAddMemberArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -15610,21 +17579,21 @@ func (p *clusterProcessorAddMember) Process(ctx context.Context, seqId int32, ip
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc99 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing add_member: "+err2.Error())
+			_exc107 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing add_member: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "add_member", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err98 = thrift.WrapTException(err2)
+				_write_err106 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc99.Write(ctx, oprot); _write_err98 == nil && err2 != nil {
-				_write_err98 = thrift.WrapTException(err2)
+			if err2 := _exc107.Write(ctx, oprot); _write_err106 == nil && err2 != nil {
+				_write_err106 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err98 == nil && err2 != nil {
-				_write_err98 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err106 == nil && err2 != nil {
+				_write_err106 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err98 == nil && err2 != nil {
-				_write_err98 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err106 == nil && err2 != nil {
+				_write_err106 = thrift.WrapTException(err2)
 			}
-			if _write_err98 != nil {
-				return false, thrift.WrapTException(_write_err98)
+			if _write_err106 != nil {
+				return false, thrift.WrapTException(_write_err106)
 			}
 			return true, err
 		}
@@ -15633,19 +17602,19 @@ func (p *clusterProcessorAddMember) Process(ctx context.Context, seqId int32, ip
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "add_member", thrift.REPLY, seqId); err2 != nil {
-		_write_err98 = thrift.WrapTException(err2)
+		_write_err106 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err98 == nil && err2 != nil {
-		_write_err98 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err106 == nil && err2 != nil {
+		_write_err106 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err98 == nil && err2 != nil {
-		_write_err98 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err106 == nil && err2 != nil {
+		_write_err106 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err98 == nil && err2 != nil {
-		_write_err98 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err106 == nil && err2 != nil {
+		_write_err106 = thrift.WrapTException(err2)
 	}
-	if _write_err98 != nil {
-		return false, thrift.WrapTException(_write_err98)
+	if _write_err106 != nil {
+		return false, thrift.WrapTException(_write_err106)
 	}
 	return true, err
 }
@@ -15655,7 +17624,7 @@ type clusterProcessorRemoveMember struct {
 }
 
 func (p *clusterProcessorRemoveMember) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err100 error
+	var _write_err108 error
 	args := ClusterRemoveMemberArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -15711,21 +17680,21 @@ func (p *clusterProcessorRemoveMember) Process(ctx context.Context, seqId int32,
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc101 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing remove_member: "+err2.Error())
+			_exc109 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing remove_member: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "remove_member", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err100 = thrift.WrapTException(err2)
+				_write_err108 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc101.Write(ctx, oprot); _write_err100 == nil && err2 != nil {
-				_write_err100 = thrift.WrapTException(err2)
+			if err2 := _exc109.Write(ctx, oprot); _write_err108 == nil && err2 != nil {
+				_write_err108 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err100 == nil && err2 != nil {
-				_write_err100 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err108 == nil && err2 != nil {
+				_write_err108 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err100 == nil && err2 != nil {
-				_write_err100 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err108 == nil && err2 != nil {
+				_write_err108 = thrift.WrapTException(err2)
 			}
-			if _write_err100 != nil {
-				return false, thrift.WrapTException(_write_err100)
+			if _write_err108 != nil {
+				return false, thrift.WrapTException(_write_err108)
 			}
 			return true, err
 		}
@@ -15734,19 +17703,19 @@ func (p *clusterProcessorRemoveMember) Process(ctx context.Context, seqId int32,
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "remove_member", thrift.REPLY, seqId); err2 != nil {
-		_write_err100 = thrift.WrapTException(err2)
+		_write_err108 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err100 == nil && err2 != nil {
-		_write_err100 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err108 == nil && err2 != nil {
+		_write_err108 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err100 == nil && err2 != nil {
-		_write_err100 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err108 == nil && err2 != nil {
+		_write_err108 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err100 == nil && err2 != nil {
-		_write_err100 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err108 == nil && err2 != nil {
+		_write_err108 = thrift.WrapTException(err2)
 	}
-	if _write_err100 != nil {
-		return false, thrift.WrapTException(_write_err100)
+	if _write_err108 != nil {
+		return false, thrift.WrapTException(_write_err108)
 	}
 	return true, err
 }
@@ -15756,7 +17725,7 @@ type clusterProcessorPromoteMember struct {
 }
 
 func (p *clusterProcessorPromoteMember) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err102 error
+	var _write_err110 error
 	args := ClusterPromoteMemberArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -15812,21 +17781,21 @@ func (p *clusterProcessorPromoteMember) Process(ctx context.Context, seqId int32
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc103 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing promote_member: "+err2.Error())
+			_exc111 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing promote_member: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "promote_member", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err102 = thrift.WrapTException(err2)
+				_write_err110 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc103.Write(ctx, oprot); _write_err102 == nil && err2 != nil {
-				_write_err102 = thrift.WrapTException(err2)
+			if err2 := _exc111.Write(ctx, oprot); _write_err110 == nil && err2 != nil {
+				_write_err110 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err102 == nil && err2 != nil {
-				_write_err102 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err110 == nil && err2 != nil {
+				_write_err110 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err102 == nil && err2 != nil {
-				_write_err102 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err110 == nil && err2 != nil {
+				_write_err110 = thrift.WrapTException(err2)
 			}
-			if _write_err102 != nil {
-				return false, thrift.WrapTException(_write_err102)
+			if _write_err110 != nil {
+				return false, thrift.WrapTException(_write_err110)
 			}
 			return true, err
 		}
@@ -15835,19 +17804,19 @@ func (p *clusterProcessorPromoteMember) Process(ctx context.Context, seqId int32
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "promote_member", thrift.REPLY, seqId); err2 != nil {
-		_write_err102 = thrift.WrapTException(err2)
+		_write_err110 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err102 == nil && err2 != nil {
-		_write_err102 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err110 == nil && err2 != nil {
+		_write_err110 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err102 == nil && err2 != nil {
-		_write_err102 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err110 == nil && err2 != nil {
+		_write_err110 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err102 == nil && err2 != nil {
-		_write_err102 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err110 == nil && err2 != nil {
+		_write_err110 = thrift.WrapTException(err2)
 	}
-	if _write_err102 != nil {
-		return false, thrift.WrapTException(_write_err102)
+	if _write_err110 != nil {
+		return false, thrift.WrapTException(_write_err110)
 	}
 	return true, err
 }
@@ -15857,7 +17826,7 @@ type clusterProcessorTransferLeadership struct {
 }
 
 func (p *clusterProcessorTransferLeadership) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err104 error
+	var _write_err112 error
 	args := ClusterTransferLeadershipArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -15913,21 +17882,21 @@ func (p *clusterProcessorTransferLeadership) Process(ctx context.Context, seqId 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc105 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing transfer_leadership: "+err2.Error())
+			_exc113 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing transfer_leadership: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "transfer_leadership", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err104 = thrift.WrapTException(err2)
+				_write_err112 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc105.Write(ctx, oprot); _write_err104 == nil && err2 != nil {
-				_write_err104 = thrift.WrapTException(err2)
+			if err2 := _exc113.Write(ctx, oprot); _write_err112 == nil && err2 != nil {
+				_write_err112 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err104 == nil && err2 != nil {
-				_write_err104 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err112 == nil && err2 != nil {
+				_write_err112 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err104 == nil && err2 != nil {
-				_write_err104 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err112 == nil && err2 != nil {
+				_write_err112 = thrift.WrapTException(err2)
 			}
-			if _write_err104 != nil {
-				return false, thrift.WrapTException(_write_err104)
+			if _write_err112 != nil {
+				return false, thrift.WrapTException(_write_err112)
 			}
 			return true, err
 		}
@@ -15936,19 +17905,19 @@ func (p *clusterProcessorTransferLeadership) Process(ctx context.Context, seqId 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "transfer_leadership", thrift.REPLY, seqId); err2 != nil {
-		_write_err104 = thrift.WrapTException(err2)
+		_write_err112 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err104 == nil && err2 != nil {
-		_write_err104 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err112 == nil && err2 != nil {
+		_write_err112 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err104 == nil && err2 != nil {
-		_write_err104 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err112 == nil && err2 != nil {
+		_write_err112 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err104 == nil && err2 != nil {
-		_write_err104 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err112 == nil && err2 != nil {
+		_write_err112 = thrift.WrapTException(err2)
 	}
-	if _write_err104 != nil {
-		return false, thrift.WrapTException(_write_err104)
+	if _write_err112 != nil {
+		return false, thrift.WrapTException(_write_err112)
 	}
 	return true, err
 }
@@ -15958,7 +17927,7 @@ type clusterProcessorGossipKeys struct {
 }
 
 func (p *clusterProcessorGossipKeys) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err106 error
+	var _write_err114 error
 	args := ClusterGossipKeysArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -16010,21 +17979,21 @@ func (p *clusterProcessorGossipKeys) Process(ctx context.Context, seqId int32, i
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc107 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing gossip_keys: "+err2.Error())
+			_exc115 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing gossip_keys: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err106 = thrift.WrapTException(err2)
+				_write_err114 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc107.Write(ctx, oprot); _write_err106 == nil && err2 != nil {
-				_write_err106 = thrift.WrapTException(err2)
+			if err2 := _exc115.Write(ctx, oprot); _write_err114 == nil && err2 != nil {
+				_write_err114 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err106 == nil && err2 != nil {
-				_write_err106 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err114 == nil && err2 != nil {
+				_write_err114 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err106 == nil && err2 != nil {
-				_write_err106 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err114 == nil && err2 != nil {
+				_write_err114 = thrift.WrapTException(err2)
 			}
-			if _write_err106 != nil {
-				return false, thrift.WrapTException(_write_err106)
+			if _write_err114 != nil {
+				return false, thrift.WrapTException(_write_err114)
 			}
 			return true, err
 		}
@@ -16033,19 +18002,19 @@ func (p *clusterProcessorGossipKeys) Process(ctx context.Context, seqId int32, i
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys", thrift.REPLY, seqId); err2 != nil {
-		_write_err106 = thrift.WrapTException(err2)
+		_write_err114 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err106 == nil && err2 != nil {
-		_write_err106 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err114 == nil && err2 != nil {
+		_write_err114 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err106 == nil && err2 != nil {
-		_write_err106 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err114 == nil && err2 != nil {
+		_write_err114 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err106 == nil && err2 != nil {
-		_write_err106 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err114 == nil && err2 != nil {
+		_write_err114 = thrift.WrapTException(err2)
 	}
-	if _write_err106 != nil {
-		return false, thrift.WrapTException(_write_err106)
+	if _write_err114 != nil {
+		return false, thrift.WrapTException(_write_err114)
 	}
 	return true, err
 }
@@ -18326,47 +20295,47 @@ func (p *InternalClient) SetLastResponseMeta_(meta thrift.ResponseMeta) {
 // Parameters:
 //   - Cmd
 func (p *InternalClient) Apply(ctx context.Context, cmd *Command) (_r *WriteResult_, _err error) {
-	var _args108 InternalApplyArgs
-	_args108.Cmd = cmd
-	var _result110 InternalApplyResult
-	var _meta109 thrift.ResponseMeta
-	_meta109, _err = p.Client_().Call(ctx, "apply", &_args108, &_result110)
-	p.SetLastResponseMeta_(_meta109)
+	var _args116 InternalApplyArgs
+	_args116.Cmd = cmd
+	var _result118 InternalApplyResult
+	var _meta117 thrift.ResponseMeta
+	_meta117, _err = p.Client_().Call(ctx, "apply", &_args116, &_result118)
+	p.SetLastResponseMeta_(_meta117)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result110.Invalid != nil:
-		return _r, _result110.Invalid
-	case _result110.NotLeader != nil:
-		return _r, _result110.NotLeader
-	case _result110.Unavailable != nil:
-		return _r, _result110.Unavailable
-	case _result110.Timeout != nil:
-		return _r, _result110.Timeout
+	case _result118.Invalid != nil:
+		return _r, _result118.Invalid
+	case _result118.NotLeader != nil:
+		return _r, _result118.NotLeader
+	case _result118.Unavailable != nil:
+		return _r, _result118.Unavailable
+	case _result118.Timeout != nil:
+		return _r, _result118.Timeout
 	}
 
-	return _result110.GetSuccess(), nil
+	return _result118.GetSuccess(), nil
 }
 
 func (p *InternalClient) ReadIndex(ctx context.Context) (_r *ReadIndexResponse, _err error) {
-	var _args111 InternalReadIndexArgs
-	var _result113 InternalReadIndexResult
-	var _meta112 thrift.ResponseMeta
-	_meta112, _err = p.Client_().Call(ctx, "read_index", &_args111, &_result113)
-	p.SetLastResponseMeta_(_meta112)
+	var _args119 InternalReadIndexArgs
+	var _result121 InternalReadIndexResult
+	var _meta120 thrift.ResponseMeta
+	_meta120, _err = p.Client_().Call(ctx, "read_index", &_args119, &_result121)
+	p.SetLastResponseMeta_(_meta120)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result113.NotLeader != nil:
-		return _r, _result113.NotLeader
-	case _result113.Unavailable != nil:
-		return _r, _result113.Unavailable
+	case _result121.NotLeader != nil:
+		return _r, _result121.NotLeader
+	case _result121.Unavailable != nil:
+		return _r, _result121.Unavailable
 	}
 
-	if _ret114 := _result113.GetSuccess(); _ret114 != nil {
-		return _ret114, nil
+	if _ret122 := _result121.GetSuccess(); _ret122 != nil {
+		return _ret122, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "read_index failed: unknown result")
 }
@@ -18374,21 +20343,21 @@ func (p *InternalClient) ReadIndex(ctx context.Context) (_r *ReadIndexResponse, 
 // This node's current term and the leader it follows, read when the call
 // arrives. Answered by any node, whatever its role.
 func (p *InternalClient) LeaderView(ctx context.Context) (_r *LeaderView, _err error) {
-	var _args115 InternalLeaderViewArgs
-	var _result117 InternalLeaderViewResult
-	var _meta116 thrift.ResponseMeta
-	_meta116, _err = p.Client_().Call(ctx, "leader_view", &_args115, &_result117)
-	p.SetLastResponseMeta_(_meta116)
+	var _args123 InternalLeaderViewArgs
+	var _result125 InternalLeaderViewResult
+	var _meta124 thrift.ResponseMeta
+	_meta124, _err = p.Client_().Call(ctx, "leader_view", &_args123, &_result125)
+	p.SetLastResponseMeta_(_meta124)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result117.Unavailable != nil:
-		return _r, _result117.Unavailable
+	case _result125.Unavailable != nil:
+		return _r, _result125.Unavailable
 	}
 
-	if _ret118 := _result117.GetSuccess(); _ret118 != nil {
-		return _ret118, nil
+	if _ret126 := _result125.GetSuccess(); _ret126 != nil {
+		return _ret126, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "leader_view failed: unknown result")
 }
@@ -18398,24 +20367,24 @@ func (p *InternalClient) LeaderView(ctx context.Context) (_r *LeaderView, _err e
 // Parameters:
 //   - Req
 func (p *InternalClient) GossipKeysLocal(ctx context.Context, req *GossipKeyRequest) (_r *NodeGossipKeys, _err error) {
-	var _args119 InternalGossipKeysLocalArgs
-	_args119.Req = req
-	var _result121 InternalGossipKeysLocalResult
-	var _meta120 thrift.ResponseMeta
-	_meta120, _err = p.Client_().Call(ctx, "gossip_keys_local", &_args119, &_result121)
-	p.SetLastResponseMeta_(_meta120)
+	var _args127 InternalGossipKeysLocalArgs
+	_args127.Req = req
+	var _result129 InternalGossipKeysLocalResult
+	var _meta128 thrift.ResponseMeta
+	_meta128, _err = p.Client_().Call(ctx, "gossip_keys_local", &_args127, &_result129)
+	p.SetLastResponseMeta_(_meta128)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result121.Invalid != nil:
-		return _r, _result121.Invalid
-	case _result121.Unavailable != nil:
-		return _r, _result121.Unavailable
+	case _result129.Invalid != nil:
+		return _r, _result129.Invalid
+	case _result129.Unavailable != nil:
+		return _r, _result129.Unavailable
 	}
 
-	if _ret122 := _result121.GetSuccess(); _ret122 != nil {
-		return _ret122, nil
+	if _ret130 := _result129.GetSuccess(); _ret130 != nil {
+		return _ret130, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "gossip_keys_local failed: unknown result")
 }
@@ -18440,12 +20409,12 @@ func (p *InternalProcessor) ProcessorMap() map[string]thrift.TProcessorFunction 
 
 func NewInternalProcessor(handler Internal) *InternalProcessor {
 
-	self123 := &InternalProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
-	self123.processorMap["apply"] = &internalProcessorApply{handler: handler}
-	self123.processorMap["read_index"] = &internalProcessorReadIndex{handler: handler}
-	self123.processorMap["leader_view"] = &internalProcessorLeaderView{handler: handler}
-	self123.processorMap["gossip_keys_local"] = &internalProcessorGossipKeysLocal{handler: handler}
-	return self123
+	self131 := &InternalProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self131.processorMap["apply"] = &internalProcessorApply{handler: handler}
+	self131.processorMap["read_index"] = &internalProcessorReadIndex{handler: handler}
+	self131.processorMap["leader_view"] = &internalProcessorLeaderView{handler: handler}
+	self131.processorMap["gossip_keys_local"] = &internalProcessorGossipKeysLocal{handler: handler}
+	return self131
 }
 
 func (p *InternalProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
@@ -18458,12 +20427,12 @@ func (p *InternalProcessor) Process(ctx context.Context, iprot, oprot thrift.TPr
 	}
 	iprot.Skip(ctx, thrift.STRUCT)
 	iprot.ReadMessageEnd(ctx)
-	x124 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	x132 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
 	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
-	x124.Write(ctx, oprot)
+	x132.Write(ctx, oprot)
 	oprot.WriteMessageEnd(ctx)
 	oprot.Flush(ctx)
-	return false, x124
+	return false, x132
 
 }
 
@@ -18472,7 +20441,7 @@ type internalProcessorApply struct {
 }
 
 func (p *internalProcessorApply) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err125 error
+	var _write_err133 error
 	args := InternalApplyArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -18528,21 +20497,21 @@ func (p *internalProcessorApply) Process(ctx context.Context, seqId int32, iprot
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc126 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing apply: "+err2.Error())
+			_exc134 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing apply: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "apply", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err125 = thrift.WrapTException(err2)
+				_write_err133 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc126.Write(ctx, oprot); _write_err125 == nil && err2 != nil {
-				_write_err125 = thrift.WrapTException(err2)
+			if err2 := _exc134.Write(ctx, oprot); _write_err133 == nil && err2 != nil {
+				_write_err133 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err125 == nil && err2 != nil {
-				_write_err125 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err133 == nil && err2 != nil {
+				_write_err133 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err125 == nil && err2 != nil {
-				_write_err125 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err133 == nil && err2 != nil {
+				_write_err133 = thrift.WrapTException(err2)
 			}
-			if _write_err125 != nil {
-				return false, thrift.WrapTException(_write_err125)
+			if _write_err133 != nil {
+				return false, thrift.WrapTException(_write_err133)
 			}
 			return true, err
 		}
@@ -18551,19 +20520,19 @@ func (p *internalProcessorApply) Process(ctx context.Context, seqId int32, iprot
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "apply", thrift.REPLY, seqId); err2 != nil {
-		_write_err125 = thrift.WrapTException(err2)
+		_write_err133 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err125 == nil && err2 != nil {
-		_write_err125 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err133 == nil && err2 != nil {
+		_write_err133 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err125 == nil && err2 != nil {
-		_write_err125 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err133 == nil && err2 != nil {
+		_write_err133 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err125 == nil && err2 != nil {
-		_write_err125 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err133 == nil && err2 != nil {
+		_write_err133 = thrift.WrapTException(err2)
 	}
-	if _write_err125 != nil {
-		return false, thrift.WrapTException(_write_err125)
+	if _write_err133 != nil {
+		return false, thrift.WrapTException(_write_err133)
 	}
 	return true, err
 }
@@ -18573,7 +20542,7 @@ type internalProcessorReadIndex struct {
 }
 
 func (p *internalProcessorReadIndex) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err127 error
+	var _write_err135 error
 	args := InternalReadIndexArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -18625,21 +20594,21 @@ func (p *internalProcessorReadIndex) Process(ctx context.Context, seqId int32, i
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc128 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing read_index: "+err2.Error())
+			_exc136 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing read_index: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "read_index", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err127 = thrift.WrapTException(err2)
+				_write_err135 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc128.Write(ctx, oprot); _write_err127 == nil && err2 != nil {
-				_write_err127 = thrift.WrapTException(err2)
+			if err2 := _exc136.Write(ctx, oprot); _write_err135 == nil && err2 != nil {
+				_write_err135 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err127 == nil && err2 != nil {
-				_write_err127 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err135 == nil && err2 != nil {
+				_write_err135 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err127 == nil && err2 != nil {
-				_write_err127 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err135 == nil && err2 != nil {
+				_write_err135 = thrift.WrapTException(err2)
 			}
-			if _write_err127 != nil {
-				return false, thrift.WrapTException(_write_err127)
+			if _write_err135 != nil {
+				return false, thrift.WrapTException(_write_err135)
 			}
 			return true, err
 		}
@@ -18648,19 +20617,19 @@ func (p *internalProcessorReadIndex) Process(ctx context.Context, seqId int32, i
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "read_index", thrift.REPLY, seqId); err2 != nil {
-		_write_err127 = thrift.WrapTException(err2)
+		_write_err135 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err127 == nil && err2 != nil {
-		_write_err127 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err135 == nil && err2 != nil {
+		_write_err135 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err127 == nil && err2 != nil {
-		_write_err127 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err135 == nil && err2 != nil {
+		_write_err135 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err127 == nil && err2 != nil {
-		_write_err127 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err135 == nil && err2 != nil {
+		_write_err135 = thrift.WrapTException(err2)
 	}
-	if _write_err127 != nil {
-		return false, thrift.WrapTException(_write_err127)
+	if _write_err135 != nil {
+		return false, thrift.WrapTException(_write_err135)
 	}
 	return true, err
 }
@@ -18670,7 +20639,7 @@ type internalProcessorLeaderView struct {
 }
 
 func (p *internalProcessorLeaderView) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err129 error
+	var _write_err137 error
 	args := InternalLeaderViewArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -18720,21 +20689,21 @@ func (p *internalProcessorLeaderView) Process(ctx context.Context, seqId int32, 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc130 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing leader_view: "+err2.Error())
+			_exc138 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing leader_view: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "leader_view", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err129 = thrift.WrapTException(err2)
+				_write_err137 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc130.Write(ctx, oprot); _write_err129 == nil && err2 != nil {
-				_write_err129 = thrift.WrapTException(err2)
+			if err2 := _exc138.Write(ctx, oprot); _write_err137 == nil && err2 != nil {
+				_write_err137 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err129 == nil && err2 != nil {
-				_write_err129 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err137 == nil && err2 != nil {
+				_write_err137 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err129 == nil && err2 != nil {
-				_write_err129 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err137 == nil && err2 != nil {
+				_write_err137 = thrift.WrapTException(err2)
 			}
-			if _write_err129 != nil {
-				return false, thrift.WrapTException(_write_err129)
+			if _write_err137 != nil {
+				return false, thrift.WrapTException(_write_err137)
 			}
 			return true, err
 		}
@@ -18743,19 +20712,19 @@ func (p *internalProcessorLeaderView) Process(ctx context.Context, seqId int32, 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "leader_view", thrift.REPLY, seqId); err2 != nil {
-		_write_err129 = thrift.WrapTException(err2)
+		_write_err137 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err129 == nil && err2 != nil {
-		_write_err129 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err137 == nil && err2 != nil {
+		_write_err137 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err129 == nil && err2 != nil {
-		_write_err129 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err137 == nil && err2 != nil {
+		_write_err137 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err129 == nil && err2 != nil {
-		_write_err129 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err137 == nil && err2 != nil {
+		_write_err137 = thrift.WrapTException(err2)
 	}
-	if _write_err129 != nil {
-		return false, thrift.WrapTException(_write_err129)
+	if _write_err137 != nil {
+		return false, thrift.WrapTException(_write_err137)
 	}
 	return true, err
 }
@@ -18765,7 +20734,7 @@ type internalProcessorGossipKeysLocal struct {
 }
 
 func (p *internalProcessorGossipKeysLocal) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err131 error
+	var _write_err139 error
 	args := InternalGossipKeysLocalArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -18817,21 +20786,21 @@ func (p *internalProcessorGossipKeysLocal) Process(ctx context.Context, seqId in
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc132 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing gossip_keys_local: "+err2.Error())
+			_exc140 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing gossip_keys_local: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys_local", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err131 = thrift.WrapTException(err2)
+				_write_err139 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc132.Write(ctx, oprot); _write_err131 == nil && err2 != nil {
-				_write_err131 = thrift.WrapTException(err2)
+			if err2 := _exc140.Write(ctx, oprot); _write_err139 == nil && err2 != nil {
+				_write_err139 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err131 == nil && err2 != nil {
-				_write_err131 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err139 == nil && err2 != nil {
+				_write_err139 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err131 == nil && err2 != nil {
-				_write_err131 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err139 == nil && err2 != nil {
+				_write_err139 = thrift.WrapTException(err2)
 			}
-			if _write_err131 != nil {
-				return false, thrift.WrapTException(_write_err131)
+			if _write_err139 != nil {
+				return false, thrift.WrapTException(_write_err139)
 			}
 			return true, err
 		}
@@ -18840,19 +20809,19 @@ func (p *internalProcessorGossipKeysLocal) Process(ctx context.Context, seqId in
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys_local", thrift.REPLY, seqId); err2 != nil {
-		_write_err131 = thrift.WrapTException(err2)
+		_write_err139 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err131 == nil && err2 != nil {
-		_write_err131 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err139 == nil && err2 != nil {
+		_write_err139 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err131 == nil && err2 != nil {
-		_write_err131 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err139 == nil && err2 != nil {
+		_write_err139 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err131 == nil && err2 != nil {
-		_write_err131 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err139 == nil && err2 != nil {
+		_write_err139 = thrift.WrapTException(err2)
 	}
-	if _write_err131 != nil {
-		return false, thrift.WrapTException(_write_err131)
+	if _write_err139 != nil {
+		return false, thrift.WrapTException(_write_err139)
 	}
 	return true, err
 }
