@@ -130,6 +130,7 @@ type FSM struct {
 	engine   storage.Engine
 	requests *requestTable     // the request-id table
 	members  map[string]Member // the replicated members table, by node id
+	leases   *leaseTable       // leases and their keys (lease.go)
 
 	applied atomic.Uint64
 
@@ -175,6 +176,7 @@ func New(cfg *Config) (*FSM, error) {
 		engine:   eng,
 		requests: newRequestTable(c.ClientTTL, c.MaxClients),
 		members:  make(map[string]Member),
+		leases:   newLeaseTable(),
 	}, nil
 }
 

@@ -6,12 +6,17 @@ import "github.com/cubekv/cubekv/storage"
 // write to the engine goes through them, so what must follow each change
 // of a key has one place to live. Callers hold f.mu for writing.
 
-// putKey writes key = val at idx and returns the entry it replaced.
-func (f *FSM) putKey(idx uint64, key, val []byte) (prev storage.Entry, existed bool) {
-	return f.engine.Put(idx, key, val)
+// putKey writes key = val at idx, attached to lease (0: to none, detaching
+// it from any), and returns the entry it replaced.
+func (f *FSM) putKey(idx uint64, key, val []byte, lease uint64) (prev storage.Entry, existed bool) {
+	prev, existed = f.engine.Put(idx, key, val)
+	f.attachKey(key, lease)
+	return prev, existed
 }
 
 // deleteKey removes key at idx and returns the entry it removed.
 func (f *FSM) deleteKey(idx uint64, key []byte) (prev storage.Entry, existed bool) {
-	return f.engine.Delete(idx, key)
+	prev, existed = f.engine.Delete(idx, key)
+	f.detachKey(key)
+	return prev, existed
 }

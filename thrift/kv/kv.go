@@ -561,6 +561,8 @@ const (
 	CommandOp_TXN           CommandOp = 6
 	CommandOp_MEMBER_SET    CommandOp = 7
 	CommandOp_MEMBER_REMOVE CommandOp = 8
+	CommandOp_LEASE_GRANT   CommandOp = 9
+	CommandOp_LEASE_REVOKE  CommandOp = 10
 )
 
 func (p CommandOp) String() string {
@@ -581,6 +583,10 @@ func (p CommandOp) String() string {
 		return "MEMBER_SET"
 	case CommandOp_MEMBER_REMOVE:
 		return "MEMBER_REMOVE"
+	case CommandOp_LEASE_GRANT:
+		return "LEASE_GRANT"
+	case CommandOp_LEASE_REVOKE:
+		return "LEASE_REVOKE"
 	}
 	return "<UNSET>"
 }
@@ -603,6 +609,10 @@ func CommandOpFromString(s string) (CommandOp, error) {
 		return CommandOp_MEMBER_SET, nil
 	case "MEMBER_REMOVE":
 		return CommandOp_MEMBER_REMOVE, nil
+	case "LEASE_GRANT":
+		return CommandOp_LEASE_GRANT, nil
+	case "LEASE_REVOKE":
+		return CommandOp_LEASE_REVOKE, nil
 	}
 	return CommandOp(0), fmt.Errorf("not a valid CommandOp string")
 }
@@ -819,11 +829,13 @@ func (p *RequestID) String() string {
 //   - Value: Unset when the request asked for keys only.
 //   - CreateIndex: Raft index of the write that created the key.
 //   - ModIndex: Raft index of the write that last changed the key.
+//   - LeaseID: The lease the key is attached to (it is deleted when the lease ends); unset: none.
 type Entry struct {
 	Key         []byte `thrift:"key,1,required" db:"key" json:"key"`
 	Value       []byte `thrift:"value,2" db:"value" json:"value,omitempty"`
 	CreateIndex int64  `thrift:"create_index,3,required" db:"create_index" json:"create_index"`
 	ModIndex    int64  `thrift:"mod_index,4,required" db:"mod_index" json:"mod_index"`
+	LeaseID     *int64 `thrift:"lease_id,5" db:"lease_id" json:"lease_id,omitempty"`
 }
 
 func NewEntry() *Entry {
@@ -847,8 +859,21 @@ func (p *Entry) GetCreateIndex() int64 {
 func (p *Entry) GetModIndex() int64 {
 	return p.ModIndex
 }
+
+var Entry_LeaseID_DEFAULT int64
+
+func (p *Entry) GetLeaseID() int64 {
+	if !p.IsSetLeaseID() {
+		return Entry_LeaseID_DEFAULT
+	}
+	return *p.LeaseID
+}
 func (p *Entry) IsSetValue() bool {
 	return p.Value != nil
+}
+
+func (p *Entry) IsSetLeaseID() bool {
+	return p.LeaseID != nil
 }
 
 func (p *Entry) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -907,6 +932,16 @@ func (p *Entry) Read(ctx context.Context, iprot thrift.TProtocol) error {
 					return err
 				}
 				issetModIndex = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 5:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
 			} else {
 				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
 					return err
@@ -972,6 +1007,15 @@ func (p *Entry) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
 	return nil
 }
 
+func (p *Entry) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 5: ", err)
+	} else {
+		p.LeaseID = &v
+	}
+	return nil
+}
+
 func (p *Entry) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "Entry"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -987,6 +1031,9 @@ func (p *Entry) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -1053,6 +1100,21 @@ func (p *Entry) writeField4(ctx context.Context, oprot thrift.TProtocol) (err er
 	return err
 }
 
+func (p *Entry) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseID() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:lease_id: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.LeaseID)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.lease_id (5) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:lease_id: ", p), err)
+		}
+	}
+	return err
+}
+
 func (p *Entry) Equals(other *Entry) bool {
 	if p == other {
 		return true
@@ -1070,6 +1132,14 @@ func (p *Entry) Equals(other *Entry) bool {
 	}
 	if p.ModIndex != other.ModIndex {
 		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		if p.LeaseID == nil || other.LeaseID == nil {
+			return false
+		}
+		if (*p.LeaseID) != (*other.LeaseID) {
+			return false
+		}
 	}
 	return true
 }
@@ -1762,11 +1832,20 @@ func (p *GetResponse) String() string {
 //   - Value
 //   - RequestID
 //   - ReturnPrevious: Return the entry as it was before this write.
+//   - LeaseID: Attach the key to this lease: the key is deleted when the lease is
+//
+// revoked or expires. The lease must exist (else LeaseNotFound). A put
+// without lease_id or ttl_ms detaches the key from any lease.
+//   - TTLMs: Grant the key a lease of its own with this TTL, in milliseconds (the
+//
+// lease id is the write's index, returned as lease_id). Not with lease_id.
 type PutRequest struct {
 	Key            []byte     `thrift:"key,1,required" db:"key" json:"key"`
 	Value          []byte     `thrift:"value,2,required" db:"value" json:"value"`
 	RequestID      *RequestID `thrift:"request_id,3" db:"request_id" json:"request_id,omitempty"`
 	ReturnPrevious *bool      `thrift:"return_previous,4" db:"return_previous" json:"return_previous,omitempty"`
+	LeaseID        *int64     `thrift:"lease_id,5" db:"lease_id" json:"lease_id,omitempty"`
+	TTLMs          *int64     `thrift:"ttl_ms,6" db:"ttl_ms" json:"ttl_ms,omitempty"`
 }
 
 func NewPutRequest() *PutRequest {
@@ -1798,12 +1877,38 @@ func (p *PutRequest) GetReturnPrevious() bool {
 	}
 	return *p.ReturnPrevious
 }
+
+var PutRequest_LeaseID_DEFAULT int64
+
+func (p *PutRequest) GetLeaseID() int64 {
+	if !p.IsSetLeaseID() {
+		return PutRequest_LeaseID_DEFAULT
+	}
+	return *p.LeaseID
+}
+
+var PutRequest_TTLMs_DEFAULT int64
+
+func (p *PutRequest) GetTTLMs() int64 {
+	if !p.IsSetTTLMs() {
+		return PutRequest_TTLMs_DEFAULT
+	}
+	return *p.TTLMs
+}
 func (p *PutRequest) IsSetRequestID() bool {
 	return p.RequestID != nil
 }
 
 func (p *PutRequest) IsSetReturnPrevious() bool {
 	return p.ReturnPrevious != nil
+}
+
+func (p *PutRequest) IsSetLeaseID() bool {
+	return p.LeaseID != nil
+}
+
+func (p *PutRequest) IsSetTTLMs() bool {
+	return p.TTLMs != nil
 }
 
 func (p *PutRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -1858,6 +1963,26 @@ func (p *PutRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
 		case 4:
 			if fieldTypeId == thrift.BOOL {
 				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 5:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 6:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField6(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -1921,6 +2046,24 @@ func (p *PutRequest) ReadField4(ctx context.Context, iprot thrift.TProtocol) err
 	return nil
 }
 
+func (p *PutRequest) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 5: ", err)
+	} else {
+		p.LeaseID = &v
+	}
+	return nil
+}
+
+func (p *PutRequest) ReadField6(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 6: ", err)
+	} else {
+		p.TTLMs = &v
+	}
+	return nil
+}
+
 func (p *PutRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "PutRequest"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -1936,6 +2079,12 @@ func (p *PutRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField6(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -2004,6 +2153,36 @@ func (p *PutRequest) writeField4(ctx context.Context, oprot thrift.TProtocol) (e
 	return err
 }
 
+func (p *PutRequest) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseID() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:lease_id: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.LeaseID)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.lease_id (5) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:lease_id: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *PutRequest) writeField6(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetTTLMs() {
+		if err := oprot.WriteFieldBegin(ctx, "ttl_ms", thrift.I64, 6); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 6:ttl_ms: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.TTLMs)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.ttl_ms (6) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 6:ttl_ms: ", p), err)
+		}
+	}
+	return err
+}
+
 func (p *PutRequest) Equals(other *PutRequest) bool {
 	if p == other {
 		return true
@@ -2027,6 +2206,22 @@ func (p *PutRequest) Equals(other *PutRequest) bool {
 			return false
 		}
 	}
+	if p.LeaseID != other.LeaseID {
+		if p.LeaseID == nil || other.LeaseID == nil {
+			return false
+		}
+		if (*p.LeaseID) != (*other.LeaseID) {
+			return false
+		}
+	}
+	if p.TTLMs != other.TTLMs {
+		if p.TTLMs == nil || other.TTLMs == nil {
+			return false
+		}
+		if (*p.TTLMs) != (*other.TTLMs) {
+			return false
+		}
+	}
 	return true
 }
 
@@ -2041,10 +2236,12 @@ func (p *PutRequest) String() string {
 //   - Index: Raft index the write committed at (the key's new mod_index).
 //   - CreateIndex: The key's create_index after the write.
 //   - Previous: The previous entry, when asked for and the key existed.
+//   - LeaseID: The lease the key is attached to after the write; unset: none.
 type PutResponse struct {
 	Index       int64  `thrift:"index,1,required" db:"index" json:"index"`
 	CreateIndex int64  `thrift:"create_index,2,required" db:"create_index" json:"create_index"`
 	Previous    *Entry `thrift:"previous,3" db:"previous" json:"previous,omitempty"`
+	LeaseID     *int64 `thrift:"lease_id,4" db:"lease_id" json:"lease_id,omitempty"`
 }
 
 func NewPutResponse() *PutResponse {
@@ -2067,8 +2264,21 @@ func (p *PutResponse) GetPrevious() *Entry {
 	}
 	return p.Previous
 }
+
+var PutResponse_LeaseID_DEFAULT int64
+
+func (p *PutResponse) GetLeaseID() int64 {
+	if !p.IsSetLeaseID() {
+		return PutResponse_LeaseID_DEFAULT
+	}
+	return *p.LeaseID
+}
 func (p *PutResponse) IsSetPrevious() bool {
 	return p.Previous != nil
+}
+
+func (p *PutResponse) IsSetLeaseID() bool {
+	return p.LeaseID != nil
 }
 
 func (p *PutResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -2113,6 +2323,16 @@ func (p *PutResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
 		case 3:
 			if fieldTypeId == thrift.STRUCT {
 				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField4(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -2167,6 +2387,15 @@ func (p *PutResponse) ReadField3(ctx context.Context, iprot thrift.TProtocol) er
 	return nil
 }
 
+func (p *PutResponse) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 4: ", err)
+	} else {
+		p.LeaseID = &v
+	}
+	return nil
+}
+
 func (p *PutResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "PutResponse"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -2179,6 +2408,9 @@ func (p *PutResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -2232,6 +2464,21 @@ func (p *PutResponse) writeField3(ctx context.Context, oprot thrift.TProtocol) (
 	return err
 }
 
+func (p *PutResponse) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseID() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:lease_id: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.LeaseID)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.lease_id (4) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:lease_id: ", p), err)
+		}
+	}
+	return err
+}
+
 func (p *PutResponse) Equals(other *PutResponse) bool {
 	if p == other {
 		return true
@@ -2246,6 +2493,14 @@ func (p *PutResponse) Equals(other *PutResponse) bool {
 	}
 	if !p.Previous.Equals(other.Previous) {
 		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		if p.LeaseID == nil || other.LeaseID == nil {
+			return false
+		}
+		if (*p.LeaseID) != (*other.LeaseID) {
+			return false
+		}
 	}
 	return true
 }
@@ -2720,6 +2975,7 @@ func (p *DeleteResponse) String() string {
 //   - Value: The new value; required unless remove is true.
 //   - Remove
 //   - RequestID
+//   - LeaseID: On success, attach the written key to this lease (see PutRequest.lease_id).
 type CASRequest struct {
 	Key              []byte     `thrift:"key,1,required" db:"key" json:"key"`
 	ExpectedValue    []byte     `thrift:"expected_value,2" db:"expected_value" json:"expected_value,omitempty"`
@@ -2727,6 +2983,7 @@ type CASRequest struct {
 	Value            []byte     `thrift:"value,4" db:"value" json:"value,omitempty"`
 	Remove           *bool      `thrift:"remove,5" db:"remove" json:"remove,omitempty"`
 	RequestID        *RequestID `thrift:"request_id,6" db:"request_id" json:"request_id,omitempty"`
+	LeaseID          *int64     `thrift:"lease_id,7" db:"lease_id" json:"lease_id,omitempty"`
 }
 
 func NewCASRequest() *CASRequest {
@@ -2775,6 +3032,15 @@ func (p *CASRequest) GetRequestID() *RequestID {
 	}
 	return p.RequestID
 }
+
+var CASRequest_LeaseID_DEFAULT int64
+
+func (p *CASRequest) GetLeaseID() int64 {
+	if !p.IsSetLeaseID() {
+		return CASRequest_LeaseID_DEFAULT
+	}
+	return *p.LeaseID
+}
 func (p *CASRequest) IsSetExpectedValue() bool {
 	return p.ExpectedValue != nil
 }
@@ -2793,6 +3059,10 @@ func (p *CASRequest) IsSetRemove() bool {
 
 func (p *CASRequest) IsSetRequestID() bool {
 	return p.RequestID != nil
+}
+
+func (p *CASRequest) IsSetLeaseID() bool {
+	return p.LeaseID != nil
 }
 
 func (p *CASRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -2872,6 +3142,16 @@ func (p *CASRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
 					return err
 				}
 			}
+		case 7:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField7(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
 		default:
 			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
 				return err
@@ -2943,6 +3223,15 @@ func (p *CASRequest) ReadField6(ctx context.Context, iprot thrift.TProtocol) err
 	return nil
 }
 
+func (p *CASRequest) ReadField7(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 7: ", err)
+	} else {
+		p.LeaseID = &v
+	}
+	return nil
+}
+
 func (p *CASRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "CASRequest"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -2964,6 +3253,9 @@ func (p *CASRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField6(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField7(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -3064,6 +3356,21 @@ func (p *CASRequest) writeField6(ctx context.Context, oprot thrift.TProtocol) (e
 	return err
 }
 
+func (p *CASRequest) writeField7(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseID() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 7); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 7:lease_id: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.LeaseID)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.lease_id (7) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 7:lease_id: ", p), err)
+		}
+	}
+	return err
+}
+
 func (p *CASRequest) Equals(other *CASRequest) bool {
 	if p == other {
 		return true
@@ -3097,6 +3404,14 @@ func (p *CASRequest) Equals(other *CASRequest) bool {
 	}
 	if !p.RequestID.Equals(other.RequestID) {
 		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		if p.LeaseID == nil || other.LeaseID == nil {
+			return false
+		}
+		if (*p.LeaseID) != (*other.LeaseID) {
+			return false
+		}
 	}
 	return true
 }
@@ -4459,10 +4774,12 @@ func (p *Compare) String() string {
 //   - Type
 //   - Key
 //   - Value: Required for PUT, unset otherwise.
+//   - LeaseID: PUT only: attach the key to this lease (see PutRequest.lease_id).
 type Op struct {
-	Type  OpType `thrift:"type,1,required" db:"type" json:"type"`
-	Key   []byte `thrift:"key,2,required" db:"key" json:"key"`
-	Value []byte `thrift:"value,3" db:"value" json:"value,omitempty"`
+	Type    OpType `thrift:"type,1,required" db:"type" json:"type"`
+	Key     []byte `thrift:"key,2,required" db:"key" json:"key"`
+	Value   []byte `thrift:"value,3" db:"value" json:"value,omitempty"`
+	LeaseID *int64 `thrift:"lease_id,4" db:"lease_id" json:"lease_id,omitempty"`
 }
 
 func NewOp() *Op {
@@ -4482,8 +4799,21 @@ var Op_Value_DEFAULT []byte
 func (p *Op) GetValue() []byte {
 	return p.Value
 }
+
+var Op_LeaseID_DEFAULT int64
+
+func (p *Op) GetLeaseID() int64 {
+	if !p.IsSetLeaseID() {
+		return Op_LeaseID_DEFAULT
+	}
+	return *p.LeaseID
+}
 func (p *Op) IsSetValue() bool {
 	return p.Value != nil
+}
+
+func (p *Op) IsSetLeaseID() bool {
+	return p.LeaseID != nil
 }
 
 func (p *Op) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -4528,6 +4858,16 @@ func (p *Op) Read(ctx context.Context, iprot thrift.TProtocol) error {
 		case 3:
 			if fieldTypeId == thrift.STRING {
 				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField4(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -4584,6 +4924,15 @@ func (p *Op) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
 	return nil
 }
 
+func (p *Op) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 4: ", err)
+	} else {
+		p.LeaseID = &v
+	}
+	return nil
+}
+
 func (p *Op) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "Op"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -4596,6 +4945,9 @@ func (p *Op) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -4649,6 +5001,21 @@ func (p *Op) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error
 	return err
 }
 
+func (p *Op) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseID() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:lease_id: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.LeaseID)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.lease_id (4) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:lease_id: ", p), err)
+		}
+	}
+	return err
+}
+
 func (p *Op) Equals(other *Op) bool {
 	if p == other {
 		return true
@@ -4663,6 +5030,14 @@ func (p *Op) Equals(other *Op) bool {
 	}
 	if bytes.Compare(p.Value, other.Value) != 0 {
 		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		if p.LeaseID == nil || other.LeaseID == nil {
+			return false
+		}
+		if (*p.LeaseID) != (*other.LeaseID) {
+			return false
+		}
 	}
 	return true
 }
@@ -6832,6 +7207,2013 @@ func (Timeout) TExceptionType() thrift.TExceptionType {
 
 var _ thrift.TException = (*Timeout)(nil)
 
+// The lease does not exist: it was never granted, was revoked, or expired.
+// A write naming it applied nothing.
+//
+// Attributes:
+//   - LeaseID
+type LeaseNotFound struct {
+	LeaseID int64 `thrift:"lease_id,1,required" db:"lease_id" json:"lease_id"`
+}
+
+func NewLeaseNotFound() *LeaseNotFound {
+	return &LeaseNotFound{}
+}
+
+func (p *LeaseNotFound) GetLeaseID() int64 {
+	return p.LeaseID
+}
+func (p *LeaseNotFound) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetLeaseID bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeaseID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetLeaseID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field LeaseID is not set"))
+	}
+	return nil
+}
+
+func (p *LeaseNotFound) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.LeaseID = v
+	}
+	return nil
+}
+
+func (p *LeaseNotFound) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseNotFound"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseNotFound) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:lease_id: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.LeaseID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.lease_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:lease_id: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseNotFound) Equals(other *LeaseNotFound) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		return false
+	}
+	return true
+}
+
+func (p *LeaseNotFound) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseNotFound(%+v)", *p)
+}
+
+func (p *LeaseNotFound) Error() string {
+	return p.String()
+}
+
+func (LeaseNotFound) TExceptionType() thrift.TExceptionType {
+	return thrift.TExceptionTypeCompiled
+}
+
+var _ thrift.TException = (*LeaseNotFound)(nil)
+
+// Leases. A lease has an id (the Raft index of the write that granted it:
+// unique, never reused) and a TTL. Keys attached to it are deleted, all in
+// one Raft entry, when it is revoked or when the leader has not
+// acknowledged a keep_alive for a whole TTL. A lease never ends before its
+// TTL measured from the last acknowledged keep_alive (or from the grant);
+// after a leader change its countdown restarts at the full TTL.
+//
+// Attributes:
+//   - TTLMs: The TTL, in milliseconds, within the cluster's bounds.
+//   - RequestID
+type LeaseGrantRequest struct {
+	TTLMs     int64      `thrift:"ttl_ms,1,required" db:"ttl_ms" json:"ttl_ms"`
+	RequestID *RequestID `thrift:"request_id,2" db:"request_id" json:"request_id,omitempty"`
+}
+
+func NewLeaseGrantRequest() *LeaseGrantRequest {
+	return &LeaseGrantRequest{}
+}
+
+func (p *LeaseGrantRequest) GetTTLMs() int64 {
+	return p.TTLMs
+}
+
+var LeaseGrantRequest_RequestID_DEFAULT *RequestID
+
+func (p *LeaseGrantRequest) GetRequestID() *RequestID {
+	if !p.IsSetRequestID() {
+		return LeaseGrantRequest_RequestID_DEFAULT
+	}
+	return p.RequestID
+}
+func (p *LeaseGrantRequest) IsSetRequestID() bool {
+	return p.RequestID != nil
+}
+
+func (p *LeaseGrantRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetTTLMs bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetTTLMs = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetTTLMs {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field TTLMs is not set"))
+	}
+	return nil
+}
+
+func (p *LeaseGrantRequest) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.TTLMs = v
+	}
+	return nil
+}
+
+func (p *LeaseGrantRequest) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.RequestID = &RequestID{}
+	if err := p.RequestID.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.RequestID), err)
+	}
+	return nil
+}
+
+func (p *LeaseGrantRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseGrantRequest"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseGrantRequest) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "ttl_ms", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:ttl_ms: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.TTLMs)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.ttl_ms (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:ttl_ms: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseGrantRequest) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetRequestID() {
+		if err := oprot.WriteFieldBegin(ctx, "request_id", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:request_id: ", p), err)
+		}
+		if err := p.RequestID.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.RequestID), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:request_id: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *LeaseGrantRequest) Equals(other *LeaseGrantRequest) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.TTLMs != other.TTLMs {
+		return false
+	}
+	if !p.RequestID.Equals(other.RequestID) {
+		return false
+	}
+	return true
+}
+
+func (p *LeaseGrantRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseGrantRequest(%+v)", *p)
+}
+
+// Attributes:
+//   - LeaseID: The new lease's id: the Raft index that granted it.
+//   - TTLMs
+//   - Index: Raft index the grant committed at (equal to lease_id).
+type LeaseGrantResponse struct {
+	LeaseID int64 `thrift:"lease_id,1,required" db:"lease_id" json:"lease_id"`
+	TTLMs   int64 `thrift:"ttl_ms,2,required" db:"ttl_ms" json:"ttl_ms"`
+	Index   int64 `thrift:"index,3,required" db:"index" json:"index"`
+}
+
+func NewLeaseGrantResponse() *LeaseGrantResponse {
+	return &LeaseGrantResponse{}
+}
+
+func (p *LeaseGrantResponse) GetLeaseID() int64 {
+	return p.LeaseID
+}
+
+func (p *LeaseGrantResponse) GetTTLMs() int64 {
+	return p.TTLMs
+}
+
+func (p *LeaseGrantResponse) GetIndex() int64 {
+	return p.Index
+}
+func (p *LeaseGrantResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetLeaseID bool = false
+	var issetTTLMs bool = false
+	var issetIndex bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeaseID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+				issetTTLMs = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+				issetIndex = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetLeaseID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field LeaseID is not set"))
+	}
+	if !issetTTLMs {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field TTLMs is not set"))
+	}
+	if !issetIndex {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Index is not set"))
+	}
+	return nil
+}
+
+func (p *LeaseGrantResponse) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.LeaseID = v
+	}
+	return nil
+}
+
+func (p *LeaseGrantResponse) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.TTLMs = v
+	}
+	return nil
+}
+
+func (p *LeaseGrantResponse) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 3: ", err)
+	} else {
+		p.Index = v
+	}
+	return nil
+}
+
+func (p *LeaseGrantResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseGrantResponse"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseGrantResponse) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:lease_id: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.LeaseID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.lease_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:lease_id: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseGrantResponse) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "ttl_ms", thrift.I64, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:ttl_ms: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.TTLMs)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.ttl_ms (2) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:ttl_ms: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseGrantResponse) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "index", thrift.I64, 3); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:index: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.Index)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.index (3) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 3:index: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseGrantResponse) Equals(other *LeaseGrantResponse) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		return false
+	}
+	if p.TTLMs != other.TTLMs {
+		return false
+	}
+	if p.Index != other.Index {
+		return false
+	}
+	return true
+}
+
+func (p *LeaseGrantResponse) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseGrantResponse(%+v)", *p)
+}
+
+// Attributes:
+//   - LeaseID
+type KeepAliveRequest struct {
+	LeaseID int64 `thrift:"lease_id,1,required" db:"lease_id" json:"lease_id"`
+}
+
+func NewKeepAliveRequest() *KeepAliveRequest {
+	return &KeepAliveRequest{}
+}
+
+func (p *KeepAliveRequest) GetLeaseID() int64 {
+	return p.LeaseID
+}
+func (p *KeepAliveRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetLeaseID bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeaseID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetLeaseID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field LeaseID is not set"))
+	}
+	return nil
+}
+
+func (p *KeepAliveRequest) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.LeaseID = v
+	}
+	return nil
+}
+
+func (p *KeepAliveRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "KeepAliveRequest"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KeepAliveRequest) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:lease_id: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.LeaseID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.lease_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:lease_id: ", p), err)
+	}
+	return err
+}
+
+func (p *KeepAliveRequest) Equals(other *KeepAliveRequest) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		return false
+	}
+	return true
+}
+
+func (p *KeepAliveRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KeepAliveRequest(%+v)", *p)
+}
+
+// Attributes:
+//   - LeaseID
+//   - TTLMs: The lease's TTL: it now lives at least this long unless revoked.
+type KeepAliveResponse struct {
+	LeaseID int64 `thrift:"lease_id,1,required" db:"lease_id" json:"lease_id"`
+	TTLMs   int64 `thrift:"ttl_ms,2,required" db:"ttl_ms" json:"ttl_ms"`
+}
+
+func NewKeepAliveResponse() *KeepAliveResponse {
+	return &KeepAliveResponse{}
+}
+
+func (p *KeepAliveResponse) GetLeaseID() int64 {
+	return p.LeaseID
+}
+
+func (p *KeepAliveResponse) GetTTLMs() int64 {
+	return p.TTLMs
+}
+func (p *KeepAliveResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetLeaseID bool = false
+	var issetTTLMs bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeaseID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+				issetTTLMs = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetLeaseID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field LeaseID is not set"))
+	}
+	if !issetTTLMs {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field TTLMs is not set"))
+	}
+	return nil
+}
+
+func (p *KeepAliveResponse) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.LeaseID = v
+	}
+	return nil
+}
+
+func (p *KeepAliveResponse) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.TTLMs = v
+	}
+	return nil
+}
+
+func (p *KeepAliveResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "KeepAliveResponse"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KeepAliveResponse) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:lease_id: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.LeaseID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.lease_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:lease_id: ", p), err)
+	}
+	return err
+}
+
+func (p *KeepAliveResponse) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "ttl_ms", thrift.I64, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:ttl_ms: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.TTLMs)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.ttl_ms (2) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:ttl_ms: ", p), err)
+	}
+	return err
+}
+
+func (p *KeepAliveResponse) Equals(other *KeepAliveResponse) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		return false
+	}
+	if p.TTLMs != other.TTLMs {
+		return false
+	}
+	return true
+}
+
+func (p *KeepAliveResponse) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KeepAliveResponse(%+v)", *p)
+}
+
+// Attributes:
+//   - LeaseID
+//   - RequestID
+type LeaseRevokeRequest struct {
+	LeaseID   int64      `thrift:"lease_id,1,required" db:"lease_id" json:"lease_id"`
+	RequestID *RequestID `thrift:"request_id,2" db:"request_id" json:"request_id,omitempty"`
+}
+
+func NewLeaseRevokeRequest() *LeaseRevokeRequest {
+	return &LeaseRevokeRequest{}
+}
+
+func (p *LeaseRevokeRequest) GetLeaseID() int64 {
+	return p.LeaseID
+}
+
+var LeaseRevokeRequest_RequestID_DEFAULT *RequestID
+
+func (p *LeaseRevokeRequest) GetRequestID() *RequestID {
+	if !p.IsSetRequestID() {
+		return LeaseRevokeRequest_RequestID_DEFAULT
+	}
+	return p.RequestID
+}
+func (p *LeaseRevokeRequest) IsSetRequestID() bool {
+	return p.RequestID != nil
+}
+
+func (p *LeaseRevokeRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetLeaseID bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeaseID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetLeaseID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field LeaseID is not set"))
+	}
+	return nil
+}
+
+func (p *LeaseRevokeRequest) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.LeaseID = v
+	}
+	return nil
+}
+
+func (p *LeaseRevokeRequest) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.RequestID = &RequestID{}
+	if err := p.RequestID.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.RequestID), err)
+	}
+	return nil
+}
+
+func (p *LeaseRevokeRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseRevokeRequest"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseRevokeRequest) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:lease_id: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.LeaseID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.lease_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:lease_id: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseRevokeRequest) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetRequestID() {
+		if err := oprot.WriteFieldBegin(ctx, "request_id", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:request_id: ", p), err)
+		}
+		if err := p.RequestID.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.RequestID), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:request_id: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *LeaseRevokeRequest) Equals(other *LeaseRevokeRequest) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		return false
+	}
+	if !p.RequestID.Equals(other.RequestID) {
+		return false
+	}
+	return true
+}
+
+func (p *LeaseRevokeRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseRevokeRequest(%+v)", *p)
+}
+
+// Attributes:
+//   - Index: Raft index of the entry that deleted the lease and its keys.
+type LeaseRevokeResponse struct {
+	Index int64 `thrift:"index,1,required" db:"index" json:"index"`
+}
+
+func NewLeaseRevokeResponse() *LeaseRevokeResponse {
+	return &LeaseRevokeResponse{}
+}
+
+func (p *LeaseRevokeResponse) GetIndex() int64 {
+	return p.Index
+}
+func (p *LeaseRevokeResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetIndex bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetIndex = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetIndex {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Index is not set"))
+	}
+	return nil
+}
+
+func (p *LeaseRevokeResponse) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.Index = v
+	}
+	return nil
+}
+
+func (p *LeaseRevokeResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseRevokeResponse"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseRevokeResponse) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "index", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:index: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.Index)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.index (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:index: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseRevokeResponse) Equals(other *LeaseRevokeResponse) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.Index != other.Index {
+		return false
+	}
+	return true
+}
+
+func (p *LeaseRevokeResponse) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseRevokeResponse(%+v)", *p)
+}
+
+// Attributes:
+//   - LeaseID
+//   - Keys: Also return the attached keys.
+type LeaseInfoRequest struct {
+	LeaseID int64 `thrift:"lease_id,1,required" db:"lease_id" json:"lease_id"`
+	Keys    *bool `thrift:"keys,2" db:"keys" json:"keys,omitempty"`
+}
+
+func NewLeaseInfoRequest() *LeaseInfoRequest {
+	return &LeaseInfoRequest{}
+}
+
+func (p *LeaseInfoRequest) GetLeaseID() int64 {
+	return p.LeaseID
+}
+
+var LeaseInfoRequest_Keys_DEFAULT bool
+
+func (p *LeaseInfoRequest) GetKeys() bool {
+	if !p.IsSetKeys() {
+		return LeaseInfoRequest_Keys_DEFAULT
+	}
+	return *p.Keys
+}
+func (p *LeaseInfoRequest) IsSetKeys() bool {
+	return p.Keys != nil
+}
+
+func (p *LeaseInfoRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetLeaseID bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeaseID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.BOOL {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetLeaseID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field LeaseID is not set"))
+	}
+	return nil
+}
+
+func (p *LeaseInfoRequest) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.LeaseID = v
+	}
+	return nil
+}
+
+func (p *LeaseInfoRequest) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadBool(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.Keys = &v
+	}
+	return nil
+}
+
+func (p *LeaseInfoRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseInfoRequest"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseInfoRequest) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:lease_id: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.LeaseID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.lease_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:lease_id: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseInfoRequest) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetKeys() {
+		if err := oprot.WriteFieldBegin(ctx, "keys", thrift.BOOL, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:keys: ", p), err)
+		}
+		if err := oprot.WriteBool(ctx, bool(*p.Keys)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.keys (2) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:keys: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *LeaseInfoRequest) Equals(other *LeaseInfoRequest) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		return false
+	}
+	if p.Keys != other.Keys {
+		if p.Keys == nil || other.Keys == nil {
+			return false
+		}
+		if (*p.Keys) != (*other.Keys) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *LeaseInfoRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseInfoRequest(%+v)", *p)
+}
+
+// A lease as the leader sees it.
+//
+// Attributes:
+//   - LeaseID
+//   - TTLMs
+//   - RemainingMs: Milliseconds before the leader revokes it unless kept alive; -1 when
+//
+// the leader has already decided to revoke it.
+//   - KeyCount: Number of attached keys.
+//   - Keys: The attached keys in ascending order, when asked for.
+type LeaseInfo struct {
+	LeaseID     int64    `thrift:"lease_id,1,required" db:"lease_id" json:"lease_id"`
+	TTLMs       int64    `thrift:"ttl_ms,2,required" db:"ttl_ms" json:"ttl_ms"`
+	RemainingMs int64    `thrift:"remaining_ms,3,required" db:"remaining_ms" json:"remaining_ms"`
+	KeyCount    int64    `thrift:"key_count,4,required" db:"key_count" json:"key_count"`
+	Keys        [][]byte `thrift:"keys,5" db:"keys" json:"keys,omitempty"`
+}
+
+func NewLeaseInfo() *LeaseInfo {
+	return &LeaseInfo{}
+}
+
+func (p *LeaseInfo) GetLeaseID() int64 {
+	return p.LeaseID
+}
+
+func (p *LeaseInfo) GetTTLMs() int64 {
+	return p.TTLMs
+}
+
+func (p *LeaseInfo) GetRemainingMs() int64 {
+	return p.RemainingMs
+}
+
+func (p *LeaseInfo) GetKeyCount() int64 {
+	return p.KeyCount
+}
+
+var LeaseInfo_Keys_DEFAULT [][]byte
+
+func (p *LeaseInfo) GetKeys() [][]byte {
+	return p.Keys
+}
+func (p *LeaseInfo) IsSetKeys() bool {
+	return p.Keys != nil
+}
+
+func (p *LeaseInfo) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetLeaseID bool = false
+	var issetTTLMs bool = false
+	var issetRemainingMs bool = false
+	var issetKeyCount bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeaseID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+				issetTTLMs = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+				issetRemainingMs = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+				issetKeyCount = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 5:
+			if fieldTypeId == thrift.LIST {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetLeaseID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field LeaseID is not set"))
+	}
+	if !issetTTLMs {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field TTLMs is not set"))
+	}
+	if !issetRemainingMs {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field RemainingMs is not set"))
+	}
+	if !issetKeyCount {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field KeyCount is not set"))
+	}
+	return nil
+}
+
+func (p *LeaseInfo) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.LeaseID = v
+	}
+	return nil
+}
+
+func (p *LeaseInfo) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.TTLMs = v
+	}
+	return nil
+}
+
+func (p *LeaseInfo) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 3: ", err)
+	} else {
+		p.RemainingMs = v
+	}
+	return nil
+}
+
+func (p *LeaseInfo) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 4: ", err)
+	} else {
+		p.KeyCount = v
+	}
+	return nil
+}
+
+func (p *LeaseInfo) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	_, size, err := iprot.ReadListBegin(ctx)
+	if err != nil {
+		return thrift.PrependError("error reading list begin: ", err)
+	}
+	tSlice := make([][]byte, 0, size)
+	p.Keys = tSlice
+	for i := 0; i < size; i++ {
+		var _elem10 []byte
+		if v, err := iprot.ReadBinary(ctx); err != nil {
+			return thrift.PrependError("error reading field 0: ", err)
+		} else {
+			_elem10 = v
+		}
+		p.Keys = append(p.Keys, _elem10)
+	}
+	if err := iprot.ReadListEnd(ctx); err != nil {
+		return thrift.PrependError("error reading list end: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseInfo) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseInfo"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseInfo) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:lease_id: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.LeaseID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.lease_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:lease_id: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseInfo) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "ttl_ms", thrift.I64, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:ttl_ms: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.TTLMs)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.ttl_ms (2) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:ttl_ms: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseInfo) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "remaining_ms", thrift.I64, 3); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:remaining_ms: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.RemainingMs)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.remaining_ms (3) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 3:remaining_ms: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseInfo) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "key_count", thrift.I64, 4); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:key_count: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.KeyCount)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.key_count (4) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 4:key_count: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseInfo) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetKeys() {
+		if err := oprot.WriteFieldBegin(ctx, "keys", thrift.LIST, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:keys: ", p), err)
+		}
+		if err := oprot.WriteListBegin(ctx, thrift.STRING, len(p.Keys)); err != nil {
+			return thrift.PrependError("error writing list begin: ", err)
+		}
+		for _, v := range p.Keys {
+			if err := oprot.WriteBinary(ctx, v); err != nil {
+				return thrift.PrependError(fmt.Sprintf("%T. (0) field write error: ", p), err)
+			}
+		}
+		if err := oprot.WriteListEnd(ctx); err != nil {
+			return thrift.PrependError("error writing list end: ", err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:keys: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *LeaseInfo) Equals(other *LeaseInfo) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		return false
+	}
+	if p.TTLMs != other.TTLMs {
+		return false
+	}
+	if p.RemainingMs != other.RemainingMs {
+		return false
+	}
+	if p.KeyCount != other.KeyCount {
+		return false
+	}
+	if len(p.Keys) != len(other.Keys) {
+		return false
+	}
+	for i, _tgt := range p.Keys {
+		_src11 := other.Keys[i]
+		if bytes.Compare(_tgt, _src11) != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *LeaseInfo) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseInfo(%+v)", *p)
+}
+
+// Attributes:
+//   - AfterID: Only leases with a larger id (the previous page's continuation).
+//   - Limit: At most this many; unset or 0 means the server's max page.
+type LeaseListRequest struct {
+	AfterID *int64 `thrift:"after_id,1" db:"after_id" json:"after_id,omitempty"`
+	Limit   *int32 `thrift:"limit,2" db:"limit" json:"limit,omitempty"`
+}
+
+func NewLeaseListRequest() *LeaseListRequest {
+	return &LeaseListRequest{}
+}
+
+var LeaseListRequest_AfterID_DEFAULT int64
+
+func (p *LeaseListRequest) GetAfterID() int64 {
+	if !p.IsSetAfterID() {
+		return LeaseListRequest_AfterID_DEFAULT
+	}
+	return *p.AfterID
+}
+
+var LeaseListRequest_Limit_DEFAULT int32
+
+func (p *LeaseListRequest) GetLimit() int32 {
+	if !p.IsSetLimit() {
+		return LeaseListRequest_Limit_DEFAULT
+	}
+	return *p.Limit
+}
+func (p *LeaseListRequest) IsSetAfterID() bool {
+	return p.AfterID != nil
+}
+
+func (p *LeaseListRequest) IsSetLimit() bool {
+	return p.Limit != nil
+}
+
+func (p *LeaseListRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.I32 {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *LeaseListRequest) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.AfterID = &v
+	}
+	return nil
+}
+
+func (p *LeaseListRequest) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI32(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.Limit = &v
+	}
+	return nil
+}
+
+func (p *LeaseListRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseListRequest"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseListRequest) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetAfterID() {
+		if err := oprot.WriteFieldBegin(ctx, "after_id", thrift.I64, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:after_id: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.AfterID)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.after_id (1) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:after_id: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *LeaseListRequest) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLimit() {
+		if err := oprot.WriteFieldBegin(ctx, "limit", thrift.I32, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:limit: ", p), err)
+		}
+		if err := oprot.WriteI32(ctx, int32(*p.Limit)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.limit (2) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:limit: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *LeaseListRequest) Equals(other *LeaseListRequest) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.AfterID != other.AfterID {
+		if p.AfterID == nil || other.AfterID == nil {
+			return false
+		}
+		if (*p.AfterID) != (*other.AfterID) {
+			return false
+		}
+	}
+	if p.Limit != other.Limit {
+		if p.Limit == nil || other.Limit == nil {
+			return false
+		}
+		if (*p.Limit) != (*other.Limit) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *LeaseListRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseListRequest(%+v)", *p)
+}
+
+// Attributes:
+//   - Leases: In ascending id order.
+//   - Continuation: Set when more leases may remain: pass it as the next after_id.
+type LeaseListResponse struct {
+	Leases       []*LeaseInfo `thrift:"leases,1,required" db:"leases" json:"leases"`
+	Continuation *int64       `thrift:"continuation,2" db:"continuation" json:"continuation,omitempty"`
+}
+
+func NewLeaseListResponse() *LeaseListResponse {
+	return &LeaseListResponse{}
+}
+
+func (p *LeaseListResponse) GetLeases() []*LeaseInfo {
+	return p.Leases
+}
+
+var LeaseListResponse_Continuation_DEFAULT int64
+
+func (p *LeaseListResponse) GetContinuation() int64 {
+	if !p.IsSetContinuation() {
+		return LeaseListResponse_Continuation_DEFAULT
+	}
+	return *p.Continuation
+}
+func (p *LeaseListResponse) IsSetContinuation() bool {
+	return p.Continuation != nil
+}
+
+func (p *LeaseListResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetLeases bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.LIST {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeases = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetLeases {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Leases is not set"))
+	}
+	return nil
+}
+
+func (p *LeaseListResponse) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	_, size, err := iprot.ReadListBegin(ctx)
+	if err != nil {
+		return thrift.PrependError("error reading list begin: ", err)
+	}
+	tSlice := make([]*LeaseInfo, 0, size)
+	p.Leases = tSlice
+	for i := 0; i < size; i++ {
+		_elem12 := &LeaseInfo{}
+		if err := _elem12.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem12), err)
+		}
+		p.Leases = append(p.Leases, _elem12)
+	}
+	if err := iprot.ReadListEnd(ctx); err != nil {
+		return thrift.PrependError("error reading list end: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseListResponse) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.Continuation = &v
+	}
+	return nil
+}
+
+func (p *LeaseListResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseListResponse"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseListResponse) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "leases", thrift.LIST, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:leases: ", p), err)
+	}
+	if err := oprot.WriteListBegin(ctx, thrift.STRUCT, len(p.Leases)); err != nil {
+		return thrift.PrependError("error writing list begin: ", err)
+	}
+	for _, v := range p.Leases {
+		if err := v.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", v), err)
+		}
+	}
+	if err := oprot.WriteListEnd(ctx); err != nil {
+		return thrift.PrependError("error writing list end: ", err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:leases: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseListResponse) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetContinuation() {
+		if err := oprot.WriteFieldBegin(ctx, "continuation", thrift.I64, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:continuation: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.Continuation)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.continuation (2) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:continuation: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *LeaseListResponse) Equals(other *LeaseListResponse) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if len(p.Leases) != len(other.Leases) {
+		return false
+	}
+	for i, _tgt := range p.Leases {
+		_src13 := other.Leases[i]
+		if !_tgt.Equals(_src13) {
+			return false
+		}
+	}
+	if p.Continuation != other.Continuation {
+		if p.Continuation == nil || other.Continuation == nil {
+			return false
+		}
+		if (*p.Continuation) != (*other.Continuation) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *LeaseListResponse) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseListResponse(%+v)", *p)
+}
+
 // One node of the cluster, merged from the Raft configuration and gossip.
 //
 // Attributes:
@@ -7606,11 +9988,11 @@ func (p *Topology) ReadField1(ctx context.Context, iprot thrift.TProtocol) error
 	tSlice := make([]*Member, 0, size)
 	p.Members = tSlice
 	for i := 0; i < size; i++ {
-		_elem10 := &Member{}
-		if err := _elem10.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem10), err)
+		_elem14 := &Member{}
+		if err := _elem14.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem14), err)
 		}
-		p.Members = append(p.Members, _elem10)
+		p.Members = append(p.Members, _elem14)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -7767,8 +10149,8 @@ func (p *Topology) Equals(other *Topology) bool {
 		return false
 	}
 	for i, _tgt := range p.Members {
-		_src11 := other.Members[i]
-		if !_tgt.Equals(_src11) {
+		_src15 := other.Members[i]
+		if !_tgt.Equals(_src15) {
 			return false
 		}
 	}
@@ -9140,13 +11522,13 @@ func (p *NodeGossipKeys) ReadField2(ctx context.Context, iprot thrift.TProtocol)
 	tSlice := make([]string, 0, size)
 	p.Fingerprints = tSlice
 	for i := 0; i < size; i++ {
-		var _elem12 string
+		var _elem16 string
 		if v, err := iprot.ReadString(ctx); err != nil {
 			return thrift.PrependError("error reading field 0: ", err)
 		} else {
-			_elem12 = v
+			_elem16 = v
 		}
-		p.Fingerprints = append(p.Fingerprints, _elem12)
+		p.Fingerprints = append(p.Fingerprints, _elem16)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -9249,8 +11631,8 @@ func (p *NodeGossipKeys) Equals(other *NodeGossipKeys) bool {
 		return false
 	}
 	for i, _tgt := range p.Fingerprints {
-		_src13 := other.Fingerprints[i]
-		if _tgt != _src13 {
+		_src17 := other.Fingerprints[i]
+		if _tgt != _src17 {
 			return false
 		}
 	}
@@ -9338,11 +11720,11 @@ func (p *GossipKeyResponse) ReadField1(ctx context.Context, iprot thrift.TProtoc
 	tSlice := make([]*NodeGossipKeys, 0, size)
 	p.Nodes = tSlice
 	for i := 0; i < size; i++ {
-		_elem14 := &NodeGossipKeys{}
-		if err := _elem14.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem14), err)
+		_elem18 := &NodeGossipKeys{}
+		if err := _elem18.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem18), err)
 		}
-		p.Nodes = append(p.Nodes, _elem14)
+		p.Nodes = append(p.Nodes, _elem18)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -9399,8 +11781,8 @@ func (p *GossipKeyResponse) Equals(other *GossipKeyResponse) bool {
 		return false
 	}
 	for i, _tgt := range p.Nodes {
-		_src15 := other.Nodes[i]
-		if !_tgt.Equals(_src15) {
+		_src19 := other.Nodes[i]
+		if !_tgt.Equals(_src19) {
 			return false
 		}
 	}
@@ -10139,6 +12521,15 @@ func (p *MemberAddrs) String() string {
 // the leader that proposes it. The state machine refuses (applying
 // nothing) a transaction whose answer would carry more. Unset, as in
 // entries written before this field existed: no check.
+//   - LeaseID: PUT and CAS_PUT: attach the key to this lease; LEASE_REVOKE: the lease.
+//
+// (A TXN's PUT ops carry their own.)
+//   - TTLMs: LEASE_GRANT: the TTL; PUT: grant the key a lease of its own at this index.
+//   - MaxLeases: Stamped like max_answer_bytes: the most leases (16) and the most keys
+//
+// per lease (17) the proposing nodes allow. The state machine refuses a
+// command that would exceed them. Unset: no limit.
+//   - MaxLeaseKeys
 type Command struct {
 	Op               CommandOp    `thrift:"op,1,required" db:"op" json:"op"`
 	Key              []byte       `thrift:"key,2" db:"key" json:"key,omitempty"`
@@ -10153,6 +12544,10 @@ type Command struct {
 	ReturnPrevious   *bool        `thrift:"return_previous,11" db:"return_previous" json:"return_previous,omitempty"`
 	Member           *MemberAddrs `thrift:"member,12" db:"member" json:"member,omitempty"`
 	MaxAnswerBytes   *int64       `thrift:"max_answer_bytes,13" db:"max_answer_bytes" json:"max_answer_bytes,omitempty"`
+	LeaseID          *int64       `thrift:"lease_id,14" db:"lease_id" json:"lease_id,omitempty"`
+	TTLMs            *int64       `thrift:"ttl_ms,15" db:"ttl_ms" json:"ttl_ms,omitempty"`
+	MaxLeases        *int64       `thrift:"max_leases,16" db:"max_leases" json:"max_leases,omitempty"`
+	MaxLeaseKeys     *int64       `thrift:"max_lease_keys,17" db:"max_lease_keys" json:"max_lease_keys,omitempty"`
 }
 
 func NewCommand() *Command {
@@ -10252,6 +12647,42 @@ func (p *Command) GetMaxAnswerBytes() int64 {
 	}
 	return *p.MaxAnswerBytes
 }
+
+var Command_LeaseID_DEFAULT int64
+
+func (p *Command) GetLeaseID() int64 {
+	if !p.IsSetLeaseID() {
+		return Command_LeaseID_DEFAULT
+	}
+	return *p.LeaseID
+}
+
+var Command_TTLMs_DEFAULT int64
+
+func (p *Command) GetTTLMs() int64 {
+	if !p.IsSetTTLMs() {
+		return Command_TTLMs_DEFAULT
+	}
+	return *p.TTLMs
+}
+
+var Command_MaxLeases_DEFAULT int64
+
+func (p *Command) GetMaxLeases() int64 {
+	if !p.IsSetMaxLeases() {
+		return Command_MaxLeases_DEFAULT
+	}
+	return *p.MaxLeases
+}
+
+var Command_MaxLeaseKeys_DEFAULT int64
+
+func (p *Command) GetMaxLeaseKeys() int64 {
+	if !p.IsSetMaxLeaseKeys() {
+		return Command_MaxLeaseKeys_DEFAULT
+	}
+	return *p.MaxLeaseKeys
+}
 func (p *Command) IsSetKey() bool {
 	return p.Key != nil
 }
@@ -10298,6 +12729,22 @@ func (p *Command) IsSetMember() bool {
 
 func (p *Command) IsSetMaxAnswerBytes() bool {
 	return p.MaxAnswerBytes != nil
+}
+
+func (p *Command) IsSetLeaseID() bool {
+	return p.LeaseID != nil
+}
+
+func (p *Command) IsSetTTLMs() bool {
+	return p.TTLMs != nil
+}
+
+func (p *Command) IsSetMaxLeases() bool {
+	return p.MaxLeases != nil
+}
+
+func (p *Command) IsSetMaxLeaseKeys() bool {
+	return p.MaxLeaseKeys != nil
 }
 
 func (p *Command) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -10447,6 +12894,46 @@ func (p *Command) Read(ctx context.Context, iprot thrift.TProtocol) error {
 					return err
 				}
 			}
+		case 14:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField14(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 15:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField15(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 16:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField16(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 17:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField17(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
 		default:
 			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
 				return err
@@ -10519,11 +13006,11 @@ func (p *Command) ReadField6(ctx context.Context, iprot thrift.TProtocol) error 
 	tSlice := make([]*Compare, 0, size)
 	p.Compares = tSlice
 	for i := 0; i < size; i++ {
-		_elem16 := &Compare{}
-		if err := _elem16.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem16), err)
+		_elem20 := &Compare{}
+		if err := _elem20.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem20), err)
 		}
-		p.Compares = append(p.Compares, _elem16)
+		p.Compares = append(p.Compares, _elem20)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -10539,11 +13026,11 @@ func (p *Command) ReadField7(ctx context.Context, iprot thrift.TProtocol) error 
 	tSlice := make([]*Op, 0, size)
 	p.Success = tSlice
 	for i := 0; i < size; i++ {
-		_elem17 := &Op{}
-		if err := _elem17.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem17), err)
+		_elem21 := &Op{}
+		if err := _elem21.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem21), err)
 		}
-		p.Success = append(p.Success, _elem17)
+		p.Success = append(p.Success, _elem21)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -10559,11 +13046,11 @@ func (p *Command) ReadField8(ctx context.Context, iprot thrift.TProtocol) error 
 	tSlice := make([]*Op, 0, size)
 	p.Failure = tSlice
 	for i := 0; i < size; i++ {
-		_elem18 := &Op{}
-		if err := _elem18.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem18), err)
+		_elem22 := &Op{}
+		if err := _elem22.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem22), err)
 		}
-		p.Failure = append(p.Failure, _elem18)
+		p.Failure = append(p.Failure, _elem22)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -10615,6 +13102,42 @@ func (p *Command) ReadField13(ctx context.Context, iprot thrift.TProtocol) error
 	return nil
 }
 
+func (p *Command) ReadField14(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 14: ", err)
+	} else {
+		p.LeaseID = &v
+	}
+	return nil
+}
+
+func (p *Command) ReadField15(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 15: ", err)
+	} else {
+		p.TTLMs = &v
+	}
+	return nil
+}
+
+func (p *Command) ReadField16(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 16: ", err)
+	} else {
+		p.MaxLeases = &v
+	}
+	return nil
+}
+
+func (p *Command) ReadField17(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 17: ", err)
+	} else {
+		p.MaxLeaseKeys = &v
+	}
+	return nil
+}
+
 func (p *Command) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "Command"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -10657,6 +13180,18 @@ func (p *Command) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField13(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField14(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField15(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField16(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField17(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -10886,6 +13421,66 @@ func (p *Command) writeField13(ctx context.Context, oprot thrift.TProtocol) (err
 	return err
 }
 
+func (p *Command) writeField14(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseID() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 14); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 14:lease_id: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.LeaseID)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.lease_id (14) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 14:lease_id: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *Command) writeField15(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetTTLMs() {
+		if err := oprot.WriteFieldBegin(ctx, "ttl_ms", thrift.I64, 15); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 15:ttl_ms: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.TTLMs)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.ttl_ms (15) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 15:ttl_ms: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *Command) writeField16(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetMaxLeases() {
+		if err := oprot.WriteFieldBegin(ctx, "max_leases", thrift.I64, 16); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 16:max_leases: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.MaxLeases)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.max_leases (16) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 16:max_leases: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *Command) writeField17(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetMaxLeaseKeys() {
+		if err := oprot.WriteFieldBegin(ctx, "max_lease_keys", thrift.I64, 17); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 17:max_lease_keys: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.MaxLeaseKeys)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.max_lease_keys (17) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 17:max_lease_keys: ", p), err)
+		}
+	}
+	return err
+}
+
 func (p *Command) Equals(other *Command) bool {
 	if p == other {
 		return true
@@ -10916,8 +13511,8 @@ func (p *Command) Equals(other *Command) bool {
 		return false
 	}
 	for i, _tgt := range p.Compares {
-		_src19 := other.Compares[i]
-		if !_tgt.Equals(_src19) {
+		_src23 := other.Compares[i]
+		if !_tgt.Equals(_src23) {
 			return false
 		}
 	}
@@ -10925,8 +13520,8 @@ func (p *Command) Equals(other *Command) bool {
 		return false
 	}
 	for i, _tgt := range p.Success {
-		_src20 := other.Success[i]
-		if !_tgt.Equals(_src20) {
+		_src24 := other.Success[i]
+		if !_tgt.Equals(_src24) {
 			return false
 		}
 	}
@@ -10934,8 +13529,8 @@ func (p *Command) Equals(other *Command) bool {
 		return false
 	}
 	for i, _tgt := range p.Failure {
-		_src21 := other.Failure[i]
-		if !_tgt.Equals(_src21) {
+		_src25 := other.Failure[i]
+		if !_tgt.Equals(_src25) {
 			return false
 		}
 	}
@@ -10971,6 +13566,38 @@ func (p *Command) Equals(other *Command) bool {
 			return false
 		}
 		if (*p.MaxAnswerBytes) != (*other.MaxAnswerBytes) {
+			return false
+		}
+	}
+	if p.LeaseID != other.LeaseID {
+		if p.LeaseID == nil || other.LeaseID == nil {
+			return false
+		}
+		if (*p.LeaseID) != (*other.LeaseID) {
+			return false
+		}
+	}
+	if p.TTLMs != other.TTLMs {
+		if p.TTLMs == nil || other.TTLMs == nil {
+			return false
+		}
+		if (*p.TTLMs) != (*other.TTLMs) {
+			return false
+		}
+	}
+	if p.MaxLeases != other.MaxLeases {
+		if p.MaxLeases == nil || other.MaxLeases == nil {
+			return false
+		}
+		if (*p.MaxLeases) != (*other.MaxLeases) {
+			return false
+		}
+	}
+	if p.MaxLeaseKeys != other.MaxLeaseKeys {
+		if p.MaxLeaseKeys == nil || other.MaxLeaseKeys == nil {
+			return false
+		}
+		if (*p.MaxLeaseKeys) != (*other.MaxLeaseKeys) {
 			return false
 		}
 	}
@@ -11052,11 +13679,11 @@ func (p *CommandBatch) ReadField1(ctx context.Context, iprot thrift.TProtocol) e
 	tSlice := make([]*Command, 0, size)
 	p.Commands = tSlice
 	for i := 0; i < size; i++ {
-		_elem22 := &Command{}
-		if err := _elem22.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem22), err)
+		_elem26 := &Command{}
+		if err := _elem26.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem26), err)
 		}
-		p.Commands = append(p.Commands, _elem22)
+		p.Commands = append(p.Commands, _elem26)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -11113,8 +13740,8 @@ func (p *CommandBatch) Equals(other *CommandBatch) bool {
 		return false
 	}
 	for i, _tgt := range p.Commands {
-		_src23 := other.Commands[i]
-		if !_tgt.Equals(_src23) {
+		_src27 := other.Commands[i]
+		if !_tgt.Equals(_src27) {
 			return false
 		}
 	}
@@ -11316,11 +13943,11 @@ func (p *WriteResult_) ReadField4(ctx context.Context, iprot thrift.TProtocol) e
 	tSlice := make([]*OpResult_, 0, size)
 	p.Results = tSlice
 	for i := 0; i < size; i++ {
-		_elem24 := &OpResult_{}
-		if err := _elem24.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem24), err)
+		_elem28 := &OpResult_{}
+		if err := _elem28.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem28), err)
 		}
-		p.Results = append(p.Results, _elem24)
+		p.Results = append(p.Results, _elem28)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -11465,8 +14092,8 @@ func (p *WriteResult_) Equals(other *WriteResult_) bool {
 		return false
 	}
 	for i, _tgt := range p.Results {
-		_src25 := other.Results[i]
-		if !_tgt.Equals(_src25) {
+		_src29 := other.Results[i]
+		if !_tgt.Equals(_src29) {
 			return false
 		}
 	}
@@ -11508,6 +14135,33 @@ type KV interface {
 	//  - Req
 	Txn(ctx context.Context, req *TxnRequest) (_r *TxnResponse, _err error)
 	Status(ctx context.Context) (_r *StatusResponse, _err error)
+	// Grants a lease.
+	//
+	// Parameters:
+	//  - Req
+	GrantLease(ctx context.Context, req *LeaseGrantRequest) (_r *LeaseGrantResponse, _err error)
+	// Restarts the lease's countdown at its full TTL. Not a Raft write: the
+	// leader records it in memory, after confirming its leadership with a
+	// quorum (a follower asks the leader).
+	//
+	// Parameters:
+	//  - Req
+	KeepAlive(ctx context.Context, req *KeepAliveRequest) (_r *KeepAliveResponse, _err error)
+	// Deletes the lease and every key attached to it, in one Raft entry.
+	//
+	// Parameters:
+	//  - Req
+	RevokeLease(ctx context.Context, req *LeaseRevokeRequest) (_r *LeaseRevokeResponse, _err error)
+	// The lease as the leader sees it (linearizable).
+	//
+	// Parameters:
+	//  - Req
+	LeaseInfo(ctx context.Context, req *LeaseInfoRequest) (_r *LeaseInfo, _err error)
+	// A page of the leases, as the leader sees them (linearizable).
+	//
+	// Parameters:
+	//  - Req
+	ListLeases(ctx context.Context, req *LeaseListRequest) (_r *LeaseListResponse, _err error)
 }
 
 type KVClient struct {
@@ -11548,40 +14202,11 @@ func (p *KVClient) SetLastResponseMeta_(meta thrift.ResponseMeta) {
 // Parameters:
 //   - Req
 func (p *KVClient) Get(ctx context.Context, req *GetRequest) (_r *GetResponse, _err error) {
-	var _args26 KVGetArgs
-	_args26.Req = req
-	var _result28 KVGetResult
-	var _meta27 thrift.ResponseMeta
-	_meta27, _err = p.Client_().Call(ctx, "get", &_args26, &_result28)
-	p.SetLastResponseMeta_(_meta27)
-	if _err != nil {
-		return
-	}
-	switch {
-	case _result28.Invalid != nil:
-		return _r, _result28.Invalid
-	case _result28.NotLeader != nil:
-		return _r, _result28.NotLeader
-	case _result28.Unavailable != nil:
-		return _r, _result28.Unavailable
-	case _result28.Timeout != nil:
-		return _r, _result28.Timeout
-	}
-
-	if _ret29 := _result28.GetSuccess(); _ret29 != nil {
-		return _ret29, nil
-	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "get failed: unknown result")
-}
-
-// Parameters:
-//   - Req
-func (p *KVClient) Put(ctx context.Context, req *PutRequest) (_r *PutResponse, _err error) {
-	var _args30 KVPutArgs
+	var _args30 KVGetArgs
 	_args30.Req = req
-	var _result32 KVPutResult
+	var _result32 KVGetResult
 	var _meta31 thrift.ResponseMeta
-	_meta31, _err = p.Client_().Call(ctx, "put", &_args30, &_result32)
+	_meta31, _err = p.Client_().Call(ctx, "get", &_args30, &_result32)
 	p.SetLastResponseMeta_(_meta31)
 	if _err != nil {
 		return
@@ -11600,17 +14225,17 @@ func (p *KVClient) Put(ctx context.Context, req *PutRequest) (_r *PutResponse, _
 	if _ret33 := _result32.GetSuccess(); _ret33 != nil {
 		return _ret33, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "put failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "get failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVClient) DeleteKey(ctx context.Context, req *DeleteRequest) (_r *DeleteResponse, _err error) {
-	var _args34 KVDeleteKeyArgs
+func (p *KVClient) Put(ctx context.Context, req *PutRequest) (_r *PutResponse, _err error) {
+	var _args34 KVPutArgs
 	_args34.Req = req
-	var _result36 KVDeleteKeyResult
+	var _result36 KVPutResult
 	var _meta35 thrift.ResponseMeta
-	_meta35, _err = p.Client_().Call(ctx, "delete_key", &_args34, &_result36)
+	_meta35, _err = p.Client_().Call(ctx, "put", &_args34, &_result36)
 	p.SetLastResponseMeta_(_meta35)
 	if _err != nil {
 		return
@@ -11624,22 +14249,24 @@ func (p *KVClient) DeleteKey(ctx context.Context, req *DeleteRequest) (_r *Delet
 		return _r, _result36.Unavailable
 	case _result36.Timeout != nil:
 		return _r, _result36.Timeout
+	case _result36.LeaseNotFound != nil:
+		return _r, _result36.LeaseNotFound
 	}
 
 	if _ret37 := _result36.GetSuccess(); _ret37 != nil {
 		return _ret37, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "delete_key failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "put failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVClient) Cas(ctx context.Context, req *CASRequest) (_r *CASResponse, _err error) {
-	var _args38 KVCasArgs
+func (p *KVClient) DeleteKey(ctx context.Context, req *DeleteRequest) (_r *DeleteResponse, _err error) {
+	var _args38 KVDeleteKeyArgs
 	_args38.Req = req
-	var _result40 KVCasResult
+	var _result40 KVDeleteKeyResult
 	var _meta39 thrift.ResponseMeta
-	_meta39, _err = p.Client_().Call(ctx, "cas", &_args38, &_result40)
+	_meta39, _err = p.Client_().Call(ctx, "delete_key", &_args38, &_result40)
 	p.SetLastResponseMeta_(_meta39)
 	if _err != nil {
 		return
@@ -11658,17 +14285,17 @@ func (p *KVClient) Cas(ctx context.Context, req *CASRequest) (_r *CASResponse, _
 	if _ret41 := _result40.GetSuccess(); _ret41 != nil {
 		return _ret41, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "cas failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "delete_key failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVClient) Scan(ctx context.Context, req *ScanRequest) (_r *ScanResponse, _err error) {
-	var _args42 KVScanArgs
+func (p *KVClient) Cas(ctx context.Context, req *CASRequest) (_r *CASResponse, _err error) {
+	var _args42 KVCasArgs
 	_args42.Req = req
-	var _result44 KVScanResult
+	var _result44 KVCasResult
 	var _meta43 thrift.ResponseMeta
-	_meta43, _err = p.Client_().Call(ctx, "scan", &_args42, &_result44)
+	_meta43, _err = p.Client_().Call(ctx, "cas", &_args42, &_result44)
 	p.SetLastResponseMeta_(_meta43)
 	if _err != nil {
 		return
@@ -11682,22 +14309,24 @@ func (p *KVClient) Scan(ctx context.Context, req *ScanRequest) (_r *ScanResponse
 		return _r, _result44.Unavailable
 	case _result44.Timeout != nil:
 		return _r, _result44.Timeout
+	case _result44.LeaseNotFound != nil:
+		return _r, _result44.LeaseNotFound
 	}
 
 	if _ret45 := _result44.GetSuccess(); _ret45 != nil {
 		return _ret45, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "scan failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "cas failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVClient) Txn(ctx context.Context, req *TxnRequest) (_r *TxnResponse, _err error) {
-	var _args46 KVTxnArgs
+func (p *KVClient) Scan(ctx context.Context, req *ScanRequest) (_r *ScanResponse, _err error) {
+	var _args46 KVScanArgs
 	_args46.Req = req
-	var _result48 KVTxnResult
+	var _result48 KVScanResult
 	var _meta47 thrift.ResponseMeta
-	_meta47, _err = p.Client_().Call(ctx, "txn", &_args46, &_result48)
+	_meta47, _err = p.Client_().Call(ctx, "scan", &_args46, &_result48)
 	p.SetLastResponseMeta_(_meta47)
 	if _err != nil {
 		return
@@ -11716,22 +14345,210 @@ func (p *KVClient) Txn(ctx context.Context, req *TxnRequest) (_r *TxnResponse, _
 	if _ret49 := _result48.GetSuccess(); _ret49 != nil {
 		return _ret49, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "txn failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "scan failed: unknown result")
 }
 
-func (p *KVClient) Status(ctx context.Context) (_r *StatusResponse, _err error) {
-	var _args50 KVStatusArgs
-	var _result52 KVStatusResult
+// Parameters:
+//   - Req
+func (p *KVClient) Txn(ctx context.Context, req *TxnRequest) (_r *TxnResponse, _err error) {
+	var _args50 KVTxnArgs
+	_args50.Req = req
+	var _result52 KVTxnResult
 	var _meta51 thrift.ResponseMeta
-	_meta51, _err = p.Client_().Call(ctx, "status", &_args50, &_result52)
+	_meta51, _err = p.Client_().Call(ctx, "txn", &_args50, &_result52)
 	p.SetLastResponseMeta_(_meta51)
 	if _err != nil {
 		return
 	}
+	switch {
+	case _result52.Invalid != nil:
+		return _r, _result52.Invalid
+	case _result52.NotLeader != nil:
+		return _r, _result52.NotLeader
+	case _result52.Unavailable != nil:
+		return _r, _result52.Unavailable
+	case _result52.Timeout != nil:
+		return _r, _result52.Timeout
+	case _result52.LeaseNotFound != nil:
+		return _r, _result52.LeaseNotFound
+	}
+
 	if _ret53 := _result52.GetSuccess(); _ret53 != nil {
 		return _ret53, nil
 	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "txn failed: unknown result")
+}
+
+func (p *KVClient) Status(ctx context.Context) (_r *StatusResponse, _err error) {
+	var _args54 KVStatusArgs
+	var _result56 KVStatusResult
+	var _meta55 thrift.ResponseMeta
+	_meta55, _err = p.Client_().Call(ctx, "status", &_args54, &_result56)
+	p.SetLastResponseMeta_(_meta55)
+	if _err != nil {
+		return
+	}
+	if _ret57 := _result56.GetSuccess(); _ret57 != nil {
+		return _ret57, nil
+	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "status failed: unknown result")
+}
+
+// Grants a lease.
+//
+// Parameters:
+//   - Req
+func (p *KVClient) GrantLease(ctx context.Context, req *LeaseGrantRequest) (_r *LeaseGrantResponse, _err error) {
+	var _args58 KVGrantLeaseArgs
+	_args58.Req = req
+	var _result60 KVGrantLeaseResult
+	var _meta59 thrift.ResponseMeta
+	_meta59, _err = p.Client_().Call(ctx, "grant_lease", &_args58, &_result60)
+	p.SetLastResponseMeta_(_meta59)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result60.Invalid != nil:
+		return _r, _result60.Invalid
+	case _result60.NotLeader != nil:
+		return _r, _result60.NotLeader
+	case _result60.Unavailable != nil:
+		return _r, _result60.Unavailable
+	case _result60.Timeout != nil:
+		return _r, _result60.Timeout
+	}
+
+	if _ret61 := _result60.GetSuccess(); _ret61 != nil {
+		return _ret61, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "grant_lease failed: unknown result")
+}
+
+// Restarts the lease's countdown at its full TTL. Not a Raft write: the
+// leader records it in memory, after confirming its leadership with a
+// quorum (a follower asks the leader).
+//
+// Parameters:
+//   - Req
+func (p *KVClient) KeepAlive(ctx context.Context, req *KeepAliveRequest) (_r *KeepAliveResponse, _err error) {
+	var _args62 KVKeepAliveArgs
+	_args62.Req = req
+	var _result64 KVKeepAliveResult
+	var _meta63 thrift.ResponseMeta
+	_meta63, _err = p.Client_().Call(ctx, "keep_alive", &_args62, &_result64)
+	p.SetLastResponseMeta_(_meta63)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result64.Invalid != nil:
+		return _r, _result64.Invalid
+	case _result64.NotLeader != nil:
+		return _r, _result64.NotLeader
+	case _result64.Unavailable != nil:
+		return _r, _result64.Unavailable
+	case _result64.LeaseNotFound != nil:
+		return _r, _result64.LeaseNotFound
+	}
+
+	if _ret65 := _result64.GetSuccess(); _ret65 != nil {
+		return _ret65, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "keep_alive failed: unknown result")
+}
+
+// Deletes the lease and every key attached to it, in one Raft entry.
+//
+// Parameters:
+//   - Req
+func (p *KVClient) RevokeLease(ctx context.Context, req *LeaseRevokeRequest) (_r *LeaseRevokeResponse, _err error) {
+	var _args66 KVRevokeLeaseArgs
+	_args66.Req = req
+	var _result68 KVRevokeLeaseResult
+	var _meta67 thrift.ResponseMeta
+	_meta67, _err = p.Client_().Call(ctx, "revoke_lease", &_args66, &_result68)
+	p.SetLastResponseMeta_(_meta67)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result68.Invalid != nil:
+		return _r, _result68.Invalid
+	case _result68.NotLeader != nil:
+		return _r, _result68.NotLeader
+	case _result68.Unavailable != nil:
+		return _r, _result68.Unavailable
+	case _result68.Timeout != nil:
+		return _r, _result68.Timeout
+	case _result68.LeaseNotFound != nil:
+		return _r, _result68.LeaseNotFound
+	}
+
+	if _ret69 := _result68.GetSuccess(); _ret69 != nil {
+		return _ret69, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "revoke_lease failed: unknown result")
+}
+
+// The lease as the leader sees it (linearizable).
+//
+// Parameters:
+//   - Req
+func (p *KVClient) LeaseInfo(ctx context.Context, req *LeaseInfoRequest) (_r *LeaseInfo, _err error) {
+	var _args70 KVLeaseInfoArgs
+	_args70.Req = req
+	var _result72 KVLeaseInfoResult
+	var _meta71 thrift.ResponseMeta
+	_meta71, _err = p.Client_().Call(ctx, "lease_info", &_args70, &_result72)
+	p.SetLastResponseMeta_(_meta71)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result72.Invalid != nil:
+		return _r, _result72.Invalid
+	case _result72.NotLeader != nil:
+		return _r, _result72.NotLeader
+	case _result72.Unavailable != nil:
+		return _r, _result72.Unavailable
+	case _result72.LeaseNotFound != nil:
+		return _r, _result72.LeaseNotFound
+	}
+
+	if _ret73 := _result72.GetSuccess(); _ret73 != nil {
+		return _ret73, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "lease_info failed: unknown result")
+}
+
+// A page of the leases, as the leader sees them (linearizable).
+//
+// Parameters:
+//   - Req
+func (p *KVClient) ListLeases(ctx context.Context, req *LeaseListRequest) (_r *LeaseListResponse, _err error) {
+	var _args74 KVListLeasesArgs
+	_args74.Req = req
+	var _result76 KVListLeasesResult
+	var _meta75 thrift.ResponseMeta
+	_meta75, _err = p.Client_().Call(ctx, "list_leases", &_args74, &_result76)
+	p.SetLastResponseMeta_(_meta75)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result76.Invalid != nil:
+		return _r, _result76.Invalid
+	case _result76.NotLeader != nil:
+		return _r, _result76.NotLeader
+	case _result76.Unavailable != nil:
+		return _r, _result76.Unavailable
+	}
+
+	if _ret77 := _result76.GetSuccess(); _ret77 != nil {
+		return _ret77, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "list_leases failed: unknown result")
 }
 
 type KVProcessor struct {
@@ -11754,15 +14571,20 @@ func (p *KVProcessor) ProcessorMap() map[string]thrift.TProcessorFunction {
 
 func NewKVProcessor(handler KV) *KVProcessor {
 
-	self54 := &KVProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
-	self54.processorMap["get"] = &kVProcessorGet{handler: handler}
-	self54.processorMap["put"] = &kVProcessorPut{handler: handler}
-	self54.processorMap["delete_key"] = &kVProcessorDeleteKey{handler: handler}
-	self54.processorMap["cas"] = &kVProcessorCas{handler: handler}
-	self54.processorMap["scan"] = &kVProcessorScan{handler: handler}
-	self54.processorMap["txn"] = &kVProcessorTxn{handler: handler}
-	self54.processorMap["status"] = &kVProcessorStatus{handler: handler}
-	return self54
+	self78 := &KVProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self78.processorMap["get"] = &kVProcessorGet{handler: handler}
+	self78.processorMap["put"] = &kVProcessorPut{handler: handler}
+	self78.processorMap["delete_key"] = &kVProcessorDeleteKey{handler: handler}
+	self78.processorMap["cas"] = &kVProcessorCas{handler: handler}
+	self78.processorMap["scan"] = &kVProcessorScan{handler: handler}
+	self78.processorMap["txn"] = &kVProcessorTxn{handler: handler}
+	self78.processorMap["status"] = &kVProcessorStatus{handler: handler}
+	self78.processorMap["grant_lease"] = &kVProcessorGrantLease{handler: handler}
+	self78.processorMap["keep_alive"] = &kVProcessorKeepAlive{handler: handler}
+	self78.processorMap["revoke_lease"] = &kVProcessorRevokeLease{handler: handler}
+	self78.processorMap["lease_info"] = &kVProcessorLeaseInfo{handler: handler}
+	self78.processorMap["list_leases"] = &kVProcessorListLeases{handler: handler}
+	return self78
 }
 
 func (p *KVProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
@@ -11775,12 +14597,12 @@ func (p *KVProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol
 	}
 	iprot.Skip(ctx, thrift.STRUCT)
 	iprot.ReadMessageEnd(ctx)
-	x55 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	x79 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
 	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
-	x55.Write(ctx, oprot)
+	x79.Write(ctx, oprot)
 	oprot.WriteMessageEnd(ctx)
 	oprot.Flush(ctx)
-	return false, x55
+	return false, x79
 
 }
 
@@ -11789,7 +14611,7 @@ type kVProcessorGet struct {
 }
 
 func (p *kVProcessorGet) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err56 error
+	var _write_err80 error
 	args := KVGetArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -11845,21 +14667,21 @@ func (p *kVProcessorGet) Process(ctx context.Context, seqId int32, iprot, oprot 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc57 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing get: "+err2.Error())
+			_exc81 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing get: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "get", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+				_write_err80 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc57.Write(ctx, oprot); _write_err56 == nil && err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+			if err2 := _exc81.Write(ctx, oprot); _write_err80 == nil && err2 != nil {
+				_write_err80 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err56 == nil && err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err80 == nil && err2 != nil {
+				_write_err80 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err56 == nil && err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err80 == nil && err2 != nil {
+				_write_err80 = thrift.WrapTException(err2)
 			}
-			if _write_err56 != nil {
-				return false, thrift.WrapTException(_write_err56)
+			if _write_err80 != nil {
+				return false, thrift.WrapTException(_write_err80)
 			}
 			return true, err
 		}
@@ -11868,19 +14690,19 @@ func (p *kVProcessorGet) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "get", thrift.REPLY, seqId); err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+		_write_err80 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err56 == nil && err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err80 == nil && err2 != nil {
+		_write_err80 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err56 == nil && err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err80 == nil && err2 != nil {
+		_write_err80 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err56 == nil && err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err80 == nil && err2 != nil {
+		_write_err80 = thrift.WrapTException(err2)
 	}
-	if _write_err56 != nil {
-		return false, thrift.WrapTException(_write_err56)
+	if _write_err80 != nil {
+		return false, thrift.WrapTException(_write_err80)
 	}
 	return true, err
 }
@@ -11890,7 +14712,7 @@ type kVProcessorPut struct {
 }
 
 func (p *kVProcessorPut) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err58 error
+	var _write_err82 error
 	args := KVPutArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -11942,25 +14764,27 @@ func (p *kVProcessorPut) Process(ctx context.Context, seqId int32, iprot, oprot 
 			result.Unavailable = v
 		case *Timeout:
 			result.Timeout = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
 		default:
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc59 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing put: "+err2.Error())
+			_exc83 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing put: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "put", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+				_write_err82 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc59.Write(ctx, oprot); _write_err58 == nil && err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+			if err2 := _exc83.Write(ctx, oprot); _write_err82 == nil && err2 != nil {
+				_write_err82 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err58 == nil && err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err82 == nil && err2 != nil {
+				_write_err82 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err58 == nil && err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err82 == nil && err2 != nil {
+				_write_err82 = thrift.WrapTException(err2)
 			}
-			if _write_err58 != nil {
-				return false, thrift.WrapTException(_write_err58)
+			if _write_err82 != nil {
+				return false, thrift.WrapTException(_write_err82)
 			}
 			return true, err
 		}
@@ -11969,19 +14793,19 @@ func (p *kVProcessorPut) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "put", thrift.REPLY, seqId); err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+		_write_err82 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err58 == nil && err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err82 == nil && err2 != nil {
+		_write_err82 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err58 == nil && err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err82 == nil && err2 != nil {
+		_write_err82 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err58 == nil && err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err82 == nil && err2 != nil {
+		_write_err82 = thrift.WrapTException(err2)
 	}
-	if _write_err58 != nil {
-		return false, thrift.WrapTException(_write_err58)
+	if _write_err82 != nil {
+		return false, thrift.WrapTException(_write_err82)
 	}
 	return true, err
 }
@@ -11991,7 +14815,7 @@ type kVProcessorDeleteKey struct {
 }
 
 func (p *kVProcessorDeleteKey) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err60 error
+	var _write_err84 error
 	args := KVDeleteKeyArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -12047,21 +14871,21 @@ func (p *kVProcessorDeleteKey) Process(ctx context.Context, seqId int32, iprot, 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc61 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing delete_key: "+err2.Error())
+			_exc85 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing delete_key: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "delete_key", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+				_write_err84 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc61.Write(ctx, oprot); _write_err60 == nil && err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+			if err2 := _exc85.Write(ctx, oprot); _write_err84 == nil && err2 != nil {
+				_write_err84 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err60 == nil && err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err84 == nil && err2 != nil {
+				_write_err84 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err60 == nil && err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err84 == nil && err2 != nil {
+				_write_err84 = thrift.WrapTException(err2)
 			}
-			if _write_err60 != nil {
-				return false, thrift.WrapTException(_write_err60)
+			if _write_err84 != nil {
+				return false, thrift.WrapTException(_write_err84)
 			}
 			return true, err
 		}
@@ -12070,19 +14894,19 @@ func (p *kVProcessorDeleteKey) Process(ctx context.Context, seqId int32, iprot, 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "delete_key", thrift.REPLY, seqId); err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+		_write_err84 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err60 == nil && err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err84 == nil && err2 != nil {
+		_write_err84 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err60 == nil && err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err84 == nil && err2 != nil {
+		_write_err84 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err60 == nil && err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err84 == nil && err2 != nil {
+		_write_err84 = thrift.WrapTException(err2)
 	}
-	if _write_err60 != nil {
-		return false, thrift.WrapTException(_write_err60)
+	if _write_err84 != nil {
+		return false, thrift.WrapTException(_write_err84)
 	}
 	return true, err
 }
@@ -12092,7 +14916,7 @@ type kVProcessorCas struct {
 }
 
 func (p *kVProcessorCas) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err62 error
+	var _write_err86 error
 	args := KVCasArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -12144,25 +14968,27 @@ func (p *kVProcessorCas) Process(ctx context.Context, seqId int32, iprot, oprot 
 			result.Unavailable = v
 		case *Timeout:
 			result.Timeout = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
 		default:
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc63 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing cas: "+err2.Error())
+			_exc87 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing cas: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "cas", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+				_write_err86 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc63.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+			if err2 := _exc87.Write(ctx, oprot); _write_err86 == nil && err2 != nil {
+				_write_err86 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err86 == nil && err2 != nil {
+				_write_err86 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err86 == nil && err2 != nil {
+				_write_err86 = thrift.WrapTException(err2)
 			}
-			if _write_err62 != nil {
-				return false, thrift.WrapTException(_write_err62)
+			if _write_err86 != nil {
+				return false, thrift.WrapTException(_write_err86)
 			}
 			return true, err
 		}
@@ -12171,19 +14997,19 @@ func (p *kVProcessorCas) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "cas", thrift.REPLY, seqId); err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+		_write_err86 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err86 == nil && err2 != nil {
+		_write_err86 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err86 == nil && err2 != nil {
+		_write_err86 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err86 == nil && err2 != nil {
+		_write_err86 = thrift.WrapTException(err2)
 	}
-	if _write_err62 != nil {
-		return false, thrift.WrapTException(_write_err62)
+	if _write_err86 != nil {
+		return false, thrift.WrapTException(_write_err86)
 	}
 	return true, err
 }
@@ -12193,7 +15019,7 @@ type kVProcessorScan struct {
 }
 
 func (p *kVProcessorScan) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err64 error
+	var _write_err88 error
 	args := KVScanArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -12249,21 +15075,21 @@ func (p *kVProcessorScan) Process(ctx context.Context, seqId int32, iprot, oprot
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc65 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing scan: "+err2.Error())
+			_exc89 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing scan: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "scan", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err64 = thrift.WrapTException(err2)
+				_write_err88 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc65.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
-				_write_err64 = thrift.WrapTException(err2)
+			if err2 := _exc89.Write(ctx, oprot); _write_err88 == nil && err2 != nil {
+				_write_err88 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
-				_write_err64 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err88 == nil && err2 != nil {
+				_write_err88 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
-				_write_err64 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err88 == nil && err2 != nil {
+				_write_err88 = thrift.WrapTException(err2)
 			}
-			if _write_err64 != nil {
-				return false, thrift.WrapTException(_write_err64)
+			if _write_err88 != nil {
+				return false, thrift.WrapTException(_write_err88)
 			}
 			return true, err
 		}
@@ -12272,19 +15098,19 @@ func (p *kVProcessorScan) Process(ctx context.Context, seqId int32, iprot, oprot
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "scan", thrift.REPLY, seqId); err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+		_write_err88 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err88 == nil && err2 != nil {
+		_write_err88 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err88 == nil && err2 != nil {
+		_write_err88 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err88 == nil && err2 != nil {
+		_write_err88 = thrift.WrapTException(err2)
 	}
-	if _write_err64 != nil {
-		return false, thrift.WrapTException(_write_err64)
+	if _write_err88 != nil {
+		return false, thrift.WrapTException(_write_err88)
 	}
 	return true, err
 }
@@ -12294,7 +15120,7 @@ type kVProcessorTxn struct {
 }
 
 func (p *kVProcessorTxn) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err66 error
+	var _write_err90 error
 	args := KVTxnArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -12346,25 +15172,27 @@ func (p *kVProcessorTxn) Process(ctx context.Context, seqId int32, iprot, oprot 
 			result.Unavailable = v
 		case *Timeout:
 			result.Timeout = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
 		default:
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc67 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing txn: "+err2.Error())
+			_exc91 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing txn: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "txn", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err66 = thrift.WrapTException(err2)
+				_write_err90 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc67.Write(ctx, oprot); _write_err66 == nil && err2 != nil {
-				_write_err66 = thrift.WrapTException(err2)
+			if err2 := _exc91.Write(ctx, oprot); _write_err90 == nil && err2 != nil {
+				_write_err90 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err66 == nil && err2 != nil {
-				_write_err66 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err90 == nil && err2 != nil {
+				_write_err90 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err66 == nil && err2 != nil {
-				_write_err66 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err90 == nil && err2 != nil {
+				_write_err90 = thrift.WrapTException(err2)
 			}
-			if _write_err66 != nil {
-				return false, thrift.WrapTException(_write_err66)
+			if _write_err90 != nil {
+				return false, thrift.WrapTException(_write_err90)
 			}
 			return true, err
 		}
@@ -12373,19 +15201,19 @@ func (p *kVProcessorTxn) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "txn", thrift.REPLY, seqId); err2 != nil {
-		_write_err66 = thrift.WrapTException(err2)
+		_write_err90 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err66 == nil && err2 != nil {
-		_write_err66 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err90 == nil && err2 != nil {
+		_write_err90 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err66 == nil && err2 != nil {
-		_write_err66 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err90 == nil && err2 != nil {
+		_write_err90 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err66 == nil && err2 != nil {
-		_write_err66 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err90 == nil && err2 != nil {
+		_write_err90 = thrift.WrapTException(err2)
 	}
-	if _write_err66 != nil {
-		return false, thrift.WrapTException(_write_err66)
+	if _write_err90 != nil {
+		return false, thrift.WrapTException(_write_err90)
 	}
 	return true, err
 }
@@ -12395,7 +15223,7 @@ type kVProcessorStatus struct {
 }
 
 func (p *kVProcessorStatus) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err68 error
+	var _write_err92 error
 	args := KVStatusArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -12441,21 +15269,21 @@ func (p *kVProcessorStatus) Process(ctx context.Context, seqId int32, iprot, opr
 		if errors.Is(err2, thrift.ErrAbandonRequest) {
 			return false, thrift.WrapTException(err2)
 		}
-		_exc69 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing status: "+err2.Error())
+		_exc93 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing status: "+err2.Error())
 		if err2 := oprot.WriteMessageBegin(ctx, "status", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err68 = thrift.WrapTException(err2)
+			_write_err92 = thrift.WrapTException(err2)
 		}
-		if err2 := _exc69.Write(ctx, oprot); _write_err68 == nil && err2 != nil {
-			_write_err68 = thrift.WrapTException(err2)
+		if err2 := _exc93.Write(ctx, oprot); _write_err92 == nil && err2 != nil {
+			_write_err92 = thrift.WrapTException(err2)
 		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err68 == nil && err2 != nil {
-			_write_err68 = thrift.WrapTException(err2)
+		if err2 := oprot.WriteMessageEnd(ctx); _write_err92 == nil && err2 != nil {
+			_write_err92 = thrift.WrapTException(err2)
 		}
-		if err2 := oprot.Flush(ctx); _write_err68 == nil && err2 != nil {
-			_write_err68 = thrift.WrapTException(err2)
+		if err2 := oprot.Flush(ctx); _write_err92 == nil && err2 != nil {
+			_write_err92 = thrift.WrapTException(err2)
 		}
-		if _write_err68 != nil {
-			return false, thrift.WrapTException(_write_err68)
+		if _write_err92 != nil {
+			return false, thrift.WrapTException(_write_err92)
 		}
 		return true, err
 	} else {
@@ -12463,19 +15291,524 @@ func (p *kVProcessorStatus) Process(ctx context.Context, seqId int32, iprot, opr
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "status", thrift.REPLY, seqId); err2 != nil {
-		_write_err68 = thrift.WrapTException(err2)
+		_write_err92 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err68 == nil && err2 != nil {
-		_write_err68 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err92 == nil && err2 != nil {
+		_write_err92 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err68 == nil && err2 != nil {
-		_write_err68 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err92 == nil && err2 != nil {
+		_write_err92 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err68 == nil && err2 != nil {
-		_write_err68 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err92 == nil && err2 != nil {
+		_write_err92 = thrift.WrapTException(err2)
 	}
-	if _write_err68 != nil {
-		return false, thrift.WrapTException(_write_err68)
+	if _write_err92 != nil {
+		return false, thrift.WrapTException(_write_err92)
+	}
+	return true, err
+}
+
+type kVProcessorGrantLease struct {
+	handler KV
+}
+
+func (p *kVProcessorGrantLease) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err94 error
+	args := KVGrantLeaseArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "grant_lease", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := KVGrantLeaseResult{}
+	if retval, err2 := p.handler.GrantLease(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *Timeout:
+			result.Timeout = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc95 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing grant_lease: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "grant_lease", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err94 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc95.Write(ctx, oprot); _write_err94 == nil && err2 != nil {
+				_write_err94 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err94 == nil && err2 != nil {
+				_write_err94 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err94 == nil && err2 != nil {
+				_write_err94 = thrift.WrapTException(err2)
+			}
+			if _write_err94 != nil {
+				return false, thrift.WrapTException(_write_err94)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "grant_lease", thrift.REPLY, seqId); err2 != nil {
+		_write_err94 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err94 == nil && err2 != nil {
+		_write_err94 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err94 == nil && err2 != nil {
+		_write_err94 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err94 == nil && err2 != nil {
+		_write_err94 = thrift.WrapTException(err2)
+	}
+	if _write_err94 != nil {
+		return false, thrift.WrapTException(_write_err94)
+	}
+	return true, err
+}
+
+type kVProcessorKeepAlive struct {
+	handler KV
+}
+
+func (p *kVProcessorKeepAlive) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err96 error
+	args := KVKeepAliveArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "keep_alive", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := KVKeepAliveResult{}
+	if retval, err2 := p.handler.KeepAlive(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc97 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing keep_alive: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "keep_alive", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err96 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc97.Write(ctx, oprot); _write_err96 == nil && err2 != nil {
+				_write_err96 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err96 == nil && err2 != nil {
+				_write_err96 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err96 == nil && err2 != nil {
+				_write_err96 = thrift.WrapTException(err2)
+			}
+			if _write_err96 != nil {
+				return false, thrift.WrapTException(_write_err96)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "keep_alive", thrift.REPLY, seqId); err2 != nil {
+		_write_err96 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err96 == nil && err2 != nil {
+		_write_err96 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err96 == nil && err2 != nil {
+		_write_err96 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err96 == nil && err2 != nil {
+		_write_err96 = thrift.WrapTException(err2)
+	}
+	if _write_err96 != nil {
+		return false, thrift.WrapTException(_write_err96)
+	}
+	return true, err
+}
+
+type kVProcessorRevokeLease struct {
+	handler KV
+}
+
+func (p *kVProcessorRevokeLease) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err98 error
+	args := KVRevokeLeaseArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "revoke_lease", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := KVRevokeLeaseResult{}
+	if retval, err2 := p.handler.RevokeLease(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *Timeout:
+			result.Timeout = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc99 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing revoke_lease: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "revoke_lease", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err98 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc99.Write(ctx, oprot); _write_err98 == nil && err2 != nil {
+				_write_err98 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err98 == nil && err2 != nil {
+				_write_err98 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err98 == nil && err2 != nil {
+				_write_err98 = thrift.WrapTException(err2)
+			}
+			if _write_err98 != nil {
+				return false, thrift.WrapTException(_write_err98)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "revoke_lease", thrift.REPLY, seqId); err2 != nil {
+		_write_err98 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err98 == nil && err2 != nil {
+		_write_err98 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err98 == nil && err2 != nil {
+		_write_err98 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err98 == nil && err2 != nil {
+		_write_err98 = thrift.WrapTException(err2)
+	}
+	if _write_err98 != nil {
+		return false, thrift.WrapTException(_write_err98)
+	}
+	return true, err
+}
+
+type kVProcessorLeaseInfo struct {
+	handler KV
+}
+
+func (p *kVProcessorLeaseInfo) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err100 error
+	args := KVLeaseInfoArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "lease_info", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := KVLeaseInfoResult{}
+	if retval, err2 := p.handler.LeaseInfo(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc101 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing lease_info: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "lease_info", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err100 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc101.Write(ctx, oprot); _write_err100 == nil && err2 != nil {
+				_write_err100 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err100 == nil && err2 != nil {
+				_write_err100 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err100 == nil && err2 != nil {
+				_write_err100 = thrift.WrapTException(err2)
+			}
+			if _write_err100 != nil {
+				return false, thrift.WrapTException(_write_err100)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "lease_info", thrift.REPLY, seqId); err2 != nil {
+		_write_err100 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err100 == nil && err2 != nil {
+		_write_err100 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err100 == nil && err2 != nil {
+		_write_err100 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err100 == nil && err2 != nil {
+		_write_err100 = thrift.WrapTException(err2)
+	}
+	if _write_err100 != nil {
+		return false, thrift.WrapTException(_write_err100)
+	}
+	return true, err
+}
+
+type kVProcessorListLeases struct {
+	handler KV
+}
+
+func (p *kVProcessorListLeases) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err102 error
+	args := KVListLeasesArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "list_leases", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := KVListLeasesResult{}
+	if retval, err2 := p.handler.ListLeases(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc103 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing list_leases: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "list_leases", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err102 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc103.Write(ctx, oprot); _write_err102 == nil && err2 != nil {
+				_write_err102 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err102 == nil && err2 != nil {
+				_write_err102 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err102 == nil && err2 != nil {
+				_write_err102 = thrift.WrapTException(err2)
+			}
+			if _write_err102 != nil {
+				return false, thrift.WrapTException(_write_err102)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "list_leases", thrift.REPLY, seqId); err2 != nil {
+		_write_err102 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err102 == nil && err2 != nil {
+		_write_err102 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err102 == nil && err2 != nil {
+		_write_err102 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err102 == nil && err2 != nil {
+		_write_err102 = thrift.WrapTException(err2)
+	}
+	if _write_err102 != nil {
+		return false, thrift.WrapTException(_write_err102)
 	}
 	return true, err
 }
@@ -13015,12 +16348,14 @@ func (p *KVPutArgs) String() string {
 //   - NotLeader
 //   - Unavailable
 //   - Timeout
+//   - LeaseNotFound
 type KVPutResult struct {
-	Success     *PutResponse     `thrift:"success,0" db:"success" json:"success,omitempty"`
-	Invalid     *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
-	NotLeader   *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
-	Unavailable *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
-	Timeout     *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	Success       *PutResponse     `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout       *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	LeaseNotFound *LeaseNotFound   `thrift:"lease_not_found,5" db:"lease_not_found" json:"lease_not_found,omitempty"`
 }
 
 func NewKVPutResult() *KVPutResult {
@@ -13071,6 +16406,15 @@ func (p *KVPutResult) GetTimeout() *Timeout {
 	}
 	return p.Timeout
 }
+
+var KVPutResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *KVPutResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return KVPutResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
 func (p *KVPutResult) IsSetSuccess() bool {
 	return p.Success != nil
 }
@@ -13089,6 +16433,10 @@ func (p *KVPutResult) IsSetUnavailable() bool {
 
 func (p *KVPutResult) IsSetTimeout() bool {
 	return p.Timeout != nil
+}
+
+func (p *KVPutResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
 }
 
 func (p *KVPutResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -13155,6 +16503,16 @@ func (p *KVPutResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
 					return err
 				}
 			}
+		case 5:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
 		default:
 			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
 				return err
@@ -13210,6 +16568,14 @@ func (p *KVPutResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) er
 	return nil
 }
 
+func (p *KVPutResult) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
 func (p *KVPutResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "put_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -13228,6 +16594,9 @@ func (p *KVPutResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -13310,6 +16679,21 @@ func (p *KVPutResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVPutResult) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:lease_not_found: ", p), err)
 		}
 	}
 	return err
@@ -13855,12 +17239,14 @@ func (p *KVCasArgs) String() string {
 //   - NotLeader
 //   - Unavailable
 //   - Timeout
+//   - LeaseNotFound
 type KVCasResult struct {
-	Success     *CASResponse     `thrift:"success,0" db:"success" json:"success,omitempty"`
-	Invalid     *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
-	NotLeader   *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
-	Unavailable *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
-	Timeout     *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	Success       *CASResponse     `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout       *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	LeaseNotFound *LeaseNotFound   `thrift:"lease_not_found,5" db:"lease_not_found" json:"lease_not_found,omitempty"`
 }
 
 func NewKVCasResult() *KVCasResult {
@@ -13911,6 +17297,15 @@ func (p *KVCasResult) GetTimeout() *Timeout {
 	}
 	return p.Timeout
 }
+
+var KVCasResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *KVCasResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return KVCasResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
 func (p *KVCasResult) IsSetSuccess() bool {
 	return p.Success != nil
 }
@@ -13929,6 +17324,10 @@ func (p *KVCasResult) IsSetUnavailable() bool {
 
 func (p *KVCasResult) IsSetTimeout() bool {
 	return p.Timeout != nil
+}
+
+func (p *KVCasResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
 }
 
 func (p *KVCasResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -13995,6 +17394,16 @@ func (p *KVCasResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
 					return err
 				}
 			}
+		case 5:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
 		default:
 			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
 				return err
@@ -14050,6 +17459,14 @@ func (p *KVCasResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) er
 	return nil
 }
 
+func (p *KVCasResult) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
 func (p *KVCasResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "cas_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -14068,6 +17485,9 @@ func (p *KVCasResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -14150,6 +17570,21 @@ func (p *KVCasResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVCasResult) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:lease_not_found: ", p), err)
 		}
 	}
 	return err
@@ -14695,12 +18130,14 @@ func (p *KVTxnArgs) String() string {
 //   - NotLeader
 //   - Unavailable
 //   - Timeout
+//   - LeaseNotFound
 type KVTxnResult struct {
-	Success     *TxnResponse     `thrift:"success,0" db:"success" json:"success,omitempty"`
-	Invalid     *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
-	NotLeader   *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
-	Unavailable *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
-	Timeout     *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	Success       *TxnResponse     `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout       *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	LeaseNotFound *LeaseNotFound   `thrift:"lease_not_found,5" db:"lease_not_found" json:"lease_not_found,omitempty"`
 }
 
 func NewKVTxnResult() *KVTxnResult {
@@ -14751,6 +18188,15 @@ func (p *KVTxnResult) GetTimeout() *Timeout {
 	}
 	return p.Timeout
 }
+
+var KVTxnResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *KVTxnResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return KVTxnResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
 func (p *KVTxnResult) IsSetSuccess() bool {
 	return p.Success != nil
 }
@@ -14769,6 +18215,10 @@ func (p *KVTxnResult) IsSetUnavailable() bool {
 
 func (p *KVTxnResult) IsSetTimeout() bool {
 	return p.Timeout != nil
+}
+
+func (p *KVTxnResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
 }
 
 func (p *KVTxnResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -14835,6 +18285,16 @@ func (p *KVTxnResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
 					return err
 				}
 			}
+		case 5:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
 		default:
 			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
 				return err
@@ -14890,6 +18350,14 @@ func (p *KVTxnResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) er
 	return nil
 }
 
+func (p *KVTxnResult) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
 func (p *KVTxnResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "txn_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -14908,6 +18376,9 @@ func (p *KVTxnResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -14990,6 +18461,21 @@ func (p *KVTxnResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVTxnResult) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:lease_not_found: ", p), err)
 		}
 	}
 	return err
@@ -15166,6 +18652,2106 @@ func (p *KVStatusResult) String() string {
 	return fmt.Sprintf("KVStatusResult(%+v)", *p)
 }
 
+// Attributes:
+//   - Req
+type KVGrantLeaseArgs struct {
+	Req *LeaseGrantRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewKVGrantLeaseArgs() *KVGrantLeaseArgs {
+	return &KVGrantLeaseArgs{}
+}
+
+var KVGrantLeaseArgs_Req_DEFAULT *LeaseGrantRequest
+
+func (p *KVGrantLeaseArgs) GetReq() *LeaseGrantRequest {
+	if !p.IsSetReq() {
+		return KVGrantLeaseArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *KVGrantLeaseArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *KVGrantLeaseArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &LeaseGrantRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "grant_lease_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *KVGrantLeaseArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVGrantLeaseArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - Timeout
+type KVGrantLeaseResult struct {
+	Success     *LeaseGrantResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid     *InvalidArgument    `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader   *NotLeader          `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable *Unavailable        `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout     *Timeout            `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+}
+
+func NewKVGrantLeaseResult() *KVGrantLeaseResult {
+	return &KVGrantLeaseResult{}
+}
+
+var KVGrantLeaseResult_Success_DEFAULT *LeaseGrantResponse
+
+func (p *KVGrantLeaseResult) GetSuccess() *LeaseGrantResponse {
+	if !p.IsSetSuccess() {
+		return KVGrantLeaseResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var KVGrantLeaseResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *KVGrantLeaseResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return KVGrantLeaseResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var KVGrantLeaseResult_NotLeader_DEFAULT *NotLeader
+
+func (p *KVGrantLeaseResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return KVGrantLeaseResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var KVGrantLeaseResult_Unavailable_DEFAULT *Unavailable
+
+func (p *KVGrantLeaseResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return KVGrantLeaseResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var KVGrantLeaseResult_Timeout_DEFAULT *Timeout
+
+func (p *KVGrantLeaseResult) GetTimeout() *Timeout {
+	if !p.IsSetTimeout() {
+		return KVGrantLeaseResult_Timeout_DEFAULT
+	}
+	return p.Timeout
+}
+func (p *KVGrantLeaseResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *KVGrantLeaseResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *KVGrantLeaseResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *KVGrantLeaseResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *KVGrantLeaseResult) IsSetTimeout() bool {
+	return p.Timeout != nil
+}
+
+func (p *KVGrantLeaseResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &LeaseGrantResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Timeout = &Timeout{}
+	if err := p.Timeout.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Timeout), err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "grant_lease_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVGrantLeaseResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVGrantLeaseResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVGrantLeaseResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVGrantLeaseResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetTimeout() {
+		if err := oprot.WriteFieldBegin(ctx, "timeout", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:timeout: ", p), err)
+		}
+		if err := p.Timeout.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Timeout), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVGrantLeaseResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVGrantLeaseResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type KVKeepAliveArgs struct {
+	Req *KeepAliveRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewKVKeepAliveArgs() *KVKeepAliveArgs {
+	return &KVKeepAliveArgs{}
+}
+
+var KVKeepAliveArgs_Req_DEFAULT *KeepAliveRequest
+
+func (p *KVKeepAliveArgs) GetReq() *KeepAliveRequest {
+	if !p.IsSetReq() {
+		return KVKeepAliveArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *KVKeepAliveArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *KVKeepAliveArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &KeepAliveRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "keep_alive_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *KVKeepAliveArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVKeepAliveArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - LeaseNotFound
+type KVKeepAliveResult struct {
+	Success       *KeepAliveResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument   `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader         `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable       `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	LeaseNotFound *LeaseNotFound     `thrift:"lease_not_found,4" db:"lease_not_found" json:"lease_not_found,omitempty"`
+}
+
+func NewKVKeepAliveResult() *KVKeepAliveResult {
+	return &KVKeepAliveResult{}
+}
+
+var KVKeepAliveResult_Success_DEFAULT *KeepAliveResponse
+
+func (p *KVKeepAliveResult) GetSuccess() *KeepAliveResponse {
+	if !p.IsSetSuccess() {
+		return KVKeepAliveResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var KVKeepAliveResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *KVKeepAliveResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return KVKeepAliveResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var KVKeepAliveResult_NotLeader_DEFAULT *NotLeader
+
+func (p *KVKeepAliveResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return KVKeepAliveResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var KVKeepAliveResult_Unavailable_DEFAULT *Unavailable
+
+func (p *KVKeepAliveResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return KVKeepAliveResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var KVKeepAliveResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *KVKeepAliveResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return KVKeepAliveResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
+func (p *KVKeepAliveResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *KVKeepAliveResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *KVKeepAliveResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *KVKeepAliveResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *KVKeepAliveResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
+}
+
+func (p *KVKeepAliveResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &KeepAliveResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "keep_alive_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVKeepAliveResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVKeepAliveResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVKeepAliveResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVKeepAliveResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:lease_not_found: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVKeepAliveResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVKeepAliveResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type KVRevokeLeaseArgs struct {
+	Req *LeaseRevokeRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewKVRevokeLeaseArgs() *KVRevokeLeaseArgs {
+	return &KVRevokeLeaseArgs{}
+}
+
+var KVRevokeLeaseArgs_Req_DEFAULT *LeaseRevokeRequest
+
+func (p *KVRevokeLeaseArgs) GetReq() *LeaseRevokeRequest {
+	if !p.IsSetReq() {
+		return KVRevokeLeaseArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *KVRevokeLeaseArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *KVRevokeLeaseArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &LeaseRevokeRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "revoke_lease_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *KVRevokeLeaseArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVRevokeLeaseArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - Timeout
+//   - LeaseNotFound
+type KVRevokeLeaseResult struct {
+	Success       *LeaseRevokeResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument     `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader           `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable         `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout       *Timeout             `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	LeaseNotFound *LeaseNotFound       `thrift:"lease_not_found,5" db:"lease_not_found" json:"lease_not_found,omitempty"`
+}
+
+func NewKVRevokeLeaseResult() *KVRevokeLeaseResult {
+	return &KVRevokeLeaseResult{}
+}
+
+var KVRevokeLeaseResult_Success_DEFAULT *LeaseRevokeResponse
+
+func (p *KVRevokeLeaseResult) GetSuccess() *LeaseRevokeResponse {
+	if !p.IsSetSuccess() {
+		return KVRevokeLeaseResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var KVRevokeLeaseResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *KVRevokeLeaseResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return KVRevokeLeaseResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var KVRevokeLeaseResult_NotLeader_DEFAULT *NotLeader
+
+func (p *KVRevokeLeaseResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return KVRevokeLeaseResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var KVRevokeLeaseResult_Unavailable_DEFAULT *Unavailable
+
+func (p *KVRevokeLeaseResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return KVRevokeLeaseResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var KVRevokeLeaseResult_Timeout_DEFAULT *Timeout
+
+func (p *KVRevokeLeaseResult) GetTimeout() *Timeout {
+	if !p.IsSetTimeout() {
+		return KVRevokeLeaseResult_Timeout_DEFAULT
+	}
+	return p.Timeout
+}
+
+var KVRevokeLeaseResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *KVRevokeLeaseResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return KVRevokeLeaseResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
+func (p *KVRevokeLeaseResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *KVRevokeLeaseResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *KVRevokeLeaseResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *KVRevokeLeaseResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *KVRevokeLeaseResult) IsSetTimeout() bool {
+	return p.Timeout != nil
+}
+
+func (p *KVRevokeLeaseResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
+}
+
+func (p *KVRevokeLeaseResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 5:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &LeaseRevokeResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Timeout = &Timeout{}
+	if err := p.Timeout.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Timeout), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseResult) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "revoke_lease_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVRevokeLeaseResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVRevokeLeaseResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVRevokeLeaseResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVRevokeLeaseResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetTimeout() {
+		if err := oprot.WriteFieldBegin(ctx, "timeout", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:timeout: ", p), err)
+		}
+		if err := p.Timeout.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Timeout), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVRevokeLeaseResult) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:lease_not_found: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVRevokeLeaseResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVRevokeLeaseResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type KVLeaseInfoArgs struct {
+	Req *LeaseInfoRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewKVLeaseInfoArgs() *KVLeaseInfoArgs {
+	return &KVLeaseInfoArgs{}
+}
+
+var KVLeaseInfoArgs_Req_DEFAULT *LeaseInfoRequest
+
+func (p *KVLeaseInfoArgs) GetReq() *LeaseInfoRequest {
+	if !p.IsSetReq() {
+		return KVLeaseInfoArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *KVLeaseInfoArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *KVLeaseInfoArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &LeaseInfoRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "lease_info_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *KVLeaseInfoArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVLeaseInfoArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - LeaseNotFound
+type KVLeaseInfoResult struct {
+	Success       *LeaseInfo       `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	LeaseNotFound *LeaseNotFound   `thrift:"lease_not_found,4" db:"lease_not_found" json:"lease_not_found,omitempty"`
+}
+
+func NewKVLeaseInfoResult() *KVLeaseInfoResult {
+	return &KVLeaseInfoResult{}
+}
+
+var KVLeaseInfoResult_Success_DEFAULT *LeaseInfo
+
+func (p *KVLeaseInfoResult) GetSuccess() *LeaseInfo {
+	if !p.IsSetSuccess() {
+		return KVLeaseInfoResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var KVLeaseInfoResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *KVLeaseInfoResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return KVLeaseInfoResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var KVLeaseInfoResult_NotLeader_DEFAULT *NotLeader
+
+func (p *KVLeaseInfoResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return KVLeaseInfoResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var KVLeaseInfoResult_Unavailable_DEFAULT *Unavailable
+
+func (p *KVLeaseInfoResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return KVLeaseInfoResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var KVLeaseInfoResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *KVLeaseInfoResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return KVLeaseInfoResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
+func (p *KVLeaseInfoResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *KVLeaseInfoResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *KVLeaseInfoResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *KVLeaseInfoResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *KVLeaseInfoResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
+}
+
+func (p *KVLeaseInfoResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &LeaseInfo{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "lease_info_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVLeaseInfoResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVLeaseInfoResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVLeaseInfoResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVLeaseInfoResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:lease_not_found: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVLeaseInfoResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVLeaseInfoResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type KVListLeasesArgs struct {
+	Req *LeaseListRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewKVListLeasesArgs() *KVListLeasesArgs {
+	return &KVListLeasesArgs{}
+}
+
+var KVListLeasesArgs_Req_DEFAULT *LeaseListRequest
+
+func (p *KVListLeasesArgs) GetReq() *LeaseListRequest {
+	if !p.IsSetReq() {
+		return KVListLeasesArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *KVListLeasesArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *KVListLeasesArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &LeaseListRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "list_leases_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *KVListLeasesArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVListLeasesArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+type KVListLeasesResult struct {
+	Success     *LeaseListResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid     *InvalidArgument   `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader   *NotLeader         `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable *Unavailable       `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+}
+
+func NewKVListLeasesResult() *KVListLeasesResult {
+	return &KVListLeasesResult{}
+}
+
+var KVListLeasesResult_Success_DEFAULT *LeaseListResponse
+
+func (p *KVListLeasesResult) GetSuccess() *LeaseListResponse {
+	if !p.IsSetSuccess() {
+		return KVListLeasesResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var KVListLeasesResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *KVListLeasesResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return KVListLeasesResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var KVListLeasesResult_NotLeader_DEFAULT *NotLeader
+
+func (p *KVListLeasesResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return KVListLeasesResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var KVListLeasesResult_Unavailable_DEFAULT *Unavailable
+
+func (p *KVListLeasesResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return KVListLeasesResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+func (p *KVListLeasesResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *KVListLeasesResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *KVListLeasesResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *KVListLeasesResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *KVListLeasesResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &LeaseListResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "list_leases_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVListLeasesResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVListLeasesResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVListLeasesResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVListLeasesResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVListLeasesResult(%+v)", *p)
+}
+
 type Cluster interface { //Cluster membership and topology. Any node answers topology; changes are
 	//made by the leader (a follower forwards them once). Gossip only reports
 	//liveness: voters change only through these calls.
@@ -15236,21 +20822,21 @@ func (p *ClusterClient) SetLastResponseMeta_(meta thrift.ResponseMeta) {
 }
 
 func (p *ClusterClient) Topology(ctx context.Context) (_r *Topology, _err error) {
-	var _args70 ClusterTopologyArgs
-	var _result72 ClusterTopologyResult
-	var _meta71 thrift.ResponseMeta
-	_meta71, _err = p.Client_().Call(ctx, "topology", &_args70, &_result72)
-	p.SetLastResponseMeta_(_meta71)
+	var _args104 ClusterTopologyArgs
+	var _result106 ClusterTopologyResult
+	var _meta105 thrift.ResponseMeta
+	_meta105, _err = p.Client_().Call(ctx, "topology", &_args104, &_result106)
+	p.SetLastResponseMeta_(_meta105)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result72.Unavailable != nil:
-		return _r, _result72.Unavailable
+	case _result106.Unavailable != nil:
+		return _r, _result106.Unavailable
 	}
 
-	if _ret73 := _result72.GetSuccess(); _ret73 != nil {
-		return _ret73, nil
+	if _ret107 := _result106.GetSuccess(); _ret107 != nil {
+		return _ret107, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "topology failed: unknown result")
 }
@@ -15263,28 +20849,28 @@ func (p *ClusterClient) Topology(ctx context.Context) (_r *Topology, _err error)
 // Parameters:
 //   - Req
 func (p *ClusterClient) AddMember(ctx context.Context, req *AddMemberRequest) (_r *MemberChangeResponse, _err error) {
-	var _args74 ClusterAddMemberArgs
-	_args74.Req = req
-	var _result76 ClusterAddMemberResult
-	var _meta75 thrift.ResponseMeta
-	_meta75, _err = p.Client_().Call(ctx, "add_member", &_args74, &_result76)
-	p.SetLastResponseMeta_(_meta75)
+	var _args108 ClusterAddMemberArgs
+	_args108.Req = req
+	var _result110 ClusterAddMemberResult
+	var _meta109 thrift.ResponseMeta
+	_meta109, _err = p.Client_().Call(ctx, "add_member", &_args108, &_result110)
+	p.SetLastResponseMeta_(_meta109)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result76.Invalid != nil:
-		return _r, _result76.Invalid
-	case _result76.NotLeader != nil:
-		return _r, _result76.NotLeader
-	case _result76.Unavailable != nil:
-		return _r, _result76.Unavailable
-	case _result76.Timeout != nil:
-		return _r, _result76.Timeout
+	case _result110.Invalid != nil:
+		return _r, _result110.Invalid
+	case _result110.NotLeader != nil:
+		return _r, _result110.NotLeader
+	case _result110.Unavailable != nil:
+		return _r, _result110.Unavailable
+	case _result110.Timeout != nil:
+		return _r, _result110.Timeout
 	}
 
-	if _ret77 := _result76.GetSuccess(); _ret77 != nil {
-		return _ret77, nil
+	if _ret111 := _result110.GetSuccess(); _ret111 != nil {
+		return _ret111, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "add_member failed: unknown result")
 }
@@ -15292,28 +20878,28 @@ func (p *ClusterClient) AddMember(ctx context.Context, req *AddMemberRequest) (_
 // Parameters:
 //   - Req
 func (p *ClusterClient) RemoveMember(ctx context.Context, req *RemoveMemberRequest) (_r *MemberChangeResponse, _err error) {
-	var _args78 ClusterRemoveMemberArgs
-	_args78.Req = req
-	var _result80 ClusterRemoveMemberResult
-	var _meta79 thrift.ResponseMeta
-	_meta79, _err = p.Client_().Call(ctx, "remove_member", &_args78, &_result80)
-	p.SetLastResponseMeta_(_meta79)
+	var _args112 ClusterRemoveMemberArgs
+	_args112.Req = req
+	var _result114 ClusterRemoveMemberResult
+	var _meta113 thrift.ResponseMeta
+	_meta113, _err = p.Client_().Call(ctx, "remove_member", &_args112, &_result114)
+	p.SetLastResponseMeta_(_meta113)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result80.Invalid != nil:
-		return _r, _result80.Invalid
-	case _result80.NotLeader != nil:
-		return _r, _result80.NotLeader
-	case _result80.Unavailable != nil:
-		return _r, _result80.Unavailable
-	case _result80.Timeout != nil:
-		return _r, _result80.Timeout
+	case _result114.Invalid != nil:
+		return _r, _result114.Invalid
+	case _result114.NotLeader != nil:
+		return _r, _result114.NotLeader
+	case _result114.Unavailable != nil:
+		return _r, _result114.Unavailable
+	case _result114.Timeout != nil:
+		return _r, _result114.Timeout
 	}
 
-	if _ret81 := _result80.GetSuccess(); _ret81 != nil {
-		return _ret81, nil
+	if _ret115 := _result114.GetSuccess(); _ret115 != nil {
+		return _ret115, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "remove_member failed: unknown result")
 }
@@ -15321,28 +20907,28 @@ func (p *ClusterClient) RemoveMember(ctx context.Context, req *RemoveMemberReque
 // Parameters:
 //   - Req
 func (p *ClusterClient) PromoteMember(ctx context.Context, req *PromoteMemberRequest) (_r *MemberChangeResponse, _err error) {
-	var _args82 ClusterPromoteMemberArgs
-	_args82.Req = req
-	var _result84 ClusterPromoteMemberResult
-	var _meta83 thrift.ResponseMeta
-	_meta83, _err = p.Client_().Call(ctx, "promote_member", &_args82, &_result84)
-	p.SetLastResponseMeta_(_meta83)
+	var _args116 ClusterPromoteMemberArgs
+	_args116.Req = req
+	var _result118 ClusterPromoteMemberResult
+	var _meta117 thrift.ResponseMeta
+	_meta117, _err = p.Client_().Call(ctx, "promote_member", &_args116, &_result118)
+	p.SetLastResponseMeta_(_meta117)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result84.Invalid != nil:
-		return _r, _result84.Invalid
-	case _result84.NotLeader != nil:
-		return _r, _result84.NotLeader
-	case _result84.Unavailable != nil:
-		return _r, _result84.Unavailable
-	case _result84.Timeout != nil:
-		return _r, _result84.Timeout
+	case _result118.Invalid != nil:
+		return _r, _result118.Invalid
+	case _result118.NotLeader != nil:
+		return _r, _result118.NotLeader
+	case _result118.Unavailable != nil:
+		return _r, _result118.Unavailable
+	case _result118.Timeout != nil:
+		return _r, _result118.Timeout
 	}
 
-	if _ret85 := _result84.GetSuccess(); _ret85 != nil {
-		return _ret85, nil
+	if _ret119 := _result118.GetSuccess(); _ret119 != nil {
+		return _ret119, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "promote_member failed: unknown result")
 }
@@ -15350,28 +20936,28 @@ func (p *ClusterClient) PromoteMember(ctx context.Context, req *PromoteMemberReq
 // Parameters:
 //   - Req
 func (p *ClusterClient) TransferLeadership(ctx context.Context, req *TransferLeadershipRequest) (_r *TransferLeadershipResponse, _err error) {
-	var _args86 ClusterTransferLeadershipArgs
-	_args86.Req = req
-	var _result88 ClusterTransferLeadershipResult
-	var _meta87 thrift.ResponseMeta
-	_meta87, _err = p.Client_().Call(ctx, "transfer_leadership", &_args86, &_result88)
-	p.SetLastResponseMeta_(_meta87)
+	var _args120 ClusterTransferLeadershipArgs
+	_args120.Req = req
+	var _result122 ClusterTransferLeadershipResult
+	var _meta121 thrift.ResponseMeta
+	_meta121, _err = p.Client_().Call(ctx, "transfer_leadership", &_args120, &_result122)
+	p.SetLastResponseMeta_(_meta121)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result88.Invalid != nil:
-		return _r, _result88.Invalid
-	case _result88.NotLeader != nil:
-		return _r, _result88.NotLeader
-	case _result88.Unavailable != nil:
-		return _r, _result88.Unavailable
-	case _result88.Timeout != nil:
-		return _r, _result88.Timeout
+	case _result122.Invalid != nil:
+		return _r, _result122.Invalid
+	case _result122.NotLeader != nil:
+		return _r, _result122.NotLeader
+	case _result122.Unavailable != nil:
+		return _r, _result122.Unavailable
+	case _result122.Timeout != nil:
+		return _r, _result122.Timeout
 	}
 
-	if _ret89 := _result88.GetSuccess(); _ret89 != nil {
-		return _ret89, nil
+	if _ret123 := _result122.GetSuccess(); _ret123 != nil {
+		return _ret123, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "transfer_leadership failed: unknown result")
 }
@@ -15383,24 +20969,24 @@ func (p *ClusterClient) TransferLeadership(ctx context.Context, req *TransferLea
 // Parameters:
 //   - Req
 func (p *ClusterClient) GossipKeys(ctx context.Context, req *GossipKeyRequest) (_r *GossipKeyResponse, _err error) {
-	var _args90 ClusterGossipKeysArgs
-	_args90.Req = req
-	var _result92 ClusterGossipKeysResult
-	var _meta91 thrift.ResponseMeta
-	_meta91, _err = p.Client_().Call(ctx, "gossip_keys", &_args90, &_result92)
-	p.SetLastResponseMeta_(_meta91)
+	var _args124 ClusterGossipKeysArgs
+	_args124.Req = req
+	var _result126 ClusterGossipKeysResult
+	var _meta125 thrift.ResponseMeta
+	_meta125, _err = p.Client_().Call(ctx, "gossip_keys", &_args124, &_result126)
+	p.SetLastResponseMeta_(_meta125)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result92.Invalid != nil:
-		return _r, _result92.Invalid
-	case _result92.Unavailable != nil:
-		return _r, _result92.Unavailable
+	case _result126.Invalid != nil:
+		return _r, _result126.Invalid
+	case _result126.Unavailable != nil:
+		return _r, _result126.Unavailable
 	}
 
-	if _ret93 := _result92.GetSuccess(); _ret93 != nil {
-		return _ret93, nil
+	if _ret127 := _result126.GetSuccess(); _ret127 != nil {
+		return _ret127, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "gossip_keys failed: unknown result")
 }
@@ -15425,14 +21011,14 @@ func (p *ClusterProcessor) ProcessorMap() map[string]thrift.TProcessorFunction {
 
 func NewClusterProcessor(handler Cluster) *ClusterProcessor {
 
-	self94 := &ClusterProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
-	self94.processorMap["topology"] = &clusterProcessorTopology{handler: handler}
-	self94.processorMap["add_member"] = &clusterProcessorAddMember{handler: handler}
-	self94.processorMap["remove_member"] = &clusterProcessorRemoveMember{handler: handler}
-	self94.processorMap["promote_member"] = &clusterProcessorPromoteMember{handler: handler}
-	self94.processorMap["transfer_leadership"] = &clusterProcessorTransferLeadership{handler: handler}
-	self94.processorMap["gossip_keys"] = &clusterProcessorGossipKeys{handler: handler}
-	return self94
+	self128 := &ClusterProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self128.processorMap["topology"] = &clusterProcessorTopology{handler: handler}
+	self128.processorMap["add_member"] = &clusterProcessorAddMember{handler: handler}
+	self128.processorMap["remove_member"] = &clusterProcessorRemoveMember{handler: handler}
+	self128.processorMap["promote_member"] = &clusterProcessorPromoteMember{handler: handler}
+	self128.processorMap["transfer_leadership"] = &clusterProcessorTransferLeadership{handler: handler}
+	self128.processorMap["gossip_keys"] = &clusterProcessorGossipKeys{handler: handler}
+	return self128
 }
 
 func (p *ClusterProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
@@ -15445,12 +21031,12 @@ func (p *ClusterProcessor) Process(ctx context.Context, iprot, oprot thrift.TPro
 	}
 	iprot.Skip(ctx, thrift.STRUCT)
 	iprot.ReadMessageEnd(ctx)
-	x95 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	x129 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
 	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
-	x95.Write(ctx, oprot)
+	x129.Write(ctx, oprot)
 	oprot.WriteMessageEnd(ctx)
 	oprot.Flush(ctx)
-	return false, x95
+	return false, x129
 
 }
 
@@ -15459,7 +21045,7 @@ type clusterProcessorTopology struct {
 }
 
 func (p *clusterProcessorTopology) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err96 error
+	var _write_err130 error
 	args := ClusterTopologyArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -15509,21 +21095,21 @@ func (p *clusterProcessorTopology) Process(ctx context.Context, seqId int32, ipr
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc97 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing topology: "+err2.Error())
+			_exc131 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing topology: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "topology", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err96 = thrift.WrapTException(err2)
+				_write_err130 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc97.Write(ctx, oprot); _write_err96 == nil && err2 != nil {
-				_write_err96 = thrift.WrapTException(err2)
+			if err2 := _exc131.Write(ctx, oprot); _write_err130 == nil && err2 != nil {
+				_write_err130 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err96 == nil && err2 != nil {
-				_write_err96 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err130 == nil && err2 != nil {
+				_write_err130 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err96 == nil && err2 != nil {
-				_write_err96 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err130 == nil && err2 != nil {
+				_write_err130 = thrift.WrapTException(err2)
 			}
-			if _write_err96 != nil {
-				return false, thrift.WrapTException(_write_err96)
+			if _write_err130 != nil {
+				return false, thrift.WrapTException(_write_err130)
 			}
 			return true, err
 		}
@@ -15532,19 +21118,19 @@ func (p *clusterProcessorTopology) Process(ctx context.Context, seqId int32, ipr
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "topology", thrift.REPLY, seqId); err2 != nil {
-		_write_err96 = thrift.WrapTException(err2)
+		_write_err130 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err96 == nil && err2 != nil {
-		_write_err96 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err130 == nil && err2 != nil {
+		_write_err130 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err96 == nil && err2 != nil {
-		_write_err96 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err130 == nil && err2 != nil {
+		_write_err130 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err96 == nil && err2 != nil {
-		_write_err96 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err130 == nil && err2 != nil {
+		_write_err130 = thrift.WrapTException(err2)
 	}
-	if _write_err96 != nil {
-		return false, thrift.WrapTException(_write_err96)
+	if _write_err130 != nil {
+		return false, thrift.WrapTException(_write_err130)
 	}
 	return true, err
 }
@@ -15554,7 +21140,7 @@ type clusterProcessorAddMember struct {
 }
 
 func (p *clusterProcessorAddMember) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err98 error
+	var _write_err132 error
 	args := ClusterAddMemberArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -15610,21 +21196,21 @@ func (p *clusterProcessorAddMember) Process(ctx context.Context, seqId int32, ip
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc99 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing add_member: "+err2.Error())
+			_exc133 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing add_member: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "add_member", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err98 = thrift.WrapTException(err2)
+				_write_err132 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc99.Write(ctx, oprot); _write_err98 == nil && err2 != nil {
-				_write_err98 = thrift.WrapTException(err2)
+			if err2 := _exc133.Write(ctx, oprot); _write_err132 == nil && err2 != nil {
+				_write_err132 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err98 == nil && err2 != nil {
-				_write_err98 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err132 == nil && err2 != nil {
+				_write_err132 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err98 == nil && err2 != nil {
-				_write_err98 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err132 == nil && err2 != nil {
+				_write_err132 = thrift.WrapTException(err2)
 			}
-			if _write_err98 != nil {
-				return false, thrift.WrapTException(_write_err98)
+			if _write_err132 != nil {
+				return false, thrift.WrapTException(_write_err132)
 			}
 			return true, err
 		}
@@ -15633,19 +21219,19 @@ func (p *clusterProcessorAddMember) Process(ctx context.Context, seqId int32, ip
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "add_member", thrift.REPLY, seqId); err2 != nil {
-		_write_err98 = thrift.WrapTException(err2)
+		_write_err132 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err98 == nil && err2 != nil {
-		_write_err98 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err132 == nil && err2 != nil {
+		_write_err132 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err98 == nil && err2 != nil {
-		_write_err98 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err132 == nil && err2 != nil {
+		_write_err132 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err98 == nil && err2 != nil {
-		_write_err98 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err132 == nil && err2 != nil {
+		_write_err132 = thrift.WrapTException(err2)
 	}
-	if _write_err98 != nil {
-		return false, thrift.WrapTException(_write_err98)
+	if _write_err132 != nil {
+		return false, thrift.WrapTException(_write_err132)
 	}
 	return true, err
 }
@@ -15655,7 +21241,7 @@ type clusterProcessorRemoveMember struct {
 }
 
 func (p *clusterProcessorRemoveMember) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err100 error
+	var _write_err134 error
 	args := ClusterRemoveMemberArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -15711,21 +21297,21 @@ func (p *clusterProcessorRemoveMember) Process(ctx context.Context, seqId int32,
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc101 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing remove_member: "+err2.Error())
+			_exc135 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing remove_member: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "remove_member", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err100 = thrift.WrapTException(err2)
+				_write_err134 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc101.Write(ctx, oprot); _write_err100 == nil && err2 != nil {
-				_write_err100 = thrift.WrapTException(err2)
+			if err2 := _exc135.Write(ctx, oprot); _write_err134 == nil && err2 != nil {
+				_write_err134 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err100 == nil && err2 != nil {
-				_write_err100 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err134 == nil && err2 != nil {
+				_write_err134 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err100 == nil && err2 != nil {
-				_write_err100 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err134 == nil && err2 != nil {
+				_write_err134 = thrift.WrapTException(err2)
 			}
-			if _write_err100 != nil {
-				return false, thrift.WrapTException(_write_err100)
+			if _write_err134 != nil {
+				return false, thrift.WrapTException(_write_err134)
 			}
 			return true, err
 		}
@@ -15734,19 +21320,19 @@ func (p *clusterProcessorRemoveMember) Process(ctx context.Context, seqId int32,
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "remove_member", thrift.REPLY, seqId); err2 != nil {
-		_write_err100 = thrift.WrapTException(err2)
+		_write_err134 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err100 == nil && err2 != nil {
-		_write_err100 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err134 == nil && err2 != nil {
+		_write_err134 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err100 == nil && err2 != nil {
-		_write_err100 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err134 == nil && err2 != nil {
+		_write_err134 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err100 == nil && err2 != nil {
-		_write_err100 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err134 == nil && err2 != nil {
+		_write_err134 = thrift.WrapTException(err2)
 	}
-	if _write_err100 != nil {
-		return false, thrift.WrapTException(_write_err100)
+	if _write_err134 != nil {
+		return false, thrift.WrapTException(_write_err134)
 	}
 	return true, err
 }
@@ -15756,7 +21342,7 @@ type clusterProcessorPromoteMember struct {
 }
 
 func (p *clusterProcessorPromoteMember) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err102 error
+	var _write_err136 error
 	args := ClusterPromoteMemberArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -15812,21 +21398,21 @@ func (p *clusterProcessorPromoteMember) Process(ctx context.Context, seqId int32
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc103 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing promote_member: "+err2.Error())
+			_exc137 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing promote_member: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "promote_member", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err102 = thrift.WrapTException(err2)
+				_write_err136 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc103.Write(ctx, oprot); _write_err102 == nil && err2 != nil {
-				_write_err102 = thrift.WrapTException(err2)
+			if err2 := _exc137.Write(ctx, oprot); _write_err136 == nil && err2 != nil {
+				_write_err136 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err102 == nil && err2 != nil {
-				_write_err102 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err136 == nil && err2 != nil {
+				_write_err136 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err102 == nil && err2 != nil {
-				_write_err102 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err136 == nil && err2 != nil {
+				_write_err136 = thrift.WrapTException(err2)
 			}
-			if _write_err102 != nil {
-				return false, thrift.WrapTException(_write_err102)
+			if _write_err136 != nil {
+				return false, thrift.WrapTException(_write_err136)
 			}
 			return true, err
 		}
@@ -15835,19 +21421,19 @@ func (p *clusterProcessorPromoteMember) Process(ctx context.Context, seqId int32
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "promote_member", thrift.REPLY, seqId); err2 != nil {
-		_write_err102 = thrift.WrapTException(err2)
+		_write_err136 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err102 == nil && err2 != nil {
-		_write_err102 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err136 == nil && err2 != nil {
+		_write_err136 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err102 == nil && err2 != nil {
-		_write_err102 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err136 == nil && err2 != nil {
+		_write_err136 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err102 == nil && err2 != nil {
-		_write_err102 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err136 == nil && err2 != nil {
+		_write_err136 = thrift.WrapTException(err2)
 	}
-	if _write_err102 != nil {
-		return false, thrift.WrapTException(_write_err102)
+	if _write_err136 != nil {
+		return false, thrift.WrapTException(_write_err136)
 	}
 	return true, err
 }
@@ -15857,7 +21443,7 @@ type clusterProcessorTransferLeadership struct {
 }
 
 func (p *clusterProcessorTransferLeadership) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err104 error
+	var _write_err138 error
 	args := ClusterTransferLeadershipArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -15913,21 +21499,21 @@ func (p *clusterProcessorTransferLeadership) Process(ctx context.Context, seqId 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc105 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing transfer_leadership: "+err2.Error())
+			_exc139 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing transfer_leadership: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "transfer_leadership", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err104 = thrift.WrapTException(err2)
+				_write_err138 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc105.Write(ctx, oprot); _write_err104 == nil && err2 != nil {
-				_write_err104 = thrift.WrapTException(err2)
+			if err2 := _exc139.Write(ctx, oprot); _write_err138 == nil && err2 != nil {
+				_write_err138 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err104 == nil && err2 != nil {
-				_write_err104 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err138 == nil && err2 != nil {
+				_write_err138 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err104 == nil && err2 != nil {
-				_write_err104 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err138 == nil && err2 != nil {
+				_write_err138 = thrift.WrapTException(err2)
 			}
-			if _write_err104 != nil {
-				return false, thrift.WrapTException(_write_err104)
+			if _write_err138 != nil {
+				return false, thrift.WrapTException(_write_err138)
 			}
 			return true, err
 		}
@@ -15936,19 +21522,19 @@ func (p *clusterProcessorTransferLeadership) Process(ctx context.Context, seqId 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "transfer_leadership", thrift.REPLY, seqId); err2 != nil {
-		_write_err104 = thrift.WrapTException(err2)
+		_write_err138 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err104 == nil && err2 != nil {
-		_write_err104 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err138 == nil && err2 != nil {
+		_write_err138 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err104 == nil && err2 != nil {
-		_write_err104 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err138 == nil && err2 != nil {
+		_write_err138 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err104 == nil && err2 != nil {
-		_write_err104 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err138 == nil && err2 != nil {
+		_write_err138 = thrift.WrapTException(err2)
 	}
-	if _write_err104 != nil {
-		return false, thrift.WrapTException(_write_err104)
+	if _write_err138 != nil {
+		return false, thrift.WrapTException(_write_err138)
 	}
 	return true, err
 }
@@ -15958,7 +21544,7 @@ type clusterProcessorGossipKeys struct {
 }
 
 func (p *clusterProcessorGossipKeys) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err106 error
+	var _write_err140 error
 	args := ClusterGossipKeysArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -16010,21 +21596,21 @@ func (p *clusterProcessorGossipKeys) Process(ctx context.Context, seqId int32, i
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc107 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing gossip_keys: "+err2.Error())
+			_exc141 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing gossip_keys: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err106 = thrift.WrapTException(err2)
+				_write_err140 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc107.Write(ctx, oprot); _write_err106 == nil && err2 != nil {
-				_write_err106 = thrift.WrapTException(err2)
+			if err2 := _exc141.Write(ctx, oprot); _write_err140 == nil && err2 != nil {
+				_write_err140 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err106 == nil && err2 != nil {
-				_write_err106 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err140 == nil && err2 != nil {
+				_write_err140 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err106 == nil && err2 != nil {
-				_write_err106 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err140 == nil && err2 != nil {
+				_write_err140 = thrift.WrapTException(err2)
 			}
-			if _write_err106 != nil {
-				return false, thrift.WrapTException(_write_err106)
+			if _write_err140 != nil {
+				return false, thrift.WrapTException(_write_err140)
 			}
 			return true, err
 		}
@@ -16033,19 +21619,19 @@ func (p *clusterProcessorGossipKeys) Process(ctx context.Context, seqId int32, i
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys", thrift.REPLY, seqId); err2 != nil {
-		_write_err106 = thrift.WrapTException(err2)
+		_write_err140 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err106 == nil && err2 != nil {
-		_write_err106 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err140 == nil && err2 != nil {
+		_write_err140 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err106 == nil && err2 != nil {
-		_write_err106 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err140 == nil && err2 != nil {
+		_write_err140 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err106 == nil && err2 != nil {
-		_write_err106 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err140 == nil && err2 != nil {
+		_write_err140 = thrift.WrapTException(err2)
 	}
-	if _write_err106 != nil {
-		return false, thrift.WrapTException(_write_err106)
+	if _write_err140 != nil {
+		return false, thrift.WrapTException(_write_err140)
 	}
 	return true, err
 }
@@ -18282,6 +23868,21 @@ type Internal interface { //Internal: node to node. A follower's front door forw
 	// Parameters:
 	//  - Req
 	GossipKeysLocal(ctx context.Context, req *GossipKeyRequest) (_r *NodeGossipKeys, _err error)
+	// KV.keep_alive, forwarded by a follower: the leader answers, never forwarding again.
+	//
+	// Parameters:
+	//  - Req
+	KeepAlive(ctx context.Context, req *KeepAliveRequest) (_r *KeepAliveResponse, _err error)
+	// KV.lease_info, forwarded by a follower.
+	//
+	// Parameters:
+	//  - Req
+	LeaseInfo(ctx context.Context, req *LeaseInfoRequest) (_r *LeaseInfo, _err error)
+	// KV.list_leases, forwarded by a follower.
+	//
+	// Parameters:
+	//  - Req
+	ListLeases(ctx context.Context, req *LeaseListRequest) (_r *LeaseListResponse, _err error)
 }
 
 // Internal: node to node. A follower's front door forwards writes to the
@@ -18326,47 +23927,49 @@ func (p *InternalClient) SetLastResponseMeta_(meta thrift.ResponseMeta) {
 // Parameters:
 //   - Cmd
 func (p *InternalClient) Apply(ctx context.Context, cmd *Command) (_r *WriteResult_, _err error) {
-	var _args108 InternalApplyArgs
-	_args108.Cmd = cmd
-	var _result110 InternalApplyResult
-	var _meta109 thrift.ResponseMeta
-	_meta109, _err = p.Client_().Call(ctx, "apply", &_args108, &_result110)
-	p.SetLastResponseMeta_(_meta109)
+	var _args142 InternalApplyArgs
+	_args142.Cmd = cmd
+	var _result144 InternalApplyResult
+	var _meta143 thrift.ResponseMeta
+	_meta143, _err = p.Client_().Call(ctx, "apply", &_args142, &_result144)
+	p.SetLastResponseMeta_(_meta143)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result110.Invalid != nil:
-		return _r, _result110.Invalid
-	case _result110.NotLeader != nil:
-		return _r, _result110.NotLeader
-	case _result110.Unavailable != nil:
-		return _r, _result110.Unavailable
-	case _result110.Timeout != nil:
-		return _r, _result110.Timeout
+	case _result144.Invalid != nil:
+		return _r, _result144.Invalid
+	case _result144.NotLeader != nil:
+		return _r, _result144.NotLeader
+	case _result144.Unavailable != nil:
+		return _r, _result144.Unavailable
+	case _result144.Timeout != nil:
+		return _r, _result144.Timeout
+	case _result144.LeaseNotFound != nil:
+		return _r, _result144.LeaseNotFound
 	}
 
-	return _result110.GetSuccess(), nil
+	return _result144.GetSuccess(), nil
 }
 
 func (p *InternalClient) ReadIndex(ctx context.Context) (_r *ReadIndexResponse, _err error) {
-	var _args111 InternalReadIndexArgs
-	var _result113 InternalReadIndexResult
-	var _meta112 thrift.ResponseMeta
-	_meta112, _err = p.Client_().Call(ctx, "read_index", &_args111, &_result113)
-	p.SetLastResponseMeta_(_meta112)
+	var _args145 InternalReadIndexArgs
+	var _result147 InternalReadIndexResult
+	var _meta146 thrift.ResponseMeta
+	_meta146, _err = p.Client_().Call(ctx, "read_index", &_args145, &_result147)
+	p.SetLastResponseMeta_(_meta146)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result113.NotLeader != nil:
-		return _r, _result113.NotLeader
-	case _result113.Unavailable != nil:
-		return _r, _result113.Unavailable
+	case _result147.NotLeader != nil:
+		return _r, _result147.NotLeader
+	case _result147.Unavailable != nil:
+		return _r, _result147.Unavailable
 	}
 
-	if _ret114 := _result113.GetSuccess(); _ret114 != nil {
-		return _ret114, nil
+	if _ret148 := _result147.GetSuccess(); _ret148 != nil {
+		return _ret148, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "read_index failed: unknown result")
 }
@@ -18374,21 +23977,21 @@ func (p *InternalClient) ReadIndex(ctx context.Context) (_r *ReadIndexResponse, 
 // This node's current term and the leader it follows, read when the call
 // arrives. Answered by any node, whatever its role.
 func (p *InternalClient) LeaderView(ctx context.Context) (_r *LeaderView, _err error) {
-	var _args115 InternalLeaderViewArgs
-	var _result117 InternalLeaderViewResult
-	var _meta116 thrift.ResponseMeta
-	_meta116, _err = p.Client_().Call(ctx, "leader_view", &_args115, &_result117)
-	p.SetLastResponseMeta_(_meta116)
+	var _args149 InternalLeaderViewArgs
+	var _result151 InternalLeaderViewResult
+	var _meta150 thrift.ResponseMeta
+	_meta150, _err = p.Client_().Call(ctx, "leader_view", &_args149, &_result151)
+	p.SetLastResponseMeta_(_meta150)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result117.Unavailable != nil:
-		return _r, _result117.Unavailable
+	case _result151.Unavailable != nil:
+		return _r, _result151.Unavailable
 	}
 
-	if _ret118 := _result117.GetSuccess(); _ret118 != nil {
-		return _ret118, nil
+	if _ret152 := _result151.GetSuccess(); _ret152 != nil {
+		return _ret152, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "leader_view failed: unknown result")
 }
@@ -18398,26 +24001,117 @@ func (p *InternalClient) LeaderView(ctx context.Context) (_r *LeaderView, _err e
 // Parameters:
 //   - Req
 func (p *InternalClient) GossipKeysLocal(ctx context.Context, req *GossipKeyRequest) (_r *NodeGossipKeys, _err error) {
-	var _args119 InternalGossipKeysLocalArgs
-	_args119.Req = req
-	var _result121 InternalGossipKeysLocalResult
-	var _meta120 thrift.ResponseMeta
-	_meta120, _err = p.Client_().Call(ctx, "gossip_keys_local", &_args119, &_result121)
-	p.SetLastResponseMeta_(_meta120)
+	var _args153 InternalGossipKeysLocalArgs
+	_args153.Req = req
+	var _result155 InternalGossipKeysLocalResult
+	var _meta154 thrift.ResponseMeta
+	_meta154, _err = p.Client_().Call(ctx, "gossip_keys_local", &_args153, &_result155)
+	p.SetLastResponseMeta_(_meta154)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result121.Invalid != nil:
-		return _r, _result121.Invalid
-	case _result121.Unavailable != nil:
-		return _r, _result121.Unavailable
+	case _result155.Invalid != nil:
+		return _r, _result155.Invalid
+	case _result155.Unavailable != nil:
+		return _r, _result155.Unavailable
 	}
 
-	if _ret122 := _result121.GetSuccess(); _ret122 != nil {
-		return _ret122, nil
+	if _ret156 := _result155.GetSuccess(); _ret156 != nil {
+		return _ret156, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "gossip_keys_local failed: unknown result")
+}
+
+// KV.keep_alive, forwarded by a follower: the leader answers, never forwarding again.
+//
+// Parameters:
+//   - Req
+func (p *InternalClient) KeepAlive(ctx context.Context, req *KeepAliveRequest) (_r *KeepAliveResponse, _err error) {
+	var _args157 InternalKeepAliveArgs
+	_args157.Req = req
+	var _result159 InternalKeepAliveResult
+	var _meta158 thrift.ResponseMeta
+	_meta158, _err = p.Client_().Call(ctx, "keep_alive", &_args157, &_result159)
+	p.SetLastResponseMeta_(_meta158)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result159.Invalid != nil:
+		return _r, _result159.Invalid
+	case _result159.NotLeader != nil:
+		return _r, _result159.NotLeader
+	case _result159.Unavailable != nil:
+		return _r, _result159.Unavailable
+	case _result159.LeaseNotFound != nil:
+		return _r, _result159.LeaseNotFound
+	}
+
+	if _ret160 := _result159.GetSuccess(); _ret160 != nil {
+		return _ret160, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "keep_alive failed: unknown result")
+}
+
+// KV.lease_info, forwarded by a follower.
+//
+// Parameters:
+//   - Req
+func (p *InternalClient) LeaseInfo(ctx context.Context, req *LeaseInfoRequest) (_r *LeaseInfo, _err error) {
+	var _args161 InternalLeaseInfoArgs
+	_args161.Req = req
+	var _result163 InternalLeaseInfoResult
+	var _meta162 thrift.ResponseMeta
+	_meta162, _err = p.Client_().Call(ctx, "lease_info", &_args161, &_result163)
+	p.SetLastResponseMeta_(_meta162)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result163.Invalid != nil:
+		return _r, _result163.Invalid
+	case _result163.NotLeader != nil:
+		return _r, _result163.NotLeader
+	case _result163.Unavailable != nil:
+		return _r, _result163.Unavailable
+	case _result163.LeaseNotFound != nil:
+		return _r, _result163.LeaseNotFound
+	}
+
+	if _ret164 := _result163.GetSuccess(); _ret164 != nil {
+		return _ret164, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "lease_info failed: unknown result")
+}
+
+// KV.list_leases, forwarded by a follower.
+//
+// Parameters:
+//   - Req
+func (p *InternalClient) ListLeases(ctx context.Context, req *LeaseListRequest) (_r *LeaseListResponse, _err error) {
+	var _args165 InternalListLeasesArgs
+	_args165.Req = req
+	var _result167 InternalListLeasesResult
+	var _meta166 thrift.ResponseMeta
+	_meta166, _err = p.Client_().Call(ctx, "list_leases", &_args165, &_result167)
+	p.SetLastResponseMeta_(_meta166)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result167.Invalid != nil:
+		return _r, _result167.Invalid
+	case _result167.NotLeader != nil:
+		return _r, _result167.NotLeader
+	case _result167.Unavailable != nil:
+		return _r, _result167.Unavailable
+	}
+
+	if _ret168 := _result167.GetSuccess(); _ret168 != nil {
+		return _ret168, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "list_leases failed: unknown result")
 }
 
 type InternalProcessor struct {
@@ -18440,12 +24134,15 @@ func (p *InternalProcessor) ProcessorMap() map[string]thrift.TProcessorFunction 
 
 func NewInternalProcessor(handler Internal) *InternalProcessor {
 
-	self123 := &InternalProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
-	self123.processorMap["apply"] = &internalProcessorApply{handler: handler}
-	self123.processorMap["read_index"] = &internalProcessorReadIndex{handler: handler}
-	self123.processorMap["leader_view"] = &internalProcessorLeaderView{handler: handler}
-	self123.processorMap["gossip_keys_local"] = &internalProcessorGossipKeysLocal{handler: handler}
-	return self123
+	self169 := &InternalProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self169.processorMap["apply"] = &internalProcessorApply{handler: handler}
+	self169.processorMap["read_index"] = &internalProcessorReadIndex{handler: handler}
+	self169.processorMap["leader_view"] = &internalProcessorLeaderView{handler: handler}
+	self169.processorMap["gossip_keys_local"] = &internalProcessorGossipKeysLocal{handler: handler}
+	self169.processorMap["keep_alive"] = &internalProcessorKeepAlive{handler: handler}
+	self169.processorMap["lease_info"] = &internalProcessorLeaseInfo{handler: handler}
+	self169.processorMap["list_leases"] = &internalProcessorListLeases{handler: handler}
+	return self169
 }
 
 func (p *InternalProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
@@ -18458,12 +24155,12 @@ func (p *InternalProcessor) Process(ctx context.Context, iprot, oprot thrift.TPr
 	}
 	iprot.Skip(ctx, thrift.STRUCT)
 	iprot.ReadMessageEnd(ctx)
-	x124 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	x170 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
 	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
-	x124.Write(ctx, oprot)
+	x170.Write(ctx, oprot)
 	oprot.WriteMessageEnd(ctx)
 	oprot.Flush(ctx)
-	return false, x124
+	return false, x170
 
 }
 
@@ -18472,7 +24169,7 @@ type internalProcessorApply struct {
 }
 
 func (p *internalProcessorApply) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err125 error
+	var _write_err171 error
 	args := InternalApplyArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -18524,25 +24221,27 @@ func (p *internalProcessorApply) Process(ctx context.Context, seqId int32, iprot
 			result.Unavailable = v
 		case *Timeout:
 			result.Timeout = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
 		default:
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc126 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing apply: "+err2.Error())
+			_exc172 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing apply: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "apply", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err125 = thrift.WrapTException(err2)
+				_write_err171 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc126.Write(ctx, oprot); _write_err125 == nil && err2 != nil {
-				_write_err125 = thrift.WrapTException(err2)
+			if err2 := _exc172.Write(ctx, oprot); _write_err171 == nil && err2 != nil {
+				_write_err171 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err125 == nil && err2 != nil {
-				_write_err125 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err171 == nil && err2 != nil {
+				_write_err171 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err125 == nil && err2 != nil {
-				_write_err125 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err171 == nil && err2 != nil {
+				_write_err171 = thrift.WrapTException(err2)
 			}
-			if _write_err125 != nil {
-				return false, thrift.WrapTException(_write_err125)
+			if _write_err171 != nil {
+				return false, thrift.WrapTException(_write_err171)
 			}
 			return true, err
 		}
@@ -18551,19 +24250,19 @@ func (p *internalProcessorApply) Process(ctx context.Context, seqId int32, iprot
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "apply", thrift.REPLY, seqId); err2 != nil {
-		_write_err125 = thrift.WrapTException(err2)
+		_write_err171 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err125 == nil && err2 != nil {
-		_write_err125 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err171 == nil && err2 != nil {
+		_write_err171 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err125 == nil && err2 != nil {
-		_write_err125 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err171 == nil && err2 != nil {
+		_write_err171 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err125 == nil && err2 != nil {
-		_write_err125 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err171 == nil && err2 != nil {
+		_write_err171 = thrift.WrapTException(err2)
 	}
-	if _write_err125 != nil {
-		return false, thrift.WrapTException(_write_err125)
+	if _write_err171 != nil {
+		return false, thrift.WrapTException(_write_err171)
 	}
 	return true, err
 }
@@ -18573,7 +24272,7 @@ type internalProcessorReadIndex struct {
 }
 
 func (p *internalProcessorReadIndex) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err127 error
+	var _write_err173 error
 	args := InternalReadIndexArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -18625,21 +24324,21 @@ func (p *internalProcessorReadIndex) Process(ctx context.Context, seqId int32, i
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc128 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing read_index: "+err2.Error())
+			_exc174 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing read_index: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "read_index", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err127 = thrift.WrapTException(err2)
+				_write_err173 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc128.Write(ctx, oprot); _write_err127 == nil && err2 != nil {
-				_write_err127 = thrift.WrapTException(err2)
+			if err2 := _exc174.Write(ctx, oprot); _write_err173 == nil && err2 != nil {
+				_write_err173 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err127 == nil && err2 != nil {
-				_write_err127 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err173 == nil && err2 != nil {
+				_write_err173 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err127 == nil && err2 != nil {
-				_write_err127 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err173 == nil && err2 != nil {
+				_write_err173 = thrift.WrapTException(err2)
 			}
-			if _write_err127 != nil {
-				return false, thrift.WrapTException(_write_err127)
+			if _write_err173 != nil {
+				return false, thrift.WrapTException(_write_err173)
 			}
 			return true, err
 		}
@@ -18648,19 +24347,19 @@ func (p *internalProcessorReadIndex) Process(ctx context.Context, seqId int32, i
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "read_index", thrift.REPLY, seqId); err2 != nil {
-		_write_err127 = thrift.WrapTException(err2)
+		_write_err173 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err127 == nil && err2 != nil {
-		_write_err127 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err173 == nil && err2 != nil {
+		_write_err173 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err127 == nil && err2 != nil {
-		_write_err127 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err173 == nil && err2 != nil {
+		_write_err173 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err127 == nil && err2 != nil {
-		_write_err127 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err173 == nil && err2 != nil {
+		_write_err173 = thrift.WrapTException(err2)
 	}
-	if _write_err127 != nil {
-		return false, thrift.WrapTException(_write_err127)
+	if _write_err173 != nil {
+		return false, thrift.WrapTException(_write_err173)
 	}
 	return true, err
 }
@@ -18670,7 +24369,7 @@ type internalProcessorLeaderView struct {
 }
 
 func (p *internalProcessorLeaderView) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err129 error
+	var _write_err175 error
 	args := InternalLeaderViewArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -18720,21 +24419,21 @@ func (p *internalProcessorLeaderView) Process(ctx context.Context, seqId int32, 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc130 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing leader_view: "+err2.Error())
+			_exc176 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing leader_view: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "leader_view", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err129 = thrift.WrapTException(err2)
+				_write_err175 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc130.Write(ctx, oprot); _write_err129 == nil && err2 != nil {
-				_write_err129 = thrift.WrapTException(err2)
+			if err2 := _exc176.Write(ctx, oprot); _write_err175 == nil && err2 != nil {
+				_write_err175 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err129 == nil && err2 != nil {
-				_write_err129 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err175 == nil && err2 != nil {
+				_write_err175 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err129 == nil && err2 != nil {
-				_write_err129 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err175 == nil && err2 != nil {
+				_write_err175 = thrift.WrapTException(err2)
 			}
-			if _write_err129 != nil {
-				return false, thrift.WrapTException(_write_err129)
+			if _write_err175 != nil {
+				return false, thrift.WrapTException(_write_err175)
 			}
 			return true, err
 		}
@@ -18743,19 +24442,19 @@ func (p *internalProcessorLeaderView) Process(ctx context.Context, seqId int32, 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "leader_view", thrift.REPLY, seqId); err2 != nil {
-		_write_err129 = thrift.WrapTException(err2)
+		_write_err175 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err129 == nil && err2 != nil {
-		_write_err129 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err175 == nil && err2 != nil {
+		_write_err175 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err129 == nil && err2 != nil {
-		_write_err129 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err175 == nil && err2 != nil {
+		_write_err175 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err129 == nil && err2 != nil {
-		_write_err129 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err175 == nil && err2 != nil {
+		_write_err175 = thrift.WrapTException(err2)
 	}
-	if _write_err129 != nil {
-		return false, thrift.WrapTException(_write_err129)
+	if _write_err175 != nil {
+		return false, thrift.WrapTException(_write_err175)
 	}
 	return true, err
 }
@@ -18765,7 +24464,7 @@ type internalProcessorGossipKeysLocal struct {
 }
 
 func (p *internalProcessorGossipKeysLocal) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err131 error
+	var _write_err177 error
 	args := InternalGossipKeysLocalArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -18817,21 +24516,21 @@ func (p *internalProcessorGossipKeysLocal) Process(ctx context.Context, seqId in
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc132 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing gossip_keys_local: "+err2.Error())
+			_exc178 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing gossip_keys_local: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys_local", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err131 = thrift.WrapTException(err2)
+				_write_err177 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc132.Write(ctx, oprot); _write_err131 == nil && err2 != nil {
-				_write_err131 = thrift.WrapTException(err2)
+			if err2 := _exc178.Write(ctx, oprot); _write_err177 == nil && err2 != nil {
+				_write_err177 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err131 == nil && err2 != nil {
-				_write_err131 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err177 == nil && err2 != nil {
+				_write_err177 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err131 == nil && err2 != nil {
-				_write_err131 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err177 == nil && err2 != nil {
+				_write_err177 = thrift.WrapTException(err2)
 			}
-			if _write_err131 != nil {
-				return false, thrift.WrapTException(_write_err131)
+			if _write_err177 != nil {
+				return false, thrift.WrapTException(_write_err177)
 			}
 			return true, err
 		}
@@ -18840,19 +24539,320 @@ func (p *internalProcessorGossipKeysLocal) Process(ctx context.Context, seqId in
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys_local", thrift.REPLY, seqId); err2 != nil {
-		_write_err131 = thrift.WrapTException(err2)
+		_write_err177 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err131 == nil && err2 != nil {
-		_write_err131 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err177 == nil && err2 != nil {
+		_write_err177 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err131 == nil && err2 != nil {
-		_write_err131 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err177 == nil && err2 != nil {
+		_write_err177 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err131 == nil && err2 != nil {
-		_write_err131 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err177 == nil && err2 != nil {
+		_write_err177 = thrift.WrapTException(err2)
 	}
-	if _write_err131 != nil {
-		return false, thrift.WrapTException(_write_err131)
+	if _write_err177 != nil {
+		return false, thrift.WrapTException(_write_err177)
+	}
+	return true, err
+}
+
+type internalProcessorKeepAlive struct {
+	handler Internal
+}
+
+func (p *internalProcessorKeepAlive) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err179 error
+	args := InternalKeepAliveArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "keep_alive", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := InternalKeepAliveResult{}
+	if retval, err2 := p.handler.KeepAlive(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc180 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing keep_alive: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "keep_alive", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err179 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc180.Write(ctx, oprot); _write_err179 == nil && err2 != nil {
+				_write_err179 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err179 == nil && err2 != nil {
+				_write_err179 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err179 == nil && err2 != nil {
+				_write_err179 = thrift.WrapTException(err2)
+			}
+			if _write_err179 != nil {
+				return false, thrift.WrapTException(_write_err179)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "keep_alive", thrift.REPLY, seqId); err2 != nil {
+		_write_err179 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err179 == nil && err2 != nil {
+		_write_err179 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err179 == nil && err2 != nil {
+		_write_err179 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err179 == nil && err2 != nil {
+		_write_err179 = thrift.WrapTException(err2)
+	}
+	if _write_err179 != nil {
+		return false, thrift.WrapTException(_write_err179)
+	}
+	return true, err
+}
+
+type internalProcessorLeaseInfo struct {
+	handler Internal
+}
+
+func (p *internalProcessorLeaseInfo) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err181 error
+	args := InternalLeaseInfoArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "lease_info", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := InternalLeaseInfoResult{}
+	if retval, err2 := p.handler.LeaseInfo(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc182 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing lease_info: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "lease_info", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err181 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc182.Write(ctx, oprot); _write_err181 == nil && err2 != nil {
+				_write_err181 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err181 == nil && err2 != nil {
+				_write_err181 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err181 == nil && err2 != nil {
+				_write_err181 = thrift.WrapTException(err2)
+			}
+			if _write_err181 != nil {
+				return false, thrift.WrapTException(_write_err181)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "lease_info", thrift.REPLY, seqId); err2 != nil {
+		_write_err181 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err181 == nil && err2 != nil {
+		_write_err181 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err181 == nil && err2 != nil {
+		_write_err181 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err181 == nil && err2 != nil {
+		_write_err181 = thrift.WrapTException(err2)
+	}
+	if _write_err181 != nil {
+		return false, thrift.WrapTException(_write_err181)
+	}
+	return true, err
+}
+
+type internalProcessorListLeases struct {
+	handler Internal
+}
+
+func (p *internalProcessorListLeases) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err183 error
+	args := InternalListLeasesArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "list_leases", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := InternalListLeasesResult{}
+	if retval, err2 := p.handler.ListLeases(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc184 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing list_leases: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "list_leases", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err183 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc184.Write(ctx, oprot); _write_err183 == nil && err2 != nil {
+				_write_err183 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err183 == nil && err2 != nil {
+				_write_err183 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err183 == nil && err2 != nil {
+				_write_err183 = thrift.WrapTException(err2)
+			}
+			if _write_err183 != nil {
+				return false, thrift.WrapTException(_write_err183)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "list_leases", thrift.REPLY, seqId); err2 != nil {
+		_write_err183 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err183 == nil && err2 != nil {
+		_write_err183 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err183 == nil && err2 != nil {
+		_write_err183 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err183 == nil && err2 != nil {
+		_write_err183 = thrift.WrapTException(err2)
+	}
+	if _write_err183 != nil {
+		return false, thrift.WrapTException(_write_err183)
 	}
 	return true, err
 }
@@ -18972,12 +24972,14 @@ func (p *InternalApplyArgs) String() string {
 //   - NotLeader
 //   - Unavailable
 //   - Timeout
+//   - LeaseNotFound
 type InternalApplyResult struct {
-	Success     *WriteResult_    `thrift:"success,0" db:"success" json:"success,omitempty"`
-	Invalid     *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
-	NotLeader   *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
-	Unavailable *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
-	Timeout     *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	Success       *WriteResult_    `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout       *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	LeaseNotFound *LeaseNotFound   `thrift:"lease_not_found,5" db:"lease_not_found" json:"lease_not_found,omitempty"`
 }
 
 func NewInternalApplyResult() *InternalApplyResult {
@@ -19028,6 +25030,15 @@ func (p *InternalApplyResult) GetTimeout() *Timeout {
 	}
 	return p.Timeout
 }
+
+var InternalApplyResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *InternalApplyResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return InternalApplyResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
 func (p *InternalApplyResult) IsSetSuccess() bool {
 	return p.Success != nil
 }
@@ -19046,6 +25057,10 @@ func (p *InternalApplyResult) IsSetUnavailable() bool {
 
 func (p *InternalApplyResult) IsSetTimeout() bool {
 	return p.Timeout != nil
+}
+
+func (p *InternalApplyResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
 }
 
 func (p *InternalApplyResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -19112,6 +25127,16 @@ func (p *InternalApplyResult) Read(ctx context.Context, iprot thrift.TProtocol) 
 					return err
 				}
 			}
+		case 5:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
 		default:
 			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
 				return err
@@ -19167,6 +25192,14 @@ func (p *InternalApplyResult) ReadField4(ctx context.Context, iprot thrift.TProt
 	return nil
 }
 
+func (p *InternalApplyResult) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
 func (p *InternalApplyResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "apply_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -19185,6 +25218,9 @@ func (p *InternalApplyResult) Write(ctx context.Context, oprot thrift.TProtocol)
 			return err
 		}
 		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -19267,6 +25303,21 @@ func (p *InternalApplyResult) writeField4(ctx context.Context, oprot thrift.TPro
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalApplyResult) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:lease_not_found: ", p), err)
 		}
 	}
 	return err
@@ -20076,4 +26127,1213 @@ func (p *InternalGossipKeysLocalResult) String() string {
 		return "<nil>"
 	}
 	return fmt.Sprintf("InternalGossipKeysLocalResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type InternalKeepAliveArgs struct {
+	Req *KeepAliveRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewInternalKeepAliveArgs() *InternalKeepAliveArgs {
+	return &InternalKeepAliveArgs{}
+}
+
+var InternalKeepAliveArgs_Req_DEFAULT *KeepAliveRequest
+
+func (p *InternalKeepAliveArgs) GetReq() *KeepAliveRequest {
+	if !p.IsSetReq() {
+		return InternalKeepAliveArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *InternalKeepAliveArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *InternalKeepAliveArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &KeepAliveRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "keep_alive_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *InternalKeepAliveArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalKeepAliveArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - LeaseNotFound
+type InternalKeepAliveResult struct {
+	Success       *KeepAliveResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument   `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader         `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable       `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	LeaseNotFound *LeaseNotFound     `thrift:"lease_not_found,4" db:"lease_not_found" json:"lease_not_found,omitempty"`
+}
+
+func NewInternalKeepAliveResult() *InternalKeepAliveResult {
+	return &InternalKeepAliveResult{}
+}
+
+var InternalKeepAliveResult_Success_DEFAULT *KeepAliveResponse
+
+func (p *InternalKeepAliveResult) GetSuccess() *KeepAliveResponse {
+	if !p.IsSetSuccess() {
+		return InternalKeepAliveResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var InternalKeepAliveResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *InternalKeepAliveResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return InternalKeepAliveResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var InternalKeepAliveResult_NotLeader_DEFAULT *NotLeader
+
+func (p *InternalKeepAliveResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return InternalKeepAliveResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var InternalKeepAliveResult_Unavailable_DEFAULT *Unavailable
+
+func (p *InternalKeepAliveResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return InternalKeepAliveResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var InternalKeepAliveResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *InternalKeepAliveResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return InternalKeepAliveResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
+func (p *InternalKeepAliveResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *InternalKeepAliveResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *InternalKeepAliveResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *InternalKeepAliveResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *InternalKeepAliveResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
+}
+
+func (p *InternalKeepAliveResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &KeepAliveResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "keep_alive_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalKeepAliveResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalKeepAliveResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalKeepAliveResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalKeepAliveResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:lease_not_found: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalKeepAliveResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalKeepAliveResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type InternalLeaseInfoArgs struct {
+	Req *LeaseInfoRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewInternalLeaseInfoArgs() *InternalLeaseInfoArgs {
+	return &InternalLeaseInfoArgs{}
+}
+
+var InternalLeaseInfoArgs_Req_DEFAULT *LeaseInfoRequest
+
+func (p *InternalLeaseInfoArgs) GetReq() *LeaseInfoRequest {
+	if !p.IsSetReq() {
+		return InternalLeaseInfoArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *InternalLeaseInfoArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *InternalLeaseInfoArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &LeaseInfoRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "lease_info_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *InternalLeaseInfoArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalLeaseInfoArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - LeaseNotFound
+type InternalLeaseInfoResult struct {
+	Success       *LeaseInfo       `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	LeaseNotFound *LeaseNotFound   `thrift:"lease_not_found,4" db:"lease_not_found" json:"lease_not_found,omitempty"`
+}
+
+func NewInternalLeaseInfoResult() *InternalLeaseInfoResult {
+	return &InternalLeaseInfoResult{}
+}
+
+var InternalLeaseInfoResult_Success_DEFAULT *LeaseInfo
+
+func (p *InternalLeaseInfoResult) GetSuccess() *LeaseInfo {
+	if !p.IsSetSuccess() {
+		return InternalLeaseInfoResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var InternalLeaseInfoResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *InternalLeaseInfoResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return InternalLeaseInfoResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var InternalLeaseInfoResult_NotLeader_DEFAULT *NotLeader
+
+func (p *InternalLeaseInfoResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return InternalLeaseInfoResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var InternalLeaseInfoResult_Unavailable_DEFAULT *Unavailable
+
+func (p *InternalLeaseInfoResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return InternalLeaseInfoResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var InternalLeaseInfoResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *InternalLeaseInfoResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return InternalLeaseInfoResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
+func (p *InternalLeaseInfoResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *InternalLeaseInfoResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *InternalLeaseInfoResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *InternalLeaseInfoResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *InternalLeaseInfoResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
+}
+
+func (p *InternalLeaseInfoResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &LeaseInfo{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "lease_info_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalLeaseInfoResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalLeaseInfoResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalLeaseInfoResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalLeaseInfoResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:lease_not_found: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalLeaseInfoResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalLeaseInfoResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type InternalListLeasesArgs struct {
+	Req *LeaseListRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewInternalListLeasesArgs() *InternalListLeasesArgs {
+	return &InternalListLeasesArgs{}
+}
+
+var InternalListLeasesArgs_Req_DEFAULT *LeaseListRequest
+
+func (p *InternalListLeasesArgs) GetReq() *LeaseListRequest {
+	if !p.IsSetReq() {
+		return InternalListLeasesArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *InternalListLeasesArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *InternalListLeasesArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &LeaseListRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "list_leases_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *InternalListLeasesArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalListLeasesArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+type InternalListLeasesResult struct {
+	Success     *LeaseListResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid     *InvalidArgument   `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader   *NotLeader         `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable *Unavailable       `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+}
+
+func NewInternalListLeasesResult() *InternalListLeasesResult {
+	return &InternalListLeasesResult{}
+}
+
+var InternalListLeasesResult_Success_DEFAULT *LeaseListResponse
+
+func (p *InternalListLeasesResult) GetSuccess() *LeaseListResponse {
+	if !p.IsSetSuccess() {
+		return InternalListLeasesResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var InternalListLeasesResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *InternalListLeasesResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return InternalListLeasesResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var InternalListLeasesResult_NotLeader_DEFAULT *NotLeader
+
+func (p *InternalListLeasesResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return InternalListLeasesResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var InternalListLeasesResult_Unavailable_DEFAULT *Unavailable
+
+func (p *InternalListLeasesResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return InternalListLeasesResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+func (p *InternalListLeasesResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *InternalListLeasesResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *InternalListLeasesResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *InternalListLeasesResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *InternalListLeasesResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &LeaseListResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "list_leases_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalListLeasesResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalListLeasesResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalListLeasesResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalListLeasesResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalListLeasesResult(%+v)", *p)
 }
