@@ -114,7 +114,7 @@ type Result struct {
 // restores snapshots.
 //
 // Locking: mu guards engine (the pointer and its contents), requests (the
-// request-id table) and members.
+// request-id table), members and leases.
 // Apply and ApplyBatch take the write lock once per log entry, so one
 // command, transaction or batch entry is atomic to readers; Snapshot and
 // Digest take it only to capture a copy-on-write view; Restore only to swap
