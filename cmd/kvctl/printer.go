@@ -75,6 +75,10 @@ func (p *simplePrinter) Get(resp *kv.GetResponse) error {
 }
 
 func (p *simplePrinter) Put(resp *kv.PutResponse) error {
+	if resp.LeaseID != nil {
+		_, err := fmt.Fprintf(p.w, "OK index=%d lease=%d\n", resp.Index, *resp.LeaseID)
+		return err
+	}
 	_, err := fmt.Fprintf(p.w, "OK index=%d\n", resp.Index)
 	return err
 }
@@ -239,7 +243,8 @@ func (p *jsonPrinter) Put(resp *kv.PutResponse) error {
 		Index       int64      `json:"index"`
 		CreateIndex int64      `json:"create_index"`
 		Previous    *jsonEntry `json:"previous,omitempty"`
-	}{resp.Index, resp.CreateIndex, toJSONEntry(resp.Previous)})
+		LeaseID     *int64     `json:"lease_id,omitempty"`
+	}{resp.Index, resp.CreateIndex, toJSONEntry(resp.Previous), resp.LeaseID})
 }
 
 func (p *jsonPrinter) Delete(resp *kv.DeleteResponse) error {
