@@ -100,7 +100,7 @@ func TestLease_TTLKeyExpiresOnTimeOnEveryNode(t *testing.T) {
 	}
 	// Kept alive for longer than its TTL, through a follower too.
 	sent, acked := mustKeepAlive(t, cl, id, 2*leaseTTL)
-	follower := mustClient(t, c.followers(c.waitLeader(10*time.Second))[0].thriftAddr)
+	follower := mustClient(t, c.followers(c.waitLeader(10 * time.Second))[0].thriftAddr)
 	s := time.Now()
 	if _, err := follower.KeepAlive(ctxTimeout(t, 5*time.Second), id); err != nil {
 		t.Fatalf("keep-alive through a follower: %v", err)
