@@ -136,7 +136,7 @@ func (k *Keeper) Promote() {
 	now := k.clock.Now()
 	leases, _, applied := k.cfg.Table.Leases(0, 0)
 	k.entries = make(map[uint64]*entry, len(leases))
-	k.due = k.due[:0]
+	k.due = make(dueHeap, 0, len(leases))
 	for _, l := range leases {
 		k.add(l, now)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -333,4 +334,31 @@ func TestKeeper_WaitActive(t *testing.T) {
 	if err := testutil.Receive(t, 5*time.Second, "WaitActive", done); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// BenchmarkKeeperMemory measures the leader's in-memory countdowns for
+// 10,000 leases (the Keeper's part of a lease's cost; the replicated part
+// is fsm's BenchmarkLeaseMemory), against the empty Keeper in the same run.
+func BenchmarkKeeperMemory(b *testing.B) {
+	const n = 10000
+	tab := newTable()
+	for id := uint64(1); id <= n; id++ {
+		tab.grant(id, 10*time.Second)
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	var total float64
+	for range b.N {
+		before := heap()
+		k := New(Config{Table: tab, Revoke: tab.revoke})
+		k.Promote()
+		total += float64(heap() - before)
+		runtime.KeepAlive(k)
+	}
+	b.ReportMetric(total/float64(b.N), "keeper-bytes/10k")
 }
