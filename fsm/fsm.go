@@ -288,6 +288,11 @@ const scanBufSize = 4 << 10
 func (f *FSM) Scan(start, end []byte, reverse bool, limit int, keysOnly bool) (entries []storage.Entry, more bool, applied uint64) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	return f.scanLocked(start, end, reverse, limit, keysOnly)
+}
+
+// scanLocked is Scan for a caller holding f.mu.
+func (f *FSM) scanLocked(start, end []byte, reverse bool, limit int, keysOnly bool) (entries []storage.Entry, more bool, applied uint64) {
 	// An engine's scanned slices may be valid only during the callback: then
 	// copy what the answer keeps, packed into shared buffers. btree's and
 	// hash's outlive it and are kept as they are.

@@ -505,3 +505,35 @@ func readLeases(r *snapshotReader, eng storage.Engine, applied uint64, t *leaseT
 	}
 	return nil
 }
+
+// GetLeased is Get, also returning the lease the key is attached to (0:
+// none) as of the same index.
+func (f *FSM) GetLeased(key []byte) (e storage.Entry, found bool, lease, applied uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	e, found = f.engine.Get(key)
+	if found {
+		lease = f.leases.ofKey[string(key)]
+	}
+	return e, found, lease, f.applied.Load()
+}
+
+// ScanLeased is Scan, also returning each entry's lease (0: none) as of
+// the same index; leases is nil when no entry has one.
+func (f *FSM) ScanLeased(start, end []byte, reverse bool, limit int, keysOnly bool) (entries []storage.Entry, leases []uint64, more bool, applied uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	entries, more, applied = f.scanLocked(start, end, reverse, limit, keysOnly)
+	if len(f.leases.ofKey) == 0 {
+		return entries, nil, more, applied
+	}
+	for i, e := range entries {
+		if id, ok := f.leases.ofKey[string(e.Key)]; ok {
+			if leases == nil {
+				leases = make([]uint64, len(entries))
+			}
+			leases[i] = id
+		}
+	}
+	return entries, leases, more, applied
+}

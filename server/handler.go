@@ -207,6 +207,7 @@ func (h *Handler) Get(ctx context.Context, req *kv.GetRequest) (_ *kv.GetRespons
 	resp := &kv.GetResponse{Found: found, Info: readInfo(info)}
 	if found {
 		resp.Entry = toEntry(e, false)
+		withLease(resp.Entry, info.Leases, 0)
 	}
 	return resp, nil
 }
@@ -307,6 +308,7 @@ func (h *Handler) Scan(ctx context.Context, req *kv.ScanRequest) (_ *kv.ScanResp
 	resp.Entries = make([]*kv.Entry, len(entries))
 	for i, e := range entries {
 		resp.Entries[i] = toEntry(e, req.GetKeysOnly())
+		withLease(resp.Entries[i], info.Leases, i)
 	}
 	if more && len(entries) > 0 {
 		last := entries[len(entries)-1].Key

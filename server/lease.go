@@ -243,3 +243,12 @@ func (p *PeerClient) Leases(ctx context.Context, leaderID string, after uint64, 
 	}
 	return out, res.Continuation != nil, nil
 }
+
+// withLease sets e's lease_id from a read's leases (the i-th entry's),
+// when it has one.
+func withLease(e *kv.Entry, leases []uint64, i int) {
+	if i < len(leases) && leases[i] != 0 {
+		id := int64(leases[i])
+		e.LeaseID = &id
+	}
+}

@@ -95,6 +95,29 @@ func TestHandler_Leases(t *testing.T) {
 	if _, err := h.Txn(ctx, &kv.TxnRequest{Success: []*kv.Op{{Type: kv.OpType_PUT, Key: []byte("d"), Value: []byte("4"), LeaseID: &g.LeaseID}}}); err != nil {
 		t.Fatalf("txn with lease: %v", err)
 	}
+	// Reads show each key's lease.
+	if r, err := h.Get(ctx, &kv.GetRequest{Key: []byte("a")}); err != nil || r.Entry.GetLeaseID() != g.LeaseID {
+		t.Fatalf("get a: %v %v", r, err)
+	}
+	sc, err := h.Scan(ctx, &kv.ScanRequest{})
+	if err != nil || len(sc.Entries) != 4 {
+		t.Fatalf("scan: %v %v", sc, err)
+	}
+	for _, e := range sc.Entries {
+		want := g.LeaseID
+		if string(e.Key) == "b" {
+			want = own.Index
+		}
+		if e.GetLeaseID() != want {
+			t.Fatalf("scan: %s has lease %d, want %d", e.Key, e.GetLeaseID(), want)
+		}
+	}
+	if _, err := h.Put(ctx, &kv.PutRequest{Key: []byte("plain"), Value: []byte("p")}); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := h.Get(ctx, &kv.GetRequest{Key: []byte("plain")}); r.Entry.LeaseID != nil {
+		t.Fatalf("a key without a lease reads with lease %d", r.Entry.GetLeaseID())
+	}
 	ka, err := h.KeepAlive(ctx, &kv.KeepAliveRequest{LeaseID: g.LeaseID})
 	if err != nil || ka.TTLMs != 3000 {
 		t.Fatalf("keep-alive: %v %v", ka, err)

@@ -208,13 +208,14 @@ type jsonEntry struct {
 	Value       *string `json:"value,omitempty"`
 	CreateIndex int64   `json:"create_index"`
 	ModIndex    int64   `json:"mod_index"`
+	LeaseID     *int64  `json:"lease_id,omitempty"`
 }
 
 func toJSONEntry(e *kv.Entry) *jsonEntry {
 	if e == nil {
 		return nil
 	}
-	j := &jsonEntry{Key: string(e.Key), CreateIndex: e.CreateIndex, ModIndex: e.ModIndex}
+	j := &jsonEntry{Key: string(e.Key), CreateIndex: e.CreateIndex, ModIndex: e.ModIndex, LeaseID: e.LeaseID}
 	if e.Value != nil {
 		v := string(e.Value)
 		j.Value = &v
