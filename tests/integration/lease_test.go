@@ -256,3 +256,60 @@ func TestLease_RevokeIsAtomic(t *testing.T) {
 }
 
 func boolPtr(b bool) *bool { return &b }
+
+// TestLease_SurvivesKillNineThroughSnapshot: a lease and its keys, all
+// written before a snapshot, are restored from it after kill -9, counted
+// down again from the full TTL, and revoked with their keys.
+func TestLease_SurvivesKillNineThroughSnapshot(t *testing.T) {
+	p := newProc(t, "n1", "--snapshot-threshold", "50", "--snapshot-interval", "100ms", "--trailing-logs", "10")
+	p.start()
+	cl := mustClient(t, p.thriftAddr)
+	ctx := ctxTimeout(t, 2*time.Minute)
+	g, err := cl.Grant(ctx, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	var last int64
+	for i := 0; i < n; i++ {
+		r, err := cl.Put(ctx, []byte(fmt.Sprintf("snap/%03d", i)), []byte("v"), client.WithLease(g.LeaseID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r.Index
+	}
+	// Unleased writes push the log past the snapshot threshold.
+	filler := 0
+	eventually(t, 30*time.Second, "a snapshot holding the lease's keys", func() (bool, string) {
+		idx := mustStatus(t, cl, p.thriftAddr).SnapshotIndex
+		if idx >= last {
+			return true, ""
+		}
+		mustPutSeq(t, ctx, cl, 20, fmt.Sprintf("filler/%d/%%d", filler), "f%d")
+		filler++
+		return false, fmt.Sprintf("snapshot at %d, last lease write at %d", idx, last)
+	})
+	p.kill()
+	p.start()
+	info, err := cl.LeaseInfo(ctxTimeout(t, 30*time.Second), g.LeaseID, true)
+	if err != nil {
+		t.Fatalf("lease info after restart: %v", err)
+	}
+	if info.KeyCount != n || len(info.Keys) != n || string(info.Keys[0]) != "snap/000" || info.TTLMs != 20000 {
+		t.Fatalf("lease after restart: %d keys (%d listed), ttl %d", info.KeyCount, len(info.Keys), info.TTLMs)
+	}
+	if info.RemainingMs < 15000 {
+		t.Fatalf("remaining %d ms after restart: the countdown did not restart at the full TTL", info.RemainingMs)
+	}
+	r, err := cl.Get(ctx, []byte("snap/042"))
+	if err != nil || !r.Found || r.Entry.GetLeaseID() != g.LeaseID {
+		t.Fatalf("get after restart: %v %v", r, err)
+	}
+	if _, err := cl.Revoke(ctx, g.LeaseID); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := cl.Scan(ctx, &kv.ScanRequest{Prefix: []byte("snap/")})
+	if err != nil || len(sc.Entries) != 0 {
+		t.Fatalf("after revoke: %d keys left, %v", len(sc.Entries), err)
+	}
+}
