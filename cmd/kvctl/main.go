@@ -1,6 +1,7 @@
 // Command kvctl is the command-line client of cubekv: reads, writes, scans, compare-and-swap,
-// transactions, cluster status, membership (member list, add, remove, promote) and leadership
-// transfer over the Go client (package client), which learns the cluster from any endpoint named.
+// transactions, leases (lease grant|keep-alive|revoke|info|list, put --lease/--ttl), locks (lock
+// NAME -- command) and elections (elect NAME VALUE), cluster status, membership (member list, add,
+// remove, promote) and leadership transfer over the Go client (package client), which learns the cluster from any endpoint named.
 //
 // Exit codes: 0 success; 1 key or lease not found, or compare failed; 2 bad arguments (usage errors and
 // InvalidArgument from the server); 3 server or connection error; 4 write outcome unknown (the
