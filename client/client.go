@@ -222,7 +222,7 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (*kv.G
 // caller).
 func (c *Client) Put(ctx context.Context, key, value []byte, opts ...WriteOption) (*kv.PutResponse, error) {
 	o := writeOpts(opts)
-	req := &kv.PutRequest{Key: key, Value: value}
+	req := &kv.PutRequest{Key: key, Value: value, LeaseID: o.leaseID, TTLMs: o.ttlMs}
 	if o.returnPrevious {
 		req.ReturnPrevious = &o.returnPrevious
 	}

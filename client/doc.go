@@ -12,9 +12,15 @@
 //   - Watch (watch.go) delivers every change of a key or prefix on a channel (WatchEvent), moving
 //     to another member when one fails and resuming after the last index delivered; WatchOption
 //     adjusts it. A WatchResync event reports changes no node still holds.
+//   - Leases (lease.go): Grant, KeepAlive, KeepAliveLoop, Revoke, LeaseInfo and Leases; Put takes
+//     WithLease or WithTTL, a CASRequest its LeaseID. ErrLeaseNotFound (LeaseNotFoundError) means
+//     the lease is gone.
+//   - Lock (lock.go): Lock and Campaign acquire a lock or an election on a lease and a
+//     create-if-absent CAS, waiting by polling with backoff; each acquisition's fencing token is the
+//     lock key's create index, which a protected resource must check (see lock.go).
 //   - ReadOption and WriteOption (options.go) adjust one call.
 //   - The errors (errors.go): ErrNotLeader, ErrUnavailable, ErrInvalidArgument, ErrTimeout,
-//     ErrUnknownOutcome and ErrClosed, with NotLeaderError, InvalidArgumentError and
+//     ErrUnknownOutcome, ErrClosed and ErrLeaseNotFound, with NotLeaderError, InvalidArgumentError and
 //     UnknownOutcomeError carrying the details.
 //   - Package clienttest provides an in-process fake node and cluster for tests of code built on
 //     the client.

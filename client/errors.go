@@ -117,6 +117,7 @@ func classify(err error, sent bool) (outcome, error) {
 		notLeader   *kv.NotLeader
 		unavailable *kv.Unavailable
 		timeout     *kv.Timeout
+		leaseNF     *kv.LeaseNotFound
 		appErr      thrift.TApplicationException
 		protoErr    thrift.TProtocolException
 	)
@@ -129,6 +130,8 @@ func classify(err error, sent bool) (outcome, error) {
 		return outcomeRetry, fmt.Errorf("%w: %s", ErrUnavailable, unavailable.Reason)
 	case errors.As(err, &timeout):
 		return outcomeRetryUnknown, fmt.Errorf("%w: %s", ErrTimeout, timeout.Reason)
+	case errors.As(err, &leaseNF):
+		return outcomeFinal, &LeaseNotFoundError{ID: leaseNF.LeaseID}
 	case errors.Is(err, transport.ErrPoolClosed):
 		return outcomeFinal, err
 	case !sent && errors.As(err, &protoErr) && protoErr.TExceptionType() == thrift.TExceptionTypeProtocol &&

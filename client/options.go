@@ -20,6 +20,8 @@ type WriteOption func(*writeOptions)
 type writeOptions struct {
 	returnPrevious bool
 	requestID      *kv.RequestID
+	leaseID        *int64 // WithLease
+	ttlMs          *int64 // WithTTL
 }
 
 // WithPrevious asks for the entry as it was before the write (PutResponse.Previous,

@@ -143,6 +143,24 @@
 // Apply does. Its content follows from the log alone (the same entries
 // give the same events on every node); only how far back it reaches
 // depends on the node's bound and on when it last restored a snapshot.
+// # Leases
+//
+// LEASE_GRANT records a lease whose id is the entry's index, with its TTL;
+// a PUT with ttl_ms grants one the same way for its key. PUT, CAS_PUT and a
+// TXN's PUT ops may name a lease (lease_id): the key is attached to it, and
+// a put without one detaches the key. Attaching and detaching happen in
+// putKey and deleteKey, so every delete detaches. A command naming a lease
+// that does not exist at its index is refused before anything changes (a
+// *CommandError around a *LeaseNotFoundError: ErrLeaseNotFound); a TXN
+// checks every PUT of the branch that runs. LEASE_REVOKE deletes the
+// lease's keys in ascending key order, then the lease, all at its index.
+// The state machine has no clock: the leader decides when a lease runs out
+// and proposes its revoke (package lease). The lease limits whose check
+// depends on the state, max_leases and max_lease_keys, are stamped into the
+// command like the answer budget (ErrLeaseLimit); the TTL bounds are the
+// front door's (Validate). Leases are part of the snapshot (version 3, the
+// tables are copy-on-write B-trees, so Snapshot copies them in O(1)), not
+// of Digest.
 //
 // # Concurrency
 //
@@ -156,13 +174,14 @@
 // index is an atomic.Uint64; WaitApplied blocks on a channel that is closed
 // whenever the index advances (no polling).
 //
-// # Snapshot format, version 2
+// # Snapshot format, version 3
 //
 // All fixed-width integers are big-endian; uvarint is encoding/binary's
 // unsigned varint.
 //
 //	magic          8 bytes  "CUBEKVS\x00"
-//	version        uint32   2 (Restore also reads 1, which ends after the client records)
+//	version        uint32   3 (Restore also reads 1, which ends after the client
+//	                        records, and 2, which ends after the members)
 //	applied index  uint64   the Raft index the state reflects
 //	entry count    uint64
 //	entries, in ascending key order, each:
@@ -183,6 +202,14 @@
 //	members, ids strictly ascending, each five fields:
 //	    length         uvarint  0..1024 (the id 1..1024)
 //	    bytes                   node id, Thrift, Raft, gossip, admin address
+//	lease count    uint64   (version 3 only)
+//	leases, ids strictly ascending, each:
+//	    id             uvarint  1..applied index (the index that granted it)
+//	    ttl            uvarint  1..MaxLeaseTTL, milliseconds
+//	    key count      uvarint  at most the entry count
+//	    keys, strictly ascending, each an entry's key attached to no other lease:
+//	        length     uvarint  1..65536
+//	        key        bytes
 //	crc            uint32   CRC-32C (Castagnoli) of every byte before it
 //
 // Nothing may follow the CRC. Restore reads the stream into a fresh engine of
@@ -191,5 +218,6 @@
 // then swaps the new state in. Any failure returns an error wrapping
 // ErrCorruptSnapshot and leaves the FSM as it was. A change to this layout
 // takes a new version number; Restore refuses versions it does not know,
-// and testdata/snapshot-v1.bin and snapshot-v2.bin pin the two versions.
+// and testdata/snapshot-v1.bin, snapshot-v2.bin and snapshot-v3.bin pin the
+// three versions.
 package fsm

@@ -125,7 +125,7 @@ type Result struct {
 // restores snapshots.
 //
 // Locking: mu guards engine (the pointer and its contents), requests (the
-// request-id table), members and history.
+// request-id table), members, leases and history.
 // Apply and ApplyBatch take the write lock once per log entry, so one
 // command, transaction or batch entry is atomic to readers; Snapshot and
 // Digest take it only to capture a copy-on-write view; Restore only to swap
@@ -142,6 +142,7 @@ type FSM struct {
 	requests *requestTable     // the request-id table
 	members  map[string]Member // the replicated members table, by node id
 	history  *history          // recent changes, for watches (history.go)
+	leases   *leaseTable       // leases and their keys (lease.go)
 
 	applied atomic.Uint64
 
@@ -191,6 +192,7 @@ func New(cfg *Config) (*FSM, error) {
 		requests: newRequestTable(c.ClientTTL, c.MaxClients),
 		members:  make(map[string]Member),
 		history:  newHistory(c.HistoryBytes),
+		leases:   newLeaseTable(),
 	}, nil
 }
 
@@ -302,6 +304,11 @@ const scanBufSize = 4 << 10
 func (f *FSM) Scan(start, end []byte, reverse bool, limit int, keysOnly bool) (entries []storage.Entry, more bool, applied uint64) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	return f.scanLocked(start, end, reverse, limit, keysOnly)
+}
+
+// scanLocked is Scan for a caller holding f.mu.
+func (f *FSM) scanLocked(start, end []byte, reverse bool, limit int, keysOnly bool) (entries []storage.Entry, more bool, applied uint64) {
 	// An engine's scanned slices may be valid only during the callback: then
 	// copy what the answer keeps, packed into shared buffers. btree's and
 	// hash's outlive it and are kept as they are.

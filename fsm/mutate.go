@@ -6,11 +6,13 @@ import "github.com/cubekv/cubekv/storage"
 // write to the engine goes through them, so what must follow each change
 // of a key has one place to live. Callers hold f.mu for writing.
 
-// putKey writes key = val at idx and returns the entry it replaced. The
-// change history keeps key and val: they must not change after the call
-// (a decoded command's bytes do not).
-func (f *FSM) putKey(idx uint64, key, val []byte) (prev storage.Entry, existed bool) {
+// putKey writes key = val at idx, attached to lease (0: to none, detaching
+// it from any), and returns the entry it replaced. The change history
+// keeps key and val: they must not change after the call (a decoded
+// command's bytes do not).
+func (f *FSM) putKey(idx uint64, key, val []byte, lease uint64) (prev storage.Entry, existed bool) {
 	prev, existed = f.engine.Put(idx, key, val)
+	f.attachKey(key, lease)
 	create := idx
 	if existed {
 		create = prev.CreateIndex
@@ -24,6 +26,7 @@ func (f *FSM) putKey(idx uint64, key, val []byte) (prev storage.Entry, existed b
 // the removed entry's key, which the engine returns for the caller to keep.
 func (f *FSM) deleteKey(idx uint64, key []byte) (prev storage.Entry, existed bool) {
 	prev, existed = f.engine.Delete(idx, key)
+	f.detachKey(key)
 	if existed {
 		f.history.record(Event{Type: EventDelete, Index: idx, Key: prev.Key})
 	}

@@ -33,6 +33,17 @@ type Limits struct {
 	// bytes of keys and values. 0: Stamp writes none.
 	MaxAnswerBytes int
 
+	// MinLeaseTTL and MaxLeaseTTL bound a lease's TTL, in milliseconds. 0:
+	// 1 and MaxLeaseTTL.
+	MinLeaseTTL int64
+	MaxLeaseTTL int64
+	// MaxLeases and MaxLeaseKeys are the most leases, and the most keys
+	// attached to one lease, that Stamp writes into a command using
+	// leases (the state decides whether a command exceeds them, so Apply
+	// checks them as stamped). 0: no limit.
+	MaxLeases    int
+	MaxLeaseKeys int
+
 	// zeroClientIDIsNone is set only in Apply's limits: there a request id
 	// with a zero client id means no request id, as it always has in the
 	// log. Validate, for the front door, refuses one: a client that sends
@@ -83,13 +94,17 @@ type opSpec struct {
 // in the IDL without one.
 var opTable = [...]opSpec{
 	kv.CommandOp_NOOP:          {validate: validateNothing, writeKeys: noKeys, size: sizeFixed, apply: applyNoop},
-	kv.CommandOp_PUT:           {validate: validatePut, writeKeys: commandKey, size: sizeKeyValue, apply: applyPut},
+	kv.CommandOp_PUT:           {validate: validatePut, writeKeys: commandKey, size: sizeKeyValue, stamp: stampLease, apply: applyPut},
 	kv.CommandOp_DELETE:        {validate: validateDelete, writeKeys: commandKey, size: sizeKeyValue, apply: applyDelete},
-	kv.CommandOp_CAS_PUT:       {validate: validateCAS, writeKeys: commandKey, size: sizeKeyValue, apply: applyCAS},
+	kv.CommandOp_CAS_PUT:       {validate: validateCAS, writeKeys: commandKey, size: sizeKeyValue, stamp: stampLease, apply: applyCAS},
 	kv.CommandOp_CAS_DELETE:    {validate: validateCAS, writeKeys: commandKey, size: sizeKeyValue, apply: applyCAS},
-	kv.CommandOp_TXN:           {validate: validateTxn, writeKeys: txnKeys, size: sizeTxn, stamp: stampTxn, apply: applyTxn},
+	kv.CommandOp_TXN:           {validate: validateTxn, writeKeys: txnKeys, size: sizeTxn, stamp: stampTxnLease, apply: applyTxn},
 	kv.CommandOp_MEMBER_SET:    {validate: validateMember, writeKeys: noKeys, size: sizeMember, apply: applyMemberSet},
 	kv.CommandOp_MEMBER_REMOVE: {validate: validateMember, writeKeys: noKeys, size: sizeMember, apply: applyMemberRemove},
+	// Leases (lease.go). A revoke's keys are known only at apply time; it
+	// deletes them at its index like any delete.
+	kv.CommandOp_LEASE_GRANT:  {validate: validateLeaseGrant, writeKeys: noKeys, size: sizeLease, stamp: stampLease, apply: applyLeaseGrant},
+	kv.CommandOp_LEASE_REVOKE: {validate: validateLeaseRevoke, writeKeys: noKeys, size: sizeLease, apply: applyLeaseRevoke},
 }
 
 // specOf returns op's entry, or nil for an unknown op.
@@ -224,13 +239,20 @@ func validatePut(c *kv.Command, l Limits) error {
 	if err := checkKey(l, "key", c.Key); err != nil {
 		return err
 	}
-	return checkValue(l, "value", c.Value)
+	if err := checkValue(l, "value", c.Value); err != nil {
+		return err
+	}
+	return validatePutLease(c, l)
 }
 
 // applyPut writes the key. Succeeded reports that it existed; the result
 // carries the key's create index, and the previous entry when asked for.
 func applyPut(f *FSM, idx uint64, c *kv.Command, res *kv.WriteResult_) error {
-	prev, existed := f.putKey(idx, c.Key, value(c.Value))
+	lease, err := f.putLease(idx, c)
+	if err != nil {
+		return err
+	}
+	prev, existed := f.putKey(idx, c.Key, value(c.Value), lease)
 	res.Succeeded = existed
 	create := int64(idx)
 	if existed {
@@ -281,18 +303,34 @@ func validateCAS(c *kv.Command, l Limits) error {
 		if c.Value != nil {
 			return invalid("value", "must be unset when remove is true")
 		}
+		if c.LeaseID != nil || c.TTLMs != nil {
+			return invalid("lease_id", "must be unset when remove is true")
+		}
 		return nil
 	}
 	if c.Value == nil {
 		return invalid("value", "required unless remove is true")
 	}
-	return checkValue(l, "value", c.Value)
+	if err := checkValue(l, "value", c.Value); err != nil {
+		return err
+	}
+	if c.TTLMs != nil {
+		return invalid("ttl_ms", "a CAS takes only lease_id")
+	}
+	return validatePutLease(c, l)
 }
 
 // applyCAS writes (CAS_PUT) or deletes (CAS_DELETE) the key when the
 // expectation holds. Succeeded reports that it held; the result carries the
 // entry as the command left it (none after a delete).
 func applyCAS(f *FSM, idx uint64, c *kv.Command, res *kv.WriteResult_) error {
+	if c.Op == kv.CommandOp_CAS_PUT && c.LeaseID != nil {
+		// A lease that does not exist refuses the CAS whether or not it
+		// would hold; a full lease refuses it only when it holds (below).
+		if err := f.checkLeasePuts([]leasePut{{"lease_id", c.Key, uint64(*c.LeaseID)}}, nil); err != nil {
+			return err
+		}
+	}
 	cur, exists := f.engine.Get(c.Key)
 	var holds bool
 	if c.IsSetExpectedValue() {
@@ -309,8 +347,13 @@ func applyCAS(f *FSM, idx uint64, c *kv.Command, res *kv.WriteResult_) error {
 			res.Entry = toKV(cur)
 		}
 	case c.Op == kv.CommandOp_CAS_PUT:
+		lease := uint64(c.GetLeaseID())
+		if err := f.checkLeasePuts([]leasePut{{"lease_id", c.Key, lease}}, c.MaxLeaseKeys); err != nil {
+			res.Succeeded = false
+			return err
+		}
 		v := value(c.Value)
-		f.putKey(idx, c.Key, v)
+		f.putKey(idx, c.Key, v, lease)
 		create := idx
 		if exists {
 			create = cur.CreateIndex
@@ -348,7 +391,7 @@ func validateTxn(c *kv.Command, l Limits) error {
 	if c.IsSetMaxAnswerBytes() && c.GetMaxAnswerBytes() < 0 {
 		return invalid("max_answer_bytes", "must not be negative, got %d", c.GetMaxAnswerBytes())
 	}
-	return nil
+	return validateLeaseLimits(c)
 }
 
 // validateEach validates every element of list, named list[i]; a nil
@@ -411,10 +454,16 @@ func validateOp(l Limits, f string, op *kv.Op) error {
 		if op.Value == nil {
 			return invalid(f+".value", "required for PUT")
 		}
-		return checkValue(l, f+".value", op.Value)
+		if err := checkValue(l, f+".value", op.Value); err != nil {
+			return err
+		}
+		return validateLeaseID(f+".lease_id", op.LeaseID)
 	case kv.OpType_GET, kv.OpType_DELETE:
 		if op.Value != nil {
 			return invalid(f+".value", "must be unset for %s", op.Type)
+		}
+		if op.LeaseID != nil {
+			return invalid(f+".lease_id", "must be unset for %s", op.Type)
 		}
 		return nil
 	default:
@@ -502,6 +551,9 @@ func applyTxn(f *FSM, idx uint64, c *kv.Command, res *kv.WriteResult_) error {
 				Reason: fmt.Sprintf("its results would carry more than %d bytes; split the transaction", budget)}
 		}
 	}
+	if err := f.checkLeasePuts(txnLeasePuts(branch.name, branch.ops), c.MaxLeaseKeys); err != nil {
+		return err
+	}
 	res.Results = make([]*kv.OpResult_, 0, len(branch.ops))
 	for _, op := range branch.ops {
 		res.Results = append(res.Results, f.applyOp(idx, op))
@@ -588,7 +640,7 @@ func (f *FSM) applyOp(idx uint64, op *kv.Op) *kv.OpResult_ {
 	case kv.OpType_GET:
 		e, r.Found = f.engine.Get(op.Key)
 	case kv.OpType_PUT:
-		e, r.Found = f.putKey(idx, op.Key, value(op.Value))
+		e, r.Found = f.putKey(idx, op.Key, value(op.Value), uint64(op.GetLeaseID()))
 	case kv.OpType_DELETE:
 		e, r.Found = f.deleteKey(idx, op.Key)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/tidwall/btree"
 
 	"github.com/cubekv/cubekv/storage"
 	"github.com/cubekv/cubekv/thrift/kv"
@@ -35,8 +36,8 @@ const (
 const (
 	snapshotMagic = "CUBEKVS\x00"
 	// snapshotVersion is what Persist writes; Restore also reads version 1
-	// (no members table).
-	snapshotVersion = 2
+	// (no members table) and 2 (no leases).
+	snapshotVersion = 3
 
 	maxSnapshotKey    = MaxKeySize   // longest key accepted by Restore, bytes
 	maxSnapshotValue  = MaxValueSize // longest value accepted by Restore, bytes
@@ -48,7 +49,7 @@ func castagnoli() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) }
 
 // Snapshot captures the current state for raft: an engine view (O(1) for
 // the arena and btree engines; Release gives it back) and a copy of the
-// request-id table, taken under the write lock. All I/O happens in Persist, which may run
+// request-id table, and O(1) copies of the lease tables, taken under the write lock. All I/O happens in Persist, which may run
 // while Apply continues.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
@@ -58,6 +59,8 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		applied: f.applied.Load(),
 		records: f.requests.copyRecords(),
 		members: sortedMembers(f.members),
+		leases:  f.leases.leases.Copy(),
+		leaseKs: f.leases.attached.Copy(),
 		logger:  f.logger,
 	}, nil
 }
@@ -69,6 +72,8 @@ type fsmSnapshot struct {
 	applied uint64
 	records []clientRecord // the request-id table, oldest touched first
 	members []Member       // sorted by id
+	leases  *btree.BTreeG[Lease]
+	leaseKs *btree.BTreeG[leaseKey] // attachments, by lease then key
 	logger  *slog.Logger
 }
 
@@ -171,6 +176,7 @@ func (s *fsmSnapshot) writeTo(out io.Writer) (int64, error) {
 			w.write([]byte(field))
 		}
 	}
+	s.writeLeases(w)
 	w.u32(w.crc.Sum32())
 	if w.err == nil {
 		w.err = w.w.Flush()
@@ -240,6 +246,7 @@ type restored struct {
 	engine   storage.Engine
 	requests *requestTable
 	members  map[string]Member
+	leases   *leaseTable
 }
 
 // corrupt wraps err (truncation included) as ErrCorruptSnapshot.
@@ -262,8 +269,8 @@ func (f *FSM) readSnapshot(in io.Reader) (*restored, error) {
 		return nil, fmt.Errorf("bad magic %q: %w", head[:8], ErrCorruptSnapshot)
 	}
 	version := binary.BigEndian.Uint32(head[8:])
-	if version != 1 && version != snapshotVersion {
-		return nil, fmt.Errorf("unknown format version %d (want 1 or %d): %w", version, snapshotVersion, ErrCorruptSnapshot)
+	if version < 1 || version > snapshotVersion {
+		return nil, fmt.Errorf("unknown format version %d (want 1 to %d): %w", version, snapshotVersion, ErrCorruptSnapshot)
 	}
 	applied, err := r.u64()
 	if err != nil {
@@ -309,6 +316,12 @@ func (f *FSM) readSnapshot(in io.Reader) (*restored, error) {
 			return nil, err
 		}
 	}
+	leases := newLeaseTable()
+	if version >= 3 {
+		if err := readLeases(r, eng, applied, leases); err != nil {
+			return nil, err
+		}
+	}
 	want := r.crc.Sum32()
 	var trailer [4]byte
 	if _, err := io.ReadFull(r.r, trailer[:]); err != nil {
@@ -323,7 +336,7 @@ func (f *FSM) readSnapshot(in io.Reader) (*restored, error) {
 		}
 		return nil, fmt.Errorf("read after crc: %w", err)
 	}
-	return &restored{applied: applied, engine: eng, requests: table, members: members}, nil
+	return &restored{applied: applied, engine: eng, requests: table, members: members, leases: leases}, nil
 }
 
 // entryScratch holds the buffers readEntry reads keys and values into. The
@@ -484,6 +497,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.requests = st.requests
 	f.members = st.members
 	f.history.reset(st.applied) // changes before the snapshot are not known
+	f.leases = st.leases
 	f.applied.Store(st.applied)
 	f.mu.Unlock()
 	f.wake()

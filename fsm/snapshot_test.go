@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -19,13 +20,15 @@ import (
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/snapshot-v2.bin")
+var update = flag.Bool("update", false, "rewrite testdata/snapshot-v3.bin")
 
-// goldenPathV1 pins format version 1 (no members table), which Restore must
-// keep reading; goldenPath pins the version Persist writes.
+// goldenPathV1 and goldenPathV2 pin format versions 1 (no members table)
+// and 2 (no leases), which Restore must keep reading; goldenPath pins the
+// version Persist writes.
 const (
 	goldenPathV1 = "testdata/snapshot-v1.bin"
-	goldenPath   = "testdata/snapshot-v2.bin"
+	goldenPathV2 = "testdata/snapshot-v2.bin"
+	goldenPath   = "testdata/snapshot-v3.bin"
 )
 
 // goldenCommands is the fixed command sequence behind the golden snapshot:
@@ -87,6 +90,34 @@ func mustGoldenStateV2(t testing.TB, engine string) *FSM {
 	return f
 }
 
+// goldenLeaseCommands follow the version 2 golden state at indexes 16..23
+// in the version 3 golden snapshot: a lease with two keys, a key with a
+// lease of its own, an empty lease, and a revoked lease.
+func goldenLeaseCommands() []*kv.Command {
+	return []*kv.Command{
+		grantCmd(5000),                  // 16
+		leasePutCmd("lease/b", "b", 16), // 17
+		leasePutCmd("lease/a", "a", 16), // 18
+		ttlPutCmd("ttl", "t", 3000),     // 19
+		grantCmd(1000),                  // 20
+		grantCmd(2000),                  // 21
+		leasePutCmd("gone", "g", 21),    // 22
+		revokeCmd(21),                   // 23
+	}
+}
+
+// mustGoldenStateV3 is mustGoldenStateV2 plus goldenLeaseCommands.
+func mustGoldenStateV3(t testing.TB, engine string) *FSM {
+	t.Helper()
+	f := mustGoldenStateV2(t, engine)
+	for i, c := range goldenLeaseCommands() {
+		if r := mustApply(t, f, uint64(16+i), c); r.Err != nil {
+			t.Fatalf("golden lease command %d: %v", 16+i, r.Err)
+		}
+	}
+	return f
+}
+
 // fsmState is everything Restore must reproduce.
 type fsmState struct {
 	applied uint64
@@ -96,6 +127,7 @@ type fsmState struct {
 	len     int
 	bytes   int64
 	members string
+	leases  string
 }
 
 func stateOf(t testing.TB, f *FSM) fsmState {
@@ -119,6 +151,7 @@ func stateOf(t testing.TB, f *FSM) fsmState {
 	f.mu.RUnlock()
 	s.len, s.bytes = f.Len(), f.Bytes()
 	s.members = fmt.Sprint(f.Members())
+	s.leases = leaseState(f)
 	return s
 }
 
@@ -188,7 +221,7 @@ func TestSnapshot_Isolation(t *testing.T) {
 func TestSnapshot_Empty(t *testing.T) {
 	f := mustNew(t, "")
 	data := mustPersist(t, f)
-	if len(data) != 8+4+8+8+8+8+4 {
+	if len(data) != 8+4+8+8+8+8+8+4 {
 		t.Fatalf("empty snapshot is %d bytes", len(data))
 	}
 	g := mustGoldenState(t, "")
@@ -357,7 +390,7 @@ func TestSnapshot_RestoreInvalidRecords(t *testing.T) {
 }
 
 func TestSnapshot_Golden(t *testing.T) {
-	f := mustGoldenStateV2(t, "")
+	f := mustGoldenStateV3(t, "")
 	data := mustPersist(t, f)
 	if *update {
 		if err := os.MkdirAll(filepath.Dir(goldenPath), 0o755); err != nil {
@@ -378,15 +411,25 @@ func TestSnapshot_Golden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	goldenV2, err := os.ReadFile(goldenPathV2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := "[{n1 10.0.0.1:9090 10.0.0.1:7000  } {n2 10.0.0.2:9090 10.0.0.2:7000 10.0.0.2:7946 127.0.0.1:9100}]"
 	for _, tc := range []struct {
 		path    string
 		data    []byte
 		version uint32
 		applied uint64
 		members string
+		leases  string
+		extra   []*kv.Entry // entries beyond the version 1 state
+		want    *FSM        // the state it was taken from
 	}{
-		{goldenPathV1, goldenV1, 1, 11, "[]"},
-		{goldenPath, golden, 2, 15, "[{n1 10.0.0.1:9090 10.0.0.1:7000  } {n2 10.0.0.2:9090 10.0.0.2:7000 10.0.0.2:7946 127.0.0.1:9100}]"},
+		{goldenPathV1, goldenV1, 1, 11, "[]", "", nil, mustGoldenState(t, "")},
+		{goldenPathV2, goldenV2, 2, 15, members, "", nil, mustGoldenStateV2(t, "")},
+		{goldenPath, golden, 3, 23, members, "16:5000[lease/a lease/b] 19:3000[ttl] 20:1000[] ",
+			[]*kv.Entry{entry("lease/a", "a", 18, 18), entry("lease/b", "b", 17, 17), entry("ttl", "t", 19, 19)}, f},
 	} {
 		if v := binary.BigEndian.Uint32(tc.data[8:12]); string(tc.data[:8]) != snapshotMagic || v != tc.version {
 			t.Fatalf("%s: header %q version %d", tc.path, tc.data[:8], v)
@@ -408,6 +451,8 @@ func TestSnapshot_Golden(t *testing.T) {
 					entry("delta", "4", 8, 8),
 					entry("gamma", "3", 4, 9),
 				}
+				want = append(want, tc.extra...)
+				slices.SortFunc(want, func(a, b *kv.Entry) int { return bytes.Compare(a.Key, b.Key) })
 				if !reflect.DeepEqual(got, want) {
 					t.Fatalf("entries\n got %v\nwant %v", got, want)
 				}
@@ -423,11 +468,14 @@ func TestSnapshot_Golden(t *testing.T) {
 					{Type: kv.OpType_PUT},
 					{Type: kv.OpType_GET, Found: true, Entry: entry("alpha", "one", 1, 3)},
 				}})
-				if _, sum := g.Digest(); sum != stateOf(t, f).digest {
+				if _, sum := g.Digest(); sum != stateOf(t, tc.want).digest {
 					t.Fatal("digest of the restored golden state differs")
 				}
 				if got := fmt.Sprint(g.Members()); got != tc.members {
 					t.Fatalf("members %s, want %s", got, tc.members)
+				}
+				if got := leaseState(g); got != tc.leases {
+					t.Fatalf("leases %q, want %q", got, tc.leases)
 				}
 			})
 		}

@@ -172,6 +172,13 @@ type Config struct {
 	// Remote reaches the leader from a follower, to forward writes and to
 	// get a read index; nil: a follower answers ErrNotLeader instead.
 	Remote Remote
+	// LeaseRemote reaches the leader from a follower for the lease calls
+	// only the leader answers (keep-alive, info, list); nil: a follower
+	// answers ErrNotLeader instead.
+	LeaseRemote LeaseRemote
+	// LeaseTick is how often the leader looks for leases past their
+	// deadline. 0: DefaultLeaseTick.
+	LeaseTick time.Duration
 
 	// Optional dependencies, for tests and embedding. Each nil field is
 	// built by Open from DataDir and RaftAddr.

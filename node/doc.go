@@ -29,9 +29,20 @@
 // a failed write shows in StorageError), openTransport (the TCP stream
 // layer of package transport), startRaft, and bootstrap (only when no Raft
 // state exists and Bootstrap or InitialCluster asks for it). It then starts
-// three goroutines: watchLeadership (readiness.go), the proposer
-// (propose.go) and registerLoop (members.go). Close shuts Raft down, waits
-// for those goroutines, then closes the transport and the stores.
+// four goroutines: watchLeadership (readiness.go), the proposer
+// (propose.go), registerLoop (members.go) and leaseLoop (lease.go). Close
+// shuts Raft down, waits for those goroutines, then closes the transport
+// and the stores.
+//
+// # Leases (lease.go)
+//
+// leaseLoop promotes the lease.Keeper once this node is a ready leader
+// (readyTerm set: it has applied its own term's NOOP, so revokes the
+// previous leader committed are applied), demotes it when readiness ends,
+// and calls Expire every LeaseTick. KeepAlive, LeaseInfo and Leases note
+// the arrival time, then confirm leadership with ReadIndex and wait for
+// the FSM to apply it before asking the Keeper; a follower forwards them
+// once through LeaseRemote, like a write.
 //
 // # Write path (apply.go, propose.go)
 //

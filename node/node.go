@@ -17,6 +17,7 @@ import (
 
 	"github.com/cubekv/cubekv/fsm"
 	"github.com/cubekv/cubekv/internal/logging"
+	"github.com/cubekv/cubekv/lease"
 	"github.com/cubekv/cubekv/transport"
 )
 
@@ -68,6 +69,9 @@ type Node struct {
 	verifying bool
 	// asking tracks the confirmation questions in flight (confirm.go).
 	asking questions
+
+	// leases counts down leases while this node leads (lease.go).
+	leases *lease.Keeper
 }
 
 // New allocates a Node with its FSM; it does no I/O.
@@ -87,7 +91,7 @@ func New(cfg *Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new fsm: %w", err)
 	}
-	return &Node{
+	n := &Node{
 		cfg:       *cfg,
 		base:      base,
 		logger:    base.With("component", logging.ComponentNode),
@@ -95,7 +99,9 @@ func New(cfg *Config) (*Node, error) {
 		closing:   make(chan struct{}),
 		readyCh:   make(chan struct{}),
 		proposeCh: make(chan *proposal, 4*maxBatchCommands),
-	}, nil
+	}
+	n.leases = n.newKeeper()
+	return n, nil
 }
 
 // FSM returns the node's state machine (for reads and status).
@@ -137,10 +143,11 @@ func (n *Node) Open() (err error) {
 		return err
 	}
 
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.watchLeadership()
 	go n.runProposer()
 	go n.registerLoop()
+	go n.leaseLoop()
 	return nil
 }
 

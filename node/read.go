@@ -20,6 +20,9 @@ type ReadInfo struct {
 	// LastContact is the time since the serving node last heard from a
 	// leader: 0 on the leader, -1 when it never has.
 	LastContact time.Duration
+	// Leases holds the lease each returned entry is attached to, in order
+	// (0: none), read at the same index as the entries; nil when none is.
+	Leases []uint64
 }
 
 // readBatch is a group of readers sharing one leadership verification.
@@ -182,8 +185,11 @@ func (n *Node) Get(ctx context.Context, key []byte, c kv.Consistency) (storage.E
 	if err != nil {
 		return storage.Entry{}, false, info, err
 	}
-	e, found, applied := n.fsm.Get(key)
+	e, found, lease, applied := n.fsm.GetLeased(key)
 	info.AppliedIndex = applied
+	if lease != 0 {
+		info.Leases = []uint64{lease}
+	}
 	return e, found, info, nil
 }
 
@@ -194,7 +200,8 @@ func (n *Node) Scan(ctx context.Context, start, end []byte, reverse bool, limit 
 	if err != nil {
 		return nil, false, info, err
 	}
-	entries, more, applied := n.fsm.Scan(start, end, reverse, limit, keysOnly)
+	entries, leases, more, applied := n.fsm.ScanLeased(start, end, reverse, limit, keysOnly)
 	info.AppliedIndex = applied
+	info.Leases = leases
 	return entries, more, info, nil
 }

@@ -20,6 +20,11 @@
 //     It implements node.Remote: it forwards a follower's writes and
 //     read-index questions to the leader's Internal service and carries a
 //     leader's confirmation questions.
+//   - Leases (lease.go): grant_lease and revoke_lease are writes;
+//     keep_alive, lease_info and list_leases are answered by the leader's
+//     lease.Keeper (Store.KeepAlive and so on forward from a follower
+//     through PeerClient, which implements node.LeaseRemote over the
+//     Internal service's methods of the same names).
 //   - Keyring (keyring.go) is the gossip keyring (*gossip.Gossip; nil when
 //     gossip is off) behind the gossip key operations.
 //   - Watch (watch.go) is KV.watch, a blocking query served from the

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cubekv/cubekv/fsm"
+	"github.com/cubekv/cubekv/lease"
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
@@ -84,10 +85,11 @@ func (e *peerError) Is(target error) bool { return target == errPeerAnswer }
 // the caller maps).
 func fromPeer(peer string, err error) (*peerError, bool) {
 	var (
-		nl *kv.NotLeader
-		un *kv.Unavailable
-		to *kv.Timeout
-		ia *kv.InvalidArgument
+		nl  *kv.NotLeader
+		un  *kv.Unavailable
+		to  *kv.Timeout
+		ia  *kv.InvalidArgument
+		lnf *kv.LeaseNotFound
 	)
 	switch {
 	case errors.As(err, &nl):
@@ -98,6 +100,8 @@ func fromPeer(peer string, err error) (*peerError, bool) {
 		return &peerError{peer: peer, ex: to, sentinel: node.ErrTimeout}, true
 	case errors.As(err, &ia):
 		return &peerError{peer: peer, ex: ia, sentinel: fsm.ErrInvalidCommand}, true
+	case errors.As(err, &lnf):
+		return &peerError{peer: peer, ex: lnf, sentinel: &fsm.LeaseNotFoundError{ID: lnf.LeaseID}}, true
 	}
 	return nil, false
 }
@@ -159,6 +163,17 @@ var errorTable = []struct {
 		}
 		return &kv.Compacted{OldestIndex: int64(ce.Oldest), CurrentIndex: int64(ce.Current)}
 	}},
+	// Leases.
+	{fsm.ErrLeaseNotFound, func(err error, _ *kv.RequestID) error {
+		ex := &kv.LeaseNotFound{}
+		var lnf *fsm.LeaseNotFoundError
+		if errors.As(err, &lnf) {
+			ex.LeaseID = lnf.ID
+		}
+		return ex
+	}},
+	{fsm.ErrLeaseLimit, commandRefused},
+	{lease.ErrNotActive, unavailable},
 }
 
 func unavailable(err error, _ *kv.RequestID) error { return &kv.Unavailable{Reason: err.Error()} }
@@ -247,6 +262,8 @@ func Outcome(err error) string {
 		return "timeout"
 	case *kv.Compacted:
 		return "compacted"
+	case *kv.LeaseNotFound:
+		return "lease_not_found"
 	default:
 		return "internal_error"
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/cubekv/cubekv/fsm"
+	"github.com/cubekv/cubekv/lease"
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
@@ -39,6 +40,11 @@ var answered = map[string]struct {
 	"server.invalid":         {invalid("key", "too long"), "invalid_argument"},
 	"server.peerError":       {&peerError{peer: "leader n1", ex: &kv.Unavailable{Reason: "no quorum"}, sentinel: node.ErrUnavailable}, "unavailable"},
 	"fsm.ErrCompacted":       {&fsm.CompactedError{Oldest: 5, Current: 9}, "compacted"},
+	// Leases.
+	"fsm.ErrLeaseNotFound":  {&fsm.CommandError{Field: "lease_id", Reason: "not found", Err: &fsm.LeaseNotFoundError{ID: 7}}, "lease_not_found"},
+	"fsm.ErrLeaseLimit":     {&fsm.CommandError{Field: "ttl_ms", Reason: "too many", Err: fsm.ErrLeaseLimit}, "invalid_argument"},
+	"lease.ErrNotActive":    {lease.ErrNotActive, "unavailable"},
+	"server.peerLeaseError": {&peerError{peer: "leader n1", ex: &kv.LeaseNotFound{LeaseID: 7}, sentinel: &fsm.LeaseNotFoundError{ID: 7}}, "lease_not_found"},
 }
 
 // unanswered lists the sentinels node and fsm export that never reach a

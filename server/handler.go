@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/apache/thrift/lib/go/thrift"
 
 	"github.com/cubekv/cubekv/internal/logging"
+	"github.com/cubekv/cubekv/lease"
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/storage"
 	"github.com/cubekv/cubekv/thrift/kv"
@@ -33,6 +35,11 @@ type Store interface {
 	ThriftAddr(id string) string
 	// Watcher serves watches (server/watch.go).
 	Watcher
+	// KeepAlive, LeaseInfo and Leases are the lease calls only the leader
+	// answers (a follower forwards them); see lease.go.
+	KeepAlive(ctx context.Context, id uint64) (time.Duration, error)
+	LeaseInfo(ctx context.Context, id uint64, keys bool) (node.LeaseInfo, error)
+	Leases(ctx context.Context, after uint64, limit int) ([]lease.Status, bool, error)
 }
 
 // Limits bound what one request may carry. Zero fields take the defaults.
@@ -51,6 +58,14 @@ type Limits struct {
 	// it fits a frame: a scan page stops early (with a continuation) and a
 	// transaction whose results would exceed it is refused. 0: 4 MiB.
 	MaxResponseBytes int
+	// MinLeaseTTL and MaxLeaseTTL bound a lease's TTL. 0: 1s and 7 days.
+	MinLeaseTTL time.Duration
+	MaxLeaseTTL time.Duration
+	// MaxLeases is the most leases the cluster holds, and MaxLeaseKeys the
+	// most keys attached to one lease: a write that would exceed them is
+	// refused. 0: 100,000 and 10,000.
+	MaxLeases    int
+	MaxLeaseKeys int
 }
 
 // Default limits.
@@ -61,6 +76,10 @@ const (
 	DefaultMaxScanPage  = 10000
 	// DefaultMaxResponseBytes is half the default 8 MiB frame.
 	DefaultMaxResponseBytes = 4 << 20
+	DefaultMinLeaseTTL      = time.Second
+	DefaultMaxLeaseTTL      = 7 * 24 * time.Hour
+	DefaultMaxLeases        = 100000
+	DefaultMaxLeaseKeys     = 10000
 )
 
 // Config configures a Handler.
@@ -109,6 +128,10 @@ func New(store Store, cfg Config) *Handler {
 	if cfg.Limits.MaxResponseBytes <= 0 {
 		cfg.Limits.MaxResponseBytes = DefaultMaxResponseBytes
 	}
+	cfg.Limits.MinLeaseTTL = cmp.Or(cfg.Limits.MinLeaseTTL, DefaultMinLeaseTTL)
+	cfg.Limits.MaxLeaseTTL = cmp.Or(cfg.Limits.MaxLeaseTTL, DefaultMaxLeaseTTL)
+	cfg.Limits.MaxLeases = cmp.Or(cfg.Limits.MaxLeases, DefaultMaxLeases)
+	cfg.Limits.MaxLeaseKeys = cmp.Or(cfg.Limits.MaxLeaseKeys, DefaultMaxLeaseKeys)
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
 	}
@@ -191,6 +214,7 @@ func (h *Handler) Get(ctx context.Context, req *kv.GetRequest) (_ *kv.GetRespons
 	resp := &kv.GetResponse{Found: found, Info: readInfo(info)}
 	if found {
 		resp.Entry = toEntry(e, false)
+		withLease(resp.Entry, info.Leases, 0)
 	}
 	return resp, nil
 }
@@ -201,12 +225,13 @@ func (h *Handler) Put(ctx context.Context, req *kv.PutRequest) (_ *kv.PutRespons
 	if req == nil {
 		return nil, invalid("req", "missing")
 	}
-	cmd := &kv.Command{Op: kv.CommandOp_PUT, Key: req.Key, Value: nonNil(req.Value), ReturnPrevious: req.ReturnPrevious}
+	cmd := &kv.Command{Op: kv.CommandOp_PUT, Key: req.Key, Value: nonNil(req.Value), ReturnPrevious: req.ReturnPrevious,
+		LeaseID: req.LeaseID, TTLMs: req.TTLMs}
 	res, err := h.apply(ctx, cmd, req.RequestID)
 	if err != nil {
 		return nil, err
 	}
-	resp := &kv.PutResponse{Index: res.Index, CreateIndex: res.Index, Previous: res.Entry}
+	resp := &kv.PutResponse{Index: res.Index, CreateIndex: res.Index, Previous: res.Entry, LeaseID: putLeaseID(req, res)}
 	if res.CreateIndex != nil {
 		resp.CreateIndex = *res.CreateIndex
 	}
@@ -233,7 +258,7 @@ func (h *Handler) Cas(ctx context.Context, req *kv.CASRequest) (_ *kv.CASRespons
 	if req == nil {
 		return nil, invalid("req", "missing")
 	}
-	cmd := &kv.Command{Op: kv.CommandOp_CAS_PUT, Key: req.Key, Value: req.Value, ExpectedValue: req.ExpectedValue, ExpectedModIndex: req.ExpectedModIndex}
+	cmd := &kv.Command{Op: kv.CommandOp_CAS_PUT, Key: req.Key, Value: req.Value, ExpectedValue: req.ExpectedValue, ExpectedModIndex: req.ExpectedModIndex, LeaseID: req.LeaseID}
 	if req.GetRemove() {
 		cmd.Op = kv.CommandOp_CAS_DELETE
 	}
@@ -290,6 +315,7 @@ func (h *Handler) Scan(ctx context.Context, req *kv.ScanRequest) (_ *kv.ScanResp
 	resp.Entries = make([]*kv.Entry, len(entries))
 	for i, e := range entries {
 		resp.Entries[i] = toEntry(e, req.GetKeysOnly())
+		withLease(resp.Entries[i], info.Leases, i)
 	}
 	if more && len(entries) > 0 {
 		last := entries[len(entries)-1].Key

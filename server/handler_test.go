@@ -69,13 +69,17 @@ func (s *fakeStore) appliedCount() int {
 }
 
 func (s *fakeStore) Get(_ context.Context, key []byte, c kv.Consistency) (storage.Entry, bool, node.ReadInfo, error) {
-	e, ok, applied := s.f.Get(key)
-	return e, ok, node.ReadInfo{NodeID: "n1", Consistency: c, AppliedIndex: applied}, nil
+	e, ok, lease, applied := s.f.GetLeased(key)
+	info := node.ReadInfo{NodeID: "n1", Consistency: c, AppliedIndex: applied}
+	if lease != 0 {
+		info.Leases = []uint64{lease}
+	}
+	return e, ok, info, nil
 }
 
 func (s *fakeStore) Scan(_ context.Context, start, end []byte, reverse bool, limit int, keysOnly bool, c kv.Consistency) ([]storage.Entry, bool, node.ReadInfo, error) {
-	es, more, applied := s.f.Scan(start, end, reverse, limit, keysOnly)
-	return es, more, node.ReadInfo{NodeID: "n1", Consistency: c, AppliedIndex: applied}, nil
+	es, leases, more, applied := s.f.ScanLeased(start, end, reverse, limit, keysOnly)
+	return es, more, node.ReadInfo{NodeID: "n1", Consistency: c, AppliedIndex: applied, Leases: leases}, nil
 }
 
 // ThriftAddr knows n2's address only.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/cubekv/cubekv/lease"
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
@@ -15,6 +16,10 @@ type LeaderStore interface {
 	ReadIndex(ctx context.Context) (uint64, error)
 	LeaderView() (term uint64, leaderID string)
 	Status() node.Status
+	// The lease calls a follower forwards, answered without forwarding.
+	KeepAliveLocal(ctx context.Context, id uint64) (time.Duration, error)
+	LeaseInfoLocal(ctx context.Context, id uint64, keys bool) (node.LeaseInfo, error)
+	LeasesLocal(ctx context.Context, after uint64, limit int) ([]lease.Status, bool, error)
 }
 
 // InternalHandler implements the node-to-node kv.Internal service.

@@ -74,6 +74,10 @@ func (h *Handler) commandLimits() fsm.Limits {
 		MaxValueSize:   h.cfg.Limits.MaxValueSize,
 		MaxTxnOps:      h.cfg.Limits.MaxTxnOps,
 		MaxAnswerBytes: h.cfg.Limits.MaxResponseBytes,
+		MinLeaseTTL:    h.cfg.Limits.MinLeaseTTL.Milliseconds(),
+		MaxLeaseTTL:    h.cfg.Limits.MaxLeaseTTL.Milliseconds(),
+		MaxLeases:      h.cfg.Limits.MaxLeases,
+		MaxLeaseKeys:   h.cfg.Limits.MaxLeaseKeys,
 	}
 }
 

@@ -72,6 +72,8 @@ struct Entry {
   3: required i64 create_index,
   /** Raft index of the write that last changed the key. */
   4: required i64 mod_index,
+  /** The lease the key is attached to (it is deleted when the lease ends); unset: none. */
+  5: optional i64 lease_id,
 }
 
 /** Where and how a read was served. */
@@ -110,6 +112,17 @@ struct PutRequest {
   3: optional RequestID request_id,
   /** Return the entry as it was before this write. */
   4: optional bool return_previous,
+  /**
+   * Attach the key to this lease: the key is deleted when the lease is
+   * revoked or expires. The lease must exist (else LeaseNotFound). A put
+   * without lease_id or ttl_ms detaches the key from any lease.
+   */
+  5: optional i64 lease_id,
+  /**
+   * Grant the key a lease of its own with this TTL, in milliseconds (the
+   * lease id is the write's index, returned as lease_id). Not with lease_id.
+   */
+  6: optional i64 ttl_ms,
 }
 
 struct PutResponse {
@@ -119,6 +132,8 @@ struct PutResponse {
   2: required i64 create_index,
   /** The previous entry, when asked for and the key existed. */
   3: optional Entry previous,
+  /** The lease the key is attached to after the write; unset: none. */
+  4: optional i64 lease_id,
 }
 
 struct DeleteRequest {
@@ -152,6 +167,8 @@ struct CASRequest {
   4: optional binary value,
   5: optional bool remove,
   6: optional RequestID request_id,
+  /** On success, attach the written key to this lease (see PutRequest.lease_id). */
+  7: optional i64 lease_id,
 }
 
 /**
@@ -238,6 +255,8 @@ struct Op {
   2: required binary key,
   /** Required for PUT, unset otherwise. */
   3: optional binary value,
+  /** PUT only: attach the key to this lease (see PutRequest.lease_id). */
+  4: optional i64 lease_id,
 }
 
 struct OpResult {
@@ -427,23 +446,127 @@ exception Compacted {
   2: required i64 current_index,
 }
 
+/**
+ * The lease does not exist: it was never granted, was revoked, or expired.
+ * A write naming it applied nothing.
+ */
+exception LeaseNotFound {
+  1: required i64 lease_id,
+}
+
+/**
+ * Leases. A lease has an id (the Raft index of the write that granted it:
+ * unique, never reused) and a TTL. Keys attached to it are deleted, all in
+ * one Raft entry, when it is revoked or when the leader has not
+ * acknowledged a keep_alive for a whole TTL. A lease never ends before its
+ * TTL measured from the last acknowledged keep_alive (or from the grant);
+ * after a leader change its countdown restarts at the full TTL.
+ */
+struct LeaseGrantRequest {
+  /** The TTL, in milliseconds, within the cluster's bounds. */
+  1: required i64 ttl_ms,
+  2: optional RequestID request_id,
+}
+
+struct LeaseGrantResponse {
+  /** The new lease's id: the Raft index that granted it. */
+  1: required i64 lease_id,
+  2: required i64 ttl_ms,
+  /** Raft index the grant committed at (equal to lease_id). */
+  3: required i64 index,
+}
+
+struct KeepAliveRequest {
+  1: required i64 lease_id,
+}
+
+struct KeepAliveResponse {
+  1: required i64 lease_id,
+  /** The lease's TTL: it now lives at least this long unless revoked. */
+  2: required i64 ttl_ms,
+}
+
+struct LeaseRevokeRequest {
+  1: required i64 lease_id,
+  2: optional RequestID request_id,
+}
+
+struct LeaseRevokeResponse {
+  /** Raft index of the entry that deleted the lease and its keys. */
+  1: required i64 index,
+}
+
+struct LeaseInfoRequest {
+  1: required i64 lease_id,
+  /** Also return the attached keys. */
+  2: optional bool keys,
+}
+
+/** A lease as the leader sees it. */
+struct LeaseInfo {
+  1: required i64 lease_id,
+  2: required i64 ttl_ms,
+  /**
+   * Milliseconds before the leader revokes it unless kept alive; -1 when
+   * the leader has already decided to revoke it.
+   */
+  3: required i64 remaining_ms,
+  /** Number of attached keys. */
+  4: required i64 key_count,
+  /** The attached keys in ascending order, when asked for. */
+  5: optional list<binary> keys,
+}
+
+struct LeaseListRequest {
+  /** Only leases with a larger id (the previous page's continuation). */
+  1: optional i64 after_id,
+  /** At most this many; unset or 0 means the server's max page. */
+  2: optional i32 limit,
+}
+
+struct LeaseListResponse {
+  /** In ascending id order. */
+  1: required list<LeaseInfo> leases,
+  /** Set when more leases may remain: pass it as the next after_id. */
+  2: optional i64 continuation,
+}
+
 service KV {
   GetResponse get(1: GetRequest req)
     throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
   PutResponse put(1: PutRequest req)
-    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout, 5: LeaseNotFound lease_not_found),
   DeleteResponse delete_key(1: DeleteRequest req)
     throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
   CASResponse cas(1: CASRequest req)
-    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout, 5: LeaseNotFound lease_not_found),
   ScanResponse scan(1: ScanRequest req)
     throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
   TxnResponse txn(1: TxnRequest req)
-    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout, 5: LeaseNotFound lease_not_found),
   StatusResponse status(),
   /** Blocks until an event or the timeout; see WatchRequest. */
   WatchResponse watch(1: WatchRequest req)
     throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout, 5: Compacted compacted),
+  /** Grants a lease. */
+  LeaseGrantResponse grant_lease(1: LeaseGrantRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
+  /**
+   * Restarts the lease's countdown at its full TTL. Not a Raft write: the
+   * leader records it in memory, after confirming its leadership with a
+   * quorum (a follower asks the leader).
+   */
+  KeepAliveResponse keep_alive(1: KeepAliveRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: LeaseNotFound lease_not_found),
+  /** Deletes the lease and every key attached to it, in one Raft entry. */
+  LeaseRevokeResponse revoke_lease(1: LeaseRevokeRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout, 5: LeaseNotFound lease_not_found),
+  /** The lease as the leader sees it (linearizable). */
+  LeaseInfo lease_info(1: LeaseInfoRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: LeaseNotFound lease_not_found),
+  /** A page of the leases, as the leader sees them (linearizable). */
+  LeaseListResponse list_leases(1: LeaseListRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable),
 }
 
 /** A member's vote in Raft. */
@@ -625,7 +748,7 @@ struct LeaderView {
  */
 service Internal {
   WriteResult apply(1: Command cmd)
-    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout),
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: Timeout timeout, 5: LeaseNotFound lease_not_found),
   ReadIndexResponse read_index()
     throws (1: NotLeader not_leader, 2: Unavailable unavailable),
   /**
@@ -637,6 +760,15 @@ service Internal {
   /** Applies a gossip keyring operation on this node only. */
   NodeGossipKeys gossip_keys_local(1: GossipKeyRequest req)
     throws (1: InvalidArgument invalid, 2: Unavailable unavailable),
+  /** KV.keep_alive, forwarded by a follower: the leader answers, never forwarding again. */
+  KeepAliveResponse keep_alive(1: KeepAliveRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: LeaseNotFound lease_not_found),
+  /** KV.lease_info, forwarded by a follower. */
+  LeaseInfo lease_info(1: LeaseInfoRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable, 4: LeaseNotFound lease_not_found),
+  /** KV.list_leases, forwarded by a follower. */
+  LeaseListResponse list_leases(1: LeaseListRequest req)
+    throws (1: InvalidArgument invalid, 2: NotLeader not_leader, 3: Unavailable unavailable),
 }
 
 /*
@@ -660,6 +792,10 @@ enum CommandOp {
   MEMBER_SET = 7,
   /** member.node_id: forget a node's addresses (it left the Raft configuration). */
   MEMBER_REMOVE = 8,
+  /** ttl_ms: grant a lease whose id is the entry's index. */
+  LEASE_GRANT = 9,
+  /** lease_id: delete the lease and every key attached to it. */
+  LEASE_REVOKE = 10,
 }
 
 /**
@@ -697,6 +833,20 @@ struct Command {
    * entries written before this field existed: no check.
    */
   13: optional i64 max_answer_bytes,
+  /**
+   * PUT and CAS_PUT: attach the key to this lease; LEASE_REVOKE: the lease.
+   * (A TXN's PUT ops carry their own.)
+   */
+  14: optional i64 lease_id,
+  /** LEASE_GRANT: the TTL; PUT: grant the key a lease of its own at this index. */
+  15: optional i64 ttl_ms,
+  /**
+   * Stamped like max_answer_bytes: the most leases (16) and the most keys
+   * per lease (17) the proposing nodes allow. The state machine refuses a
+   * command that would exceed them. Unset: no limit.
+   */
+  16: optional i64 max_leases,
+  17: optional i64 max_lease_keys,
 }
 
 /** Several commands in one log entry, applied in order, each with its own result. */

@@ -262,9 +262,11 @@ func isDeclaredException(err error) bool {
 		unavailable *kv.Unavailable
 		timeout     *kv.Timeout
 		compacted   *kv.Compacted
+		leaseGone   *kv.LeaseNotFound
 	)
 	return errors.As(err, &invalid) || errors.As(err, &notLeader) ||
-		errors.As(err, &unavailable) || errors.As(err, &timeout) || errors.As(err, &compacted)
+		errors.As(err, &unavailable) || errors.As(err, &timeout) || errors.As(err, &compacted) ||
+		errors.As(err, &leaseGone)
 }
 
 // countingConn counts the bytes written to the socket, so a caller can tell whether a request may have

@@ -90,6 +90,8 @@ type Server struct {
 	// keysMu guards gossipKeys (cluster changes run under mu).
 	keysMu     sync.Mutex
 	gossipKeys []string // the fake keyring, as key fingerprints, the one in use first
+
+	leases leaseTable // guarded by mu (lease.go)
 }
 
 // remembered is a client id's last sequence and its answer.
@@ -316,6 +318,7 @@ func (s *Server) put(key, value []byte) (prev, cur *kv.Entry) {
 	s.data[string(key)] = cur
 	s.applyHits[string(key)]++
 	s.history.put(cur)
+	s.leases.detach(key)
 	return prev, cur
 }
 
@@ -327,6 +330,7 @@ func (s *Server) del(key []byte) (prev *kv.Entry) {
 		delete(s.data, string(key))
 		s.applyHits[string(key)]++
 		s.history.del(key, s.index)
+		s.leases.detach(key)
 	}
 	return prev
 }
@@ -351,14 +355,20 @@ func (s *Server) Put(ctx context.Context, req *kv.PutRequest) (*kv.PutResponse, 
 		return nil, err
 	}
 	answer, err := s.write(ctx, Call{Method: "put", Key: req.Key, RequestID: req.RequestID}, func() any {
+		if err := s.leases.check(req.LeaseID); err != nil {
+			return err
+		}
 		prev, cur := s.put(req.Key, req.Value)
-		resp := &kv.PutResponse{Index: cur.ModIndex, CreateIndex: cur.CreateIndex}
+		resp := &kv.PutResponse{Index: cur.ModIndex, CreateIndex: cur.CreateIndex, LeaseID: s.leases.attach(req.Key, req.LeaseID, req.TTLMs, s.index)}
 		if req.GetReturnPrevious() {
 			resp.Previous = cloneEntry(prev, true)
 		}
 		return resp
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err, ok := answer.(error); ok {
 		return nil, err
 	}
 	return answer.(*kv.PutResponse), nil
@@ -395,6 +405,9 @@ func (s *Server) Cas(ctx context.Context, req *kv.CASRequest) (*kv.CASResponse, 
 		return nil, &kv.InvalidArgument{Field: "value", Reason: "value is required unless remove is set, and forbidden with it"}
 	}
 	answer, err := s.write(ctx, Call{Method: "cas", Key: req.Key, RequestID: req.RequestID}, func() any {
+		if err := s.leases.check(req.LeaseID); err != nil {
+			return err
+		}
 		cur := s.data[string(req.Key)]
 		var holds bool
 		if req.ExpectedValue != nil {
@@ -415,9 +428,13 @@ func (s *Server) Cas(ctx context.Context, req *kv.CASRequest) (*kv.CASResponse, 
 			return &kv.CASResponse{Succeeded: true, Index: s.index}
 		}
 		_, written := s.put(req.Key, req.Value)
+		s.leases.attach(req.Key, req.LeaseID, nil, s.index)
 		return &kv.CASResponse{Succeeded: true, Index: s.index, Current: cloneEntry(written, true)}
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err, ok := answer.(error); ok {
 		return nil, err
 	}
 	return answer.(*kv.CASResponse), nil

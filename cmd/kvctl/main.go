@@ -1,8 +1,9 @@
 // Command kvctl is the command-line client of cubekv: reads, writes, scans, compare-and-swap,
-// transactions, cluster status, membership (member list, add, remove, promote) and leadership
-// transfer over the Go client (package client), which learns the cluster from any endpoint named.
+// transactions, leases (lease grant|keep-alive|revoke|info|list, put --lease/--ttl), locks (lock
+// NAME -- command) and elections (elect NAME VALUE), cluster status, membership (member list, add,
+// remove, promote) and leadership transfer over the Go client (package client), which learns the cluster from any endpoint named.
 //
-// Exit codes: 0 success; 1 key not found or compare failed; 2 bad arguments (usage errors and
+// Exit codes: 0 success; 1 key or lease not found, or compare failed; 2 bad arguments (usage errors and
 // InvalidArgument from the server); 3 server or connection error; 4 write outcome unknown (the
 // request id is printed on stderr as client_id:sequence; put, del, cas and txn take it back with
 // --request-id to retry the write without applying it twice).
@@ -58,7 +59,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	code := exitCode(err, *ran)
-	if err != nil {
+	var exit *exitError
+	if err != nil && !errors.As(err, &exit) {
 		fmt.Fprintf(stderr, "Error: %v\n", err)
 		var uo *client.UnknownOutcomeError
 		if errors.As(err, &uo) {
@@ -75,14 +77,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // function started (errors before that are cobra's usage errors).
 func exitCode(err error, ran bool) int {
 	var usage *usageError
+	var exit *exitError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &exit):
+		return exit.code
 	case !ran:
 		return exitBadArgs
 	case errors.Is(err, client.ErrUnknownOutcome):
 		return exitUnknown
-	case errors.Is(err, errNotFound), errors.Is(err, errCompareFailed):
+	case errors.Is(err, errNotFound), errors.Is(err, errCompareFailed), errors.Is(err, client.ErrLeaseNotFound):
 		return exitNotFound
 	case errors.As(err, &usage), errors.Is(err, client.ErrInvalidArgument):
 		return exitBadArgs

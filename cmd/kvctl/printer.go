@@ -75,6 +75,10 @@ func (p *simplePrinter) Get(resp *kv.GetResponse) error {
 }
 
 func (p *simplePrinter) Put(resp *kv.PutResponse) error {
+	if resp.LeaseID != nil {
+		_, err := fmt.Fprintf(p.w, "OK index=%d lease=%d\n", resp.Index, *resp.LeaseID)
+		return err
+	}
 	_, err := fmt.Fprintf(p.w, "OK index=%d\n", resp.Index)
 	return err
 }
@@ -204,13 +208,14 @@ type jsonEntry struct {
 	Value       *string `json:"value,omitempty"`
 	CreateIndex int64   `json:"create_index"`
 	ModIndex    int64   `json:"mod_index"`
+	LeaseID     *int64  `json:"lease_id,omitempty"`
 }
 
 func toJSONEntry(e *kv.Entry) *jsonEntry {
 	if e == nil {
 		return nil
 	}
-	j := &jsonEntry{Key: string(e.Key), CreateIndex: e.CreateIndex, ModIndex: e.ModIndex}
+	j := &jsonEntry{Key: string(e.Key), CreateIndex: e.CreateIndex, ModIndex: e.ModIndex, LeaseID: e.LeaseID}
 	if e.Value != nil {
 		v := string(e.Value)
 		j.Value = &v
@@ -239,7 +244,8 @@ func (p *jsonPrinter) Put(resp *kv.PutResponse) error {
 		Index       int64      `json:"index"`
 		CreateIndex int64      `json:"create_index"`
 		Previous    *jsonEntry `json:"previous,omitempty"`
-	}{resp.Index, resp.CreateIndex, toJSONEntry(resp.Previous)})
+		LeaseID     *int64     `json:"lease_id,omitempty"`
+	}{resp.Index, resp.CreateIndex, toJSONEntry(resp.Previous), resp.LeaseID})
 }
 
 func (p *jsonPrinter) Delete(resp *kv.DeleteResponse) error {

@@ -6,25 +6,33 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cubekv/cubekv/client"
 )
 
 func newPutCmd(g *globalOptions) *cobra.Command {
 	var rid *requestIDFlag
+	var lf leaseFlags
 	cmd := &cobra.Command{
 		Use:   "put KEY [VALUE]",
 		Short: "Write VALUE at KEY (VALUE is read from stdin when omitted or -)",
 		Args:  wrapArgs(cobra.RangeArgs(1, 2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runPut(cmd.Context(), g, args, rid, cmd.InOrStdin(), cmd.OutOrStdout())
+			opts, err := lf.options()
+			if err != nil {
+				return err
+			}
+			return runPut(cmd.Context(), g, args, rid, cmd.InOrStdin(), cmd.OutOrStdout(), opts...)
 		},
 	}
 	rid = addRequestIDFlag(cmd)
+	lf.add(cmd)
 	return cmd
 }
 
 // runPut writes args[1] (or stdin when it is absent or "-") at args[0], with rid's request id when
 // given (rid may be nil).
-func runPut(ctx context.Context, g *globalOptions, args []string, rid *requestIDFlag, stdin io.Reader, stdout io.Writer) error {
+func runPut(ctx context.Context, g *globalOptions, args []string, rid *requestIDFlag, stdin io.Reader, stdout io.Writer, opts ...client.WriteOption) error {
 	key := args[0]
 	var value []byte
 	if len(args) < 2 || args[1] == "-" {
@@ -41,7 +49,7 @@ func runPut(ctx context.Context, g *globalOptions, args []string, rid *requestID
 		return err
 	}
 	defer done()
-	resp, err := c.Put(ctx, []byte(key), value, rid.options()...)
+	resp, err := c.Put(ctx, []byte(key), value, append(rid.options(), opts...)...)
 	if err != nil {
 		return err
 	}

@@ -186,6 +186,9 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *boo
 		newCertCmd(),
 		newGossipCmd(g),
 		newBenchCmd(g),
+		newLeaseCmd(g),
+		newLockCmd(g),
+		newElectCmd(g),
 	)
 	root.AddCommand(newWatchCmd(g))
 	return root, ran

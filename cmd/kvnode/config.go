@@ -47,6 +47,10 @@ type config struct {
 	MaxValueSize    int
 	MaxTxnOps       int
 	MaxScanPage     int
+	MinLeaseTTL     time.Duration
+	MaxLeaseTTL     time.Duration
+	MaxLeases       int
+	MaxLeaseKeys    int
 
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
@@ -128,6 +132,10 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.IntVar(&c.MaxValueSize, "max-value-size", server.DefaultMaxValueSize, "largest value, in bytes")
 	fs.IntVar(&c.MaxTxnOps, "max-txn-ops", server.DefaultMaxTxnOps, "most compares, and most ops per branch, in a transaction")
 	fs.IntVar(&c.MaxScanPage, "max-scan-page", server.DefaultMaxScanPage, "most entries one scan returns")
+	fs.DurationVar(&c.MinLeaseTTL, "min-lease-ttl", server.DefaultMinLeaseTTL, "shortest lease TTL a client may ask for")
+	fs.DurationVar(&c.MaxLeaseTTL, "max-lease-ttl", server.DefaultMaxLeaseTTL, "longest lease TTL a client may ask for")
+	fs.IntVar(&c.MaxLeases, "max-leases", server.DefaultMaxLeases, "most leases the cluster holds; a grant beyond is refused")
+	fs.IntVar(&c.MaxLeaseKeys, "max-lease-keys", server.DefaultMaxLeaseKeys, "most keys attached to one lease")
 
 	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", nd.HeartbeatTimeout, "follower timeout without leader contact before an election")
 	fs.DurationVar(&c.ElectionTimeout, "election-timeout", nd.ElectionTimeout, "candidate timeout before a new election")
@@ -325,10 +333,14 @@ func (c *config) handlerConfig() (server.Config, error) {
 	for _, l := range []struct {
 		name string
 		v    int
-	}{{"max-key-size", c.MaxKeySize}, {"max-value-size", c.MaxValueSize}, {"max-txn-ops", c.MaxTxnOps}, {"max-scan-page", c.MaxScanPage}} {
+	}{{"max-key-size", c.MaxKeySize}, {"max-value-size", c.MaxValueSize}, {"max-txn-ops", c.MaxTxnOps}, {"max-scan-page", c.MaxScanPage},
+		{"max-leases", c.MaxLeases}, {"max-lease-keys", c.MaxLeaseKeys}} {
 		if l.v <= 0 {
 			return server.Config{}, fmt.Errorf("%w: --%s must be positive, got %d", errUsage, l.name, l.v)
 		}
+	}
+	if c.MinLeaseTTL < time.Millisecond || c.MaxLeaseTTL < c.MinLeaseTTL || c.MaxLeaseTTL.Milliseconds() > fsm.MaxLeaseTTL {
+		return server.Config{}, fmt.Errorf("%w: need 1ms <= --min-lease-ttl %v <= --max-lease-ttl %v <= %v", errUsage, c.MinLeaseTTL, c.MaxLeaseTTL, time.Duration(fsm.MaxLeaseTTL)*time.Millisecond)
 	}
 	if c.MaxKeySize > fsm.MaxKeySize {
 		return server.Config{}, fmt.Errorf("%w: --max-key-size %d exceeds the state machine's limit of %d", errUsage, c.MaxKeySize, fsm.MaxKeySize)
@@ -353,6 +365,10 @@ func (c *config) handlerConfig() (server.Config, error) {
 			MaxScanPage:  c.MaxScanPage,
 			// Half the frame leaves room for the rest of the answer.
 			MaxResponseBytes: respBytes,
+			MinLeaseTTL:      c.MinLeaseTTL,
+			MaxLeaseTTL:      c.MaxLeaseTTL,
+			MaxLeases:        c.MaxLeases,
+			MaxLeaseKeys:     c.MaxLeaseKeys,
 		},
 		RequestTimeout: c.RequestTimeout,
 		Version:        version,

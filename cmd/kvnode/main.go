@@ -370,6 +370,9 @@ func createNode(cfg *config, logger *slog.Logger, g *gossip.Gossip, remote node.
 	}
 	nc.Logger = logger
 	nc.Remote = remote
+	if lr, ok := remote.(node.LeaseRemote); ok {
+		nc.LeaseRemote = lr
+	}
 	nc.SkipStartChecks = true // openDataDir ran node.Preflight
 	nc.Observer = cfg.metrics
 	if cfg.certs != nil {

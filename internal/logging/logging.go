@@ -29,6 +29,7 @@ const (
 	ComponentTransport = "transport"
 	ComponentGossip    = "gossip"
 	ComponentAdmin     = "admin"
+	ComponentLease     = "lease"
 )
 
 // LevelTrace is slog's level for hclog's Trace, below Debug.

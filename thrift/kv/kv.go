@@ -620,6 +620,8 @@ const (
 	CommandOp_TXN           CommandOp = 6
 	CommandOp_MEMBER_SET    CommandOp = 7
 	CommandOp_MEMBER_REMOVE CommandOp = 8
+	CommandOp_LEASE_GRANT   CommandOp = 9
+	CommandOp_LEASE_REVOKE  CommandOp = 10
 )
 
 func (p CommandOp) String() string {
@@ -640,6 +642,10 @@ func (p CommandOp) String() string {
 		return "MEMBER_SET"
 	case CommandOp_MEMBER_REMOVE:
 		return "MEMBER_REMOVE"
+	case CommandOp_LEASE_GRANT:
+		return "LEASE_GRANT"
+	case CommandOp_LEASE_REVOKE:
+		return "LEASE_REVOKE"
 	}
 	return "<UNSET>"
 }
@@ -662,6 +668,10 @@ func CommandOpFromString(s string) (CommandOp, error) {
 		return CommandOp_MEMBER_SET, nil
 	case "MEMBER_REMOVE":
 		return CommandOp_MEMBER_REMOVE, nil
+	case "LEASE_GRANT":
+		return CommandOp_LEASE_GRANT, nil
+	case "LEASE_REVOKE":
+		return CommandOp_LEASE_REVOKE, nil
 	}
 	return CommandOp(0), fmt.Errorf("not a valid CommandOp string")
 }
@@ -878,11 +888,13 @@ func (p *RequestID) String() string {
 //   - Value: Unset when the request asked for keys only.
 //   - CreateIndex: Raft index of the write that created the key.
 //   - ModIndex: Raft index of the write that last changed the key.
+//   - LeaseID: The lease the key is attached to (it is deleted when the lease ends); unset: none.
 type Entry struct {
 	Key         []byte `thrift:"key,1,required" db:"key" json:"key"`
 	Value       []byte `thrift:"value,2" db:"value" json:"value,omitempty"`
 	CreateIndex int64  `thrift:"create_index,3,required" db:"create_index" json:"create_index"`
 	ModIndex    int64  `thrift:"mod_index,4,required" db:"mod_index" json:"mod_index"`
+	LeaseID     *int64 `thrift:"lease_id,5" db:"lease_id" json:"lease_id,omitempty"`
 }
 
 func NewEntry() *Entry {
@@ -906,8 +918,21 @@ func (p *Entry) GetCreateIndex() int64 {
 func (p *Entry) GetModIndex() int64 {
 	return p.ModIndex
 }
+
+var Entry_LeaseID_DEFAULT int64
+
+func (p *Entry) GetLeaseID() int64 {
+	if !p.IsSetLeaseID() {
+		return Entry_LeaseID_DEFAULT
+	}
+	return *p.LeaseID
+}
 func (p *Entry) IsSetValue() bool {
 	return p.Value != nil
+}
+
+func (p *Entry) IsSetLeaseID() bool {
+	return p.LeaseID != nil
 }
 
 func (p *Entry) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -966,6 +991,16 @@ func (p *Entry) Read(ctx context.Context, iprot thrift.TProtocol) error {
 					return err
 				}
 				issetModIndex = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 5:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
 			} else {
 				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
 					return err
@@ -1031,6 +1066,15 @@ func (p *Entry) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
 	return nil
 }
 
+func (p *Entry) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 5: ", err)
+	} else {
+		p.LeaseID = &v
+	}
+	return nil
+}
+
 func (p *Entry) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "Entry"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -1046,6 +1090,9 @@ func (p *Entry) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -1112,6 +1159,21 @@ func (p *Entry) writeField4(ctx context.Context, oprot thrift.TProtocol) (err er
 	return err
 }
 
+func (p *Entry) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseID() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:lease_id: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.LeaseID)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.lease_id (5) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:lease_id: ", p), err)
+		}
+	}
+	return err
+}
+
 func (p *Entry) Equals(other *Entry) bool {
 	if p == other {
 		return true
@@ -1129,6 +1191,14 @@ func (p *Entry) Equals(other *Entry) bool {
 	}
 	if p.ModIndex != other.ModIndex {
 		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		if p.LeaseID == nil || other.LeaseID == nil {
+			return false
+		}
+		if (*p.LeaseID) != (*other.LeaseID) {
+			return false
+		}
 	}
 	return true
 }
@@ -1821,11 +1891,20 @@ func (p *GetResponse) String() string {
 //   - Value
 //   - RequestID
 //   - ReturnPrevious: Return the entry as it was before this write.
+//   - LeaseID: Attach the key to this lease: the key is deleted when the lease is
+//
+// revoked or expires. The lease must exist (else LeaseNotFound). A put
+// without lease_id or ttl_ms detaches the key from any lease.
+//   - TTLMs: Grant the key a lease of its own with this TTL, in milliseconds (the
+//
+// lease id is the write's index, returned as lease_id). Not with lease_id.
 type PutRequest struct {
 	Key            []byte     `thrift:"key,1,required" db:"key" json:"key"`
 	Value          []byte     `thrift:"value,2,required" db:"value" json:"value"`
 	RequestID      *RequestID `thrift:"request_id,3" db:"request_id" json:"request_id,omitempty"`
 	ReturnPrevious *bool      `thrift:"return_previous,4" db:"return_previous" json:"return_previous,omitempty"`
+	LeaseID        *int64     `thrift:"lease_id,5" db:"lease_id" json:"lease_id,omitempty"`
+	TTLMs          *int64     `thrift:"ttl_ms,6" db:"ttl_ms" json:"ttl_ms,omitempty"`
 }
 
 func NewPutRequest() *PutRequest {
@@ -1857,12 +1936,38 @@ func (p *PutRequest) GetReturnPrevious() bool {
 	}
 	return *p.ReturnPrevious
 }
+
+var PutRequest_LeaseID_DEFAULT int64
+
+func (p *PutRequest) GetLeaseID() int64 {
+	if !p.IsSetLeaseID() {
+		return PutRequest_LeaseID_DEFAULT
+	}
+	return *p.LeaseID
+}
+
+var PutRequest_TTLMs_DEFAULT int64
+
+func (p *PutRequest) GetTTLMs() int64 {
+	if !p.IsSetTTLMs() {
+		return PutRequest_TTLMs_DEFAULT
+	}
+	return *p.TTLMs
+}
 func (p *PutRequest) IsSetRequestID() bool {
 	return p.RequestID != nil
 }
 
 func (p *PutRequest) IsSetReturnPrevious() bool {
 	return p.ReturnPrevious != nil
+}
+
+func (p *PutRequest) IsSetLeaseID() bool {
+	return p.LeaseID != nil
+}
+
+func (p *PutRequest) IsSetTTLMs() bool {
+	return p.TTLMs != nil
 }
 
 func (p *PutRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -1917,6 +2022,26 @@ func (p *PutRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
 		case 4:
 			if fieldTypeId == thrift.BOOL {
 				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 5:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 6:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField6(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -1980,6 +2105,24 @@ func (p *PutRequest) ReadField4(ctx context.Context, iprot thrift.TProtocol) err
 	return nil
 }
 
+func (p *PutRequest) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 5: ", err)
+	} else {
+		p.LeaseID = &v
+	}
+	return nil
+}
+
+func (p *PutRequest) ReadField6(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 6: ", err)
+	} else {
+		p.TTLMs = &v
+	}
+	return nil
+}
+
 func (p *PutRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "PutRequest"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -1995,6 +2138,12 @@ func (p *PutRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField6(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -2063,6 +2212,36 @@ func (p *PutRequest) writeField4(ctx context.Context, oprot thrift.TProtocol) (e
 	return err
 }
 
+func (p *PutRequest) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseID() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:lease_id: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.LeaseID)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.lease_id (5) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:lease_id: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *PutRequest) writeField6(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetTTLMs() {
+		if err := oprot.WriteFieldBegin(ctx, "ttl_ms", thrift.I64, 6); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 6:ttl_ms: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.TTLMs)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.ttl_ms (6) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 6:ttl_ms: ", p), err)
+		}
+	}
+	return err
+}
+
 func (p *PutRequest) Equals(other *PutRequest) bool {
 	if p == other {
 		return true
@@ -2086,6 +2265,22 @@ func (p *PutRequest) Equals(other *PutRequest) bool {
 			return false
 		}
 	}
+	if p.LeaseID != other.LeaseID {
+		if p.LeaseID == nil || other.LeaseID == nil {
+			return false
+		}
+		if (*p.LeaseID) != (*other.LeaseID) {
+			return false
+		}
+	}
+	if p.TTLMs != other.TTLMs {
+		if p.TTLMs == nil || other.TTLMs == nil {
+			return false
+		}
+		if (*p.TTLMs) != (*other.TTLMs) {
+			return false
+		}
+	}
 	return true
 }
 
@@ -2100,10 +2295,12 @@ func (p *PutRequest) String() string {
 //   - Index: Raft index the write committed at (the key's new mod_index).
 //   - CreateIndex: The key's create_index after the write.
 //   - Previous: The previous entry, when asked for and the key existed.
+//   - LeaseID: The lease the key is attached to after the write; unset: none.
 type PutResponse struct {
 	Index       int64  `thrift:"index,1,required" db:"index" json:"index"`
 	CreateIndex int64  `thrift:"create_index,2,required" db:"create_index" json:"create_index"`
 	Previous    *Entry `thrift:"previous,3" db:"previous" json:"previous,omitempty"`
+	LeaseID     *int64 `thrift:"lease_id,4" db:"lease_id" json:"lease_id,omitempty"`
 }
 
 func NewPutResponse() *PutResponse {
@@ -2126,8 +2323,21 @@ func (p *PutResponse) GetPrevious() *Entry {
 	}
 	return p.Previous
 }
+
+var PutResponse_LeaseID_DEFAULT int64
+
+func (p *PutResponse) GetLeaseID() int64 {
+	if !p.IsSetLeaseID() {
+		return PutResponse_LeaseID_DEFAULT
+	}
+	return *p.LeaseID
+}
 func (p *PutResponse) IsSetPrevious() bool {
 	return p.Previous != nil
+}
+
+func (p *PutResponse) IsSetLeaseID() bool {
+	return p.LeaseID != nil
 }
 
 func (p *PutResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -2172,6 +2382,16 @@ func (p *PutResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
 		case 3:
 			if fieldTypeId == thrift.STRUCT {
 				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField4(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -2226,6 +2446,15 @@ func (p *PutResponse) ReadField3(ctx context.Context, iprot thrift.TProtocol) er
 	return nil
 }
 
+func (p *PutResponse) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 4: ", err)
+	} else {
+		p.LeaseID = &v
+	}
+	return nil
+}
+
 func (p *PutResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "PutResponse"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -2238,6 +2467,9 @@ func (p *PutResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -2291,6 +2523,21 @@ func (p *PutResponse) writeField3(ctx context.Context, oprot thrift.TProtocol) (
 	return err
 }
 
+func (p *PutResponse) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseID() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:lease_id: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.LeaseID)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.lease_id (4) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:lease_id: ", p), err)
+		}
+	}
+	return err
+}
+
 func (p *PutResponse) Equals(other *PutResponse) bool {
 	if p == other {
 		return true
@@ -2305,6 +2552,14 @@ func (p *PutResponse) Equals(other *PutResponse) bool {
 	}
 	if !p.Previous.Equals(other.Previous) {
 		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		if p.LeaseID == nil || other.LeaseID == nil {
+			return false
+		}
+		if (*p.LeaseID) != (*other.LeaseID) {
+			return false
+		}
 	}
 	return true
 }
@@ -2779,6 +3034,7 @@ func (p *DeleteResponse) String() string {
 //   - Value: The new value; required unless remove is true.
 //   - Remove
 //   - RequestID
+//   - LeaseID: On success, attach the written key to this lease (see PutRequest.lease_id).
 type CASRequest struct {
 	Key              []byte     `thrift:"key,1,required" db:"key" json:"key"`
 	ExpectedValue    []byte     `thrift:"expected_value,2" db:"expected_value" json:"expected_value,omitempty"`
@@ -2786,6 +3042,7 @@ type CASRequest struct {
 	Value            []byte     `thrift:"value,4" db:"value" json:"value,omitempty"`
 	Remove           *bool      `thrift:"remove,5" db:"remove" json:"remove,omitempty"`
 	RequestID        *RequestID `thrift:"request_id,6" db:"request_id" json:"request_id,omitempty"`
+	LeaseID          *int64     `thrift:"lease_id,7" db:"lease_id" json:"lease_id,omitempty"`
 }
 
 func NewCASRequest() *CASRequest {
@@ -2834,6 +3091,15 @@ func (p *CASRequest) GetRequestID() *RequestID {
 	}
 	return p.RequestID
 }
+
+var CASRequest_LeaseID_DEFAULT int64
+
+func (p *CASRequest) GetLeaseID() int64 {
+	if !p.IsSetLeaseID() {
+		return CASRequest_LeaseID_DEFAULT
+	}
+	return *p.LeaseID
+}
 func (p *CASRequest) IsSetExpectedValue() bool {
 	return p.ExpectedValue != nil
 }
@@ -2852,6 +3118,10 @@ func (p *CASRequest) IsSetRemove() bool {
 
 func (p *CASRequest) IsSetRequestID() bool {
 	return p.RequestID != nil
+}
+
+func (p *CASRequest) IsSetLeaseID() bool {
+	return p.LeaseID != nil
 }
 
 func (p *CASRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -2931,6 +3201,16 @@ func (p *CASRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
 					return err
 				}
 			}
+		case 7:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField7(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
 		default:
 			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
 				return err
@@ -3002,6 +3282,15 @@ func (p *CASRequest) ReadField6(ctx context.Context, iprot thrift.TProtocol) err
 	return nil
 }
 
+func (p *CASRequest) ReadField7(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 7: ", err)
+	} else {
+		p.LeaseID = &v
+	}
+	return nil
+}
+
 func (p *CASRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "CASRequest"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -3023,6 +3312,9 @@ func (p *CASRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField6(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField7(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -3123,6 +3415,21 @@ func (p *CASRequest) writeField6(ctx context.Context, oprot thrift.TProtocol) (e
 	return err
 }
 
+func (p *CASRequest) writeField7(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseID() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 7); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 7:lease_id: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.LeaseID)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.lease_id (7) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 7:lease_id: ", p), err)
+		}
+	}
+	return err
+}
+
 func (p *CASRequest) Equals(other *CASRequest) bool {
 	if p == other {
 		return true
@@ -3156,6 +3463,14 @@ func (p *CASRequest) Equals(other *CASRequest) bool {
 	}
 	if !p.RequestID.Equals(other.RequestID) {
 		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		if p.LeaseID == nil || other.LeaseID == nil {
+			return false
+		}
+		if (*p.LeaseID) != (*other.LeaseID) {
+			return false
+		}
 	}
 	return true
 }
@@ -4518,10 +4833,12 @@ func (p *Compare) String() string {
 //   - Type
 //   - Key
 //   - Value: Required for PUT, unset otherwise.
+//   - LeaseID: PUT only: attach the key to this lease (see PutRequest.lease_id).
 type Op struct {
-	Type  OpType `thrift:"type,1,required" db:"type" json:"type"`
-	Key   []byte `thrift:"key,2,required" db:"key" json:"key"`
-	Value []byte `thrift:"value,3" db:"value" json:"value,omitempty"`
+	Type    OpType `thrift:"type,1,required" db:"type" json:"type"`
+	Key     []byte `thrift:"key,2,required" db:"key" json:"key"`
+	Value   []byte `thrift:"value,3" db:"value" json:"value,omitempty"`
+	LeaseID *int64 `thrift:"lease_id,4" db:"lease_id" json:"lease_id,omitempty"`
 }
 
 func NewOp() *Op {
@@ -4541,8 +4858,21 @@ var Op_Value_DEFAULT []byte
 func (p *Op) GetValue() []byte {
 	return p.Value
 }
+
+var Op_LeaseID_DEFAULT int64
+
+func (p *Op) GetLeaseID() int64 {
+	if !p.IsSetLeaseID() {
+		return Op_LeaseID_DEFAULT
+	}
+	return *p.LeaseID
+}
 func (p *Op) IsSetValue() bool {
 	return p.Value != nil
+}
+
+func (p *Op) IsSetLeaseID() bool {
+	return p.LeaseID != nil
 }
 
 func (p *Op) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -4587,6 +4917,16 @@ func (p *Op) Read(ctx context.Context, iprot thrift.TProtocol) error {
 		case 3:
 			if fieldTypeId == thrift.STRING {
 				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField4(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -4643,6 +4983,15 @@ func (p *Op) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
 	return nil
 }
 
+func (p *Op) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 4: ", err)
+	} else {
+		p.LeaseID = &v
+	}
+	return nil
+}
+
 func (p *Op) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "Op"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -4655,6 +5004,9 @@ func (p *Op) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -4708,6 +5060,21 @@ func (p *Op) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error
 	return err
 }
 
+func (p *Op) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseID() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:lease_id: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.LeaseID)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.lease_id (4) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:lease_id: ", p), err)
+		}
+	}
+	return err
+}
+
 func (p *Op) Equals(other *Op) bool {
 	if p == other {
 		return true
@@ -4722,6 +5089,14 @@ func (p *Op) Equals(other *Op) bool {
 	}
 	if bytes.Compare(p.Value, other.Value) != 0 {
 		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		if p.LeaseID == nil || other.LeaseID == nil {
+			return false
+		}
+		if (*p.LeaseID) != (*other.LeaseID) {
+			return false
+		}
 	}
 	return true
 }
@@ -8188,6 +8563,2013 @@ func (Compacted) TExceptionType() thrift.TExceptionType {
 
 var _ thrift.TException = (*Compacted)(nil)
 
+// The lease does not exist: it was never granted, was revoked, or expired.
+// A write naming it applied nothing.
+//
+// Attributes:
+//   - LeaseID
+type LeaseNotFound struct {
+	LeaseID int64 `thrift:"lease_id,1,required" db:"lease_id" json:"lease_id"`
+}
+
+func NewLeaseNotFound() *LeaseNotFound {
+	return &LeaseNotFound{}
+}
+
+func (p *LeaseNotFound) GetLeaseID() int64 {
+	return p.LeaseID
+}
+func (p *LeaseNotFound) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetLeaseID bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeaseID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetLeaseID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field LeaseID is not set"))
+	}
+	return nil
+}
+
+func (p *LeaseNotFound) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.LeaseID = v
+	}
+	return nil
+}
+
+func (p *LeaseNotFound) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseNotFound"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseNotFound) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:lease_id: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.LeaseID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.lease_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:lease_id: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseNotFound) Equals(other *LeaseNotFound) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		return false
+	}
+	return true
+}
+
+func (p *LeaseNotFound) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseNotFound(%+v)", *p)
+}
+
+func (p *LeaseNotFound) Error() string {
+	return p.String()
+}
+
+func (LeaseNotFound) TExceptionType() thrift.TExceptionType {
+	return thrift.TExceptionTypeCompiled
+}
+
+var _ thrift.TException = (*LeaseNotFound)(nil)
+
+// Leases. A lease has an id (the Raft index of the write that granted it:
+// unique, never reused) and a TTL. Keys attached to it are deleted, all in
+// one Raft entry, when it is revoked or when the leader has not
+// acknowledged a keep_alive for a whole TTL. A lease never ends before its
+// TTL measured from the last acknowledged keep_alive (or from the grant);
+// after a leader change its countdown restarts at the full TTL.
+//
+// Attributes:
+//   - TTLMs: The TTL, in milliseconds, within the cluster's bounds.
+//   - RequestID
+type LeaseGrantRequest struct {
+	TTLMs     int64      `thrift:"ttl_ms,1,required" db:"ttl_ms" json:"ttl_ms"`
+	RequestID *RequestID `thrift:"request_id,2" db:"request_id" json:"request_id,omitempty"`
+}
+
+func NewLeaseGrantRequest() *LeaseGrantRequest {
+	return &LeaseGrantRequest{}
+}
+
+func (p *LeaseGrantRequest) GetTTLMs() int64 {
+	return p.TTLMs
+}
+
+var LeaseGrantRequest_RequestID_DEFAULT *RequestID
+
+func (p *LeaseGrantRequest) GetRequestID() *RequestID {
+	if !p.IsSetRequestID() {
+		return LeaseGrantRequest_RequestID_DEFAULT
+	}
+	return p.RequestID
+}
+func (p *LeaseGrantRequest) IsSetRequestID() bool {
+	return p.RequestID != nil
+}
+
+func (p *LeaseGrantRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetTTLMs bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetTTLMs = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetTTLMs {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field TTLMs is not set"))
+	}
+	return nil
+}
+
+func (p *LeaseGrantRequest) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.TTLMs = v
+	}
+	return nil
+}
+
+func (p *LeaseGrantRequest) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.RequestID = &RequestID{}
+	if err := p.RequestID.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.RequestID), err)
+	}
+	return nil
+}
+
+func (p *LeaseGrantRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseGrantRequest"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseGrantRequest) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "ttl_ms", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:ttl_ms: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.TTLMs)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.ttl_ms (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:ttl_ms: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseGrantRequest) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetRequestID() {
+		if err := oprot.WriteFieldBegin(ctx, "request_id", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:request_id: ", p), err)
+		}
+		if err := p.RequestID.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.RequestID), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:request_id: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *LeaseGrantRequest) Equals(other *LeaseGrantRequest) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.TTLMs != other.TTLMs {
+		return false
+	}
+	if !p.RequestID.Equals(other.RequestID) {
+		return false
+	}
+	return true
+}
+
+func (p *LeaseGrantRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseGrantRequest(%+v)", *p)
+}
+
+// Attributes:
+//   - LeaseID: The new lease's id: the Raft index that granted it.
+//   - TTLMs
+//   - Index: Raft index the grant committed at (equal to lease_id).
+type LeaseGrantResponse struct {
+	LeaseID int64 `thrift:"lease_id,1,required" db:"lease_id" json:"lease_id"`
+	TTLMs   int64 `thrift:"ttl_ms,2,required" db:"ttl_ms" json:"ttl_ms"`
+	Index   int64 `thrift:"index,3,required" db:"index" json:"index"`
+}
+
+func NewLeaseGrantResponse() *LeaseGrantResponse {
+	return &LeaseGrantResponse{}
+}
+
+func (p *LeaseGrantResponse) GetLeaseID() int64 {
+	return p.LeaseID
+}
+
+func (p *LeaseGrantResponse) GetTTLMs() int64 {
+	return p.TTLMs
+}
+
+func (p *LeaseGrantResponse) GetIndex() int64 {
+	return p.Index
+}
+func (p *LeaseGrantResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetLeaseID bool = false
+	var issetTTLMs bool = false
+	var issetIndex bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeaseID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+				issetTTLMs = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+				issetIndex = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetLeaseID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field LeaseID is not set"))
+	}
+	if !issetTTLMs {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field TTLMs is not set"))
+	}
+	if !issetIndex {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Index is not set"))
+	}
+	return nil
+}
+
+func (p *LeaseGrantResponse) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.LeaseID = v
+	}
+	return nil
+}
+
+func (p *LeaseGrantResponse) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.TTLMs = v
+	}
+	return nil
+}
+
+func (p *LeaseGrantResponse) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 3: ", err)
+	} else {
+		p.Index = v
+	}
+	return nil
+}
+
+func (p *LeaseGrantResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseGrantResponse"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseGrantResponse) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:lease_id: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.LeaseID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.lease_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:lease_id: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseGrantResponse) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "ttl_ms", thrift.I64, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:ttl_ms: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.TTLMs)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.ttl_ms (2) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:ttl_ms: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseGrantResponse) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "index", thrift.I64, 3); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:index: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.Index)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.index (3) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 3:index: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseGrantResponse) Equals(other *LeaseGrantResponse) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		return false
+	}
+	if p.TTLMs != other.TTLMs {
+		return false
+	}
+	if p.Index != other.Index {
+		return false
+	}
+	return true
+}
+
+func (p *LeaseGrantResponse) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseGrantResponse(%+v)", *p)
+}
+
+// Attributes:
+//   - LeaseID
+type KeepAliveRequest struct {
+	LeaseID int64 `thrift:"lease_id,1,required" db:"lease_id" json:"lease_id"`
+}
+
+func NewKeepAliveRequest() *KeepAliveRequest {
+	return &KeepAliveRequest{}
+}
+
+func (p *KeepAliveRequest) GetLeaseID() int64 {
+	return p.LeaseID
+}
+func (p *KeepAliveRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetLeaseID bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeaseID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetLeaseID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field LeaseID is not set"))
+	}
+	return nil
+}
+
+func (p *KeepAliveRequest) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.LeaseID = v
+	}
+	return nil
+}
+
+func (p *KeepAliveRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "KeepAliveRequest"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KeepAliveRequest) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:lease_id: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.LeaseID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.lease_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:lease_id: ", p), err)
+	}
+	return err
+}
+
+func (p *KeepAliveRequest) Equals(other *KeepAliveRequest) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		return false
+	}
+	return true
+}
+
+func (p *KeepAliveRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KeepAliveRequest(%+v)", *p)
+}
+
+// Attributes:
+//   - LeaseID
+//   - TTLMs: The lease's TTL: it now lives at least this long unless revoked.
+type KeepAliveResponse struct {
+	LeaseID int64 `thrift:"lease_id,1,required" db:"lease_id" json:"lease_id"`
+	TTLMs   int64 `thrift:"ttl_ms,2,required" db:"ttl_ms" json:"ttl_ms"`
+}
+
+func NewKeepAliveResponse() *KeepAliveResponse {
+	return &KeepAliveResponse{}
+}
+
+func (p *KeepAliveResponse) GetLeaseID() int64 {
+	return p.LeaseID
+}
+
+func (p *KeepAliveResponse) GetTTLMs() int64 {
+	return p.TTLMs
+}
+func (p *KeepAliveResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetLeaseID bool = false
+	var issetTTLMs bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeaseID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+				issetTTLMs = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetLeaseID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field LeaseID is not set"))
+	}
+	if !issetTTLMs {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field TTLMs is not set"))
+	}
+	return nil
+}
+
+func (p *KeepAliveResponse) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.LeaseID = v
+	}
+	return nil
+}
+
+func (p *KeepAliveResponse) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.TTLMs = v
+	}
+	return nil
+}
+
+func (p *KeepAliveResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "KeepAliveResponse"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KeepAliveResponse) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:lease_id: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.LeaseID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.lease_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:lease_id: ", p), err)
+	}
+	return err
+}
+
+func (p *KeepAliveResponse) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "ttl_ms", thrift.I64, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:ttl_ms: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.TTLMs)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.ttl_ms (2) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:ttl_ms: ", p), err)
+	}
+	return err
+}
+
+func (p *KeepAliveResponse) Equals(other *KeepAliveResponse) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		return false
+	}
+	if p.TTLMs != other.TTLMs {
+		return false
+	}
+	return true
+}
+
+func (p *KeepAliveResponse) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KeepAliveResponse(%+v)", *p)
+}
+
+// Attributes:
+//   - LeaseID
+//   - RequestID
+type LeaseRevokeRequest struct {
+	LeaseID   int64      `thrift:"lease_id,1,required" db:"lease_id" json:"lease_id"`
+	RequestID *RequestID `thrift:"request_id,2" db:"request_id" json:"request_id,omitempty"`
+}
+
+func NewLeaseRevokeRequest() *LeaseRevokeRequest {
+	return &LeaseRevokeRequest{}
+}
+
+func (p *LeaseRevokeRequest) GetLeaseID() int64 {
+	return p.LeaseID
+}
+
+var LeaseRevokeRequest_RequestID_DEFAULT *RequestID
+
+func (p *LeaseRevokeRequest) GetRequestID() *RequestID {
+	if !p.IsSetRequestID() {
+		return LeaseRevokeRequest_RequestID_DEFAULT
+	}
+	return p.RequestID
+}
+func (p *LeaseRevokeRequest) IsSetRequestID() bool {
+	return p.RequestID != nil
+}
+
+func (p *LeaseRevokeRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetLeaseID bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeaseID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetLeaseID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field LeaseID is not set"))
+	}
+	return nil
+}
+
+func (p *LeaseRevokeRequest) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.LeaseID = v
+	}
+	return nil
+}
+
+func (p *LeaseRevokeRequest) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.RequestID = &RequestID{}
+	if err := p.RequestID.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.RequestID), err)
+	}
+	return nil
+}
+
+func (p *LeaseRevokeRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseRevokeRequest"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseRevokeRequest) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:lease_id: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.LeaseID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.lease_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:lease_id: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseRevokeRequest) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetRequestID() {
+		if err := oprot.WriteFieldBegin(ctx, "request_id", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:request_id: ", p), err)
+		}
+		if err := p.RequestID.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.RequestID), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:request_id: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *LeaseRevokeRequest) Equals(other *LeaseRevokeRequest) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		return false
+	}
+	if !p.RequestID.Equals(other.RequestID) {
+		return false
+	}
+	return true
+}
+
+func (p *LeaseRevokeRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseRevokeRequest(%+v)", *p)
+}
+
+// Attributes:
+//   - Index: Raft index of the entry that deleted the lease and its keys.
+type LeaseRevokeResponse struct {
+	Index int64 `thrift:"index,1,required" db:"index" json:"index"`
+}
+
+func NewLeaseRevokeResponse() *LeaseRevokeResponse {
+	return &LeaseRevokeResponse{}
+}
+
+func (p *LeaseRevokeResponse) GetIndex() int64 {
+	return p.Index
+}
+func (p *LeaseRevokeResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetIndex bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetIndex = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetIndex {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Index is not set"))
+	}
+	return nil
+}
+
+func (p *LeaseRevokeResponse) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.Index = v
+	}
+	return nil
+}
+
+func (p *LeaseRevokeResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseRevokeResponse"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseRevokeResponse) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "index", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:index: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.Index)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.index (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:index: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseRevokeResponse) Equals(other *LeaseRevokeResponse) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.Index != other.Index {
+		return false
+	}
+	return true
+}
+
+func (p *LeaseRevokeResponse) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseRevokeResponse(%+v)", *p)
+}
+
+// Attributes:
+//   - LeaseID
+//   - Keys: Also return the attached keys.
+type LeaseInfoRequest struct {
+	LeaseID int64 `thrift:"lease_id,1,required" db:"lease_id" json:"lease_id"`
+	Keys    *bool `thrift:"keys,2" db:"keys" json:"keys,omitempty"`
+}
+
+func NewLeaseInfoRequest() *LeaseInfoRequest {
+	return &LeaseInfoRequest{}
+}
+
+func (p *LeaseInfoRequest) GetLeaseID() int64 {
+	return p.LeaseID
+}
+
+var LeaseInfoRequest_Keys_DEFAULT bool
+
+func (p *LeaseInfoRequest) GetKeys() bool {
+	if !p.IsSetKeys() {
+		return LeaseInfoRequest_Keys_DEFAULT
+	}
+	return *p.Keys
+}
+func (p *LeaseInfoRequest) IsSetKeys() bool {
+	return p.Keys != nil
+}
+
+func (p *LeaseInfoRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetLeaseID bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeaseID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.BOOL {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetLeaseID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field LeaseID is not set"))
+	}
+	return nil
+}
+
+func (p *LeaseInfoRequest) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.LeaseID = v
+	}
+	return nil
+}
+
+func (p *LeaseInfoRequest) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadBool(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.Keys = &v
+	}
+	return nil
+}
+
+func (p *LeaseInfoRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseInfoRequest"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseInfoRequest) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:lease_id: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.LeaseID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.lease_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:lease_id: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseInfoRequest) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetKeys() {
+		if err := oprot.WriteFieldBegin(ctx, "keys", thrift.BOOL, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:keys: ", p), err)
+		}
+		if err := oprot.WriteBool(ctx, bool(*p.Keys)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.keys (2) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:keys: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *LeaseInfoRequest) Equals(other *LeaseInfoRequest) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		return false
+	}
+	if p.Keys != other.Keys {
+		if p.Keys == nil || other.Keys == nil {
+			return false
+		}
+		if (*p.Keys) != (*other.Keys) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *LeaseInfoRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseInfoRequest(%+v)", *p)
+}
+
+// A lease as the leader sees it.
+//
+// Attributes:
+//   - LeaseID
+//   - TTLMs
+//   - RemainingMs: Milliseconds before the leader revokes it unless kept alive; -1 when
+//
+// the leader has already decided to revoke it.
+//   - KeyCount: Number of attached keys.
+//   - Keys: The attached keys in ascending order, when asked for.
+type LeaseInfo struct {
+	LeaseID     int64    `thrift:"lease_id,1,required" db:"lease_id" json:"lease_id"`
+	TTLMs       int64    `thrift:"ttl_ms,2,required" db:"ttl_ms" json:"ttl_ms"`
+	RemainingMs int64    `thrift:"remaining_ms,3,required" db:"remaining_ms" json:"remaining_ms"`
+	KeyCount    int64    `thrift:"key_count,4,required" db:"key_count" json:"key_count"`
+	Keys        [][]byte `thrift:"keys,5" db:"keys" json:"keys,omitempty"`
+}
+
+func NewLeaseInfo() *LeaseInfo {
+	return &LeaseInfo{}
+}
+
+func (p *LeaseInfo) GetLeaseID() int64 {
+	return p.LeaseID
+}
+
+func (p *LeaseInfo) GetTTLMs() int64 {
+	return p.TTLMs
+}
+
+func (p *LeaseInfo) GetRemainingMs() int64 {
+	return p.RemainingMs
+}
+
+func (p *LeaseInfo) GetKeyCount() int64 {
+	return p.KeyCount
+}
+
+var LeaseInfo_Keys_DEFAULT [][]byte
+
+func (p *LeaseInfo) GetKeys() [][]byte {
+	return p.Keys
+}
+func (p *LeaseInfo) IsSetKeys() bool {
+	return p.Keys != nil
+}
+
+func (p *LeaseInfo) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetLeaseID bool = false
+	var issetTTLMs bool = false
+	var issetRemainingMs bool = false
+	var issetKeyCount bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeaseID = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+				issetTTLMs = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+				issetRemainingMs = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+				issetKeyCount = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 5:
+			if fieldTypeId == thrift.LIST {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetLeaseID {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field LeaseID is not set"))
+	}
+	if !issetTTLMs {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field TTLMs is not set"))
+	}
+	if !issetRemainingMs {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field RemainingMs is not set"))
+	}
+	if !issetKeyCount {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field KeyCount is not set"))
+	}
+	return nil
+}
+
+func (p *LeaseInfo) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.LeaseID = v
+	}
+	return nil
+}
+
+func (p *LeaseInfo) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.TTLMs = v
+	}
+	return nil
+}
+
+func (p *LeaseInfo) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 3: ", err)
+	} else {
+		p.RemainingMs = v
+	}
+	return nil
+}
+
+func (p *LeaseInfo) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 4: ", err)
+	} else {
+		p.KeyCount = v
+	}
+	return nil
+}
+
+func (p *LeaseInfo) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	_, size, err := iprot.ReadListBegin(ctx)
+	if err != nil {
+		return thrift.PrependError("error reading list begin: ", err)
+	}
+	tSlice := make([][]byte, 0, size)
+	p.Keys = tSlice
+	for i := 0; i < size; i++ {
+		var _elem12 []byte
+		if v, err := iprot.ReadBinary(ctx); err != nil {
+			return thrift.PrependError("error reading field 0: ", err)
+		} else {
+			_elem12 = v
+		}
+		p.Keys = append(p.Keys, _elem12)
+	}
+	if err := iprot.ReadListEnd(ctx); err != nil {
+		return thrift.PrependError("error reading list end: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseInfo) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseInfo"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseInfo) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:lease_id: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.LeaseID)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.lease_id (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:lease_id: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseInfo) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "ttl_ms", thrift.I64, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:ttl_ms: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.TTLMs)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.ttl_ms (2) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:ttl_ms: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseInfo) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "remaining_ms", thrift.I64, 3); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:remaining_ms: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.RemainingMs)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.remaining_ms (3) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 3:remaining_ms: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseInfo) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "key_count", thrift.I64, 4); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:key_count: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.KeyCount)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.key_count (4) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 4:key_count: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseInfo) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetKeys() {
+		if err := oprot.WriteFieldBegin(ctx, "keys", thrift.LIST, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:keys: ", p), err)
+		}
+		if err := oprot.WriteListBegin(ctx, thrift.STRING, len(p.Keys)); err != nil {
+			return thrift.PrependError("error writing list begin: ", err)
+		}
+		for _, v := range p.Keys {
+			if err := oprot.WriteBinary(ctx, v); err != nil {
+				return thrift.PrependError(fmt.Sprintf("%T. (0) field write error: ", p), err)
+			}
+		}
+		if err := oprot.WriteListEnd(ctx); err != nil {
+			return thrift.PrependError("error writing list end: ", err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:keys: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *LeaseInfo) Equals(other *LeaseInfo) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.LeaseID != other.LeaseID {
+		return false
+	}
+	if p.TTLMs != other.TTLMs {
+		return false
+	}
+	if p.RemainingMs != other.RemainingMs {
+		return false
+	}
+	if p.KeyCount != other.KeyCount {
+		return false
+	}
+	if len(p.Keys) != len(other.Keys) {
+		return false
+	}
+	for i, _tgt := range p.Keys {
+		_src13 := other.Keys[i]
+		if bytes.Compare(_tgt, _src13) != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *LeaseInfo) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseInfo(%+v)", *p)
+}
+
+// Attributes:
+//   - AfterID: Only leases with a larger id (the previous page's continuation).
+//   - Limit: At most this many; unset or 0 means the server's max page.
+type LeaseListRequest struct {
+	AfterID *int64 `thrift:"after_id,1" db:"after_id" json:"after_id,omitempty"`
+	Limit   *int32 `thrift:"limit,2" db:"limit" json:"limit,omitempty"`
+}
+
+func NewLeaseListRequest() *LeaseListRequest {
+	return &LeaseListRequest{}
+}
+
+var LeaseListRequest_AfterID_DEFAULT int64
+
+func (p *LeaseListRequest) GetAfterID() int64 {
+	if !p.IsSetAfterID() {
+		return LeaseListRequest_AfterID_DEFAULT
+	}
+	return *p.AfterID
+}
+
+var LeaseListRequest_Limit_DEFAULT int32
+
+func (p *LeaseListRequest) GetLimit() int32 {
+	if !p.IsSetLimit() {
+		return LeaseListRequest_Limit_DEFAULT
+	}
+	return *p.Limit
+}
+func (p *LeaseListRequest) IsSetAfterID() bool {
+	return p.AfterID != nil
+}
+
+func (p *LeaseListRequest) IsSetLimit() bool {
+	return p.Limit != nil
+}
+
+func (p *LeaseListRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.I32 {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *LeaseListRequest) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.AfterID = &v
+	}
+	return nil
+}
+
+func (p *LeaseListRequest) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI32(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.Limit = &v
+	}
+	return nil
+}
+
+func (p *LeaseListRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseListRequest"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseListRequest) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetAfterID() {
+		if err := oprot.WriteFieldBegin(ctx, "after_id", thrift.I64, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:after_id: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.AfterID)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.after_id (1) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:after_id: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *LeaseListRequest) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLimit() {
+		if err := oprot.WriteFieldBegin(ctx, "limit", thrift.I32, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:limit: ", p), err)
+		}
+		if err := oprot.WriteI32(ctx, int32(*p.Limit)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.limit (2) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:limit: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *LeaseListRequest) Equals(other *LeaseListRequest) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.AfterID != other.AfterID {
+		if p.AfterID == nil || other.AfterID == nil {
+			return false
+		}
+		if (*p.AfterID) != (*other.AfterID) {
+			return false
+		}
+	}
+	if p.Limit != other.Limit {
+		if p.Limit == nil || other.Limit == nil {
+			return false
+		}
+		if (*p.Limit) != (*other.Limit) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *LeaseListRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseListRequest(%+v)", *p)
+}
+
+// Attributes:
+//   - Leases: In ascending id order.
+//   - Continuation: Set when more leases may remain: pass it as the next after_id.
+type LeaseListResponse struct {
+	Leases       []*LeaseInfo `thrift:"leases,1,required" db:"leases" json:"leases"`
+	Continuation *int64       `thrift:"continuation,2" db:"continuation" json:"continuation,omitempty"`
+}
+
+func NewLeaseListResponse() *LeaseListResponse {
+	return &LeaseListResponse{}
+}
+
+func (p *LeaseListResponse) GetLeases() []*LeaseInfo {
+	return p.Leases
+}
+
+var LeaseListResponse_Continuation_DEFAULT int64
+
+func (p *LeaseListResponse) GetContinuation() int64 {
+	if !p.IsSetContinuation() {
+		return LeaseListResponse_Continuation_DEFAULT
+	}
+	return *p.Continuation
+}
+func (p *LeaseListResponse) IsSetContinuation() bool {
+	return p.Continuation != nil
+}
+
+func (p *LeaseListResponse) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	var issetLeases bool = false
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.LIST {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+				issetLeases = true
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	if !issetLeases {
+		return thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf("Required field Leases is not set"))
+	}
+	return nil
+}
+
+func (p *LeaseListResponse) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	_, size, err := iprot.ReadListBegin(ctx)
+	if err != nil {
+		return thrift.PrependError("error reading list begin: ", err)
+	}
+	tSlice := make([]*LeaseInfo, 0, size)
+	p.Leases = tSlice
+	for i := 0; i < size; i++ {
+		_elem14 := &LeaseInfo{}
+		if err := _elem14.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem14), err)
+		}
+		p.Leases = append(p.Leases, _elem14)
+	}
+	if err := iprot.ReadListEnd(ctx); err != nil {
+		return thrift.PrependError("error reading list end: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseListResponse) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 2: ", err)
+	} else {
+		p.Continuation = &v
+	}
+	return nil
+}
+
+func (p *LeaseListResponse) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LeaseListResponse"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LeaseListResponse) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "leases", thrift.LIST, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:leases: ", p), err)
+	}
+	if err := oprot.WriteListBegin(ctx, thrift.STRUCT, len(p.Leases)); err != nil {
+		return thrift.PrependError("error writing list begin: ", err)
+	}
+	for _, v := range p.Leases {
+		if err := v.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", v), err)
+		}
+	}
+	if err := oprot.WriteListEnd(ctx); err != nil {
+		return thrift.PrependError("error writing list end: ", err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:leases: ", p), err)
+	}
+	return err
+}
+
+func (p *LeaseListResponse) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetContinuation() {
+		if err := oprot.WriteFieldBegin(ctx, "continuation", thrift.I64, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:continuation: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.Continuation)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.continuation (2) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:continuation: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *LeaseListResponse) Equals(other *LeaseListResponse) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if len(p.Leases) != len(other.Leases) {
+		return false
+	}
+	for i, _tgt := range p.Leases {
+		_src15 := other.Leases[i]
+		if !_tgt.Equals(_src15) {
+			return false
+		}
+	}
+	if p.Continuation != other.Continuation {
+		if p.Continuation == nil || other.Continuation == nil {
+			return false
+		}
+		if (*p.Continuation) != (*other.Continuation) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *LeaseListResponse) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LeaseListResponse(%+v)", *p)
+}
+
 // One node of the cluster, merged from the Raft configuration and gossip.
 //
 // Attributes:
@@ -8962,11 +11344,11 @@ func (p *Topology) ReadField1(ctx context.Context, iprot thrift.TProtocol) error
 	tSlice := make([]*Member, 0, size)
 	p.Members = tSlice
 	for i := 0; i < size; i++ {
-		_elem12 := &Member{}
-		if err := _elem12.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem12), err)
+		_elem16 := &Member{}
+		if err := _elem16.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem16), err)
 		}
-		p.Members = append(p.Members, _elem12)
+		p.Members = append(p.Members, _elem16)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -9123,8 +11505,8 @@ func (p *Topology) Equals(other *Topology) bool {
 		return false
 	}
 	for i, _tgt := range p.Members {
-		_src13 := other.Members[i]
-		if !_tgt.Equals(_src13) {
+		_src17 := other.Members[i]
+		if !_tgt.Equals(_src17) {
 			return false
 		}
 	}
@@ -10496,13 +12878,13 @@ func (p *NodeGossipKeys) ReadField2(ctx context.Context, iprot thrift.TProtocol)
 	tSlice := make([]string, 0, size)
 	p.Fingerprints = tSlice
 	for i := 0; i < size; i++ {
-		var _elem14 string
+		var _elem18 string
 		if v, err := iprot.ReadString(ctx); err != nil {
 			return thrift.PrependError("error reading field 0: ", err)
 		} else {
-			_elem14 = v
+			_elem18 = v
 		}
-		p.Fingerprints = append(p.Fingerprints, _elem14)
+		p.Fingerprints = append(p.Fingerprints, _elem18)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -10605,8 +12987,8 @@ func (p *NodeGossipKeys) Equals(other *NodeGossipKeys) bool {
 		return false
 	}
 	for i, _tgt := range p.Fingerprints {
-		_src15 := other.Fingerprints[i]
-		if _tgt != _src15 {
+		_src19 := other.Fingerprints[i]
+		if _tgt != _src19 {
 			return false
 		}
 	}
@@ -10694,11 +13076,11 @@ func (p *GossipKeyResponse) ReadField1(ctx context.Context, iprot thrift.TProtoc
 	tSlice := make([]*NodeGossipKeys, 0, size)
 	p.Nodes = tSlice
 	for i := 0; i < size; i++ {
-		_elem16 := &NodeGossipKeys{}
-		if err := _elem16.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem16), err)
+		_elem20 := &NodeGossipKeys{}
+		if err := _elem20.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem20), err)
 		}
-		p.Nodes = append(p.Nodes, _elem16)
+		p.Nodes = append(p.Nodes, _elem20)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -10755,8 +13137,8 @@ func (p *GossipKeyResponse) Equals(other *GossipKeyResponse) bool {
 		return false
 	}
 	for i, _tgt := range p.Nodes {
-		_src17 := other.Nodes[i]
-		if !_tgt.Equals(_src17) {
+		_src21 := other.Nodes[i]
+		if !_tgt.Equals(_src21) {
 			return false
 		}
 	}
@@ -11495,6 +13877,15 @@ func (p *MemberAddrs) String() string {
 // the leader that proposes it. The state machine refuses (applying
 // nothing) a transaction whose answer would carry more. Unset, as in
 // entries written before this field existed: no check.
+//   - LeaseID: PUT and CAS_PUT: attach the key to this lease; LEASE_REVOKE: the lease.
+//
+// (A TXN's PUT ops carry their own.)
+//   - TTLMs: LEASE_GRANT: the TTL; PUT: grant the key a lease of its own at this index.
+//   - MaxLeases: Stamped like max_answer_bytes: the most leases (16) and the most keys
+//
+// per lease (17) the proposing nodes allow. The state machine refuses a
+// command that would exceed them. Unset: no limit.
+//   - MaxLeaseKeys
 type Command struct {
 	Op               CommandOp    `thrift:"op,1,required" db:"op" json:"op"`
 	Key              []byte       `thrift:"key,2" db:"key" json:"key,omitempty"`
@@ -11509,6 +13900,10 @@ type Command struct {
 	ReturnPrevious   *bool        `thrift:"return_previous,11" db:"return_previous" json:"return_previous,omitempty"`
 	Member           *MemberAddrs `thrift:"member,12" db:"member" json:"member,omitempty"`
 	MaxAnswerBytes   *int64       `thrift:"max_answer_bytes,13" db:"max_answer_bytes" json:"max_answer_bytes,omitempty"`
+	LeaseID          *int64       `thrift:"lease_id,14" db:"lease_id" json:"lease_id,omitempty"`
+	TTLMs            *int64       `thrift:"ttl_ms,15" db:"ttl_ms" json:"ttl_ms,omitempty"`
+	MaxLeases        *int64       `thrift:"max_leases,16" db:"max_leases" json:"max_leases,omitempty"`
+	MaxLeaseKeys     *int64       `thrift:"max_lease_keys,17" db:"max_lease_keys" json:"max_lease_keys,omitempty"`
 }
 
 func NewCommand() *Command {
@@ -11608,6 +14003,42 @@ func (p *Command) GetMaxAnswerBytes() int64 {
 	}
 	return *p.MaxAnswerBytes
 }
+
+var Command_LeaseID_DEFAULT int64
+
+func (p *Command) GetLeaseID() int64 {
+	if !p.IsSetLeaseID() {
+		return Command_LeaseID_DEFAULT
+	}
+	return *p.LeaseID
+}
+
+var Command_TTLMs_DEFAULT int64
+
+func (p *Command) GetTTLMs() int64 {
+	if !p.IsSetTTLMs() {
+		return Command_TTLMs_DEFAULT
+	}
+	return *p.TTLMs
+}
+
+var Command_MaxLeases_DEFAULT int64
+
+func (p *Command) GetMaxLeases() int64 {
+	if !p.IsSetMaxLeases() {
+		return Command_MaxLeases_DEFAULT
+	}
+	return *p.MaxLeases
+}
+
+var Command_MaxLeaseKeys_DEFAULT int64
+
+func (p *Command) GetMaxLeaseKeys() int64 {
+	if !p.IsSetMaxLeaseKeys() {
+		return Command_MaxLeaseKeys_DEFAULT
+	}
+	return *p.MaxLeaseKeys
+}
 func (p *Command) IsSetKey() bool {
 	return p.Key != nil
 }
@@ -11654,6 +14085,22 @@ func (p *Command) IsSetMember() bool {
 
 func (p *Command) IsSetMaxAnswerBytes() bool {
 	return p.MaxAnswerBytes != nil
+}
+
+func (p *Command) IsSetLeaseID() bool {
+	return p.LeaseID != nil
+}
+
+func (p *Command) IsSetTTLMs() bool {
+	return p.TTLMs != nil
+}
+
+func (p *Command) IsSetMaxLeases() bool {
+	return p.MaxLeases != nil
+}
+
+func (p *Command) IsSetMaxLeaseKeys() bool {
+	return p.MaxLeaseKeys != nil
 }
 
 func (p *Command) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -11803,6 +14250,46 @@ func (p *Command) Read(ctx context.Context, iprot thrift.TProtocol) error {
 					return err
 				}
 			}
+		case 14:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField14(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 15:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField15(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 16:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField16(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 17:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField17(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
 		default:
 			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
 				return err
@@ -11875,11 +14362,11 @@ func (p *Command) ReadField6(ctx context.Context, iprot thrift.TProtocol) error 
 	tSlice := make([]*Compare, 0, size)
 	p.Compares = tSlice
 	for i := 0; i < size; i++ {
-		_elem18 := &Compare{}
-		if err := _elem18.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem18), err)
+		_elem22 := &Compare{}
+		if err := _elem22.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem22), err)
 		}
-		p.Compares = append(p.Compares, _elem18)
+		p.Compares = append(p.Compares, _elem22)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -11895,11 +14382,11 @@ func (p *Command) ReadField7(ctx context.Context, iprot thrift.TProtocol) error 
 	tSlice := make([]*Op, 0, size)
 	p.Success = tSlice
 	for i := 0; i < size; i++ {
-		_elem19 := &Op{}
-		if err := _elem19.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem19), err)
+		_elem23 := &Op{}
+		if err := _elem23.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem23), err)
 		}
-		p.Success = append(p.Success, _elem19)
+		p.Success = append(p.Success, _elem23)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -11915,11 +14402,11 @@ func (p *Command) ReadField8(ctx context.Context, iprot thrift.TProtocol) error 
 	tSlice := make([]*Op, 0, size)
 	p.Failure = tSlice
 	for i := 0; i < size; i++ {
-		_elem20 := &Op{}
-		if err := _elem20.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem20), err)
+		_elem24 := &Op{}
+		if err := _elem24.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem24), err)
 		}
-		p.Failure = append(p.Failure, _elem20)
+		p.Failure = append(p.Failure, _elem24)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -11971,6 +14458,42 @@ func (p *Command) ReadField13(ctx context.Context, iprot thrift.TProtocol) error
 	return nil
 }
 
+func (p *Command) ReadField14(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 14: ", err)
+	} else {
+		p.LeaseID = &v
+	}
+	return nil
+}
+
+func (p *Command) ReadField15(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 15: ", err)
+	} else {
+		p.TTLMs = &v
+	}
+	return nil
+}
+
+func (p *Command) ReadField16(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 16: ", err)
+	} else {
+		p.MaxLeases = &v
+	}
+	return nil
+}
+
+func (p *Command) ReadField17(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 17: ", err)
+	} else {
+		p.MaxLeaseKeys = &v
+	}
+	return nil
+}
+
 func (p *Command) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "Command"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -12013,6 +14536,18 @@ func (p *Command) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField13(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField14(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField15(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField16(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField17(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -12242,6 +14777,66 @@ func (p *Command) writeField13(ctx context.Context, oprot thrift.TProtocol) (err
 	return err
 }
 
+func (p *Command) writeField14(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseID() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_id", thrift.I64, 14); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 14:lease_id: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.LeaseID)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.lease_id (14) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 14:lease_id: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *Command) writeField15(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetTTLMs() {
+		if err := oprot.WriteFieldBegin(ctx, "ttl_ms", thrift.I64, 15); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 15:ttl_ms: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.TTLMs)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.ttl_ms (15) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 15:ttl_ms: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *Command) writeField16(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetMaxLeases() {
+		if err := oprot.WriteFieldBegin(ctx, "max_leases", thrift.I64, 16); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 16:max_leases: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.MaxLeases)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.max_leases (16) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 16:max_leases: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *Command) writeField17(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetMaxLeaseKeys() {
+		if err := oprot.WriteFieldBegin(ctx, "max_lease_keys", thrift.I64, 17); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 17:max_lease_keys: ", p), err)
+		}
+		if err := oprot.WriteI64(ctx, int64(*p.MaxLeaseKeys)); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T.max_lease_keys (17) field write error: ", p), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 17:max_lease_keys: ", p), err)
+		}
+	}
+	return err
+}
+
 func (p *Command) Equals(other *Command) bool {
 	if p == other {
 		return true
@@ -12272,8 +14867,8 @@ func (p *Command) Equals(other *Command) bool {
 		return false
 	}
 	for i, _tgt := range p.Compares {
-		_src21 := other.Compares[i]
-		if !_tgt.Equals(_src21) {
+		_src25 := other.Compares[i]
+		if !_tgt.Equals(_src25) {
 			return false
 		}
 	}
@@ -12281,8 +14876,8 @@ func (p *Command) Equals(other *Command) bool {
 		return false
 	}
 	for i, _tgt := range p.Success {
-		_src22 := other.Success[i]
-		if !_tgt.Equals(_src22) {
+		_src26 := other.Success[i]
+		if !_tgt.Equals(_src26) {
 			return false
 		}
 	}
@@ -12290,8 +14885,8 @@ func (p *Command) Equals(other *Command) bool {
 		return false
 	}
 	for i, _tgt := range p.Failure {
-		_src23 := other.Failure[i]
-		if !_tgt.Equals(_src23) {
+		_src27 := other.Failure[i]
+		if !_tgt.Equals(_src27) {
 			return false
 		}
 	}
@@ -12327,6 +14922,38 @@ func (p *Command) Equals(other *Command) bool {
 			return false
 		}
 		if (*p.MaxAnswerBytes) != (*other.MaxAnswerBytes) {
+			return false
+		}
+	}
+	if p.LeaseID != other.LeaseID {
+		if p.LeaseID == nil || other.LeaseID == nil {
+			return false
+		}
+		if (*p.LeaseID) != (*other.LeaseID) {
+			return false
+		}
+	}
+	if p.TTLMs != other.TTLMs {
+		if p.TTLMs == nil || other.TTLMs == nil {
+			return false
+		}
+		if (*p.TTLMs) != (*other.TTLMs) {
+			return false
+		}
+	}
+	if p.MaxLeases != other.MaxLeases {
+		if p.MaxLeases == nil || other.MaxLeases == nil {
+			return false
+		}
+		if (*p.MaxLeases) != (*other.MaxLeases) {
+			return false
+		}
+	}
+	if p.MaxLeaseKeys != other.MaxLeaseKeys {
+		if p.MaxLeaseKeys == nil || other.MaxLeaseKeys == nil {
+			return false
+		}
+		if (*p.MaxLeaseKeys) != (*other.MaxLeaseKeys) {
 			return false
 		}
 	}
@@ -12408,11 +15035,11 @@ func (p *CommandBatch) ReadField1(ctx context.Context, iprot thrift.TProtocol) e
 	tSlice := make([]*Command, 0, size)
 	p.Commands = tSlice
 	for i := 0; i < size; i++ {
-		_elem24 := &Command{}
-		if err := _elem24.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem24), err)
+		_elem28 := &Command{}
+		if err := _elem28.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem28), err)
 		}
-		p.Commands = append(p.Commands, _elem24)
+		p.Commands = append(p.Commands, _elem28)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -12469,8 +15096,8 @@ func (p *CommandBatch) Equals(other *CommandBatch) bool {
 		return false
 	}
 	for i, _tgt := range p.Commands {
-		_src25 := other.Commands[i]
-		if !_tgt.Equals(_src25) {
+		_src29 := other.Commands[i]
+		if !_tgt.Equals(_src29) {
 			return false
 		}
 	}
@@ -12672,11 +15299,11 @@ func (p *WriteResult_) ReadField4(ctx context.Context, iprot thrift.TProtocol) e
 	tSlice := make([]*OpResult_, 0, size)
 	p.Results = tSlice
 	for i := 0; i < size; i++ {
-		_elem26 := &OpResult_{}
-		if err := _elem26.Read(ctx, iprot); err != nil {
-			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem26), err)
+		_elem30 := &OpResult_{}
+		if err := _elem30.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem30), err)
 		}
-		p.Results = append(p.Results, _elem26)
+		p.Results = append(p.Results, _elem30)
 	}
 	if err := iprot.ReadListEnd(ctx); err != nil {
 		return thrift.PrependError("error reading list end: ", err)
@@ -12821,8 +15448,8 @@ func (p *WriteResult_) Equals(other *WriteResult_) bool {
 		return false
 	}
 	for i, _tgt := range p.Results {
-		_src27 := other.Results[i]
-		if !_tgt.Equals(_src27) {
+		_src31 := other.Results[i]
+		if !_tgt.Equals(_src31) {
 			return false
 		}
 	}
@@ -12869,6 +15496,33 @@ type KV interface {
 	// Parameters:
 	//  - Req
 	Watch(ctx context.Context, req *WatchRequest) (_r *WatchResponse, _err error)
+	// Grants a lease.
+	//
+	// Parameters:
+	//  - Req
+	GrantLease(ctx context.Context, req *LeaseGrantRequest) (_r *LeaseGrantResponse, _err error)
+	// Restarts the lease's countdown at its full TTL. Not a Raft write: the
+	// leader records it in memory, after confirming its leadership with a
+	// quorum (a follower asks the leader).
+	//
+	// Parameters:
+	//  - Req
+	KeepAlive(ctx context.Context, req *KeepAliveRequest) (_r *KeepAliveResponse, _err error)
+	// Deletes the lease and every key attached to it, in one Raft entry.
+	//
+	// Parameters:
+	//  - Req
+	RevokeLease(ctx context.Context, req *LeaseRevokeRequest) (_r *LeaseRevokeResponse, _err error)
+	// The lease as the leader sees it (linearizable).
+	//
+	// Parameters:
+	//  - Req
+	LeaseInfo(ctx context.Context, req *LeaseInfoRequest) (_r *LeaseInfo, _err error)
+	// A page of the leases, as the leader sees them (linearizable).
+	//
+	// Parameters:
+	//  - Req
+	ListLeases(ctx context.Context, req *LeaseListRequest) (_r *LeaseListResponse, _err error)
 }
 
 type KVClient struct {
@@ -12909,40 +15563,11 @@ func (p *KVClient) SetLastResponseMeta_(meta thrift.ResponseMeta) {
 // Parameters:
 //   - Req
 func (p *KVClient) Get(ctx context.Context, req *GetRequest) (_r *GetResponse, _err error) {
-	var _args28 KVGetArgs
-	_args28.Req = req
-	var _result30 KVGetResult
-	var _meta29 thrift.ResponseMeta
-	_meta29, _err = p.Client_().Call(ctx, "get", &_args28, &_result30)
-	p.SetLastResponseMeta_(_meta29)
-	if _err != nil {
-		return
-	}
-	switch {
-	case _result30.Invalid != nil:
-		return _r, _result30.Invalid
-	case _result30.NotLeader != nil:
-		return _r, _result30.NotLeader
-	case _result30.Unavailable != nil:
-		return _r, _result30.Unavailable
-	case _result30.Timeout != nil:
-		return _r, _result30.Timeout
-	}
-
-	if _ret31 := _result30.GetSuccess(); _ret31 != nil {
-		return _ret31, nil
-	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "get failed: unknown result")
-}
-
-// Parameters:
-//   - Req
-func (p *KVClient) Put(ctx context.Context, req *PutRequest) (_r *PutResponse, _err error) {
-	var _args32 KVPutArgs
+	var _args32 KVGetArgs
 	_args32.Req = req
-	var _result34 KVPutResult
+	var _result34 KVGetResult
 	var _meta33 thrift.ResponseMeta
-	_meta33, _err = p.Client_().Call(ctx, "put", &_args32, &_result34)
+	_meta33, _err = p.Client_().Call(ctx, "get", &_args32, &_result34)
 	p.SetLastResponseMeta_(_meta33)
 	if _err != nil {
 		return
@@ -12961,17 +15586,17 @@ func (p *KVClient) Put(ctx context.Context, req *PutRequest) (_r *PutResponse, _
 	if _ret35 := _result34.GetSuccess(); _ret35 != nil {
 		return _ret35, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "put failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "get failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVClient) DeleteKey(ctx context.Context, req *DeleteRequest) (_r *DeleteResponse, _err error) {
-	var _args36 KVDeleteKeyArgs
+func (p *KVClient) Put(ctx context.Context, req *PutRequest) (_r *PutResponse, _err error) {
+	var _args36 KVPutArgs
 	_args36.Req = req
-	var _result38 KVDeleteKeyResult
+	var _result38 KVPutResult
 	var _meta37 thrift.ResponseMeta
-	_meta37, _err = p.Client_().Call(ctx, "delete_key", &_args36, &_result38)
+	_meta37, _err = p.Client_().Call(ctx, "put", &_args36, &_result38)
 	p.SetLastResponseMeta_(_meta37)
 	if _err != nil {
 		return
@@ -12985,22 +15610,24 @@ func (p *KVClient) DeleteKey(ctx context.Context, req *DeleteRequest) (_r *Delet
 		return _r, _result38.Unavailable
 	case _result38.Timeout != nil:
 		return _r, _result38.Timeout
+	case _result38.LeaseNotFound != nil:
+		return _r, _result38.LeaseNotFound
 	}
 
 	if _ret39 := _result38.GetSuccess(); _ret39 != nil {
 		return _ret39, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "delete_key failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "put failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVClient) Cas(ctx context.Context, req *CASRequest) (_r *CASResponse, _err error) {
-	var _args40 KVCasArgs
+func (p *KVClient) DeleteKey(ctx context.Context, req *DeleteRequest) (_r *DeleteResponse, _err error) {
+	var _args40 KVDeleteKeyArgs
 	_args40.Req = req
-	var _result42 KVCasResult
+	var _result42 KVDeleteKeyResult
 	var _meta41 thrift.ResponseMeta
-	_meta41, _err = p.Client_().Call(ctx, "cas", &_args40, &_result42)
+	_meta41, _err = p.Client_().Call(ctx, "delete_key", &_args40, &_result42)
 	p.SetLastResponseMeta_(_meta41)
 	if _err != nil {
 		return
@@ -13019,17 +15646,17 @@ func (p *KVClient) Cas(ctx context.Context, req *CASRequest) (_r *CASResponse, _
 	if _ret43 := _result42.GetSuccess(); _ret43 != nil {
 		return _ret43, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "cas failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "delete_key failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVClient) Scan(ctx context.Context, req *ScanRequest) (_r *ScanResponse, _err error) {
-	var _args44 KVScanArgs
+func (p *KVClient) Cas(ctx context.Context, req *CASRequest) (_r *CASResponse, _err error) {
+	var _args44 KVCasArgs
 	_args44.Req = req
-	var _result46 KVScanResult
+	var _result46 KVCasResult
 	var _meta45 thrift.ResponseMeta
-	_meta45, _err = p.Client_().Call(ctx, "scan", &_args44, &_result46)
+	_meta45, _err = p.Client_().Call(ctx, "cas", &_args44, &_result46)
 	p.SetLastResponseMeta_(_meta45)
 	if _err != nil {
 		return
@@ -13043,22 +15670,24 @@ func (p *KVClient) Scan(ctx context.Context, req *ScanRequest) (_r *ScanResponse
 		return _r, _result46.Unavailable
 	case _result46.Timeout != nil:
 		return _r, _result46.Timeout
+	case _result46.LeaseNotFound != nil:
+		return _r, _result46.LeaseNotFound
 	}
 
 	if _ret47 := _result46.GetSuccess(); _ret47 != nil {
 		return _ret47, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "scan failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "cas failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVClient) Txn(ctx context.Context, req *TxnRequest) (_r *TxnResponse, _err error) {
-	var _args48 KVTxnArgs
+func (p *KVClient) Scan(ctx context.Context, req *ScanRequest) (_r *ScanResponse, _err error) {
+	var _args48 KVScanArgs
 	_args48.Req = req
-	var _result50 KVTxnResult
+	var _result50 KVScanResult
 	var _meta49 thrift.ResponseMeta
-	_meta49, _err = p.Client_().Call(ctx, "txn", &_args48, &_result50)
+	_meta49, _err = p.Client_().Call(ctx, "scan", &_args48, &_result50)
 	p.SetLastResponseMeta_(_meta49)
 	if _err != nil {
 		return
@@ -13077,20 +15706,51 @@ func (p *KVClient) Txn(ctx context.Context, req *TxnRequest) (_r *TxnResponse, _
 	if _ret51 := _result50.GetSuccess(); _ret51 != nil {
 		return _ret51, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "txn failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "scan failed: unknown result")
 }
 
-func (p *KVClient) Status(ctx context.Context) (_r *StatusResponse, _err error) {
-	var _args52 KVStatusArgs
-	var _result54 KVStatusResult
+// Parameters:
+//   - Req
+func (p *KVClient) Txn(ctx context.Context, req *TxnRequest) (_r *TxnResponse, _err error) {
+	var _args52 KVTxnArgs
+	_args52.Req = req
+	var _result54 KVTxnResult
 	var _meta53 thrift.ResponseMeta
-	_meta53, _err = p.Client_().Call(ctx, "status", &_args52, &_result54)
+	_meta53, _err = p.Client_().Call(ctx, "txn", &_args52, &_result54)
 	p.SetLastResponseMeta_(_meta53)
 	if _err != nil {
 		return
 	}
+	switch {
+	case _result54.Invalid != nil:
+		return _r, _result54.Invalid
+	case _result54.NotLeader != nil:
+		return _r, _result54.NotLeader
+	case _result54.Unavailable != nil:
+		return _r, _result54.Unavailable
+	case _result54.Timeout != nil:
+		return _r, _result54.Timeout
+	case _result54.LeaseNotFound != nil:
+		return _r, _result54.LeaseNotFound
+	}
+
 	if _ret55 := _result54.GetSuccess(); _ret55 != nil {
 		return _ret55, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "txn failed: unknown result")
+}
+
+func (p *KVClient) Status(ctx context.Context) (_r *StatusResponse, _err error) {
+	var _args56 KVStatusArgs
+	var _result58 KVStatusResult
+	var _meta57 thrift.ResponseMeta
+	_meta57, _err = p.Client_().Call(ctx, "status", &_args56, &_result58)
+	p.SetLastResponseMeta_(_meta57)
+	if _err != nil {
+		return
+	}
+	if _ret59 := _result58.GetSuccess(); _ret59 != nil {
+		return _ret59, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "status failed: unknown result")
 }
@@ -13100,32 +15760,189 @@ func (p *KVClient) Status(ctx context.Context) (_r *StatusResponse, _err error) 
 // Parameters:
 //   - Req
 func (p *KVClient) Watch(ctx context.Context, req *WatchRequest) (_r *WatchResponse, _err error) {
-	var _args56 KVWatchArgs
-	_args56.Req = req
-	var _result58 KVWatchResult
-	var _meta57 thrift.ResponseMeta
-	_meta57, _err = p.Client_().Call(ctx, "watch", &_args56, &_result58)
-	p.SetLastResponseMeta_(_meta57)
+	var _args60 KVWatchArgs
+	_args60.Req = req
+	var _result62 KVWatchResult
+	var _meta61 thrift.ResponseMeta
+	_meta61, _err = p.Client_().Call(ctx, "watch", &_args60, &_result62)
+	p.SetLastResponseMeta_(_meta61)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result58.Invalid != nil:
-		return _r, _result58.Invalid
-	case _result58.NotLeader != nil:
-		return _r, _result58.NotLeader
-	case _result58.Unavailable != nil:
-		return _r, _result58.Unavailable
-	case _result58.Timeout != nil:
-		return _r, _result58.Timeout
-	case _result58.Compacted != nil:
-		return _r, _result58.Compacted
+	case _result62.Invalid != nil:
+		return _r, _result62.Invalid
+	case _result62.NotLeader != nil:
+		return _r, _result62.NotLeader
+	case _result62.Unavailable != nil:
+		return _r, _result62.Unavailable
+	case _result62.Timeout != nil:
+		return _r, _result62.Timeout
+	case _result62.Compacted != nil:
+		return _r, _result62.Compacted
 	}
 
-	if _ret59 := _result58.GetSuccess(); _ret59 != nil {
-		return _ret59, nil
+	if _ret63 := _result62.GetSuccess(); _ret63 != nil {
+		return _ret63, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "watch failed: unknown result")
+}
+
+// Grants a lease.
+//
+// Parameters:
+//   - Req
+func (p *KVClient) GrantLease(ctx context.Context, req *LeaseGrantRequest) (_r *LeaseGrantResponse, _err error) {
+	var _args64 KVGrantLeaseArgs
+	_args64.Req = req
+	var _result66 KVGrantLeaseResult
+	var _meta65 thrift.ResponseMeta
+	_meta65, _err = p.Client_().Call(ctx, "grant_lease", &_args64, &_result66)
+	p.SetLastResponseMeta_(_meta65)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result66.Invalid != nil:
+		return _r, _result66.Invalid
+	case _result66.NotLeader != nil:
+		return _r, _result66.NotLeader
+	case _result66.Unavailable != nil:
+		return _r, _result66.Unavailable
+	case _result66.Timeout != nil:
+		return _r, _result66.Timeout
+	}
+
+	if _ret67 := _result66.GetSuccess(); _ret67 != nil {
+		return _ret67, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "grant_lease failed: unknown result")
+}
+
+// Restarts the lease's countdown at its full TTL. Not a Raft write: the
+// leader records it in memory, after confirming its leadership with a
+// quorum (a follower asks the leader).
+//
+// Parameters:
+//   - Req
+func (p *KVClient) KeepAlive(ctx context.Context, req *KeepAliveRequest) (_r *KeepAliveResponse, _err error) {
+	var _args68 KVKeepAliveArgs
+	_args68.Req = req
+	var _result70 KVKeepAliveResult
+	var _meta69 thrift.ResponseMeta
+	_meta69, _err = p.Client_().Call(ctx, "keep_alive", &_args68, &_result70)
+	p.SetLastResponseMeta_(_meta69)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result70.Invalid != nil:
+		return _r, _result70.Invalid
+	case _result70.NotLeader != nil:
+		return _r, _result70.NotLeader
+	case _result70.Unavailable != nil:
+		return _r, _result70.Unavailable
+	case _result70.LeaseNotFound != nil:
+		return _r, _result70.LeaseNotFound
+	}
+
+	if _ret71 := _result70.GetSuccess(); _ret71 != nil {
+		return _ret71, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "keep_alive failed: unknown result")
+}
+
+// Deletes the lease and every key attached to it, in one Raft entry.
+//
+// Parameters:
+//   - Req
+func (p *KVClient) RevokeLease(ctx context.Context, req *LeaseRevokeRequest) (_r *LeaseRevokeResponse, _err error) {
+	var _args72 KVRevokeLeaseArgs
+	_args72.Req = req
+	var _result74 KVRevokeLeaseResult
+	var _meta73 thrift.ResponseMeta
+	_meta73, _err = p.Client_().Call(ctx, "revoke_lease", &_args72, &_result74)
+	p.SetLastResponseMeta_(_meta73)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result74.Invalid != nil:
+		return _r, _result74.Invalid
+	case _result74.NotLeader != nil:
+		return _r, _result74.NotLeader
+	case _result74.Unavailable != nil:
+		return _r, _result74.Unavailable
+	case _result74.Timeout != nil:
+		return _r, _result74.Timeout
+	case _result74.LeaseNotFound != nil:
+		return _r, _result74.LeaseNotFound
+	}
+
+	if _ret75 := _result74.GetSuccess(); _ret75 != nil {
+		return _ret75, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "revoke_lease failed: unknown result")
+}
+
+// The lease as the leader sees it (linearizable).
+//
+// Parameters:
+//   - Req
+func (p *KVClient) LeaseInfo(ctx context.Context, req *LeaseInfoRequest) (_r *LeaseInfo, _err error) {
+	var _args76 KVLeaseInfoArgs
+	_args76.Req = req
+	var _result78 KVLeaseInfoResult
+	var _meta77 thrift.ResponseMeta
+	_meta77, _err = p.Client_().Call(ctx, "lease_info", &_args76, &_result78)
+	p.SetLastResponseMeta_(_meta77)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result78.Invalid != nil:
+		return _r, _result78.Invalid
+	case _result78.NotLeader != nil:
+		return _r, _result78.NotLeader
+	case _result78.Unavailable != nil:
+		return _r, _result78.Unavailable
+	case _result78.LeaseNotFound != nil:
+		return _r, _result78.LeaseNotFound
+	}
+
+	if _ret79 := _result78.GetSuccess(); _ret79 != nil {
+		return _ret79, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "lease_info failed: unknown result")
+}
+
+// A page of the leases, as the leader sees them (linearizable).
+//
+// Parameters:
+//   - Req
+func (p *KVClient) ListLeases(ctx context.Context, req *LeaseListRequest) (_r *LeaseListResponse, _err error) {
+	var _args80 KVListLeasesArgs
+	_args80.Req = req
+	var _result82 KVListLeasesResult
+	var _meta81 thrift.ResponseMeta
+	_meta81, _err = p.Client_().Call(ctx, "list_leases", &_args80, &_result82)
+	p.SetLastResponseMeta_(_meta81)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result82.Invalid != nil:
+		return _r, _result82.Invalid
+	case _result82.NotLeader != nil:
+		return _r, _result82.NotLeader
+	case _result82.Unavailable != nil:
+		return _r, _result82.Unavailable
+	}
+
+	if _ret83 := _result82.GetSuccess(); _ret83 != nil {
+		return _ret83, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "list_leases failed: unknown result")
 }
 
 type KVProcessor struct {
@@ -13148,16 +15965,21 @@ func (p *KVProcessor) ProcessorMap() map[string]thrift.TProcessorFunction {
 
 func NewKVProcessor(handler KV) *KVProcessor {
 
-	self60 := &KVProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
-	self60.processorMap["get"] = &kVProcessorGet{handler: handler}
-	self60.processorMap["put"] = &kVProcessorPut{handler: handler}
-	self60.processorMap["delete_key"] = &kVProcessorDeleteKey{handler: handler}
-	self60.processorMap["cas"] = &kVProcessorCas{handler: handler}
-	self60.processorMap["scan"] = &kVProcessorScan{handler: handler}
-	self60.processorMap["txn"] = &kVProcessorTxn{handler: handler}
-	self60.processorMap["status"] = &kVProcessorStatus{handler: handler}
-	self60.processorMap["watch"] = &kVProcessorWatch{handler: handler}
-	return self60
+	self84 := &KVProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self84.processorMap["get"] = &kVProcessorGet{handler: handler}
+	self84.processorMap["put"] = &kVProcessorPut{handler: handler}
+	self84.processorMap["delete_key"] = &kVProcessorDeleteKey{handler: handler}
+	self84.processorMap["cas"] = &kVProcessorCas{handler: handler}
+	self84.processorMap["scan"] = &kVProcessorScan{handler: handler}
+	self84.processorMap["txn"] = &kVProcessorTxn{handler: handler}
+	self84.processorMap["status"] = &kVProcessorStatus{handler: handler}
+	self84.processorMap["watch"] = &kVProcessorWatch{handler: handler}
+	self84.processorMap["grant_lease"] = &kVProcessorGrantLease{handler: handler}
+	self84.processorMap["keep_alive"] = &kVProcessorKeepAlive{handler: handler}
+	self84.processorMap["revoke_lease"] = &kVProcessorRevokeLease{handler: handler}
+	self84.processorMap["lease_info"] = &kVProcessorLeaseInfo{handler: handler}
+	self84.processorMap["list_leases"] = &kVProcessorListLeases{handler: handler}
+	return self84
 }
 
 func (p *KVProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
@@ -13170,12 +15992,12 @@ func (p *KVProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol
 	}
 	iprot.Skip(ctx, thrift.STRUCT)
 	iprot.ReadMessageEnd(ctx)
-	x61 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	x85 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
 	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
-	x61.Write(ctx, oprot)
+	x85.Write(ctx, oprot)
 	oprot.WriteMessageEnd(ctx)
 	oprot.Flush(ctx)
-	return false, x61
+	return false, x85
 
 }
 
@@ -13184,7 +16006,7 @@ type kVProcessorGet struct {
 }
 
 func (p *kVProcessorGet) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err62 error
+	var _write_err86 error
 	args := KVGetArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -13240,21 +16062,21 @@ func (p *kVProcessorGet) Process(ctx context.Context, seqId int32, iprot, oprot 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc63 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing get: "+err2.Error())
+			_exc87 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing get: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "get", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+				_write_err86 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc63.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+			if err2 := _exc87.Write(ctx, oprot); _write_err86 == nil && err2 != nil {
+				_write_err86 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err86 == nil && err2 != nil {
+				_write_err86 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err86 == nil && err2 != nil {
+				_write_err86 = thrift.WrapTException(err2)
 			}
-			if _write_err62 != nil {
-				return false, thrift.WrapTException(_write_err62)
+			if _write_err86 != nil {
+				return false, thrift.WrapTException(_write_err86)
 			}
 			return true, err
 		}
@@ -13263,19 +16085,19 @@ func (p *kVProcessorGet) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "get", thrift.REPLY, seqId); err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+		_write_err86 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err86 == nil && err2 != nil {
+		_write_err86 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err86 == nil && err2 != nil {
+		_write_err86 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err86 == nil && err2 != nil {
+		_write_err86 = thrift.WrapTException(err2)
 	}
-	if _write_err62 != nil {
-		return false, thrift.WrapTException(_write_err62)
+	if _write_err86 != nil {
+		return false, thrift.WrapTException(_write_err86)
 	}
 	return true, err
 }
@@ -13285,7 +16107,7 @@ type kVProcessorPut struct {
 }
 
 func (p *kVProcessorPut) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err64 error
+	var _write_err88 error
 	args := KVPutArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -13337,25 +16159,27 @@ func (p *kVProcessorPut) Process(ctx context.Context, seqId int32, iprot, oprot 
 			result.Unavailable = v
 		case *Timeout:
 			result.Timeout = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
 		default:
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc65 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing put: "+err2.Error())
+			_exc89 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing put: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "put", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err64 = thrift.WrapTException(err2)
+				_write_err88 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc65.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
-				_write_err64 = thrift.WrapTException(err2)
+			if err2 := _exc89.Write(ctx, oprot); _write_err88 == nil && err2 != nil {
+				_write_err88 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
-				_write_err64 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err88 == nil && err2 != nil {
+				_write_err88 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
-				_write_err64 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err88 == nil && err2 != nil {
+				_write_err88 = thrift.WrapTException(err2)
 			}
-			if _write_err64 != nil {
-				return false, thrift.WrapTException(_write_err64)
+			if _write_err88 != nil {
+				return false, thrift.WrapTException(_write_err88)
 			}
 			return true, err
 		}
@@ -13364,19 +16188,19 @@ func (p *kVProcessorPut) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "put", thrift.REPLY, seqId); err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+		_write_err88 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err88 == nil && err2 != nil {
+		_write_err88 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err88 == nil && err2 != nil {
+		_write_err88 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err88 == nil && err2 != nil {
+		_write_err88 = thrift.WrapTException(err2)
 	}
-	if _write_err64 != nil {
-		return false, thrift.WrapTException(_write_err64)
+	if _write_err88 != nil {
+		return false, thrift.WrapTException(_write_err88)
 	}
 	return true, err
 }
@@ -13386,7 +16210,7 @@ type kVProcessorDeleteKey struct {
 }
 
 func (p *kVProcessorDeleteKey) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err66 error
+	var _write_err90 error
 	args := KVDeleteKeyArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -13442,21 +16266,21 @@ func (p *kVProcessorDeleteKey) Process(ctx context.Context, seqId int32, iprot, 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc67 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing delete_key: "+err2.Error())
+			_exc91 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing delete_key: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "delete_key", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err66 = thrift.WrapTException(err2)
+				_write_err90 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc67.Write(ctx, oprot); _write_err66 == nil && err2 != nil {
-				_write_err66 = thrift.WrapTException(err2)
+			if err2 := _exc91.Write(ctx, oprot); _write_err90 == nil && err2 != nil {
+				_write_err90 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err66 == nil && err2 != nil {
-				_write_err66 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err90 == nil && err2 != nil {
+				_write_err90 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err66 == nil && err2 != nil {
-				_write_err66 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err90 == nil && err2 != nil {
+				_write_err90 = thrift.WrapTException(err2)
 			}
-			if _write_err66 != nil {
-				return false, thrift.WrapTException(_write_err66)
+			if _write_err90 != nil {
+				return false, thrift.WrapTException(_write_err90)
 			}
 			return true, err
 		}
@@ -13465,19 +16289,19 @@ func (p *kVProcessorDeleteKey) Process(ctx context.Context, seqId int32, iprot, 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "delete_key", thrift.REPLY, seqId); err2 != nil {
-		_write_err66 = thrift.WrapTException(err2)
+		_write_err90 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err66 == nil && err2 != nil {
-		_write_err66 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err90 == nil && err2 != nil {
+		_write_err90 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err66 == nil && err2 != nil {
-		_write_err66 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err90 == nil && err2 != nil {
+		_write_err90 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err66 == nil && err2 != nil {
-		_write_err66 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err90 == nil && err2 != nil {
+		_write_err90 = thrift.WrapTException(err2)
 	}
-	if _write_err66 != nil {
-		return false, thrift.WrapTException(_write_err66)
+	if _write_err90 != nil {
+		return false, thrift.WrapTException(_write_err90)
 	}
 	return true, err
 }
@@ -13487,7 +16311,7 @@ type kVProcessorCas struct {
 }
 
 func (p *kVProcessorCas) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err68 error
+	var _write_err92 error
 	args := KVCasArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -13539,25 +16363,27 @@ func (p *kVProcessorCas) Process(ctx context.Context, seqId int32, iprot, oprot 
 			result.Unavailable = v
 		case *Timeout:
 			result.Timeout = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
 		default:
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc69 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing cas: "+err2.Error())
+			_exc93 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing cas: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "cas", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err68 = thrift.WrapTException(err2)
+				_write_err92 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc69.Write(ctx, oprot); _write_err68 == nil && err2 != nil {
-				_write_err68 = thrift.WrapTException(err2)
+			if err2 := _exc93.Write(ctx, oprot); _write_err92 == nil && err2 != nil {
+				_write_err92 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err68 == nil && err2 != nil {
-				_write_err68 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err92 == nil && err2 != nil {
+				_write_err92 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err68 == nil && err2 != nil {
-				_write_err68 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err92 == nil && err2 != nil {
+				_write_err92 = thrift.WrapTException(err2)
 			}
-			if _write_err68 != nil {
-				return false, thrift.WrapTException(_write_err68)
+			if _write_err92 != nil {
+				return false, thrift.WrapTException(_write_err92)
 			}
 			return true, err
 		}
@@ -13566,19 +16392,19 @@ func (p *kVProcessorCas) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "cas", thrift.REPLY, seqId); err2 != nil {
-		_write_err68 = thrift.WrapTException(err2)
+		_write_err92 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err68 == nil && err2 != nil {
-		_write_err68 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err92 == nil && err2 != nil {
+		_write_err92 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err68 == nil && err2 != nil {
-		_write_err68 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err92 == nil && err2 != nil {
+		_write_err92 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err68 == nil && err2 != nil {
-		_write_err68 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err92 == nil && err2 != nil {
+		_write_err92 = thrift.WrapTException(err2)
 	}
-	if _write_err68 != nil {
-		return false, thrift.WrapTException(_write_err68)
+	if _write_err92 != nil {
+		return false, thrift.WrapTException(_write_err92)
 	}
 	return true, err
 }
@@ -13588,7 +16414,7 @@ type kVProcessorScan struct {
 }
 
 func (p *kVProcessorScan) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err70 error
+	var _write_err94 error
 	args := KVScanArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -13644,21 +16470,21 @@ func (p *kVProcessorScan) Process(ctx context.Context, seqId int32, iprot, oprot
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc71 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing scan: "+err2.Error())
+			_exc95 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing scan: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "scan", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err70 = thrift.WrapTException(err2)
+				_write_err94 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc71.Write(ctx, oprot); _write_err70 == nil && err2 != nil {
-				_write_err70 = thrift.WrapTException(err2)
+			if err2 := _exc95.Write(ctx, oprot); _write_err94 == nil && err2 != nil {
+				_write_err94 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err70 == nil && err2 != nil {
-				_write_err70 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err94 == nil && err2 != nil {
+				_write_err94 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err70 == nil && err2 != nil {
-				_write_err70 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err94 == nil && err2 != nil {
+				_write_err94 = thrift.WrapTException(err2)
 			}
-			if _write_err70 != nil {
-				return false, thrift.WrapTException(_write_err70)
+			if _write_err94 != nil {
+				return false, thrift.WrapTException(_write_err94)
 			}
 			return true, err
 		}
@@ -13667,19 +16493,19 @@ func (p *kVProcessorScan) Process(ctx context.Context, seqId int32, iprot, oprot
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "scan", thrift.REPLY, seqId); err2 != nil {
-		_write_err70 = thrift.WrapTException(err2)
+		_write_err94 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err70 == nil && err2 != nil {
-		_write_err70 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err94 == nil && err2 != nil {
+		_write_err94 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err70 == nil && err2 != nil {
-		_write_err70 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err94 == nil && err2 != nil {
+		_write_err94 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err70 == nil && err2 != nil {
-		_write_err70 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err94 == nil && err2 != nil {
+		_write_err94 = thrift.WrapTException(err2)
 	}
-	if _write_err70 != nil {
-		return false, thrift.WrapTException(_write_err70)
+	if _write_err94 != nil {
+		return false, thrift.WrapTException(_write_err94)
 	}
 	return true, err
 }
@@ -13689,7 +16515,7 @@ type kVProcessorTxn struct {
 }
 
 func (p *kVProcessorTxn) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err72 error
+	var _write_err96 error
 	args := KVTxnArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -13741,25 +16567,27 @@ func (p *kVProcessorTxn) Process(ctx context.Context, seqId int32, iprot, oprot 
 			result.Unavailable = v
 		case *Timeout:
 			result.Timeout = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
 		default:
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc73 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing txn: "+err2.Error())
+			_exc97 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing txn: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "txn", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err72 = thrift.WrapTException(err2)
+				_write_err96 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc73.Write(ctx, oprot); _write_err72 == nil && err2 != nil {
-				_write_err72 = thrift.WrapTException(err2)
+			if err2 := _exc97.Write(ctx, oprot); _write_err96 == nil && err2 != nil {
+				_write_err96 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err72 == nil && err2 != nil {
-				_write_err72 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err96 == nil && err2 != nil {
+				_write_err96 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err72 == nil && err2 != nil {
-				_write_err72 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err96 == nil && err2 != nil {
+				_write_err96 = thrift.WrapTException(err2)
 			}
-			if _write_err72 != nil {
-				return false, thrift.WrapTException(_write_err72)
+			if _write_err96 != nil {
+				return false, thrift.WrapTException(_write_err96)
 			}
 			return true, err
 		}
@@ -13768,19 +16596,19 @@ func (p *kVProcessorTxn) Process(ctx context.Context, seqId int32, iprot, oprot 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "txn", thrift.REPLY, seqId); err2 != nil {
-		_write_err72 = thrift.WrapTException(err2)
+		_write_err96 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err72 == nil && err2 != nil {
-		_write_err72 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err96 == nil && err2 != nil {
+		_write_err96 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err72 == nil && err2 != nil {
-		_write_err72 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err96 == nil && err2 != nil {
+		_write_err96 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err72 == nil && err2 != nil {
-		_write_err72 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err96 == nil && err2 != nil {
+		_write_err96 = thrift.WrapTException(err2)
 	}
-	if _write_err72 != nil {
-		return false, thrift.WrapTException(_write_err72)
+	if _write_err96 != nil {
+		return false, thrift.WrapTException(_write_err96)
 	}
 	return true, err
 }
@@ -13790,7 +16618,7 @@ type kVProcessorStatus struct {
 }
 
 func (p *kVProcessorStatus) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err74 error
+	var _write_err98 error
 	args := KVStatusArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -13836,21 +16664,21 @@ func (p *kVProcessorStatus) Process(ctx context.Context, seqId int32, iprot, opr
 		if errors.Is(err2, thrift.ErrAbandonRequest) {
 			return false, thrift.WrapTException(err2)
 		}
-		_exc75 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing status: "+err2.Error())
+		_exc99 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing status: "+err2.Error())
 		if err2 := oprot.WriteMessageBegin(ctx, "status", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err74 = thrift.WrapTException(err2)
+			_write_err98 = thrift.WrapTException(err2)
 		}
-		if err2 := _exc75.Write(ctx, oprot); _write_err74 == nil && err2 != nil {
-			_write_err74 = thrift.WrapTException(err2)
+		if err2 := _exc99.Write(ctx, oprot); _write_err98 == nil && err2 != nil {
+			_write_err98 = thrift.WrapTException(err2)
 		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err74 == nil && err2 != nil {
-			_write_err74 = thrift.WrapTException(err2)
+		if err2 := oprot.WriteMessageEnd(ctx); _write_err98 == nil && err2 != nil {
+			_write_err98 = thrift.WrapTException(err2)
 		}
-		if err2 := oprot.Flush(ctx); _write_err74 == nil && err2 != nil {
-			_write_err74 = thrift.WrapTException(err2)
+		if err2 := oprot.Flush(ctx); _write_err98 == nil && err2 != nil {
+			_write_err98 = thrift.WrapTException(err2)
 		}
-		if _write_err74 != nil {
-			return false, thrift.WrapTException(_write_err74)
+		if _write_err98 != nil {
+			return false, thrift.WrapTException(_write_err98)
 		}
 		return true, err
 	} else {
@@ -13858,19 +16686,19 @@ func (p *kVProcessorStatus) Process(ctx context.Context, seqId int32, iprot, opr
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "status", thrift.REPLY, seqId); err2 != nil {
-		_write_err74 = thrift.WrapTException(err2)
+		_write_err98 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err74 == nil && err2 != nil {
-		_write_err74 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err98 == nil && err2 != nil {
+		_write_err98 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err74 == nil && err2 != nil {
-		_write_err74 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err98 == nil && err2 != nil {
+		_write_err98 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err74 == nil && err2 != nil {
-		_write_err74 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err98 == nil && err2 != nil {
+		_write_err98 = thrift.WrapTException(err2)
 	}
-	if _write_err74 != nil {
-		return false, thrift.WrapTException(_write_err74)
+	if _write_err98 != nil {
+		return false, thrift.WrapTException(_write_err98)
 	}
 	return true, err
 }
@@ -13880,7 +16708,7 @@ type kVProcessorWatch struct {
 }
 
 func (p *kVProcessorWatch) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err76 error
+	var _write_err100 error
 	args := KVWatchArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -13938,21 +16766,21 @@ func (p *kVProcessorWatch) Process(ctx context.Context, seqId int32, iprot, opro
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc77 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing watch: "+err2.Error())
+			_exc101 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing watch: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "watch", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err76 = thrift.WrapTException(err2)
+				_write_err100 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc77.Write(ctx, oprot); _write_err76 == nil && err2 != nil {
-				_write_err76 = thrift.WrapTException(err2)
+			if err2 := _exc101.Write(ctx, oprot); _write_err100 == nil && err2 != nil {
+				_write_err100 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err76 == nil && err2 != nil {
-				_write_err76 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err100 == nil && err2 != nil {
+				_write_err100 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err76 == nil && err2 != nil {
-				_write_err76 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err100 == nil && err2 != nil {
+				_write_err100 = thrift.WrapTException(err2)
 			}
-			if _write_err76 != nil {
-				return false, thrift.WrapTException(_write_err76)
+			if _write_err100 != nil {
+				return false, thrift.WrapTException(_write_err100)
 			}
 			return true, err
 		}
@@ -13961,19 +16789,524 @@ func (p *kVProcessorWatch) Process(ctx context.Context, seqId int32, iprot, opro
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "watch", thrift.REPLY, seqId); err2 != nil {
-		_write_err76 = thrift.WrapTException(err2)
+		_write_err100 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err76 == nil && err2 != nil {
-		_write_err76 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err100 == nil && err2 != nil {
+		_write_err100 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err76 == nil && err2 != nil {
-		_write_err76 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err100 == nil && err2 != nil {
+		_write_err100 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err76 == nil && err2 != nil {
-		_write_err76 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err100 == nil && err2 != nil {
+		_write_err100 = thrift.WrapTException(err2)
 	}
-	if _write_err76 != nil {
-		return false, thrift.WrapTException(_write_err76)
+	if _write_err100 != nil {
+		return false, thrift.WrapTException(_write_err100)
+	}
+	return true, err
+}
+
+type kVProcessorGrantLease struct {
+	handler KV
+}
+
+func (p *kVProcessorGrantLease) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err102 error
+	args := KVGrantLeaseArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "grant_lease", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := KVGrantLeaseResult{}
+	if retval, err2 := p.handler.GrantLease(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *Timeout:
+			result.Timeout = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc103 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing grant_lease: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "grant_lease", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err102 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc103.Write(ctx, oprot); _write_err102 == nil && err2 != nil {
+				_write_err102 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err102 == nil && err2 != nil {
+				_write_err102 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err102 == nil && err2 != nil {
+				_write_err102 = thrift.WrapTException(err2)
+			}
+			if _write_err102 != nil {
+				return false, thrift.WrapTException(_write_err102)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "grant_lease", thrift.REPLY, seqId); err2 != nil {
+		_write_err102 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err102 == nil && err2 != nil {
+		_write_err102 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err102 == nil && err2 != nil {
+		_write_err102 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err102 == nil && err2 != nil {
+		_write_err102 = thrift.WrapTException(err2)
+	}
+	if _write_err102 != nil {
+		return false, thrift.WrapTException(_write_err102)
+	}
+	return true, err
+}
+
+type kVProcessorKeepAlive struct {
+	handler KV
+}
+
+func (p *kVProcessorKeepAlive) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err104 error
+	args := KVKeepAliveArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "keep_alive", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := KVKeepAliveResult{}
+	if retval, err2 := p.handler.KeepAlive(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc105 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing keep_alive: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "keep_alive", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err104 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc105.Write(ctx, oprot); _write_err104 == nil && err2 != nil {
+				_write_err104 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err104 == nil && err2 != nil {
+				_write_err104 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err104 == nil && err2 != nil {
+				_write_err104 = thrift.WrapTException(err2)
+			}
+			if _write_err104 != nil {
+				return false, thrift.WrapTException(_write_err104)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "keep_alive", thrift.REPLY, seqId); err2 != nil {
+		_write_err104 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err104 == nil && err2 != nil {
+		_write_err104 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err104 == nil && err2 != nil {
+		_write_err104 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err104 == nil && err2 != nil {
+		_write_err104 = thrift.WrapTException(err2)
+	}
+	if _write_err104 != nil {
+		return false, thrift.WrapTException(_write_err104)
+	}
+	return true, err
+}
+
+type kVProcessorRevokeLease struct {
+	handler KV
+}
+
+func (p *kVProcessorRevokeLease) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err106 error
+	args := KVRevokeLeaseArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "revoke_lease", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := KVRevokeLeaseResult{}
+	if retval, err2 := p.handler.RevokeLease(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *Timeout:
+			result.Timeout = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc107 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing revoke_lease: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "revoke_lease", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err106 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc107.Write(ctx, oprot); _write_err106 == nil && err2 != nil {
+				_write_err106 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err106 == nil && err2 != nil {
+				_write_err106 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err106 == nil && err2 != nil {
+				_write_err106 = thrift.WrapTException(err2)
+			}
+			if _write_err106 != nil {
+				return false, thrift.WrapTException(_write_err106)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "revoke_lease", thrift.REPLY, seqId); err2 != nil {
+		_write_err106 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err106 == nil && err2 != nil {
+		_write_err106 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err106 == nil && err2 != nil {
+		_write_err106 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err106 == nil && err2 != nil {
+		_write_err106 = thrift.WrapTException(err2)
+	}
+	if _write_err106 != nil {
+		return false, thrift.WrapTException(_write_err106)
+	}
+	return true, err
+}
+
+type kVProcessorLeaseInfo struct {
+	handler KV
+}
+
+func (p *kVProcessorLeaseInfo) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err108 error
+	args := KVLeaseInfoArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "lease_info", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := KVLeaseInfoResult{}
+	if retval, err2 := p.handler.LeaseInfo(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc109 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing lease_info: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "lease_info", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err108 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc109.Write(ctx, oprot); _write_err108 == nil && err2 != nil {
+				_write_err108 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err108 == nil && err2 != nil {
+				_write_err108 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err108 == nil && err2 != nil {
+				_write_err108 = thrift.WrapTException(err2)
+			}
+			if _write_err108 != nil {
+				return false, thrift.WrapTException(_write_err108)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "lease_info", thrift.REPLY, seqId); err2 != nil {
+		_write_err108 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err108 == nil && err2 != nil {
+		_write_err108 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err108 == nil && err2 != nil {
+		_write_err108 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err108 == nil && err2 != nil {
+		_write_err108 = thrift.WrapTException(err2)
+	}
+	if _write_err108 != nil {
+		return false, thrift.WrapTException(_write_err108)
+	}
+	return true, err
+}
+
+type kVProcessorListLeases struct {
+	handler KV
+}
+
+func (p *kVProcessorListLeases) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err110 error
+	args := KVListLeasesArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "list_leases", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := KVListLeasesResult{}
+	if retval, err2 := p.handler.ListLeases(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc111 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing list_leases: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "list_leases", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err110 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc111.Write(ctx, oprot); _write_err110 == nil && err2 != nil {
+				_write_err110 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err110 == nil && err2 != nil {
+				_write_err110 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err110 == nil && err2 != nil {
+				_write_err110 = thrift.WrapTException(err2)
+			}
+			if _write_err110 != nil {
+				return false, thrift.WrapTException(_write_err110)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "list_leases", thrift.REPLY, seqId); err2 != nil {
+		_write_err110 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err110 == nil && err2 != nil {
+		_write_err110 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err110 == nil && err2 != nil {
+		_write_err110 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err110 == nil && err2 != nil {
+		_write_err110 = thrift.WrapTException(err2)
+	}
+	if _write_err110 != nil {
+		return false, thrift.WrapTException(_write_err110)
 	}
 	return true, err
 }
@@ -14513,12 +17846,14 @@ func (p *KVPutArgs) String() string {
 //   - NotLeader
 //   - Unavailable
 //   - Timeout
+//   - LeaseNotFound
 type KVPutResult struct {
-	Success     *PutResponse     `thrift:"success,0" db:"success" json:"success,omitempty"`
-	Invalid     *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
-	NotLeader   *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
-	Unavailable *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
-	Timeout     *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	Success       *PutResponse     `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout       *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	LeaseNotFound *LeaseNotFound   `thrift:"lease_not_found,5" db:"lease_not_found" json:"lease_not_found,omitempty"`
 }
 
 func NewKVPutResult() *KVPutResult {
@@ -14569,6 +17904,15 @@ func (p *KVPutResult) GetTimeout() *Timeout {
 	}
 	return p.Timeout
 }
+
+var KVPutResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *KVPutResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return KVPutResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
 func (p *KVPutResult) IsSetSuccess() bool {
 	return p.Success != nil
 }
@@ -14587,6 +17931,10 @@ func (p *KVPutResult) IsSetUnavailable() bool {
 
 func (p *KVPutResult) IsSetTimeout() bool {
 	return p.Timeout != nil
+}
+
+func (p *KVPutResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
 }
 
 func (p *KVPutResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -14653,6 +18001,16 @@ func (p *KVPutResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
 					return err
 				}
 			}
+		case 5:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
 		default:
 			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
 				return err
@@ -14708,6 +18066,14 @@ func (p *KVPutResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) er
 	return nil
 }
 
+func (p *KVPutResult) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
 func (p *KVPutResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "put_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -14726,6 +18092,9 @@ func (p *KVPutResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -14808,6 +18177,21 @@ func (p *KVPutResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVPutResult) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:lease_not_found: ", p), err)
 		}
 	}
 	return err
@@ -15353,12 +18737,14 @@ func (p *KVCasArgs) String() string {
 //   - NotLeader
 //   - Unavailable
 //   - Timeout
+//   - LeaseNotFound
 type KVCasResult struct {
-	Success     *CASResponse     `thrift:"success,0" db:"success" json:"success,omitempty"`
-	Invalid     *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
-	NotLeader   *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
-	Unavailable *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
-	Timeout     *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	Success       *CASResponse     `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout       *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	LeaseNotFound *LeaseNotFound   `thrift:"lease_not_found,5" db:"lease_not_found" json:"lease_not_found,omitempty"`
 }
 
 func NewKVCasResult() *KVCasResult {
@@ -15409,6 +18795,15 @@ func (p *KVCasResult) GetTimeout() *Timeout {
 	}
 	return p.Timeout
 }
+
+var KVCasResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *KVCasResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return KVCasResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
 func (p *KVCasResult) IsSetSuccess() bool {
 	return p.Success != nil
 }
@@ -15427,6 +18822,10 @@ func (p *KVCasResult) IsSetUnavailable() bool {
 
 func (p *KVCasResult) IsSetTimeout() bool {
 	return p.Timeout != nil
+}
+
+func (p *KVCasResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
 }
 
 func (p *KVCasResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -15493,6 +18892,16 @@ func (p *KVCasResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
 					return err
 				}
 			}
+		case 5:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
 		default:
 			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
 				return err
@@ -15548,6 +18957,14 @@ func (p *KVCasResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) er
 	return nil
 }
 
+func (p *KVCasResult) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
 func (p *KVCasResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "cas_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -15566,6 +18983,9 @@ func (p *KVCasResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -15648,6 +19068,21 @@ func (p *KVCasResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVCasResult) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:lease_not_found: ", p), err)
 		}
 	}
 	return err
@@ -16193,12 +19628,14 @@ func (p *KVTxnArgs) String() string {
 //   - NotLeader
 //   - Unavailable
 //   - Timeout
+//   - LeaseNotFound
 type KVTxnResult struct {
-	Success     *TxnResponse     `thrift:"success,0" db:"success" json:"success,omitempty"`
-	Invalid     *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
-	NotLeader   *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
-	Unavailable *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
-	Timeout     *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	Success       *TxnResponse     `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout       *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	LeaseNotFound *LeaseNotFound   `thrift:"lease_not_found,5" db:"lease_not_found" json:"lease_not_found,omitempty"`
 }
 
 func NewKVTxnResult() *KVTxnResult {
@@ -16249,6 +19686,15 @@ func (p *KVTxnResult) GetTimeout() *Timeout {
 	}
 	return p.Timeout
 }
+
+var KVTxnResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *KVTxnResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return KVTxnResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
 func (p *KVTxnResult) IsSetSuccess() bool {
 	return p.Success != nil
 }
@@ -16267,6 +19713,10 @@ func (p *KVTxnResult) IsSetUnavailable() bool {
 
 func (p *KVTxnResult) IsSetTimeout() bool {
 	return p.Timeout != nil
+}
+
+func (p *KVTxnResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
 }
 
 func (p *KVTxnResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -16333,6 +19783,16 @@ func (p *KVTxnResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
 					return err
 				}
 			}
+		case 5:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
 		default:
 			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
 				return err
@@ -16388,6 +19848,14 @@ func (p *KVTxnResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) er
 	return nil
 }
 
+func (p *KVTxnResult) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
 func (p *KVTxnResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "txn_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -16406,6 +19874,9 @@ func (p *KVTxnResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -16488,6 +19959,21 @@ func (p *KVTxnResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVTxnResult) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:lease_not_found: ", p), err)
 		}
 	}
 	return err
@@ -17135,6 +20621,2106 @@ func (p *KVWatchResult) String() string {
 	return fmt.Sprintf("KVWatchResult(%+v)", *p)
 }
 
+// Attributes:
+//   - Req
+type KVGrantLeaseArgs struct {
+	Req *LeaseGrantRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewKVGrantLeaseArgs() *KVGrantLeaseArgs {
+	return &KVGrantLeaseArgs{}
+}
+
+var KVGrantLeaseArgs_Req_DEFAULT *LeaseGrantRequest
+
+func (p *KVGrantLeaseArgs) GetReq() *LeaseGrantRequest {
+	if !p.IsSetReq() {
+		return KVGrantLeaseArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *KVGrantLeaseArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *KVGrantLeaseArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &LeaseGrantRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "grant_lease_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *KVGrantLeaseArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVGrantLeaseArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - Timeout
+type KVGrantLeaseResult struct {
+	Success     *LeaseGrantResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid     *InvalidArgument    `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader   *NotLeader          `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable *Unavailable        `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout     *Timeout            `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+}
+
+func NewKVGrantLeaseResult() *KVGrantLeaseResult {
+	return &KVGrantLeaseResult{}
+}
+
+var KVGrantLeaseResult_Success_DEFAULT *LeaseGrantResponse
+
+func (p *KVGrantLeaseResult) GetSuccess() *LeaseGrantResponse {
+	if !p.IsSetSuccess() {
+		return KVGrantLeaseResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var KVGrantLeaseResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *KVGrantLeaseResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return KVGrantLeaseResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var KVGrantLeaseResult_NotLeader_DEFAULT *NotLeader
+
+func (p *KVGrantLeaseResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return KVGrantLeaseResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var KVGrantLeaseResult_Unavailable_DEFAULT *Unavailable
+
+func (p *KVGrantLeaseResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return KVGrantLeaseResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var KVGrantLeaseResult_Timeout_DEFAULT *Timeout
+
+func (p *KVGrantLeaseResult) GetTimeout() *Timeout {
+	if !p.IsSetTimeout() {
+		return KVGrantLeaseResult_Timeout_DEFAULT
+	}
+	return p.Timeout
+}
+func (p *KVGrantLeaseResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *KVGrantLeaseResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *KVGrantLeaseResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *KVGrantLeaseResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *KVGrantLeaseResult) IsSetTimeout() bool {
+	return p.Timeout != nil
+}
+
+func (p *KVGrantLeaseResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &LeaseGrantResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Timeout = &Timeout{}
+	if err := p.Timeout.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Timeout), err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "grant_lease_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVGrantLeaseResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVGrantLeaseResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVGrantLeaseResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVGrantLeaseResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVGrantLeaseResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetTimeout() {
+		if err := oprot.WriteFieldBegin(ctx, "timeout", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:timeout: ", p), err)
+		}
+		if err := p.Timeout.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Timeout), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVGrantLeaseResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVGrantLeaseResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type KVKeepAliveArgs struct {
+	Req *KeepAliveRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewKVKeepAliveArgs() *KVKeepAliveArgs {
+	return &KVKeepAliveArgs{}
+}
+
+var KVKeepAliveArgs_Req_DEFAULT *KeepAliveRequest
+
+func (p *KVKeepAliveArgs) GetReq() *KeepAliveRequest {
+	if !p.IsSetReq() {
+		return KVKeepAliveArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *KVKeepAliveArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *KVKeepAliveArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &KeepAliveRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "keep_alive_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *KVKeepAliveArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVKeepAliveArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - LeaseNotFound
+type KVKeepAliveResult struct {
+	Success       *KeepAliveResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument   `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader         `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable       `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	LeaseNotFound *LeaseNotFound     `thrift:"lease_not_found,4" db:"lease_not_found" json:"lease_not_found,omitempty"`
+}
+
+func NewKVKeepAliveResult() *KVKeepAliveResult {
+	return &KVKeepAliveResult{}
+}
+
+var KVKeepAliveResult_Success_DEFAULT *KeepAliveResponse
+
+func (p *KVKeepAliveResult) GetSuccess() *KeepAliveResponse {
+	if !p.IsSetSuccess() {
+		return KVKeepAliveResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var KVKeepAliveResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *KVKeepAliveResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return KVKeepAliveResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var KVKeepAliveResult_NotLeader_DEFAULT *NotLeader
+
+func (p *KVKeepAliveResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return KVKeepAliveResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var KVKeepAliveResult_Unavailable_DEFAULT *Unavailable
+
+func (p *KVKeepAliveResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return KVKeepAliveResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var KVKeepAliveResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *KVKeepAliveResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return KVKeepAliveResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
+func (p *KVKeepAliveResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *KVKeepAliveResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *KVKeepAliveResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *KVKeepAliveResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *KVKeepAliveResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
+}
+
+func (p *KVKeepAliveResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &KeepAliveResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "keep_alive_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVKeepAliveResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVKeepAliveResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVKeepAliveResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVKeepAliveResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVKeepAliveResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:lease_not_found: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVKeepAliveResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVKeepAliveResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type KVRevokeLeaseArgs struct {
+	Req *LeaseRevokeRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewKVRevokeLeaseArgs() *KVRevokeLeaseArgs {
+	return &KVRevokeLeaseArgs{}
+}
+
+var KVRevokeLeaseArgs_Req_DEFAULT *LeaseRevokeRequest
+
+func (p *KVRevokeLeaseArgs) GetReq() *LeaseRevokeRequest {
+	if !p.IsSetReq() {
+		return KVRevokeLeaseArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *KVRevokeLeaseArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *KVRevokeLeaseArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &LeaseRevokeRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "revoke_lease_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *KVRevokeLeaseArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVRevokeLeaseArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - Timeout
+//   - LeaseNotFound
+type KVRevokeLeaseResult struct {
+	Success       *LeaseRevokeResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument     `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader           `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable         `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout       *Timeout             `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	LeaseNotFound *LeaseNotFound       `thrift:"lease_not_found,5" db:"lease_not_found" json:"lease_not_found,omitempty"`
+}
+
+func NewKVRevokeLeaseResult() *KVRevokeLeaseResult {
+	return &KVRevokeLeaseResult{}
+}
+
+var KVRevokeLeaseResult_Success_DEFAULT *LeaseRevokeResponse
+
+func (p *KVRevokeLeaseResult) GetSuccess() *LeaseRevokeResponse {
+	if !p.IsSetSuccess() {
+		return KVRevokeLeaseResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var KVRevokeLeaseResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *KVRevokeLeaseResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return KVRevokeLeaseResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var KVRevokeLeaseResult_NotLeader_DEFAULT *NotLeader
+
+func (p *KVRevokeLeaseResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return KVRevokeLeaseResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var KVRevokeLeaseResult_Unavailable_DEFAULT *Unavailable
+
+func (p *KVRevokeLeaseResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return KVRevokeLeaseResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var KVRevokeLeaseResult_Timeout_DEFAULT *Timeout
+
+func (p *KVRevokeLeaseResult) GetTimeout() *Timeout {
+	if !p.IsSetTimeout() {
+		return KVRevokeLeaseResult_Timeout_DEFAULT
+	}
+	return p.Timeout
+}
+
+var KVRevokeLeaseResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *KVRevokeLeaseResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return KVRevokeLeaseResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
+func (p *KVRevokeLeaseResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *KVRevokeLeaseResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *KVRevokeLeaseResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *KVRevokeLeaseResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *KVRevokeLeaseResult) IsSetTimeout() bool {
+	return p.Timeout != nil
+}
+
+func (p *KVRevokeLeaseResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
+}
+
+func (p *KVRevokeLeaseResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 5:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &LeaseRevokeResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Timeout = &Timeout{}
+	if err := p.Timeout.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Timeout), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseResult) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "revoke_lease_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVRevokeLeaseResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVRevokeLeaseResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVRevokeLeaseResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVRevokeLeaseResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVRevokeLeaseResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetTimeout() {
+		if err := oprot.WriteFieldBegin(ctx, "timeout", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:timeout: ", p), err)
+		}
+		if err := p.Timeout.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Timeout), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVRevokeLeaseResult) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:lease_not_found: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVRevokeLeaseResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVRevokeLeaseResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type KVLeaseInfoArgs struct {
+	Req *LeaseInfoRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewKVLeaseInfoArgs() *KVLeaseInfoArgs {
+	return &KVLeaseInfoArgs{}
+}
+
+var KVLeaseInfoArgs_Req_DEFAULT *LeaseInfoRequest
+
+func (p *KVLeaseInfoArgs) GetReq() *LeaseInfoRequest {
+	if !p.IsSetReq() {
+		return KVLeaseInfoArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *KVLeaseInfoArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *KVLeaseInfoArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &LeaseInfoRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "lease_info_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *KVLeaseInfoArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVLeaseInfoArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - LeaseNotFound
+type KVLeaseInfoResult struct {
+	Success       *LeaseInfo       `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	LeaseNotFound *LeaseNotFound   `thrift:"lease_not_found,4" db:"lease_not_found" json:"lease_not_found,omitempty"`
+}
+
+func NewKVLeaseInfoResult() *KVLeaseInfoResult {
+	return &KVLeaseInfoResult{}
+}
+
+var KVLeaseInfoResult_Success_DEFAULT *LeaseInfo
+
+func (p *KVLeaseInfoResult) GetSuccess() *LeaseInfo {
+	if !p.IsSetSuccess() {
+		return KVLeaseInfoResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var KVLeaseInfoResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *KVLeaseInfoResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return KVLeaseInfoResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var KVLeaseInfoResult_NotLeader_DEFAULT *NotLeader
+
+func (p *KVLeaseInfoResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return KVLeaseInfoResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var KVLeaseInfoResult_Unavailable_DEFAULT *Unavailable
+
+func (p *KVLeaseInfoResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return KVLeaseInfoResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var KVLeaseInfoResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *KVLeaseInfoResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return KVLeaseInfoResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
+func (p *KVLeaseInfoResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *KVLeaseInfoResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *KVLeaseInfoResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *KVLeaseInfoResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *KVLeaseInfoResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
+}
+
+func (p *KVLeaseInfoResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &LeaseInfo{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "lease_info_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVLeaseInfoResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVLeaseInfoResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVLeaseInfoResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVLeaseInfoResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVLeaseInfoResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:lease_not_found: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVLeaseInfoResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVLeaseInfoResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type KVListLeasesArgs struct {
+	Req *LeaseListRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewKVListLeasesArgs() *KVListLeasesArgs {
+	return &KVListLeasesArgs{}
+}
+
+var KVListLeasesArgs_Req_DEFAULT *LeaseListRequest
+
+func (p *KVListLeasesArgs) GetReq() *LeaseListRequest {
+	if !p.IsSetReq() {
+		return KVListLeasesArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *KVListLeasesArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *KVListLeasesArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &LeaseListRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "list_leases_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *KVListLeasesArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVListLeasesArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+type KVListLeasesResult struct {
+	Success     *LeaseListResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid     *InvalidArgument   `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader   *NotLeader         `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable *Unavailable       `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+}
+
+func NewKVListLeasesResult() *KVListLeasesResult {
+	return &KVListLeasesResult{}
+}
+
+var KVListLeasesResult_Success_DEFAULT *LeaseListResponse
+
+func (p *KVListLeasesResult) GetSuccess() *LeaseListResponse {
+	if !p.IsSetSuccess() {
+		return KVListLeasesResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var KVListLeasesResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *KVListLeasesResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return KVListLeasesResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var KVListLeasesResult_NotLeader_DEFAULT *NotLeader
+
+func (p *KVListLeasesResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return KVListLeasesResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var KVListLeasesResult_Unavailable_DEFAULT *Unavailable
+
+func (p *KVListLeasesResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return KVListLeasesResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+func (p *KVListLeasesResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *KVListLeasesResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *KVListLeasesResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *KVListLeasesResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *KVListLeasesResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &LeaseListResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "list_leases_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVListLeasesResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVListLeasesResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVListLeasesResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVListLeasesResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVListLeasesResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVListLeasesResult(%+v)", *p)
+}
+
 type Cluster interface { //Cluster membership and topology. Any node answers topology; changes are
 	//made by the leader (a follower forwards them once). Gossip only reports
 	//liveness: voters change only through these calls.
@@ -17205,21 +22791,21 @@ func (p *ClusterClient) SetLastResponseMeta_(meta thrift.ResponseMeta) {
 }
 
 func (p *ClusterClient) Topology(ctx context.Context) (_r *Topology, _err error) {
-	var _args78 ClusterTopologyArgs
-	var _result80 ClusterTopologyResult
-	var _meta79 thrift.ResponseMeta
-	_meta79, _err = p.Client_().Call(ctx, "topology", &_args78, &_result80)
-	p.SetLastResponseMeta_(_meta79)
+	var _args112 ClusterTopologyArgs
+	var _result114 ClusterTopologyResult
+	var _meta113 thrift.ResponseMeta
+	_meta113, _err = p.Client_().Call(ctx, "topology", &_args112, &_result114)
+	p.SetLastResponseMeta_(_meta113)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result80.Unavailable != nil:
-		return _r, _result80.Unavailable
+	case _result114.Unavailable != nil:
+		return _r, _result114.Unavailable
 	}
 
-	if _ret81 := _result80.GetSuccess(); _ret81 != nil {
-		return _ret81, nil
+	if _ret115 := _result114.GetSuccess(); _ret115 != nil {
+		return _ret115, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "topology failed: unknown result")
 }
@@ -17232,28 +22818,28 @@ func (p *ClusterClient) Topology(ctx context.Context) (_r *Topology, _err error)
 // Parameters:
 //   - Req
 func (p *ClusterClient) AddMember(ctx context.Context, req *AddMemberRequest) (_r *MemberChangeResponse, _err error) {
-	var _args82 ClusterAddMemberArgs
-	_args82.Req = req
-	var _result84 ClusterAddMemberResult
-	var _meta83 thrift.ResponseMeta
-	_meta83, _err = p.Client_().Call(ctx, "add_member", &_args82, &_result84)
-	p.SetLastResponseMeta_(_meta83)
+	var _args116 ClusterAddMemberArgs
+	_args116.Req = req
+	var _result118 ClusterAddMemberResult
+	var _meta117 thrift.ResponseMeta
+	_meta117, _err = p.Client_().Call(ctx, "add_member", &_args116, &_result118)
+	p.SetLastResponseMeta_(_meta117)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result84.Invalid != nil:
-		return _r, _result84.Invalid
-	case _result84.NotLeader != nil:
-		return _r, _result84.NotLeader
-	case _result84.Unavailable != nil:
-		return _r, _result84.Unavailable
-	case _result84.Timeout != nil:
-		return _r, _result84.Timeout
+	case _result118.Invalid != nil:
+		return _r, _result118.Invalid
+	case _result118.NotLeader != nil:
+		return _r, _result118.NotLeader
+	case _result118.Unavailable != nil:
+		return _r, _result118.Unavailable
+	case _result118.Timeout != nil:
+		return _r, _result118.Timeout
 	}
 
-	if _ret85 := _result84.GetSuccess(); _ret85 != nil {
-		return _ret85, nil
+	if _ret119 := _result118.GetSuccess(); _ret119 != nil {
+		return _ret119, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "add_member failed: unknown result")
 }
@@ -17261,28 +22847,28 @@ func (p *ClusterClient) AddMember(ctx context.Context, req *AddMemberRequest) (_
 // Parameters:
 //   - Req
 func (p *ClusterClient) RemoveMember(ctx context.Context, req *RemoveMemberRequest) (_r *MemberChangeResponse, _err error) {
-	var _args86 ClusterRemoveMemberArgs
-	_args86.Req = req
-	var _result88 ClusterRemoveMemberResult
-	var _meta87 thrift.ResponseMeta
-	_meta87, _err = p.Client_().Call(ctx, "remove_member", &_args86, &_result88)
-	p.SetLastResponseMeta_(_meta87)
+	var _args120 ClusterRemoveMemberArgs
+	_args120.Req = req
+	var _result122 ClusterRemoveMemberResult
+	var _meta121 thrift.ResponseMeta
+	_meta121, _err = p.Client_().Call(ctx, "remove_member", &_args120, &_result122)
+	p.SetLastResponseMeta_(_meta121)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result88.Invalid != nil:
-		return _r, _result88.Invalid
-	case _result88.NotLeader != nil:
-		return _r, _result88.NotLeader
-	case _result88.Unavailable != nil:
-		return _r, _result88.Unavailable
-	case _result88.Timeout != nil:
-		return _r, _result88.Timeout
+	case _result122.Invalid != nil:
+		return _r, _result122.Invalid
+	case _result122.NotLeader != nil:
+		return _r, _result122.NotLeader
+	case _result122.Unavailable != nil:
+		return _r, _result122.Unavailable
+	case _result122.Timeout != nil:
+		return _r, _result122.Timeout
 	}
 
-	if _ret89 := _result88.GetSuccess(); _ret89 != nil {
-		return _ret89, nil
+	if _ret123 := _result122.GetSuccess(); _ret123 != nil {
+		return _ret123, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "remove_member failed: unknown result")
 }
@@ -17290,28 +22876,28 @@ func (p *ClusterClient) RemoveMember(ctx context.Context, req *RemoveMemberReque
 // Parameters:
 //   - Req
 func (p *ClusterClient) PromoteMember(ctx context.Context, req *PromoteMemberRequest) (_r *MemberChangeResponse, _err error) {
-	var _args90 ClusterPromoteMemberArgs
-	_args90.Req = req
-	var _result92 ClusterPromoteMemberResult
-	var _meta91 thrift.ResponseMeta
-	_meta91, _err = p.Client_().Call(ctx, "promote_member", &_args90, &_result92)
-	p.SetLastResponseMeta_(_meta91)
+	var _args124 ClusterPromoteMemberArgs
+	_args124.Req = req
+	var _result126 ClusterPromoteMemberResult
+	var _meta125 thrift.ResponseMeta
+	_meta125, _err = p.Client_().Call(ctx, "promote_member", &_args124, &_result126)
+	p.SetLastResponseMeta_(_meta125)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result92.Invalid != nil:
-		return _r, _result92.Invalid
-	case _result92.NotLeader != nil:
-		return _r, _result92.NotLeader
-	case _result92.Unavailable != nil:
-		return _r, _result92.Unavailable
-	case _result92.Timeout != nil:
-		return _r, _result92.Timeout
+	case _result126.Invalid != nil:
+		return _r, _result126.Invalid
+	case _result126.NotLeader != nil:
+		return _r, _result126.NotLeader
+	case _result126.Unavailable != nil:
+		return _r, _result126.Unavailable
+	case _result126.Timeout != nil:
+		return _r, _result126.Timeout
 	}
 
-	if _ret93 := _result92.GetSuccess(); _ret93 != nil {
-		return _ret93, nil
+	if _ret127 := _result126.GetSuccess(); _ret127 != nil {
+		return _ret127, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "promote_member failed: unknown result")
 }
@@ -17319,28 +22905,28 @@ func (p *ClusterClient) PromoteMember(ctx context.Context, req *PromoteMemberReq
 // Parameters:
 //   - Req
 func (p *ClusterClient) TransferLeadership(ctx context.Context, req *TransferLeadershipRequest) (_r *TransferLeadershipResponse, _err error) {
-	var _args94 ClusterTransferLeadershipArgs
-	_args94.Req = req
-	var _result96 ClusterTransferLeadershipResult
-	var _meta95 thrift.ResponseMeta
-	_meta95, _err = p.Client_().Call(ctx, "transfer_leadership", &_args94, &_result96)
-	p.SetLastResponseMeta_(_meta95)
+	var _args128 ClusterTransferLeadershipArgs
+	_args128.Req = req
+	var _result130 ClusterTransferLeadershipResult
+	var _meta129 thrift.ResponseMeta
+	_meta129, _err = p.Client_().Call(ctx, "transfer_leadership", &_args128, &_result130)
+	p.SetLastResponseMeta_(_meta129)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result96.Invalid != nil:
-		return _r, _result96.Invalid
-	case _result96.NotLeader != nil:
-		return _r, _result96.NotLeader
-	case _result96.Unavailable != nil:
-		return _r, _result96.Unavailable
-	case _result96.Timeout != nil:
-		return _r, _result96.Timeout
+	case _result130.Invalid != nil:
+		return _r, _result130.Invalid
+	case _result130.NotLeader != nil:
+		return _r, _result130.NotLeader
+	case _result130.Unavailable != nil:
+		return _r, _result130.Unavailable
+	case _result130.Timeout != nil:
+		return _r, _result130.Timeout
 	}
 
-	if _ret97 := _result96.GetSuccess(); _ret97 != nil {
-		return _ret97, nil
+	if _ret131 := _result130.GetSuccess(); _ret131 != nil {
+		return _ret131, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "transfer_leadership failed: unknown result")
 }
@@ -17352,24 +22938,24 @@ func (p *ClusterClient) TransferLeadership(ctx context.Context, req *TransferLea
 // Parameters:
 //   - Req
 func (p *ClusterClient) GossipKeys(ctx context.Context, req *GossipKeyRequest) (_r *GossipKeyResponse, _err error) {
-	var _args98 ClusterGossipKeysArgs
-	_args98.Req = req
-	var _result100 ClusterGossipKeysResult
-	var _meta99 thrift.ResponseMeta
-	_meta99, _err = p.Client_().Call(ctx, "gossip_keys", &_args98, &_result100)
-	p.SetLastResponseMeta_(_meta99)
+	var _args132 ClusterGossipKeysArgs
+	_args132.Req = req
+	var _result134 ClusterGossipKeysResult
+	var _meta133 thrift.ResponseMeta
+	_meta133, _err = p.Client_().Call(ctx, "gossip_keys", &_args132, &_result134)
+	p.SetLastResponseMeta_(_meta133)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result100.Invalid != nil:
-		return _r, _result100.Invalid
-	case _result100.Unavailable != nil:
-		return _r, _result100.Unavailable
+	case _result134.Invalid != nil:
+		return _r, _result134.Invalid
+	case _result134.Unavailable != nil:
+		return _r, _result134.Unavailable
 	}
 
-	if _ret101 := _result100.GetSuccess(); _ret101 != nil {
-		return _ret101, nil
+	if _ret135 := _result134.GetSuccess(); _ret135 != nil {
+		return _ret135, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "gossip_keys failed: unknown result")
 }
@@ -17394,14 +22980,14 @@ func (p *ClusterProcessor) ProcessorMap() map[string]thrift.TProcessorFunction {
 
 func NewClusterProcessor(handler Cluster) *ClusterProcessor {
 
-	self102 := &ClusterProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
-	self102.processorMap["topology"] = &clusterProcessorTopology{handler: handler}
-	self102.processorMap["add_member"] = &clusterProcessorAddMember{handler: handler}
-	self102.processorMap["remove_member"] = &clusterProcessorRemoveMember{handler: handler}
-	self102.processorMap["promote_member"] = &clusterProcessorPromoteMember{handler: handler}
-	self102.processorMap["transfer_leadership"] = &clusterProcessorTransferLeadership{handler: handler}
-	self102.processorMap["gossip_keys"] = &clusterProcessorGossipKeys{handler: handler}
-	return self102
+	self136 := &ClusterProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self136.processorMap["topology"] = &clusterProcessorTopology{handler: handler}
+	self136.processorMap["add_member"] = &clusterProcessorAddMember{handler: handler}
+	self136.processorMap["remove_member"] = &clusterProcessorRemoveMember{handler: handler}
+	self136.processorMap["promote_member"] = &clusterProcessorPromoteMember{handler: handler}
+	self136.processorMap["transfer_leadership"] = &clusterProcessorTransferLeadership{handler: handler}
+	self136.processorMap["gossip_keys"] = &clusterProcessorGossipKeys{handler: handler}
+	return self136
 }
 
 func (p *ClusterProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
@@ -17414,12 +23000,12 @@ func (p *ClusterProcessor) Process(ctx context.Context, iprot, oprot thrift.TPro
 	}
 	iprot.Skip(ctx, thrift.STRUCT)
 	iprot.ReadMessageEnd(ctx)
-	x103 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	x137 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
 	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
-	x103.Write(ctx, oprot)
+	x137.Write(ctx, oprot)
 	oprot.WriteMessageEnd(ctx)
 	oprot.Flush(ctx)
-	return false, x103
+	return false, x137
 
 }
 
@@ -17428,7 +23014,7 @@ type clusterProcessorTopology struct {
 }
 
 func (p *clusterProcessorTopology) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err104 error
+	var _write_err138 error
 	args := ClusterTopologyArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -17478,21 +23064,21 @@ func (p *clusterProcessorTopology) Process(ctx context.Context, seqId int32, ipr
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc105 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing topology: "+err2.Error())
+			_exc139 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing topology: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "topology", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err104 = thrift.WrapTException(err2)
+				_write_err138 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc105.Write(ctx, oprot); _write_err104 == nil && err2 != nil {
-				_write_err104 = thrift.WrapTException(err2)
+			if err2 := _exc139.Write(ctx, oprot); _write_err138 == nil && err2 != nil {
+				_write_err138 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err104 == nil && err2 != nil {
-				_write_err104 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err138 == nil && err2 != nil {
+				_write_err138 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err104 == nil && err2 != nil {
-				_write_err104 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err138 == nil && err2 != nil {
+				_write_err138 = thrift.WrapTException(err2)
 			}
-			if _write_err104 != nil {
-				return false, thrift.WrapTException(_write_err104)
+			if _write_err138 != nil {
+				return false, thrift.WrapTException(_write_err138)
 			}
 			return true, err
 		}
@@ -17501,19 +23087,19 @@ func (p *clusterProcessorTopology) Process(ctx context.Context, seqId int32, ipr
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "topology", thrift.REPLY, seqId); err2 != nil {
-		_write_err104 = thrift.WrapTException(err2)
+		_write_err138 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err104 == nil && err2 != nil {
-		_write_err104 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err138 == nil && err2 != nil {
+		_write_err138 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err104 == nil && err2 != nil {
-		_write_err104 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err138 == nil && err2 != nil {
+		_write_err138 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err104 == nil && err2 != nil {
-		_write_err104 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err138 == nil && err2 != nil {
+		_write_err138 = thrift.WrapTException(err2)
 	}
-	if _write_err104 != nil {
-		return false, thrift.WrapTException(_write_err104)
+	if _write_err138 != nil {
+		return false, thrift.WrapTException(_write_err138)
 	}
 	return true, err
 }
@@ -17523,7 +23109,7 @@ type clusterProcessorAddMember struct {
 }
 
 func (p *clusterProcessorAddMember) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err106 error
+	var _write_err140 error
 	args := ClusterAddMemberArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -17579,21 +23165,21 @@ func (p *clusterProcessorAddMember) Process(ctx context.Context, seqId int32, ip
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc107 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing add_member: "+err2.Error())
+			_exc141 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing add_member: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "add_member", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err106 = thrift.WrapTException(err2)
+				_write_err140 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc107.Write(ctx, oprot); _write_err106 == nil && err2 != nil {
-				_write_err106 = thrift.WrapTException(err2)
+			if err2 := _exc141.Write(ctx, oprot); _write_err140 == nil && err2 != nil {
+				_write_err140 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err106 == nil && err2 != nil {
-				_write_err106 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err140 == nil && err2 != nil {
+				_write_err140 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err106 == nil && err2 != nil {
-				_write_err106 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err140 == nil && err2 != nil {
+				_write_err140 = thrift.WrapTException(err2)
 			}
-			if _write_err106 != nil {
-				return false, thrift.WrapTException(_write_err106)
+			if _write_err140 != nil {
+				return false, thrift.WrapTException(_write_err140)
 			}
 			return true, err
 		}
@@ -17602,19 +23188,19 @@ func (p *clusterProcessorAddMember) Process(ctx context.Context, seqId int32, ip
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "add_member", thrift.REPLY, seqId); err2 != nil {
-		_write_err106 = thrift.WrapTException(err2)
+		_write_err140 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err106 == nil && err2 != nil {
-		_write_err106 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err140 == nil && err2 != nil {
+		_write_err140 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err106 == nil && err2 != nil {
-		_write_err106 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err140 == nil && err2 != nil {
+		_write_err140 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err106 == nil && err2 != nil {
-		_write_err106 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err140 == nil && err2 != nil {
+		_write_err140 = thrift.WrapTException(err2)
 	}
-	if _write_err106 != nil {
-		return false, thrift.WrapTException(_write_err106)
+	if _write_err140 != nil {
+		return false, thrift.WrapTException(_write_err140)
 	}
 	return true, err
 }
@@ -17624,7 +23210,7 @@ type clusterProcessorRemoveMember struct {
 }
 
 func (p *clusterProcessorRemoveMember) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err108 error
+	var _write_err142 error
 	args := ClusterRemoveMemberArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -17680,21 +23266,21 @@ func (p *clusterProcessorRemoveMember) Process(ctx context.Context, seqId int32,
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc109 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing remove_member: "+err2.Error())
+			_exc143 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing remove_member: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "remove_member", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err108 = thrift.WrapTException(err2)
+				_write_err142 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc109.Write(ctx, oprot); _write_err108 == nil && err2 != nil {
-				_write_err108 = thrift.WrapTException(err2)
+			if err2 := _exc143.Write(ctx, oprot); _write_err142 == nil && err2 != nil {
+				_write_err142 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err108 == nil && err2 != nil {
-				_write_err108 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err142 == nil && err2 != nil {
+				_write_err142 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err108 == nil && err2 != nil {
-				_write_err108 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err142 == nil && err2 != nil {
+				_write_err142 = thrift.WrapTException(err2)
 			}
-			if _write_err108 != nil {
-				return false, thrift.WrapTException(_write_err108)
+			if _write_err142 != nil {
+				return false, thrift.WrapTException(_write_err142)
 			}
 			return true, err
 		}
@@ -17703,19 +23289,19 @@ func (p *clusterProcessorRemoveMember) Process(ctx context.Context, seqId int32,
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "remove_member", thrift.REPLY, seqId); err2 != nil {
-		_write_err108 = thrift.WrapTException(err2)
+		_write_err142 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err108 == nil && err2 != nil {
-		_write_err108 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err142 == nil && err2 != nil {
+		_write_err142 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err108 == nil && err2 != nil {
-		_write_err108 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err142 == nil && err2 != nil {
+		_write_err142 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err108 == nil && err2 != nil {
-		_write_err108 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err142 == nil && err2 != nil {
+		_write_err142 = thrift.WrapTException(err2)
 	}
-	if _write_err108 != nil {
-		return false, thrift.WrapTException(_write_err108)
+	if _write_err142 != nil {
+		return false, thrift.WrapTException(_write_err142)
 	}
 	return true, err
 }
@@ -17725,7 +23311,7 @@ type clusterProcessorPromoteMember struct {
 }
 
 func (p *clusterProcessorPromoteMember) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err110 error
+	var _write_err144 error
 	args := ClusterPromoteMemberArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -17781,21 +23367,21 @@ func (p *clusterProcessorPromoteMember) Process(ctx context.Context, seqId int32
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc111 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing promote_member: "+err2.Error())
+			_exc145 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing promote_member: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "promote_member", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err110 = thrift.WrapTException(err2)
+				_write_err144 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc111.Write(ctx, oprot); _write_err110 == nil && err2 != nil {
-				_write_err110 = thrift.WrapTException(err2)
+			if err2 := _exc145.Write(ctx, oprot); _write_err144 == nil && err2 != nil {
+				_write_err144 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err110 == nil && err2 != nil {
-				_write_err110 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err144 == nil && err2 != nil {
+				_write_err144 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err110 == nil && err2 != nil {
-				_write_err110 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err144 == nil && err2 != nil {
+				_write_err144 = thrift.WrapTException(err2)
 			}
-			if _write_err110 != nil {
-				return false, thrift.WrapTException(_write_err110)
+			if _write_err144 != nil {
+				return false, thrift.WrapTException(_write_err144)
 			}
 			return true, err
 		}
@@ -17804,19 +23390,19 @@ func (p *clusterProcessorPromoteMember) Process(ctx context.Context, seqId int32
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "promote_member", thrift.REPLY, seqId); err2 != nil {
-		_write_err110 = thrift.WrapTException(err2)
+		_write_err144 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err110 == nil && err2 != nil {
-		_write_err110 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err144 == nil && err2 != nil {
+		_write_err144 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err110 == nil && err2 != nil {
-		_write_err110 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err144 == nil && err2 != nil {
+		_write_err144 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err110 == nil && err2 != nil {
-		_write_err110 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err144 == nil && err2 != nil {
+		_write_err144 = thrift.WrapTException(err2)
 	}
-	if _write_err110 != nil {
-		return false, thrift.WrapTException(_write_err110)
+	if _write_err144 != nil {
+		return false, thrift.WrapTException(_write_err144)
 	}
 	return true, err
 }
@@ -17826,7 +23412,7 @@ type clusterProcessorTransferLeadership struct {
 }
 
 func (p *clusterProcessorTransferLeadership) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err112 error
+	var _write_err146 error
 	args := ClusterTransferLeadershipArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -17882,21 +23468,21 @@ func (p *clusterProcessorTransferLeadership) Process(ctx context.Context, seqId 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc113 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing transfer_leadership: "+err2.Error())
+			_exc147 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing transfer_leadership: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "transfer_leadership", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err112 = thrift.WrapTException(err2)
+				_write_err146 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc113.Write(ctx, oprot); _write_err112 == nil && err2 != nil {
-				_write_err112 = thrift.WrapTException(err2)
+			if err2 := _exc147.Write(ctx, oprot); _write_err146 == nil && err2 != nil {
+				_write_err146 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err112 == nil && err2 != nil {
-				_write_err112 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err146 == nil && err2 != nil {
+				_write_err146 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err112 == nil && err2 != nil {
-				_write_err112 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err146 == nil && err2 != nil {
+				_write_err146 = thrift.WrapTException(err2)
 			}
-			if _write_err112 != nil {
-				return false, thrift.WrapTException(_write_err112)
+			if _write_err146 != nil {
+				return false, thrift.WrapTException(_write_err146)
 			}
 			return true, err
 		}
@@ -17905,19 +23491,19 @@ func (p *clusterProcessorTransferLeadership) Process(ctx context.Context, seqId 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "transfer_leadership", thrift.REPLY, seqId); err2 != nil {
-		_write_err112 = thrift.WrapTException(err2)
+		_write_err146 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err112 == nil && err2 != nil {
-		_write_err112 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err146 == nil && err2 != nil {
+		_write_err146 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err112 == nil && err2 != nil {
-		_write_err112 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err146 == nil && err2 != nil {
+		_write_err146 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err112 == nil && err2 != nil {
-		_write_err112 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err146 == nil && err2 != nil {
+		_write_err146 = thrift.WrapTException(err2)
 	}
-	if _write_err112 != nil {
-		return false, thrift.WrapTException(_write_err112)
+	if _write_err146 != nil {
+		return false, thrift.WrapTException(_write_err146)
 	}
 	return true, err
 }
@@ -17927,7 +23513,7 @@ type clusterProcessorGossipKeys struct {
 }
 
 func (p *clusterProcessorGossipKeys) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err114 error
+	var _write_err148 error
 	args := ClusterGossipKeysArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -17979,21 +23565,21 @@ func (p *clusterProcessorGossipKeys) Process(ctx context.Context, seqId int32, i
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc115 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing gossip_keys: "+err2.Error())
+			_exc149 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing gossip_keys: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err114 = thrift.WrapTException(err2)
+				_write_err148 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc115.Write(ctx, oprot); _write_err114 == nil && err2 != nil {
-				_write_err114 = thrift.WrapTException(err2)
+			if err2 := _exc149.Write(ctx, oprot); _write_err148 == nil && err2 != nil {
+				_write_err148 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err114 == nil && err2 != nil {
-				_write_err114 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err148 == nil && err2 != nil {
+				_write_err148 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err114 == nil && err2 != nil {
-				_write_err114 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err148 == nil && err2 != nil {
+				_write_err148 = thrift.WrapTException(err2)
 			}
-			if _write_err114 != nil {
-				return false, thrift.WrapTException(_write_err114)
+			if _write_err148 != nil {
+				return false, thrift.WrapTException(_write_err148)
 			}
 			return true, err
 		}
@@ -18002,19 +23588,19 @@ func (p *clusterProcessorGossipKeys) Process(ctx context.Context, seqId int32, i
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys", thrift.REPLY, seqId); err2 != nil {
-		_write_err114 = thrift.WrapTException(err2)
+		_write_err148 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err114 == nil && err2 != nil {
-		_write_err114 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err148 == nil && err2 != nil {
+		_write_err148 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err114 == nil && err2 != nil {
-		_write_err114 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err148 == nil && err2 != nil {
+		_write_err148 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err114 == nil && err2 != nil {
-		_write_err114 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err148 == nil && err2 != nil {
+		_write_err148 = thrift.WrapTException(err2)
 	}
-	if _write_err114 != nil {
-		return false, thrift.WrapTException(_write_err114)
+	if _write_err148 != nil {
+		return false, thrift.WrapTException(_write_err148)
 	}
 	return true, err
 }
@@ -20251,6 +25837,21 @@ type Internal interface { //Internal: node to node. A follower's front door forw
 	// Parameters:
 	//  - Req
 	GossipKeysLocal(ctx context.Context, req *GossipKeyRequest) (_r *NodeGossipKeys, _err error)
+	// KV.keep_alive, forwarded by a follower: the leader answers, never forwarding again.
+	//
+	// Parameters:
+	//  - Req
+	KeepAlive(ctx context.Context, req *KeepAliveRequest) (_r *KeepAliveResponse, _err error)
+	// KV.lease_info, forwarded by a follower.
+	//
+	// Parameters:
+	//  - Req
+	LeaseInfo(ctx context.Context, req *LeaseInfoRequest) (_r *LeaseInfo, _err error)
+	// KV.list_leases, forwarded by a follower.
+	//
+	// Parameters:
+	//  - Req
+	ListLeases(ctx context.Context, req *LeaseListRequest) (_r *LeaseListResponse, _err error)
 }
 
 // Internal: node to node. A follower's front door forwards writes to the
@@ -20295,47 +25896,49 @@ func (p *InternalClient) SetLastResponseMeta_(meta thrift.ResponseMeta) {
 // Parameters:
 //   - Cmd
 func (p *InternalClient) Apply(ctx context.Context, cmd *Command) (_r *WriteResult_, _err error) {
-	var _args116 InternalApplyArgs
-	_args116.Cmd = cmd
-	var _result118 InternalApplyResult
-	var _meta117 thrift.ResponseMeta
-	_meta117, _err = p.Client_().Call(ctx, "apply", &_args116, &_result118)
-	p.SetLastResponseMeta_(_meta117)
+	var _args150 InternalApplyArgs
+	_args150.Cmd = cmd
+	var _result152 InternalApplyResult
+	var _meta151 thrift.ResponseMeta
+	_meta151, _err = p.Client_().Call(ctx, "apply", &_args150, &_result152)
+	p.SetLastResponseMeta_(_meta151)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result118.Invalid != nil:
-		return _r, _result118.Invalid
-	case _result118.NotLeader != nil:
-		return _r, _result118.NotLeader
-	case _result118.Unavailable != nil:
-		return _r, _result118.Unavailable
-	case _result118.Timeout != nil:
-		return _r, _result118.Timeout
+	case _result152.Invalid != nil:
+		return _r, _result152.Invalid
+	case _result152.NotLeader != nil:
+		return _r, _result152.NotLeader
+	case _result152.Unavailable != nil:
+		return _r, _result152.Unavailable
+	case _result152.Timeout != nil:
+		return _r, _result152.Timeout
+	case _result152.LeaseNotFound != nil:
+		return _r, _result152.LeaseNotFound
 	}
 
-	return _result118.GetSuccess(), nil
+	return _result152.GetSuccess(), nil
 }
 
 func (p *InternalClient) ReadIndex(ctx context.Context) (_r *ReadIndexResponse, _err error) {
-	var _args119 InternalReadIndexArgs
-	var _result121 InternalReadIndexResult
-	var _meta120 thrift.ResponseMeta
-	_meta120, _err = p.Client_().Call(ctx, "read_index", &_args119, &_result121)
-	p.SetLastResponseMeta_(_meta120)
+	var _args153 InternalReadIndexArgs
+	var _result155 InternalReadIndexResult
+	var _meta154 thrift.ResponseMeta
+	_meta154, _err = p.Client_().Call(ctx, "read_index", &_args153, &_result155)
+	p.SetLastResponseMeta_(_meta154)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result121.NotLeader != nil:
-		return _r, _result121.NotLeader
-	case _result121.Unavailable != nil:
-		return _r, _result121.Unavailable
+	case _result155.NotLeader != nil:
+		return _r, _result155.NotLeader
+	case _result155.Unavailable != nil:
+		return _r, _result155.Unavailable
 	}
 
-	if _ret122 := _result121.GetSuccess(); _ret122 != nil {
-		return _ret122, nil
+	if _ret156 := _result155.GetSuccess(); _ret156 != nil {
+		return _ret156, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "read_index failed: unknown result")
 }
@@ -20343,21 +25946,21 @@ func (p *InternalClient) ReadIndex(ctx context.Context) (_r *ReadIndexResponse, 
 // This node's current term and the leader it follows, read when the call
 // arrives. Answered by any node, whatever its role.
 func (p *InternalClient) LeaderView(ctx context.Context) (_r *LeaderView, _err error) {
-	var _args123 InternalLeaderViewArgs
-	var _result125 InternalLeaderViewResult
-	var _meta124 thrift.ResponseMeta
-	_meta124, _err = p.Client_().Call(ctx, "leader_view", &_args123, &_result125)
-	p.SetLastResponseMeta_(_meta124)
+	var _args157 InternalLeaderViewArgs
+	var _result159 InternalLeaderViewResult
+	var _meta158 thrift.ResponseMeta
+	_meta158, _err = p.Client_().Call(ctx, "leader_view", &_args157, &_result159)
+	p.SetLastResponseMeta_(_meta158)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result125.Unavailable != nil:
-		return _r, _result125.Unavailable
+	case _result159.Unavailable != nil:
+		return _r, _result159.Unavailable
 	}
 
-	if _ret126 := _result125.GetSuccess(); _ret126 != nil {
-		return _ret126, nil
+	if _ret160 := _result159.GetSuccess(); _ret160 != nil {
+		return _ret160, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "leader_view failed: unknown result")
 }
@@ -20367,26 +25970,117 @@ func (p *InternalClient) LeaderView(ctx context.Context) (_r *LeaderView, _err e
 // Parameters:
 //   - Req
 func (p *InternalClient) GossipKeysLocal(ctx context.Context, req *GossipKeyRequest) (_r *NodeGossipKeys, _err error) {
-	var _args127 InternalGossipKeysLocalArgs
-	_args127.Req = req
-	var _result129 InternalGossipKeysLocalResult
-	var _meta128 thrift.ResponseMeta
-	_meta128, _err = p.Client_().Call(ctx, "gossip_keys_local", &_args127, &_result129)
-	p.SetLastResponseMeta_(_meta128)
+	var _args161 InternalGossipKeysLocalArgs
+	_args161.Req = req
+	var _result163 InternalGossipKeysLocalResult
+	var _meta162 thrift.ResponseMeta
+	_meta162, _err = p.Client_().Call(ctx, "gossip_keys_local", &_args161, &_result163)
+	p.SetLastResponseMeta_(_meta162)
 	if _err != nil {
 		return
 	}
 	switch {
-	case _result129.Invalid != nil:
-		return _r, _result129.Invalid
-	case _result129.Unavailable != nil:
-		return _r, _result129.Unavailable
+	case _result163.Invalid != nil:
+		return _r, _result163.Invalid
+	case _result163.Unavailable != nil:
+		return _r, _result163.Unavailable
 	}
 
-	if _ret130 := _result129.GetSuccess(); _ret130 != nil {
-		return _ret130, nil
+	if _ret164 := _result163.GetSuccess(); _ret164 != nil {
+		return _ret164, nil
 	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "gossip_keys_local failed: unknown result")
+}
+
+// KV.keep_alive, forwarded by a follower: the leader answers, never forwarding again.
+//
+// Parameters:
+//   - Req
+func (p *InternalClient) KeepAlive(ctx context.Context, req *KeepAliveRequest) (_r *KeepAliveResponse, _err error) {
+	var _args165 InternalKeepAliveArgs
+	_args165.Req = req
+	var _result167 InternalKeepAliveResult
+	var _meta166 thrift.ResponseMeta
+	_meta166, _err = p.Client_().Call(ctx, "keep_alive", &_args165, &_result167)
+	p.SetLastResponseMeta_(_meta166)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result167.Invalid != nil:
+		return _r, _result167.Invalid
+	case _result167.NotLeader != nil:
+		return _r, _result167.NotLeader
+	case _result167.Unavailable != nil:
+		return _r, _result167.Unavailable
+	case _result167.LeaseNotFound != nil:
+		return _r, _result167.LeaseNotFound
+	}
+
+	if _ret168 := _result167.GetSuccess(); _ret168 != nil {
+		return _ret168, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "keep_alive failed: unknown result")
+}
+
+// KV.lease_info, forwarded by a follower.
+//
+// Parameters:
+//   - Req
+func (p *InternalClient) LeaseInfo(ctx context.Context, req *LeaseInfoRequest) (_r *LeaseInfo, _err error) {
+	var _args169 InternalLeaseInfoArgs
+	_args169.Req = req
+	var _result171 InternalLeaseInfoResult
+	var _meta170 thrift.ResponseMeta
+	_meta170, _err = p.Client_().Call(ctx, "lease_info", &_args169, &_result171)
+	p.SetLastResponseMeta_(_meta170)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result171.Invalid != nil:
+		return _r, _result171.Invalid
+	case _result171.NotLeader != nil:
+		return _r, _result171.NotLeader
+	case _result171.Unavailable != nil:
+		return _r, _result171.Unavailable
+	case _result171.LeaseNotFound != nil:
+		return _r, _result171.LeaseNotFound
+	}
+
+	if _ret172 := _result171.GetSuccess(); _ret172 != nil {
+		return _ret172, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "lease_info failed: unknown result")
+}
+
+// KV.list_leases, forwarded by a follower.
+//
+// Parameters:
+//   - Req
+func (p *InternalClient) ListLeases(ctx context.Context, req *LeaseListRequest) (_r *LeaseListResponse, _err error) {
+	var _args173 InternalListLeasesArgs
+	_args173.Req = req
+	var _result175 InternalListLeasesResult
+	var _meta174 thrift.ResponseMeta
+	_meta174, _err = p.Client_().Call(ctx, "list_leases", &_args173, &_result175)
+	p.SetLastResponseMeta_(_meta174)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result175.Invalid != nil:
+		return _r, _result175.Invalid
+	case _result175.NotLeader != nil:
+		return _r, _result175.NotLeader
+	case _result175.Unavailable != nil:
+		return _r, _result175.Unavailable
+	}
+
+	if _ret176 := _result175.GetSuccess(); _ret176 != nil {
+		return _ret176, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "list_leases failed: unknown result")
 }
 
 type InternalProcessor struct {
@@ -20409,12 +26103,15 @@ func (p *InternalProcessor) ProcessorMap() map[string]thrift.TProcessorFunction 
 
 func NewInternalProcessor(handler Internal) *InternalProcessor {
 
-	self131 := &InternalProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
-	self131.processorMap["apply"] = &internalProcessorApply{handler: handler}
-	self131.processorMap["read_index"] = &internalProcessorReadIndex{handler: handler}
-	self131.processorMap["leader_view"] = &internalProcessorLeaderView{handler: handler}
-	self131.processorMap["gossip_keys_local"] = &internalProcessorGossipKeysLocal{handler: handler}
-	return self131
+	self177 := &InternalProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self177.processorMap["apply"] = &internalProcessorApply{handler: handler}
+	self177.processorMap["read_index"] = &internalProcessorReadIndex{handler: handler}
+	self177.processorMap["leader_view"] = &internalProcessorLeaderView{handler: handler}
+	self177.processorMap["gossip_keys_local"] = &internalProcessorGossipKeysLocal{handler: handler}
+	self177.processorMap["keep_alive"] = &internalProcessorKeepAlive{handler: handler}
+	self177.processorMap["lease_info"] = &internalProcessorLeaseInfo{handler: handler}
+	self177.processorMap["list_leases"] = &internalProcessorListLeases{handler: handler}
+	return self177
 }
 
 func (p *InternalProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
@@ -20427,12 +26124,12 @@ func (p *InternalProcessor) Process(ctx context.Context, iprot, oprot thrift.TPr
 	}
 	iprot.Skip(ctx, thrift.STRUCT)
 	iprot.ReadMessageEnd(ctx)
-	x132 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	x178 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
 	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
-	x132.Write(ctx, oprot)
+	x178.Write(ctx, oprot)
 	oprot.WriteMessageEnd(ctx)
 	oprot.Flush(ctx)
-	return false, x132
+	return false, x178
 
 }
 
@@ -20441,7 +26138,7 @@ type internalProcessorApply struct {
 }
 
 func (p *internalProcessorApply) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err133 error
+	var _write_err179 error
 	args := InternalApplyArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -20493,25 +26190,27 @@ func (p *internalProcessorApply) Process(ctx context.Context, seqId int32, iprot
 			result.Unavailable = v
 		case *Timeout:
 			result.Timeout = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
 		default:
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc134 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing apply: "+err2.Error())
+			_exc180 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing apply: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "apply", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err133 = thrift.WrapTException(err2)
+				_write_err179 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc134.Write(ctx, oprot); _write_err133 == nil && err2 != nil {
-				_write_err133 = thrift.WrapTException(err2)
+			if err2 := _exc180.Write(ctx, oprot); _write_err179 == nil && err2 != nil {
+				_write_err179 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err133 == nil && err2 != nil {
-				_write_err133 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err179 == nil && err2 != nil {
+				_write_err179 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err133 == nil && err2 != nil {
-				_write_err133 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err179 == nil && err2 != nil {
+				_write_err179 = thrift.WrapTException(err2)
 			}
-			if _write_err133 != nil {
-				return false, thrift.WrapTException(_write_err133)
+			if _write_err179 != nil {
+				return false, thrift.WrapTException(_write_err179)
 			}
 			return true, err
 		}
@@ -20520,19 +26219,19 @@ func (p *internalProcessorApply) Process(ctx context.Context, seqId int32, iprot
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "apply", thrift.REPLY, seqId); err2 != nil {
-		_write_err133 = thrift.WrapTException(err2)
+		_write_err179 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err133 == nil && err2 != nil {
-		_write_err133 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err179 == nil && err2 != nil {
+		_write_err179 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err133 == nil && err2 != nil {
-		_write_err133 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err179 == nil && err2 != nil {
+		_write_err179 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err133 == nil && err2 != nil {
-		_write_err133 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err179 == nil && err2 != nil {
+		_write_err179 = thrift.WrapTException(err2)
 	}
-	if _write_err133 != nil {
-		return false, thrift.WrapTException(_write_err133)
+	if _write_err179 != nil {
+		return false, thrift.WrapTException(_write_err179)
 	}
 	return true, err
 }
@@ -20542,7 +26241,7 @@ type internalProcessorReadIndex struct {
 }
 
 func (p *internalProcessorReadIndex) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err135 error
+	var _write_err181 error
 	args := InternalReadIndexArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -20594,21 +26293,21 @@ func (p *internalProcessorReadIndex) Process(ctx context.Context, seqId int32, i
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc136 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing read_index: "+err2.Error())
+			_exc182 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing read_index: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "read_index", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err135 = thrift.WrapTException(err2)
+				_write_err181 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc136.Write(ctx, oprot); _write_err135 == nil && err2 != nil {
-				_write_err135 = thrift.WrapTException(err2)
+			if err2 := _exc182.Write(ctx, oprot); _write_err181 == nil && err2 != nil {
+				_write_err181 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err135 == nil && err2 != nil {
-				_write_err135 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err181 == nil && err2 != nil {
+				_write_err181 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err135 == nil && err2 != nil {
-				_write_err135 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err181 == nil && err2 != nil {
+				_write_err181 = thrift.WrapTException(err2)
 			}
-			if _write_err135 != nil {
-				return false, thrift.WrapTException(_write_err135)
+			if _write_err181 != nil {
+				return false, thrift.WrapTException(_write_err181)
 			}
 			return true, err
 		}
@@ -20617,19 +26316,19 @@ func (p *internalProcessorReadIndex) Process(ctx context.Context, seqId int32, i
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "read_index", thrift.REPLY, seqId); err2 != nil {
-		_write_err135 = thrift.WrapTException(err2)
+		_write_err181 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err135 == nil && err2 != nil {
-		_write_err135 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err181 == nil && err2 != nil {
+		_write_err181 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err135 == nil && err2 != nil {
-		_write_err135 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err181 == nil && err2 != nil {
+		_write_err181 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err135 == nil && err2 != nil {
-		_write_err135 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err181 == nil && err2 != nil {
+		_write_err181 = thrift.WrapTException(err2)
 	}
-	if _write_err135 != nil {
-		return false, thrift.WrapTException(_write_err135)
+	if _write_err181 != nil {
+		return false, thrift.WrapTException(_write_err181)
 	}
 	return true, err
 }
@@ -20639,7 +26338,7 @@ type internalProcessorLeaderView struct {
 }
 
 func (p *internalProcessorLeaderView) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err137 error
+	var _write_err183 error
 	args := InternalLeaderViewArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -20689,21 +26388,21 @@ func (p *internalProcessorLeaderView) Process(ctx context.Context, seqId int32, 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc138 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing leader_view: "+err2.Error())
+			_exc184 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing leader_view: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "leader_view", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err137 = thrift.WrapTException(err2)
+				_write_err183 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc138.Write(ctx, oprot); _write_err137 == nil && err2 != nil {
-				_write_err137 = thrift.WrapTException(err2)
+			if err2 := _exc184.Write(ctx, oprot); _write_err183 == nil && err2 != nil {
+				_write_err183 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err137 == nil && err2 != nil {
-				_write_err137 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err183 == nil && err2 != nil {
+				_write_err183 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err137 == nil && err2 != nil {
-				_write_err137 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err183 == nil && err2 != nil {
+				_write_err183 = thrift.WrapTException(err2)
 			}
-			if _write_err137 != nil {
-				return false, thrift.WrapTException(_write_err137)
+			if _write_err183 != nil {
+				return false, thrift.WrapTException(_write_err183)
 			}
 			return true, err
 		}
@@ -20712,19 +26411,19 @@ func (p *internalProcessorLeaderView) Process(ctx context.Context, seqId int32, 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "leader_view", thrift.REPLY, seqId); err2 != nil {
-		_write_err137 = thrift.WrapTException(err2)
+		_write_err183 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err137 == nil && err2 != nil {
-		_write_err137 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err183 == nil && err2 != nil {
+		_write_err183 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err137 == nil && err2 != nil {
-		_write_err137 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err183 == nil && err2 != nil {
+		_write_err183 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err137 == nil && err2 != nil {
-		_write_err137 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err183 == nil && err2 != nil {
+		_write_err183 = thrift.WrapTException(err2)
 	}
-	if _write_err137 != nil {
-		return false, thrift.WrapTException(_write_err137)
+	if _write_err183 != nil {
+		return false, thrift.WrapTException(_write_err183)
 	}
 	return true, err
 }
@@ -20734,7 +26433,7 @@ type internalProcessorGossipKeysLocal struct {
 }
 
 func (p *internalProcessorGossipKeysLocal) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err139 error
+	var _write_err185 error
 	args := InternalGossipKeysLocalArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -20786,21 +26485,21 @@ func (p *internalProcessorGossipKeysLocal) Process(ctx context.Context, seqId in
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc140 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing gossip_keys_local: "+err2.Error())
+			_exc186 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing gossip_keys_local: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys_local", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err139 = thrift.WrapTException(err2)
+				_write_err185 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc140.Write(ctx, oprot); _write_err139 == nil && err2 != nil {
-				_write_err139 = thrift.WrapTException(err2)
+			if err2 := _exc186.Write(ctx, oprot); _write_err185 == nil && err2 != nil {
+				_write_err185 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err139 == nil && err2 != nil {
-				_write_err139 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err185 == nil && err2 != nil {
+				_write_err185 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err139 == nil && err2 != nil {
-				_write_err139 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err185 == nil && err2 != nil {
+				_write_err185 = thrift.WrapTException(err2)
 			}
-			if _write_err139 != nil {
-				return false, thrift.WrapTException(_write_err139)
+			if _write_err185 != nil {
+				return false, thrift.WrapTException(_write_err185)
 			}
 			return true, err
 		}
@@ -20809,19 +26508,320 @@ func (p *internalProcessorGossipKeysLocal) Process(ctx context.Context, seqId in
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "gossip_keys_local", thrift.REPLY, seqId); err2 != nil {
-		_write_err139 = thrift.WrapTException(err2)
+		_write_err185 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err139 == nil && err2 != nil {
-		_write_err139 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err185 == nil && err2 != nil {
+		_write_err185 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err139 == nil && err2 != nil {
-		_write_err139 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err185 == nil && err2 != nil {
+		_write_err185 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err139 == nil && err2 != nil {
-		_write_err139 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err185 == nil && err2 != nil {
+		_write_err185 = thrift.WrapTException(err2)
 	}
-	if _write_err139 != nil {
-		return false, thrift.WrapTException(_write_err139)
+	if _write_err185 != nil {
+		return false, thrift.WrapTException(_write_err185)
+	}
+	return true, err
+}
+
+type internalProcessorKeepAlive struct {
+	handler Internal
+}
+
+func (p *internalProcessorKeepAlive) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err187 error
+	args := InternalKeepAliveArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "keep_alive", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := InternalKeepAliveResult{}
+	if retval, err2 := p.handler.KeepAlive(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc188 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing keep_alive: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "keep_alive", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err187 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc188.Write(ctx, oprot); _write_err187 == nil && err2 != nil {
+				_write_err187 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err187 == nil && err2 != nil {
+				_write_err187 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err187 == nil && err2 != nil {
+				_write_err187 = thrift.WrapTException(err2)
+			}
+			if _write_err187 != nil {
+				return false, thrift.WrapTException(_write_err187)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "keep_alive", thrift.REPLY, seqId); err2 != nil {
+		_write_err187 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err187 == nil && err2 != nil {
+		_write_err187 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err187 == nil && err2 != nil {
+		_write_err187 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err187 == nil && err2 != nil {
+		_write_err187 = thrift.WrapTException(err2)
+	}
+	if _write_err187 != nil {
+		return false, thrift.WrapTException(_write_err187)
+	}
+	return true, err
+}
+
+type internalProcessorLeaseInfo struct {
+	handler Internal
+}
+
+func (p *internalProcessorLeaseInfo) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err189 error
+	args := InternalLeaseInfoArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "lease_info", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := InternalLeaseInfoResult{}
+	if retval, err2 := p.handler.LeaseInfo(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		case *LeaseNotFound:
+			result.LeaseNotFound = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc190 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing lease_info: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "lease_info", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err189 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc190.Write(ctx, oprot); _write_err189 == nil && err2 != nil {
+				_write_err189 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err189 == nil && err2 != nil {
+				_write_err189 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err189 == nil && err2 != nil {
+				_write_err189 = thrift.WrapTException(err2)
+			}
+			if _write_err189 != nil {
+				return false, thrift.WrapTException(_write_err189)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "lease_info", thrift.REPLY, seqId); err2 != nil {
+		_write_err189 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err189 == nil && err2 != nil {
+		_write_err189 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err189 == nil && err2 != nil {
+		_write_err189 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err189 == nil && err2 != nil {
+		_write_err189 = thrift.WrapTException(err2)
+	}
+	if _write_err189 != nil {
+		return false, thrift.WrapTException(_write_err189)
+	}
+	return true, err
+}
+
+type internalProcessorListLeases struct {
+	handler Internal
+}
+
+func (p *internalProcessorListLeases) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err191 error
+	args := InternalListLeasesArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "list_leases", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := InternalListLeasesResult{}
+	if retval, err2 := p.handler.ListLeases(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *InvalidArgument:
+			result.Invalid = v
+		case *NotLeader:
+			result.NotLeader = v
+		case *Unavailable:
+			result.Unavailable = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc192 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing list_leases: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "list_leases", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err191 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc192.Write(ctx, oprot); _write_err191 == nil && err2 != nil {
+				_write_err191 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err191 == nil && err2 != nil {
+				_write_err191 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err191 == nil && err2 != nil {
+				_write_err191 = thrift.WrapTException(err2)
+			}
+			if _write_err191 != nil {
+				return false, thrift.WrapTException(_write_err191)
+			}
+			return true, err
+		}
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "list_leases", thrift.REPLY, seqId); err2 != nil {
+		_write_err191 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err191 == nil && err2 != nil {
+		_write_err191 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err191 == nil && err2 != nil {
+		_write_err191 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err191 == nil && err2 != nil {
+		_write_err191 = thrift.WrapTException(err2)
+	}
+	if _write_err191 != nil {
+		return false, thrift.WrapTException(_write_err191)
 	}
 	return true, err
 }
@@ -20941,12 +26941,14 @@ func (p *InternalApplyArgs) String() string {
 //   - NotLeader
 //   - Unavailable
 //   - Timeout
+//   - LeaseNotFound
 type InternalApplyResult struct {
-	Success     *WriteResult_    `thrift:"success,0" db:"success" json:"success,omitempty"`
-	Invalid     *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
-	NotLeader   *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
-	Unavailable *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
-	Timeout     *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	Success       *WriteResult_    `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	Timeout       *Timeout         `thrift:"timeout,4" db:"timeout" json:"timeout,omitempty"`
+	LeaseNotFound *LeaseNotFound   `thrift:"lease_not_found,5" db:"lease_not_found" json:"lease_not_found,omitempty"`
 }
 
 func NewInternalApplyResult() *InternalApplyResult {
@@ -20997,6 +26999,15 @@ func (p *InternalApplyResult) GetTimeout() *Timeout {
 	}
 	return p.Timeout
 }
+
+var InternalApplyResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *InternalApplyResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return InternalApplyResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
 func (p *InternalApplyResult) IsSetSuccess() bool {
 	return p.Success != nil
 }
@@ -21015,6 +27026,10 @@ func (p *InternalApplyResult) IsSetUnavailable() bool {
 
 func (p *InternalApplyResult) IsSetTimeout() bool {
 	return p.Timeout != nil
+}
+
+func (p *InternalApplyResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
 }
 
 func (p *InternalApplyResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -21081,6 +27096,16 @@ func (p *InternalApplyResult) Read(ctx context.Context, iprot thrift.TProtocol) 
 					return err
 				}
 			}
+		case 5:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
 		default:
 			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
 				return err
@@ -21136,6 +27161,14 @@ func (p *InternalApplyResult) ReadField4(ctx context.Context, iprot thrift.TProt
 	return nil
 }
 
+func (p *InternalApplyResult) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
 func (p *InternalApplyResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "apply_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -21154,6 +27187,9 @@ func (p *InternalApplyResult) Write(ctx context.Context, oprot thrift.TProtocol)
 			return err
 		}
 		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -21236,6 +27272,21 @@ func (p *InternalApplyResult) writeField4(ctx context.Context, oprot thrift.TPro
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:timeout: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalApplyResult) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 5); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 5:lease_not_found: ", p), err)
 		}
 	}
 	return err
@@ -22045,4 +28096,1213 @@ func (p *InternalGossipKeysLocalResult) String() string {
 		return "<nil>"
 	}
 	return fmt.Sprintf("InternalGossipKeysLocalResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type InternalKeepAliveArgs struct {
+	Req *KeepAliveRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewInternalKeepAliveArgs() *InternalKeepAliveArgs {
+	return &InternalKeepAliveArgs{}
+}
+
+var InternalKeepAliveArgs_Req_DEFAULT *KeepAliveRequest
+
+func (p *InternalKeepAliveArgs) GetReq() *KeepAliveRequest {
+	if !p.IsSetReq() {
+		return InternalKeepAliveArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *InternalKeepAliveArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *InternalKeepAliveArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &KeepAliveRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "keep_alive_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *InternalKeepAliveArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalKeepAliveArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - LeaseNotFound
+type InternalKeepAliveResult struct {
+	Success       *KeepAliveResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument   `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader         `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable       `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	LeaseNotFound *LeaseNotFound     `thrift:"lease_not_found,4" db:"lease_not_found" json:"lease_not_found,omitempty"`
+}
+
+func NewInternalKeepAliveResult() *InternalKeepAliveResult {
+	return &InternalKeepAliveResult{}
+}
+
+var InternalKeepAliveResult_Success_DEFAULT *KeepAliveResponse
+
+func (p *InternalKeepAliveResult) GetSuccess() *KeepAliveResponse {
+	if !p.IsSetSuccess() {
+		return InternalKeepAliveResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var InternalKeepAliveResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *InternalKeepAliveResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return InternalKeepAliveResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var InternalKeepAliveResult_NotLeader_DEFAULT *NotLeader
+
+func (p *InternalKeepAliveResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return InternalKeepAliveResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var InternalKeepAliveResult_Unavailable_DEFAULT *Unavailable
+
+func (p *InternalKeepAliveResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return InternalKeepAliveResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var InternalKeepAliveResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *InternalKeepAliveResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return InternalKeepAliveResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
+func (p *InternalKeepAliveResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *InternalKeepAliveResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *InternalKeepAliveResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *InternalKeepAliveResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *InternalKeepAliveResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
+}
+
+func (p *InternalKeepAliveResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &KeepAliveResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "keep_alive_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalKeepAliveResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalKeepAliveResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalKeepAliveResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalKeepAliveResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalKeepAliveResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:lease_not_found: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalKeepAliveResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalKeepAliveResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type InternalLeaseInfoArgs struct {
+	Req *LeaseInfoRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewInternalLeaseInfoArgs() *InternalLeaseInfoArgs {
+	return &InternalLeaseInfoArgs{}
+}
+
+var InternalLeaseInfoArgs_Req_DEFAULT *LeaseInfoRequest
+
+func (p *InternalLeaseInfoArgs) GetReq() *LeaseInfoRequest {
+	if !p.IsSetReq() {
+		return InternalLeaseInfoArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *InternalLeaseInfoArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *InternalLeaseInfoArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &LeaseInfoRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "lease_info_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *InternalLeaseInfoArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalLeaseInfoArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+//   - LeaseNotFound
+type InternalLeaseInfoResult struct {
+	Success       *LeaseInfo       `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid       *InvalidArgument `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader     *NotLeader       `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable   *Unavailable     `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+	LeaseNotFound *LeaseNotFound   `thrift:"lease_not_found,4" db:"lease_not_found" json:"lease_not_found,omitempty"`
+}
+
+func NewInternalLeaseInfoResult() *InternalLeaseInfoResult {
+	return &InternalLeaseInfoResult{}
+}
+
+var InternalLeaseInfoResult_Success_DEFAULT *LeaseInfo
+
+func (p *InternalLeaseInfoResult) GetSuccess() *LeaseInfo {
+	if !p.IsSetSuccess() {
+		return InternalLeaseInfoResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var InternalLeaseInfoResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *InternalLeaseInfoResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return InternalLeaseInfoResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var InternalLeaseInfoResult_NotLeader_DEFAULT *NotLeader
+
+func (p *InternalLeaseInfoResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return InternalLeaseInfoResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var InternalLeaseInfoResult_Unavailable_DEFAULT *Unavailable
+
+func (p *InternalLeaseInfoResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return InternalLeaseInfoResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+
+var InternalLeaseInfoResult_LeaseNotFound_DEFAULT *LeaseNotFound
+
+func (p *InternalLeaseInfoResult) GetLeaseNotFound() *LeaseNotFound {
+	if !p.IsSetLeaseNotFound() {
+		return InternalLeaseInfoResult_LeaseNotFound_DEFAULT
+	}
+	return p.LeaseNotFound
+}
+func (p *InternalLeaseInfoResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *InternalLeaseInfoResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *InternalLeaseInfoResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *InternalLeaseInfoResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *InternalLeaseInfoResult) IsSetLeaseNotFound() bool {
+	return p.LeaseNotFound != nil
+}
+
+func (p *InternalLeaseInfoResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &LeaseInfo{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoResult) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	p.LeaseNotFound = &LeaseNotFound{}
+	if err := p.LeaseNotFound.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.LeaseNotFound), err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "lease_info_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalLeaseInfoResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalLeaseInfoResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalLeaseInfoResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalLeaseInfoResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalLeaseInfoResult) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetLeaseNotFound() {
+		if err := oprot.WriteFieldBegin(ctx, "lease_not_found", thrift.STRUCT, 4); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:lease_not_found: ", p), err)
+		}
+		if err := p.LeaseNotFound.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.LeaseNotFound), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 4:lease_not_found: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalLeaseInfoResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalLeaseInfoResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type InternalListLeasesArgs struct {
+	Req *LeaseListRequest `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewInternalListLeasesArgs() *InternalListLeasesArgs {
+	return &InternalListLeasesArgs{}
+}
+
+var InternalListLeasesArgs_Req_DEFAULT *LeaseListRequest
+
+func (p *InternalListLeasesArgs) GetReq() *LeaseListRequest {
+	if !p.IsSetReq() {
+		return InternalListLeasesArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *InternalListLeasesArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *InternalListLeasesArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &LeaseListRequest{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "list_leases_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *InternalListLeasesArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalListLeasesArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+//   - Invalid
+//   - NotLeader
+//   - Unavailable
+type InternalListLeasesResult struct {
+	Success     *LeaseListResponse `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Invalid     *InvalidArgument   `thrift:"invalid,1" db:"invalid" json:"invalid,omitempty"`
+	NotLeader   *NotLeader         `thrift:"not_leader,2" db:"not_leader" json:"not_leader,omitempty"`
+	Unavailable *Unavailable       `thrift:"unavailable,3" db:"unavailable" json:"unavailable,omitempty"`
+}
+
+func NewInternalListLeasesResult() *InternalListLeasesResult {
+	return &InternalListLeasesResult{}
+}
+
+var InternalListLeasesResult_Success_DEFAULT *LeaseListResponse
+
+func (p *InternalListLeasesResult) GetSuccess() *LeaseListResponse {
+	if !p.IsSetSuccess() {
+		return InternalListLeasesResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var InternalListLeasesResult_Invalid_DEFAULT *InvalidArgument
+
+func (p *InternalListLeasesResult) GetInvalid() *InvalidArgument {
+	if !p.IsSetInvalid() {
+		return InternalListLeasesResult_Invalid_DEFAULT
+	}
+	return p.Invalid
+}
+
+var InternalListLeasesResult_NotLeader_DEFAULT *NotLeader
+
+func (p *InternalListLeasesResult) GetNotLeader() *NotLeader {
+	if !p.IsSetNotLeader() {
+		return InternalListLeasesResult_NotLeader_DEFAULT
+	}
+	return p.NotLeader
+}
+
+var InternalListLeasesResult_Unavailable_DEFAULT *Unavailable
+
+func (p *InternalListLeasesResult) GetUnavailable() *Unavailable {
+	if !p.IsSetUnavailable() {
+		return InternalListLeasesResult_Unavailable_DEFAULT
+	}
+	return p.Unavailable
+}
+func (p *InternalListLeasesResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *InternalListLeasesResult) IsSetInvalid() bool {
+	return p.Invalid != nil
+}
+
+func (p *InternalListLeasesResult) IsSetNotLeader() bool {
+	return p.NotLeader != nil
+}
+
+func (p *InternalListLeasesResult) IsSetUnavailable() bool {
+	return p.Unavailable != nil
+}
+
+func (p *InternalListLeasesResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &LeaseListResponse{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesResult) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Invalid = &InvalidArgument{}
+	if err := p.Invalid.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Invalid), err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.NotLeader = &NotLeader{}
+	if err := p.NotLeader.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.NotLeader), err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Unavailable = &Unavailable{}
+	if err := p.Unavailable.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Unavailable), err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "list_leases_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *InternalListLeasesResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalListLeasesResult) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetInvalid() {
+		if err := oprot.WriteFieldBegin(ctx, "invalid", thrift.STRUCT, 1); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:invalid: ", p), err)
+		}
+		if err := p.Invalid.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Invalid), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:invalid: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalListLeasesResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetNotLeader() {
+		if err := oprot.WriteFieldBegin(ctx, "not_leader", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:not_leader: ", p), err)
+		}
+		if err := p.NotLeader.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.NotLeader), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:not_leader: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalListLeasesResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetUnavailable() {
+		if err := oprot.WriteFieldBegin(ctx, "unavailable", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:unavailable: ", p), err)
+		}
+		if err := p.Unavailable.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Unavailable), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:unavailable: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *InternalListLeasesResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("InternalListLeasesResult(%+v)", *p)
 }
