@@ -107,10 +107,9 @@
 // events lie in one slice in apply order: ascending index, and within an
 // index the order the entry's commands and a transaction's ops made them.
 // The history shares the decoded command's key and value bytes (fresh
-// allocations per entry that nothing modifies afterwards) and, for a
-// DELETE, the key the engine returned, which the engine's lifetime contract
-// lets the caller keep: no engine reuses them (the arena engine recycles
-// slots, never returned slices).
+// allocations per entry that nothing modifies afterwards); a DELETE keeps
+// a copy of its key, since an engine's returned key may share one
+// allocation with the deleted value.
 //
 // The history covers (floor, applied]: every change at an index in that
 // range is in it. It is bounded by Config.HistoryBytes, counting each
@@ -121,20 +120,26 @@
 // exceed the bound by one entry's changes until the next change. A fresh
 // FSM starts at floor 0 (it has applied nothing), and Restore empties the
 // history and sets floor to the snapshot's index: a node that restored a
-// snapshot, at start or from the leader, knows nothing before it.
+// snapshot, at start or from the leader, knows nothing before it. A
+// snapshot at or below the index already applied (a backup restored into a
+// running cluster) sets floor one above that index instead: the changes the
+// restore undid have no events, so every watch from before it is
+// Compacted, and Compacted's current index is never below floor.
 //
 // Watch answers the events matching a key range above an index, in order.
 // With none to answer it registers as a waiter and sleeps; putKey and
 // deleteKey wake the waiters a change concerns (a map lookup for one-key
 // watches, a range check per prefix or range watch), so a write wakes only
-// its watchers, and a woken watch looks only at the events after the index
-// it registered at: a binary search, then the newer events, under the read
-// lock. Registration happens under the read lock right after the look, so
+// its watchers, and a woken watch looks only at the events from the index
+// of the change that woke it (nothing it watches changed between its
+// registration and that change, and the history is never evicted past the
+// index being applied): a binary search, then the newer events, under the
+// read lock. Registration happens under the read lock right after the look, so
 // no change slips between them, and a waiter that is never woken has proof
 // that no matching change was applied while it waited: its empty answer at
 // the deadline needs no look at the history (eviction meanwhile is no
 // loss). An index below floor at a look is ErrCompacted (*CompactedError
-// with floor+1 and the applied index); Restore wakes every waiter, whose
+// with floor+1 and the greater of the applied index and floor); Restore wakes every waiter, whose
 // next look finds the floor moved. An answer may stop at MaxEvents or
 // MaxBytes, but only at the end of an index.
 //

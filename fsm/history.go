@@ -93,7 +93,7 @@ func eventBytes(e *Event) int64 { return int64(len(e.Key)+len(e.Value)) + eventO
 func (h *history) record(e Event) {
 	h.events = append(h.events, e)
 	h.bytes += eventBytes(&e)
-	h.waiters.wake(e.Key)
+	h.waiters.wake(e.Key, e.Index)
 	for h.bytes > h.maxBytes && h.head < len(h.events) && h.events[h.head].Index < e.Index {
 		idx := h.events[h.head].Index
 		for h.head < len(h.events) && h.events[h.head].Index == idx {
@@ -211,7 +211,7 @@ func (f *FSM) Watch(ctx context.Context, q WatchQuery) (WatchResult, error) {
 type waiter struct {
 	q    *WatchQuery
 	key  string        // the key of a one-key watch; "" for a prefix or range
-	from uint64        // the applied index when it registered: no match up to it
+	from uint64        // no match up to it: the applied index when it registered, raised by wake
 	ch   chan struct{} // closed when a matching change is recorded, or the history reset
 }
 
@@ -279,8 +279,12 @@ func (ws *waiters) drop(w *waiter) bool {
 	return true
 }
 
-// wake wakes every waiter whose keys include key.
-func (ws *waiters) wake(key []byte) {
+// wake wakes every waiter whose keys include key, changed at idx. Nothing
+// a woken waiter watches changed between its registration and idx, so it
+// looks again from idx-1: the history may meanwhile have been evicted past
+// the index it registered at, never past idx (record evicts only indexes
+// below the one being applied).
+func (ws *waiters) wake(key []byte, idx uint64) {
 	if ws.n.Load() == 0 {
 		return
 	}
@@ -288,11 +292,13 @@ func (ws *waiters) wake(key []byte) {
 	defer ws.mu.Unlock()
 	for w := range ws.byKey[string(key)] {
 		ws.drop(w)
+		w.from = max(w.from, idx-1)
 		close(w.ch)
 	}
 	for w := range ws.ranged {
 		if w.q.matches(key) {
 			ws.drop(w)
+			w.from = max(w.from, idx-1)
 			close(w.ch)
 		}
 	}
@@ -334,7 +340,10 @@ func (f *FSM) lookup(q *WatchQuery, from uint64) (res WatchResult, err error) {
 	res.Applied = applied
 	res.Resume = max(applied, q.After)
 	if from < h.floor {
-		return res, &CompactedError{Oldest: h.floor + 1, Current: applied}
+		// Current is where a watch resumes after re-reading: never below
+		// the floor (after a backup's restore it is above the applied index
+		// until the next entry).
+		return res, &CompactedError{Oldest: h.floor + 1, Current: max(applied, h.floor)}
 	}
 	ev := h.live()
 	i := sort.Search(len(ev), func(i int) bool { return ev[i].Index > from })

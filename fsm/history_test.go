@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -332,8 +333,36 @@ func TestHistory_WatchBlocksUntilAMatchingEvent(t *testing.T) {
 	}
 }
 
-// A watch waiting while the history is evicted past what it has looked at
-// gets Compacted instead of silently skipping the evicted events.
+// A watch waiting while the history is evicted past where it registered
+// loses nothing it watches: the change that wakes it is still kept, and it
+// looks again from there, not from where it registered.
+func TestHistory_EvictedWhileWaitingKeepsTheWakingChange(t *testing.T) {
+	f := mustNew(t, "btree", func(c *Config) { c.HistoryBytes = eventOverhead + 11 })
+	mustWrite(t, f, 1, putCmd("a", "x"))
+	type answer struct {
+		res WatchResult
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		res, err := f.Watch(context.Background(), WatchQuery{After: 1, Start: []byte("w"), End: []byte("w\x00")})
+		got <- answer{res, err}
+	}()
+	testutil.WaitFor(t, 5*time.Second, "watch waiting", func() bool { return f.history.waiters.n.Load() == 1 })
+	// Changes of other keys evict index 2 and 3 before w changes at 4:
+	// the history keeps one change, w's.
+	for i, k := range []string{"b", "c", "w"} {
+		mustWrite(t, f, uint64(i+2), putCmd(k, "0123456789"))
+	}
+	a := testutil.Receive(t, 5*time.Second, "watch answer", got)
+	if a.err != nil {
+		t.Fatalf("watch: %v, want the change at 4", a.err)
+	}
+	wantEvents(t, a.res.Events, put("w", "0123456789", 4, 4))
+}
+
+// A watch whose own change is evicted before it looks again gets Compacted
+// instead of silently skipping it.
 func TestHistory_EvictedWhileWaiting(t *testing.T) {
 	f := mustNew(t, "btree", func(c *Config) { c.HistoryBytes = eventOverhead + 11 })
 	mustWrite(t, f, 1, putCmd("a", "x"))
@@ -342,13 +371,12 @@ func TestHistory_EvictedWhileWaiting(t *testing.T) {
 		_, err := f.Watch(context.Background(), WatchQuery{After: 1, Start: []byte("w"), End: []byte("w\x00")})
 		got <- err
 	}()
-	// The watch has looked at index 1 once it waits.
 	testutil.WaitFor(t, 5*time.Second, "watch waiting", func() bool { return f.history.waiters.n.Load() == 1 })
-	// Two entries applied before it looks again (as Apply does, the second
-	// one waking it): the history keeps one change, so index 2 is evicted
-	// before the watch sees it.
+	// Two entries applied before it looks again (Apply holds the write
+	// lock, so the woken watch cannot look between them): the first, w's,
+	// wakes it, and the second evicts it.
 	f.mu.Lock()
-	for i, k := range []string{"b", "w"} {
+	for i, k := range []string{"w", "b"} {
 		if r := f.applyCommand(uint64(i+2), putCmd(k, "0123456789")); r.Err != nil {
 			t.Fatal(r.Err)
 		}
@@ -458,5 +486,87 @@ func TestConfig_HistoryBytes(t *testing.T) {
 	f := mustNew(t, "btree")
 	if f.history.maxBytes != DefaultHistoryBytes {
 		t.Fatalf("default history bytes %d", f.history.maxBytes)
+	}
+}
+
+// A backup restored into a running node moves its state back: the changes
+// the restore undid have no events, so a watch from before the restore,
+// waiting or new, gets Compacted, and resumes past it, not from the
+// backup's older index.
+func TestHistory_RestoreBackwardsCompactsEveryEarlierWatch(t *testing.T) {
+	f := mustNew(t, "btree")
+	for i := uint64(1); i <= 10; i++ {
+		mustWrite(t, f, i, putCmd(fmt.Sprintf("k%d", i%3), fmt.Sprint(i)))
+	}
+	backup := mustPersist(t, mustNewAt(t, 5))
+	got := make(chan error, 1)
+	go func() {
+		_, err := f.Watch(context.Background(), WatchQuery{After: 10})
+		got <- err
+	}()
+	testutil.WaitFor(t, 5*time.Second, "watch waiting", func() bool { return f.history.waiters.n.Load() == 1 })
+	mustRestore(t, f, backup)
+	err := testutil.Receive(t, 5*time.Second, "waiting watch's answer", got)
+	var ce *CompactedError
+	if !errors.As(err, &ce) || ce.Oldest != 12 || ce.Current != 11 {
+		t.Fatalf("waiting watch after a backwards restore: %v, want Compacted{oldest 12, current 11}", err)
+	}
+	for _, after := range []uint64{5, 7, 10} {
+		if _, err := watchNow(t, f, WatchQuery{After: after}); !errors.Is(err, ErrCompacted) {
+			t.Fatalf("new watch after %d: %v, want Compacted", after, err)
+		}
+	}
+	// The next entry (raft gives the restore an index of its own, 11)
+	// is seen by a watch resuming from Compacted's current index.
+	mustWrite(t, f, 12, putCmd("k0", "new"))
+	res := mustWatchNow(t, f, WatchQuery{After: ce.Current})
+	wantEvents(t, res.Events, put("k0", "new", 12, 12))
+}
+
+// mustNewAt returns an FSM that applied n puts.
+func mustNewAt(t *testing.T, n uint64) *FSM {
+	t.Helper()
+	f := mustNew(t, "btree")
+	for i := uint64(1); i <= n; i++ {
+		mustWrite(t, f, i, putCmd(fmt.Sprintf("b%d", i), "v"))
+	}
+	return f
+}
+
+// A DELETE event keeps its key only: the deleted value, which an engine
+// may keep in the same allocation as the key, is freed while the history
+// still holds the delete.
+func TestHistory_DeleteEventsDoNotPinValues(t *testing.T) {
+	for _, eng := range engines {
+		t.Run(eng, func(t *testing.T) {
+			const n, size = 64, 256 << 10
+			big := string(make([]byte, size))
+			idx := uint64(0)
+			// Restored, so the puts' events (and their values) are not in
+			// the history: only the deletes below are.
+			f := mustNew(t, eng)
+			func() {
+				src := mustNew(t, eng)
+				for i := 0; i < n; i++ {
+					idx++
+					mustWrite(t, src, idx, putCmd(fmt.Sprintf("k%02d", i), big))
+				}
+				mustRestore(t, f, mustPersist(t, src))
+			}()
+			for i := 0; i < n; i++ {
+				idx++
+				mustWrite(t, f, idx, delCmd(fmt.Sprintf("k%02d", i)))
+			}
+			if res := mustWatchNow(t, f, WatchQuery{After: uint64(n)}); len(res.Events) != n {
+				t.Fatalf("history holds %d deletes, want %d", len(res.Events), n)
+			}
+			var ms runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			if held := ms.HeapAlloc; held > n*size/4 {
+				t.Fatalf("%d MiB of heap held after deleting %d MiB of values", held>>20, n*size>>20)
+			}
+			runtime.KeepAlive(f)
+		})
 	}
 }

@@ -1,6 +1,10 @@
 package fsm
 
-import "github.com/cubekv/cubekv/storage"
+import (
+	"bytes"
+
+	"github.com/cubekv/cubekv/storage"
+)
 
 // putKey and deleteKey are the only ways an op changes the key space: every
 // write to the engine goes through them, so what must follow each change
@@ -22,13 +26,15 @@ func (f *FSM) putKey(idx uint64, key, val []byte, lease uint64) (prev storage.En
 }
 
 // deleteKey removes key at idx and returns the entry it removed. Deleting
-// a missing key changes nothing and records no event; the history keeps
-// the removed entry's key, which the engine returns for the caller to keep.
+// a missing key changes nothing and records no event; the history keeps a
+// copy of the key.
 func (f *FSM) deleteKey(idx uint64, key []byte) (prev storage.Entry, existed bool) {
 	prev, existed = f.engine.Delete(idx, key)
 	f.detachKey(key)
 	if existed {
-		f.history.record(Event{Type: EventDelete, Index: idx, Key: prev.Key})
+		// A copy: an engine's returned key may share its allocation with
+		// the deleted value, which the history must not keep alive.
+		f.history.record(Event{Type: EventDelete, Index: idx, Key: bytes.Clone(key)})
 	}
 	return prev, existed
 }

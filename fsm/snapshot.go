@@ -493,10 +493,18 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
 	f.mu.Lock()
+	// Changes before the snapshot are not known. A snapshot at or below the
+	// index already applied (a backup restored into a running cluster) is a
+	// jump, not a step: what it undid has no events, so no watch may resume
+	// from anywhere it could see before the restore.
+	floor := st.applied
+	if prev := f.applied.Load(); prev > 0 && floor <= prev {
+		floor = prev + 1
+	}
 	f.engine = st.engine
 	f.requests = st.requests
 	f.members = st.members
-	f.history.reset(st.applied) // changes before the snapshot are not known
+	f.history.reset(floor)
 	f.leases = st.leases
 	f.applied.Store(st.applied)
 	f.mu.Unlock()
