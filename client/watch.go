@@ -167,7 +167,10 @@ func (w *watcher) run(ctx context.Context) {
 	defer w.pool.Close()
 	rt := w.c.router.start(ctx, toAny)
 	failures := 0
-	compacted := 0 // nodes that answered Compacted for the current index
+	// The nodes asked about w.after since one answered Compacted: true for Compacted, false for
+	// a node that failed.
+	compacted := map[string]bool{}
+	compactedAt := w.after
 	for ctx.Err() == nil {
 		addr := rt.current()
 		req := w.req
@@ -183,7 +186,8 @@ func (w *watcher) run(ctx context.Context) {
 		var gone *kv.Compacted
 		switch {
 		case err == nil:
-			failures, compacted = 0, 0
+			failures = 0
+			clear(compacted)
 			w.c.router.worked(addr)
 			if !w.deliver(ctx, resp) {
 				return
@@ -192,12 +196,19 @@ func (w *watcher) run(ctx context.Context) {
 		case errors.As(err, &gone):
 			failures = 0
 			// A node that restarted from a snapshot keeps no history before it; another node may
-			// still hold it. Resync only when every node the client knows has said so.
-			if compacted++; compacted < len(w.c.router.candidates(toAny, 0)) {
+			// still hold it. Resync only when every node the client knows has been asked about this
+			// index since: each said Compacted or failed (a node that is down cannot hold the watch
+			// back for ever).
+			if compactedAt != w.after {
+				clear(compacted)
+				compactedAt = w.after
+			}
+			compacted[addr] = true
+			if !w.allSaid(compacted) {
 				rt.next()
 				continue
 			}
-			compacted = 0
+			clear(compacted)
 			if !w.send(ctx, WatchEvent{Type: WatchResync, Index: gone.CurrentIndex, Oldest: gone.OldestIndex}) {
 				return
 			}
@@ -210,6 +221,9 @@ func (w *watcher) run(ctx context.Context) {
 			return
 		}
 		w.c.logger.Debug("watch moving on", "addr", addr, "err", cerr, "raft_index", w.after)
+		if len(compacted) > 0 && compactedAt == w.after && !compacted[addr] {
+			compacted[addr] = false
+		}
 		var nl *NotLeaderError
 		if !errors.As(cerr, &nl) || !rt.redirect(nl.LeaderAddr) {
 			rt.failed()
@@ -220,6 +234,17 @@ func (w *watcher) run(ctx context.Context) {
 		failures++
 		rt.next()
 	}
+}
+
+// allSaid reports whether every node the client knows has been asked: it is in asked, having
+// said Compacted or failed.
+func (w *watcher) allSaid(asked map[string]bool) bool {
+	for _, a := range w.c.router.candidates(toAny, 0) {
+		if _, ok := asked[a]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // deliver sends an answer's events above the last index delivered, and moves on to its resume

@@ -20,12 +20,29 @@ type CompactedError struct {
 	// Oldest is the oldest index the history covers: Watch serves after
 	// indexes from Oldest-1 on.
 	Oldest uint64
-	// Current is the applied index when Watch answered.
+	// Current is the applied index when Watch answered (never below the
+	// history's floor): where a watch resumes after re-reading.
 	Current uint64
+	// Oversized, when not 0, is the index whose matching events are too
+	// large for one answer (WatchQuery.LimitBytes); Oldest is one above it.
+	Oversized uint64
 }
 
 func (e *CompactedError) Error() string {
+	if e.Oversized != 0 {
+		return fmt.Sprintf("%v: the changes at index %d do not fit in one answer (applied %d)", ErrCompacted, e.Oversized, e.Current)
+	}
 	return fmt.Sprintf("%v: history starts at index %d (applied %d)", ErrCompacted, e.Oldest, e.Current)
+}
+
+// EventWireBytes is what an event costs in an answer, as MaxBytes and
+// LimitBytes count it: a PUT carries its key twice (the event's and the
+// entry's) and its value; a DELETE its key; each some field overhead.
+func EventWireBytes(e *Event) int {
+	if e.Type == EventPut {
+		return 2*len(e.Key) + len(e.Value) + 48
+	}
+	return len(e.Key) + 24
 }
 
 // Is makes errors.Is(err, ErrCompacted) hold.
@@ -135,8 +152,14 @@ type WatchQuery struct {
 	// limit.
 	MaxEvents int
 	// MaxBytes stops the answer, at the end of an index, once its events'
-	// keys and values reach this many bytes; 0: no limit.
+	// encoded size (EventWireBytes) reaches this many bytes; 0: no limit.
 	MaxBytes int
+	// LimitBytes is a hard bound on that size: an answer never exceeds it.
+	// It stops before an index that would take it over, and refuses an
+	// index whose events alone exceed it with a *CompactedError whose
+	// Oversized is that index: those events can never be delivered in one
+	// answer. 0: no bound.
+	LimitBytes int
 	// KeysOnly leaves PUT events' values out (Value nil).
 	KeysOnly bool
 }
@@ -348,24 +371,37 @@ func (f *FSM) lookup(q *WatchQuery, from uint64) (res WatchResult, err error) {
 	ev := h.live()
 	i := sort.Search(len(ev), func(i int) bool { return ev[i].Index > from })
 	nbytes := 0
+	cur, curStart := uint64(0), 0 // the index being collected, and where its events start
 	for ; i < len(ev); i++ {
 		e := &ev[i]
-		if len(res.Events) > 0 {
-			last := res.Events[len(res.Events)-1].Index
-			if e.Index != last && (q.MaxEvents > 0 && len(res.Events) >= q.MaxEvents || q.MaxBytes > 0 && nbytes >= q.MaxBytes) {
-				res.Resume = last
-				break
-			}
-		}
 		if !q.matches(e.Key) {
 			continue
+		}
+		if e.Index != cur {
+			if n := len(res.Events); n > 0 && (q.MaxEvents > 0 && n >= q.MaxEvents || q.MaxBytes > 0 && nbytes >= q.MaxBytes) {
+				res.Resume = cur
+				return res, nil
+			}
+			cur, curStart = e.Index, len(res.Events)
 		}
 		out := *e
 		if q.KeysOnly {
 			out.Value = nil
 		}
-		nbytes += len(out.Key) + len(out.Value)
+		nbytes += EventWireBytes(&out)
 		res.Events = append(res.Events, out)
+		if q.LimitBytes > 0 && nbytes > q.LimitBytes {
+			if curStart == 0 {
+				return WatchResult{Applied: applied, Resume: res.Resume},
+					&CompactedError{Oldest: cur + 1, Current: max(applied, h.floor), Oversized: cur}
+			}
+			// Stop before the index that does not fit; the next answer
+			// starts with it, alone.
+			clear(res.Events[curStart:])
+			res.Events = res.Events[:curStart]
+			res.Resume = res.Events[curStart-1].Index
+			return res, nil
+		}
 	}
 	return res, nil
 }

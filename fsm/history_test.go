@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -330,6 +331,41 @@ func TestHistory_WatchBlocksUntilAMatchingEvent(t *testing.T) {
 	res, err := f.Watch(ctx, WatchQuery{After: 21, Start: []byte("w"), End: []byte("w\x00")})
 	if err != nil || len(res.Events) != 0 || res.Resume != 21 {
 		t.Fatalf("timed out watch: %+v %v", res, err)
+	}
+}
+
+// An answer never exceeds LimitBytes: it stops before an index that
+// would take it over, and an index too large for any answer is Compacted
+// (Oversized), so a watcher re-reads instead of retrying forever.
+func TestHistory_LimitBytesNeverExceeded(t *testing.T) {
+	f := mustNew(t, "btree")
+	mustWrite(t, f, 1, putCmd("a", "1"))
+	mustWrite(t, f, 2, txnCmd(opPut("b", strings.Repeat("x", 300)), opPut("c", strings.Repeat("y", 300))))
+	mustWrite(t, f, 3, putCmd("d", "4"))
+	small := EventWireBytes(&Event{Type: EventPut, Key: []byte("a"), Value: []byte("1")})
+	big := 2 * EventWireBytes(&Event{Type: EventPut, Key: []byte("b"), Value: make([]byte, 300)})
+
+	// Room for index 1, not for 1 and 2: the answer stops after 1.
+	r := mustWatchNow(t, f, WatchQuery{LimitBytes: small + big - 1})
+	wantEvents(t, r.Events, put("a", "1", 1, 1))
+	if r.Resume != 1 {
+		t.Fatalf("resume %d, want 1", r.Resume)
+	}
+	// From there index 2 alone fits, with room to spare, and 3 follows.
+	r = mustWatchNow(t, f, WatchQuery{After: 1, LimitBytes: big + small})
+	if len(r.Events) != 3 || r.Resume != 3 {
+		t.Fatalf("after 1: %d events resume %d, want 3 events resume 3", len(r.Events), r.Resume)
+	}
+	// Index 2 alone is too large: Compacted, naming it, resuming at the
+	// applied index.
+	_, err := watchNow(t, f, WatchQuery{After: 1, LimitBytes: big - 1})
+	var ce *CompactedError
+	if !errors.As(err, &ce) || ce.Oversized != 2 || ce.Oldest != 3 || ce.Current != 3 {
+		t.Fatalf("oversized index: %v, want Compacted{oversized 2, oldest 3, current 3}", err)
+	}
+	// A PUT counts its key twice: the event's and the entry's.
+	if got := EventWireBytes(&Event{Type: EventPut, Key: make([]byte, 100), Value: make([]byte, 10)}); got < 210 {
+		t.Fatalf("a PUT of a 100-byte key and 10-byte value counts %d bytes", got)
 	}
 }
 

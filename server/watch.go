@@ -170,6 +170,9 @@ func (h *Handler) watchQuery(req *kv.WatchRequest) (fsm.WatchQuery, error) {
 		}
 	}
 	q.MaxBytes = h.cfg.Limits.MaxResponseBytes
+	// MaxResponseBytes is half the frame: an answer may pass it by one
+	// index, never past the frame (less room for the rest of the answer).
+	q.LimitBytes = 2 * h.cfg.Limits.MaxResponseBytes * 15 / 16
 	q.KeysOnly = req.GetKeysOnly()
 	return q, nil
 }

@@ -432,9 +432,12 @@ exception Timeout {
 /**
  * A watch's after_index is older than the serving node's change history
  * (bounded in bytes; a node also keeps none from before the snapshot it
- * started from). Re-read the watched keys (a scan answers at some applied
- * index I), then watch again from after_index = I. Nothing was missed if
- * you do.
+ * started from), or the changes at index oldest_index - 1 are too large to
+ * fit in one answer (a transaction or a lease revoke touching more bytes of
+ * keys and values than the node's frame holds). Re-read the watched keys
+ * with a LINEARIZABLE scan, which answers at an applied index I of at
+ * least current_index, then watch again from after_index = I. Nothing was
+ * missed if you do.
  */
 exception Compacted {
   /**
