@@ -306,6 +306,7 @@ func TestHistory_WatchBlocksUntilAMatchingEvent(t *testing.T) {
 		res, err := f.Watch(context.Background(), WatchQuery{Start: []byte("w"), End: []byte("w\x00")})
 		got <- answer{res, err}
 	}()
+	testutil.WaitFor(t, 5*time.Second, "watch waiting", func() bool { return f.history.waiters.n.Load() == 1 })
 	// Changes of other keys do not end the watch.
 	for i := uint64(2); i <= 20; i++ {
 		mustWrite(t, f, i, putCmd("other", fmt.Sprint(i)))
@@ -314,6 +315,9 @@ func TestHistory_WatchBlocksUntilAMatchingEvent(t *testing.T) {
 	case a := <-got:
 		t.Fatalf("watch answered before its key changed: %+v %v", a.res, a.err)
 	default:
+	}
+	if n := f.history.waiters.n.Load(); n != 1 {
+		t.Fatalf("%d waiters after changes of other keys, want the watch still waiting", n)
 	}
 	mustWrite(t, f, 21, putCmd("w", "now"))
 	a := testutil.Receive(t, 5*time.Second, "watch answer", got)

@@ -91,8 +91,8 @@ func (h *Handler) Watch(ctx context.Context, req *kv.WatchRequest) (_ *kv.WatchR
 		return nil, fmt.Errorf("%w: %w: %d on this node (--max-watches); try another node or later", node.ErrUnavailable, errTooManyWatches, wc.MaxWaiting)
 	}
 	defer h.watching.Add(-1)
-	// The request timeout bounds the read index; the wait comes on top, so
-	// the generic timeout never cuts a watch short.
+	// The whole call, read index included, gets the wait plus the request
+	// timeout, so the generic timeout never cuts a watch short.
 	ctx, cancel := context.WithTimeout(ctx, wait+h.cfg.RequestTimeout)
 	defer cancel()
 	res, info, err := h.store.Watch(ctx, q, c, wait)

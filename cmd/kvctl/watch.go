@@ -44,7 +44,7 @@ It runs until interrupted, for --count events, or for --timeout when that flag i
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.prefix, "prefix", "", "watch every key with this prefix instead of one key")
-	f.Int64Var(&o.fromIndex, "from-index", 0, "print changes after this Raft index (0: all the serving node still holds)")
+	f.Int64Var(&o.fromIndex, "from-index", 0, "print changes after this Raft index (0: from the first; a RESYNC line says when no node still holds them)")
 	f.IntVar(&o.count, "count", 0, "stop after this many events (0: never)")
 	f.BoolVar(&o.keysOnly, "keys-only", false, "leave values out")
 	return cmd
