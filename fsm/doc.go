@@ -36,7 +36,8 @@
 // the request, then calls Validate with its limits and Stamp; the leader's
 // Internal.apply makes the same calls on a forwarded command with its own
 // limits; node's proposer asks WriteKeys (an entry never holds two commands
-// that write one key) and Size; Apply validates with applyLimits (the hard
+// that name one key; a LEASE_REVOKE names none, see node/propose.go) and
+// Size; Apply validates with applyLimits (the hard
 // limits MaxKeySize and MaxValueSize, what a snapshot can hold), then
 // applies. A rule has one home, and what a front door accepts Apply
 // accepts. Adding an op is an entry here, the op in thrift/kv.thrift and

@@ -35,7 +35,12 @@ type proposalResult struct {
 // command of an entry is applied at the entry's Raft index, so two writes of
 // one key in one entry would leave two versions with the same mod_index,
 // and a CAS on that index could overwrite the newer one. An entry therefore
-// never holds two commands that write the same key.
+// never holds two commands that write the same key named in the command.
+// A LEASE_REVOKE names no keys (which keys it deletes is known only when it
+// applies), so it may share an entry with a put of one of them. That leaves
+// no two versions at one index: a put before the revoke in the entry is
+// deleted by it in the same atomic step, never seen by a reader, and a put
+// after it naming the revoked lease is refused.
 type batchKeys map[string]struct{}
 
 // add records cmd's keys and reports true, or reports false (recording
