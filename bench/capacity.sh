@@ -31,8 +31,10 @@ while [ $# -gt 0 ]; do
 done
 tmp=$(mktemp -d)
 name=cubekv-capacity-$$
+built=""
 cleanup() {
 	docker rm -f "$name" >/dev/null 2>&1 || true
+	[ -n "$built" ] && docker rmi -f "$built" >/dev/null 2>&1 || true
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -42,6 +44,7 @@ if [ -z "$image" ]; then
 	printf 'FROM scratch\nCOPY kvnode /kvnode\nENTRYPOINT ["/kvnode"]\n' >"$tmp/img/Dockerfile"
 	image=cubekv-capacity:$$
 	docker build -q -t "$image" "$tmp/img" >/dev/null
+	built=$image
 fi
 go build -o "$tmp/fill" ./bench/fill
 
