@@ -30,10 +30,12 @@ func heapObjectBytes() uint64 {
 // values) into an FSM, persists a snapshot to a file and restores it into the
 // same FSM, as a follower installing a snapshot does: the old state serves
 // until the new engine is complete. It reports the heap the state takes after
-// GC (state-MiB) and the peak of heap objects during the restore, sampled
-// every millisecond, as a multiple of it (peak/state). The bound is 2: the
-// old state plus the engine being built. The GC runs at the GOGC of the
-// environment (kvnode's default is in cmd/kvnode).
+// GC (state-MiB), the peak of heap objects during the restore, sampled
+// every millisecond, as a multiple of it (peak/state), the heap after the
+// restore and a GC (restored-MiB) and the time Restore took (restore-ms).
+// The bound on peak/state is 2: the old state plus the engine being built.
+// The GC runs at the GOGC of the environment (kvnode's default is in
+// cmd/kvnode).
 func BenchmarkRestorePeak(b *testing.B) {
 	const n = 1_000_000
 	for _, eng := range []string{storage.KindBTree, storage.KindArena} {
@@ -84,16 +86,23 @@ func BenchmarkRestorePeak(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				start := time.Now()
 				if err := f.Restore(in); err != nil {
 					b.Fatal(err)
 				}
+				took := time.Since(start)
 				close(stop)
 				wg.Wait()
 				if f.Len() != n {
 					b.Fatalf("restored %d entries, want %d", f.Len(), n)
 				}
+				runtime.GC()
+				runtime.GC()
 				b.ReportMetric(float64(state)/(1<<20), "state-MiB")
+				b.ReportMetric(float64(heapObjectBytes())/(1<<20), "restored-MiB")
 				b.ReportMetric(float64(peak)/float64(state), "peak/state")
+				b.ReportMetric(float64(took.Milliseconds()), "restore-ms")
+				runtime.KeepAlive(f)
 			}
 		})
 	}

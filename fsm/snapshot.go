@@ -284,11 +284,23 @@ func (f *FSM) readSnapshot(in io.Reader) (*restored, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new engine: %w", err)
 	}
+	// storage.Load builds the engine bottom-up from the ascending entries
+	// where the engine offers it (storage.BulkLoader).
 	var sc entryScratch
-	for i := uint64(0); i < count; i++ {
-		if err := readEntry(r, eng, applied, &sc); err != nil {
-			return nil, fmt.Errorf("entry %d: %w", i, err)
+	i := uint64(0)
+	err = storage.Load(eng, func() (storage.Entry, bool, error) {
+		if i == count {
+			return storage.Entry{}, false, nil
 		}
+		e, err := readEntry(r, applied, &sc)
+		if err != nil {
+			return e, false, fmt.Errorf("entry %d: %w", i, err)
+		}
+		i++
+		return e, true, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if uint64(eng.Len()) != count {
 		return nil, fmt.Errorf("engine holds %d entries, snapshot counts %d: %w", eng.Len(), count, ErrCorruptSnapshot)
@@ -340,7 +352,7 @@ func (f *FSM) readSnapshot(in io.Reader) (*restored, error) {
 }
 
 // entryScratch holds the buffers readEntry reads keys and values into. The
-// engine copies what Put is given, so restore reuses them instead of
+// engine copies what Load is given, so restore reuses them instead of
 // allocating two buffers per entry: the only memory a restore takes is the
 // engine it builds.
 type entryScratch struct {
@@ -360,51 +372,47 @@ func (r *snapshotReader) readInto(buf *[]byte, n uint64) ([]byte, error) {
 	return b, r.full(b)
 }
 
-// readEntry reads one entry record into eng. Keys must be strictly
-// ascending, and 1 <= create <= mod <= applied.
-func readEntry(r *snapshotReader, eng storage.Engine, applied uint64, sc *entryScratch) error {
+// readEntry reads one entry record; its slices are sc's, valid until the
+// next call. Keys must be strictly ascending, and 1 <= create <= mod <= applied.
+func readEntry(r *snapshotReader, applied uint64, sc *entryScratch) (storage.Entry, error) {
 	klen, err := r.uvarint()
 	if err != nil {
-		return corrupt("read key length", err)
+		return storage.Entry{}, corrupt("read key length", err)
 	}
 	if klen == 0 || klen > maxSnapshotKey {
-		return fmt.Errorf("key length %d out of range: %w", klen, ErrCorruptSnapshot)
+		return storage.Entry{}, fmt.Errorf("key length %d out of range: %w", klen, ErrCorruptSnapshot)
 	}
 	key, err := r.readInto(&sc.key, klen)
 	if err != nil {
-		return corrupt("read key", err)
+		return storage.Entry{}, corrupt("read key", err)
 	}
 	if sc.prevKey != nil && bytes.Compare(sc.prevKey, key) >= 0 {
-		return fmt.Errorf("keys out of order: %w", ErrCorruptSnapshot)
+		return storage.Entry{}, fmt.Errorf("keys out of order: %w", ErrCorruptSnapshot)
 	}
 	create, err := r.uvarint()
 	if err != nil {
-		return corrupt("read create index", err)
+		return storage.Entry{}, corrupt("read create index", err)
 	}
 	mod, err := r.uvarint()
 	if err != nil {
-		return corrupt("read mod index", err)
+		return storage.Entry{}, corrupt("read mod index", err)
 	}
 	if create == 0 || create > mod || mod > applied {
-		return fmt.Errorf("indexes create %d mod %d applied %d out of order: %w", create, mod, applied, ErrCorruptSnapshot)
+		return storage.Entry{}, fmt.Errorf("indexes create %d mod %d applied %d out of order: %w", create, mod, applied, ErrCorruptSnapshot)
 	}
 	vlen, err := r.uvarint()
 	if err != nil {
-		return corrupt("read value length", err)
+		return storage.Entry{}, corrupt("read value length", err)
 	}
 	if vlen > maxSnapshotValue {
-		return fmt.Errorf("value length %d out of range: %w", vlen, ErrCorruptSnapshot)
+		return storage.Entry{}, fmt.Errorf("value length %d out of range: %w", vlen, ErrCorruptSnapshot)
 	}
 	val, err := r.readInto(&sc.value, vlen)
 	if err != nil {
-		return corrupt("read value", err)
-	}
-	eng.Put(create, key, val)
-	if mod != create {
-		eng.Put(mod, key, val)
+		return storage.Entry{}, corrupt("read value", err)
 	}
 	sc.key, sc.prevKey = sc.prevKey, key
-	return nil
+	return storage.Entry{Key: key, Value: val, CreateIndex: create, ModIndex: mod}, nil
 }
 
 // readClientRecord reads one request-id record. Touched indexes must be

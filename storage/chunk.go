@@ -3,10 +3,13 @@ package storage
 // chunkSource hands out the memory slabs are cut from. Memory it returns
 // holds no Go pointers. alloc is called by the writer only; release is
 // called once, after the arena that used the source is unreachable, and must
-// not be called while any slab is still read.
+// not be called while any slab is still read; calling it again does
+// nothing. fresh returns a new, empty source of the same kind, for a new
+// arena that must not share this one's release.
 type chunkSource interface {
 	alloc(n int) []byte
 	release()
+	fresh() chunkSource
 }
 
 // heapChunks allocates slabs as []byte on the Go heap. A pointer-free
@@ -18,3 +21,4 @@ type heapChunks struct{}
 
 func (heapChunks) alloc(n int) []byte { return make([]byte, n) }
 func (heapChunks) release()           {}
+func (heapChunks) fresh() chunkSource { return heapChunks{} }

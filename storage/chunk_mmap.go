@@ -50,3 +50,5 @@ func (m *mmapChunks) release() {
 	}
 	m.regions, m.rest = nil, nil
 }
+
+func (*mmapChunks) fresh() chunkSource { return &mmapChunks{} }

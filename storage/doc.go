@@ -69,6 +69,12 @@
 // View can reach is written until the View is gone. So a snapshot's I/O
 // never blocks Apply, and Apply never blocks it.
 //
+// Bulk loads. A restore reads a snapshot's entries in ascending key order;
+// BulkLoad (see BulkLoader and bulk.go) takes them into a new arena and
+// index that the engine adopts only when every entry is in. Records are
+// allocated as they arrive, so each class's records lie in its slabs in key
+// order, and the index's leaves are filled completely instead of half.
+//
 // What a long snapshot pins: every slot retired while it (or an older View)
 // lives, which includes records written after it was taken and overwritten
 // again before it went, and the index nodes the writer copied since. So the

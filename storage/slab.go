@@ -145,6 +145,15 @@ func newArena(chunks chunkSource) *arena {
 	return a
 }
 
+// discard gives back the arena's memory at once, for an arena that was
+// never published to a reader (a failed bulk load): its mapped slabs are
+// unmapped now instead of when the collector finds it unreachable.
+func (a *arena) discard() {
+	a.slabs.Store(new([]slab))
+	a.large.Store(new([][]byte))
+	a.chunks.release()
+}
+
 // bytes returns the record bytes at h. The slice runs to the end of the
 // slot's slab (or the large record), not to the end of the record.
 func (a *arena) bytes(h handle) []byte {

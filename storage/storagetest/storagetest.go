@@ -1,7 +1,8 @@
 // Package storagetest is the conformance suite every cubekv storage engine
 // passes: Run covers the Engine contract (values, Raft indexes, scan bounds,
 // size accounting, snapshot isolation, concurrent readers) and a randomized
-// comparison against a trivial reference model; Check runs any op sequence
+// comparison against a trivial reference model, and storage.Load (BulkLoad
+// where the engine offers it); Check runs any op sequence
 // against that model, for the engines' fuzz test.
 package storagetest
 
@@ -31,6 +32,7 @@ func Run(t *testing.T, newEngine func() storage.Engine) {
 	t.Run("snapshot_concurrent_reads", func(t *testing.T) { testSnapshotConcurrentReads(t, newEngine) })
 	t.Run("concurrent_readers", func(t *testing.T) { testConcurrentReaders(t, newEngine) })
 	t.Run("model_random", func(t *testing.T) { testModelRandom(t, newEngine) })
+	t.Run("bulk_load", func(t *testing.T) { testBulkLoad(t, newEngine) })
 }
 
 // mutation is one write of a table test; del makes it a Delete.
