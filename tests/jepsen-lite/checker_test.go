@@ -54,6 +54,8 @@ var registerModel = porcupine.Model{
 			return out.Value == s, s
 		case kindWrite:
 			return true, in.Value
+		case kindDelete:
+			return true, int64(0)
 		case kindCAS:
 			if out.Unknown {
 				// If it took effect here, the compare decided it; if it did not take effect at
@@ -83,6 +85,8 @@ var registerModel = porcupine.Model{
 			return fmt.Sprintf("%s %s -> %d", in.Kind, in.Key, out.Value)
 		case kindWrite:
 			return fmt.Sprintf("write %s %d%s", in.Key, in.Value, suffix)
+		case kindDelete:
+			return fmt.Sprintf("delete %s%s", in.Key, suffix)
 		case kindCAS:
 			if out.Unknown {
 				return fmt.Sprintf("cas %s %d->%d%s", in.Key, in.Expect, in.Value, suffix)
@@ -107,7 +111,7 @@ func registerOperations(h []op) []porcupine.Operation {
 	var out []porcupine.Operation
 	for _, o := range h {
 		switch o.Kind {
-		case kindRead, kindWrite, kindCAS, kindFinal:
+		case kindRead, kindWrite, kindDelete, kindCAS, kindFinal:
 		default:
 			continue
 		}
@@ -119,7 +123,7 @@ func registerOperations(h []op) []porcupine.Operation {
 		switch {
 		case o.Outcome == outcomeOK:
 			po.Output = regOutput{Value: o.Value, Success: o.Success, Current: o.Current}
-		case o.Outcome == outcomeUnknown && (o.Kind == kindWrite || o.Kind == kindCAS):
+		case o.Outcome == outcomeUnknown && (o.Kind == kindWrite || o.Kind == kindDelete || o.Kind == kindCAS):
 			po.Output = regOutput{Unknown: true}
 			po.Return = end + 1
 		default:

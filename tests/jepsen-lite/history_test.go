@@ -26,12 +26,13 @@ const (
 
 // Operation kinds in the history.
 const (
-	kindRead  = "read"
-	kindWrite = "write"
-	kindCAS   = "cas"
-	kindAdd   = "add"
-	kindIncr  = "incr"
-	kindFinal = "final-read"
+	kindRead   = "read"
+	kindWrite  = "write"
+	kindCAS    = "cas"
+	kindDelete = "delete"
+	kindAdd    = "add"
+	kindIncr   = "incr"
+	kindFinal  = "final-read"
 )
 
 // op is one operation of the history. Times are nanoseconds on the
@@ -43,7 +44,7 @@ type op struct {
 	Value    int64   `json:"value,omitempty"`  // write/cas: the new value; read: the value read (0 absent)
 	Expect   int64   `json:"expect,omitempty"` // cas: the expected value (0 absent)
 	Current  int64   `json:"current,omitempty"`
-	Success  bool    `json:"success,omitempty"` // cas: the compare held
+	Success  bool    `json:"success,omitempty"` // cas: the compare held; delete: the key existed
 	Outcome  outcome `json:"outcome"`
 	Err      string  `json:"err,omitempty"`
 	Call     int64   `json:"call"`

@@ -195,6 +195,16 @@ func TestChecker_FlagsBrokenHistory(t *testing.T) {
 			w(0, "k", 1, 0, 10, outcomeOK),
 			{Process: 1, Kind: kindCAS, Key: "k", Expect: 2, Value: 3, Success: true, Call: 20, Return: 30, Outcome: outcomeOK},
 		}, porcupine.Illegal},
+		{"a read after an acknowledged delete sees the value", []op{
+			w(0, "k", 1, 0, 10, outcomeOK),
+			{Process: 0, Kind: kindDelete, Key: "k", Success: true, Call: 11, Return: 20, Outcome: outcomeOK},
+			r(1, "k", 1, 21, 30),
+		}, porcupine.Illegal},
+		{"a read after an acknowledged delete finds nothing", []op{
+			w(0, "k", 1, 0, 10, outcomeOK),
+			{Process: 0, Kind: kindDelete, Key: "k", Success: true, Call: 11, Return: 20, Outcome: outcomeOK},
+			r(1, "k", 0, 21, 30),
+		}, porcupine.Ok},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

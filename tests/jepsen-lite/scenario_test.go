@@ -326,8 +326,8 @@ func runScenario(t *testing.T, s scenario, bin string, seed uint64, resultsDir s
 		r.Watch, wp = checkWatchers(wctx, ws, wl, c.endpoints(), watchPrefix, int64(last), wcfg.tls, h)
 		cancel()
 		r.Problems = append(r.Problems, wp...)
-		t.Logf("watch: %d watchers, %d events checked, %d gaps, %d duplicates, %d reorders, %d resyncs; reference %d events after %d, %d acknowledged writes in it; canary gaps %d",
-			r.Watch.Watchers, r.Watch.Checked, r.Watch.Gaps, r.Watch.Dups, r.Watch.Reorders, r.Watch.Resyncs, r.Watch.Reference, r.Watch.Floor, r.Watch.Acked, r.Watch.CanaryGaps)
+		t.Logf("watch: %d watchers, %d events checked, %d gaps, %d duplicates, %d reorders, %d resyncs; reference %d events after %d (%d deletes), %d acknowledged changes in it; %d node histories agree over %d events; canary gaps %d",
+			r.Watch.Watchers, r.Watch.Checked, r.Watch.Gaps, r.Watch.Dups, r.Watch.Reorders, r.Watch.Resyncs, r.Watch.Reference, r.Watch.Floor, r.Watch.Deletes, r.Watch.Acked, r.Watch.Histories, r.Watch.PairEvents, r.Watch.CanaryGaps)
 	} else {
 		ws.stop(0, 0)
 	}

@@ -17,14 +17,16 @@ import (
 	"github.com/cubekv/cubekv/transport"
 )
 
-// The watch check. Every scenario runs one watcher per node (a Go client whose endpoints start at
-// that node; it moves to the others when that node fails and resumes after the last index it
-// delivered) on the scenario's whole prefix, from index 0, through every fault. At the end the
-// committed history of the prefix is read with a LINEARIZABLE watch from index 0 on every node
-// (the one reaching furthest back is the reference), cross-checked against every acknowledged
-// write and the final state, and each watcher's sequence must equal it over the indexes the
-// watcher covered: no gap, no duplicate, no reordering. A canary watcher that drops one event must
-// be caught.
+// The watch check. Every scenario runs two watchers per node, one LINEARIZABLE and one STALE (a Go
+// client whose endpoints start at that node; it moves to the others when that node fails and resumes
+// after the last index it delivered), on the scenario's whole prefix, from index 0, through every
+// fault. At the end every node's history of the prefix is read with a LINEARIZABLE and a STALE
+// watch from the node's own floor, and every pair must be identical over the indexes both cover.
+// The LINEARIZABLE one reaching furthest back is the reference: each of its events must be
+// explained by an operation the workload attempted, every acknowledged change must be in it, and
+// folding it over the keys must give the final state. Each watcher's sequence must equal it over
+// the indexes the watcher covered: no gap, no duplicate, no reordering, and no resync while the
+// reference starts at index 0. A canary watcher that drops one event must be caught.
 
 // watchHistoryFlags keep every change in memory for the whole run, so the reference reaches back
 // to index 0 on any node that did not restart from a snapshot.
@@ -100,14 +102,15 @@ type watchers struct {
 // canarySkip is the event the canary watcher drops.
 const canarySkip = 25
 
-// startWatchers starts one watcher per endpoint, and the canary on the first.
+// startWatchers starts two watchers per endpoint, one LINEARIZABLE and one STALE, and the canary
+// (LINEARIZABLE) on the first.
 func startWatchers(t *testing.T, wl *workload, endpoints []string, prefix string) *watchers {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ws := &watchers{cancel: cancel}
-	start := func(l *watchLog, first int) {
+	start := func(l *watchLog, first int, c kv.Consistency) {
 		cl := wl.newClient(endpoints, first, 0, pinned)
-		ch, err := cl.Watch(ctx, []byte(prefix), 0, client.WithPrefix(), client.WithWatchWait(2*time.Second))
+		ch, err := cl.Watch(ctx, []byte(prefix), 0, client.WithPrefix(), client.WithWatchWait(2*time.Second), client.WithWatchConsistency(c))
 		if err != nil {
 			t.Fatalf("watch: %v", err)
 		}
@@ -120,12 +123,14 @@ func startWatchers(t *testing.T, wl *workload, endpoints []string, prefix string
 		}()
 	}
 	for i := range endpoints {
-		l := &watchLog{name: fmt.Sprintf("watcher@%d", i+1)}
-		ws.logs = append(ws.logs, l)
-		start(l, i)
+		for _, c := range []kv.Consistency{kv.Consistency_LINEARIZABLE, kv.Consistency_STALE} {
+			l := &watchLog{name: fmt.Sprintf("watcher@%d/%s", i+1, strings.ToLower(c.String()))}
+			ws.logs = append(ws.logs, l)
+			start(l, i, c)
+		}
 	}
 	ws.canary = &watchLog{name: "canary", skip: canarySkip}
-	start(ws.canary, 0)
+	start(ws.canary, 0, kv.Consistency_LINEARIZABLE)
 	return ws
 }
 
@@ -236,32 +241,86 @@ func checkWatch(ref []watchEvent, floor, last int64, got []watchEvent) watchResu
 	return r
 }
 
-// referenceHistory reads the committed history of prefix up to index last with LINEARIZABLE watches
-// from index 0 on every node, and returns the one reaching furthest back: its events and the floor
-// it starts after (0 unless every node restarted from a snapshot since the start).
-func referenceHistory(ctx context.Context, endpoints []string, prefix string, last int64, tlsCfg *tls.Config) ([]watchEvent, int64, error) {
-	var (
-		best      []watchEvent
-		bestFloor int64 = -1
-		errs      []error
-	)
-	for _, addr := range endpoints {
-		events, floor, err := historyFrom(ctx, addr, prefix, last, tlsCfg)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
-			continue
-		}
-		if bestFloor < 0 || floor < bestFloor {
-			best, bestFloor = events, floor
-		}
-	}
-	if bestFloor < 0 {
-		return nil, 0, fmt.Errorf("reference history: %w", errors.Join(errs...))
-	}
-	return best, bestFloor, nil
+// nodeHistory is the committed history of the prefix as one node served it: (Floor, last].
+type nodeHistory struct {
+	Name   string // the node's endpoint and the watch's consistency
+	Floor  int64  // the node's history starts after it (0 unless it restarted from a snapshot)
+	Events []watchEvent
 }
 
-func historyFrom(ctx context.Context, addr, prefix string, last int64, tlsCfg *tls.Config) ([]watchEvent, int64, error) {
+// nodeHistories reads the history of prefix up to index last on every node, twice: with a
+// LINEARIZABLE and with a STALE watch, each from the node's own floor (its Compacted answer), paging
+// by resume index. A node that cannot answer is an error: after the digests agreed, all can.
+func nodeHistories(ctx context.Context, endpoints []string, prefix string, last int64, tlsCfg *tls.Config) ([]nodeHistory, error) {
+	var (
+		out  []nodeHistory
+		errs []error
+	)
+	for i, addr := range endpoints {
+		for _, c := range []kv.Consistency{kv.Consistency_LINEARIZABLE, kv.Consistency_STALE} {
+			name := fmt.Sprintf("n%d/%s", i+1, strings.ToLower(c.String()))
+			events, floor, err := historyFrom(ctx, addr, prefix, last, c, tlsCfg)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("history of %s (%s): %w", name, addr, err))
+				continue
+			}
+			out = append(out, nodeHistory{Name: name, Floor: floor, Events: events})
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// reference is the LINEARIZABLE history reaching furthest back (the first such, on a tie).
+func reference(hs []nodeHistory) (nodeHistory, bool) {
+	var best nodeHistory
+	found := false
+	for _, h := range hs {
+		if strings.HasSuffix(h.Name, "/linearizable") && (!found || h.Floor < best.Floor) {
+			best, found = h, true
+		}
+	}
+	return best, found
+}
+
+// compareHistories checks every pair of node histories over the indexes both cover, (the higher
+// floor, last]: they must be identical there. It returns the events compared, summed over the
+// pairs, and a problem per pair that differs.
+func compareHistories(hs []nodeHistory) (compared int, problems []string) {
+	above := func(events []watchEvent, floor int64) []watchEvent {
+		i := sort.Search(len(events), func(i int) bool { return events[i].Index > floor })
+		return events[i:]
+	}
+	for i := range hs {
+		for j := i + 1; j < len(hs); j++ {
+			a, b := hs[i], hs[j]
+			lo := max(a.Floor, b.Floor)
+			ea, eb := above(a.Events, lo), above(b.Events, lo)
+			n := min(len(ea), len(eb))
+			compared += n
+			k := 0
+			for k < n && ea[k] == eb[k] {
+				k++
+			}
+			if k == n && len(ea) == len(eb) {
+				continue
+			}
+			var da, db any = "(end)", "(end)"
+			if k < len(ea) {
+				da = ea[k]
+			}
+			if k < len(eb) {
+				db = eb[k]
+			}
+			problems = append(problems, fmt.Sprintf("watch: histories of %s and %s differ after %d (%d and %d events): event %d is %v on %s, %v on %s",
+				a.Name, b.Name, lo, len(ea), len(eb), k, da, a.Name, db, b.Name))
+		}
+	}
+	return compared, problems
+}
+
+// historyFrom pages through the history of prefix on the node at addr up to index last, from the
+// oldest index the node holds, at consistency c. It returns the events and the floor they start after.
+func historyFrom(ctx context.Context, addr, prefix string, last int64, c kv.Consistency, tlsCfg *tls.Config) ([]watchEvent, int64, error) {
 	conn, err := transport.Dial(ctx, addr, &transport.DialConfig{TLS: tlsCfg, RequestTimeout: 30 * time.Second})
 	if err != nil {
 		return nil, 0, err
@@ -274,8 +333,8 @@ func historyFrom(ctx context.Context, addr, prefix string, last int64, tlsCfg *t
 	)
 	for after < last {
 		var resp *kv.WatchResponse
-		_, err := conn.Call(ctx, func(ctx context.Context, c *kv.KVClient) (err error) {
-			resp, err = c.Watch(ctx, &kv.WatchRequest{Prefix: []byte(prefix), AfterIndex: after, TimeoutMs: new(int32(0))})
+		_, err := conn.Call(ctx, func(ctx context.Context, kc *kv.KVClient) (err error) {
+			resp, err = kc.Watch(ctx, &kv.WatchRequest{Prefix: []byte(prefix), AfterIndex: after, TimeoutMs: new(int32(0)), Consistency: kv.ConsistencyPtr(c)})
 			return err
 		})
 		var gone *kv.Compacted
@@ -306,64 +365,223 @@ func historyFrom(ctx context.Context, addr, prefix string, last int64, tlsCfg *t
 	return out, floor, nil
 }
 
-// crossCheck checks the reference against the history: every acknowledged write above the floor
-// is in it, as written, at its index; and each key's last change there is its final value.
-func crossCheck(ref []watchEvent, floor int64, h []op, final map[string]string) (acked int, problems []string) {
+// attempt is one change the workload tried to make, as the reference must explain it.
+type attempt struct {
+	ok    bool  // acknowledged: the change is at index
+	index int64 // ok: where it committed
+	after int64 // unknown: it committed, if at all, above this index (acknowledged before it began)
+	used  bool  // matched to a reference event
+}
+
+// ackBounds answers, for a time t, the highest index of a change acknowledged before t: an operation
+// invoked at t cannot commit at or below it.
+type ackBounds struct {
+	ret []int64 // completion times, ascending
+	idx []int64 // idx[i]: the highest index among the first i+1 completions
+}
+
+func newAckBounds(h []op) ackBounds {
+	var acks []op
+	for _, o := range h {
+		if o.Outcome == outcomeOK && o.Index > 0 && changes(o) {
+			acks = append(acks, o)
+		}
+	}
+	sort.Slice(acks, func(i, j int) bool { return acks[i].Return < acks[j].Return })
+	var b ackBounds
+	var hi int64
+	for _, o := range acks {
+		hi = max(hi, o.Index)
+		b.ret = append(b.ret, o.Return)
+		b.idx = append(b.idx, hi)
+	}
+	return b
+}
+
+func (b ackBounds) before(t int64) int64 {
+	i := sort.Search(len(b.ret), func(i int) bool { return b.ret[i] >= t })
+	if i == 0 {
+		return 0
+	}
+	return b.idx[i-1]
+}
+
+// changes reports whether o, acknowledged, changed its key.
+func changes(o op) bool {
+	switch o.Kind {
+	case kindWrite, kindAdd:
+		return true
+	case kindCAS, kindIncr, kindDelete:
+		return o.Success
+	}
+	return false
+}
+
+// putValue is the value a write-like operation stores ("" for an operation that stores none).
+func putValue(o op) string {
+	switch o.Kind {
+	case kindWrite, kindCAS, kindIncr:
+		return string(encode(o.Value))
+	case kindAdd:
+		return "1"
+	}
+	return ""
+}
+
+// crossResult is what crossCheck found.
+type crossResult struct {
+	Acked   int // acknowledged changes above the floor, each found in the reference as made
+	Deletes int // DELETE events in the reference, each matched to an attempted delete
+	Puts    int // PUT events in the reference, each matched to an attempted write
+}
+
+// crossCheck checks the reference, the committed history of (floor, last], against the workload's
+// history and the final state:
+//   - every PUT is an attempted write of that key and value (a register write, a CAS, a set add, a
+//     counter increment), and every DELETE an attempted delete of that key, that was not reported
+//     failed: an acknowledged one exactly at the index it returned, an unknown one above every
+//     index acknowledged before it was invoked; each attempt explains at most one event;
+//   - every acknowledged change above the floor (a write, a successful CAS or increment, an add, a
+//     delete that found its key) is in it, as made, at its index, and a delete that found nothing
+//     left no event there;
+//   - folding it over the keys gives the final state (every key, when it starts at index 0; the
+//     keys it changes, otherwise).
+func crossCheck(ref []watchEvent, floor int64, h []op, final map[string]string) (crossResult, []string) {
+	var r crossResult
+	var problems []string
+	counts := map[string]int{}
+	report := func(kind, msg string) {
+		if counts[kind]++; counts[kind] <= 5 {
+			problems = append(problems, "watch reference: "+msg)
+		}
+	}
+	bounds := newAckBounds(h)
+	type keyValue struct{ key, value string }
+	puts := map[keyValue][]*attempt{}
+	dels := map[string][]*attempt{}
 	type at struct {
 		idx int64
 		key string
 	}
 	refAt := map[at]watchEvent{}
-	lastOf := map[string]watchEvent{}
 	for _, e := range ref {
 		refAt[at{e.Index, e.Key}] = e
-		lastOf[e.Key] = e
 	}
-	missing := 0
 	for _, o := range h {
-		if o.Outcome != outcomeOK || o.Index <= floor {
+		if o.Outcome == outcomeFail {
 			continue
 		}
-		value := ""
-		switch {
-		case o.Kind == kindWrite, o.Kind == kindCAS && o.Success, o.Kind == kindIncr && o.Success:
-			value = string(encode(o.Value))
-		case o.Kind == kindAdd:
-			value = "1"
+		a := &attempt{ok: o.Outcome == outcomeOK, index: o.Index}
+		if !a.ok {
+			a.after = bounds.before(o.Call)
+		}
+		switch o.Kind {
+		case kindWrite, kindAdd, kindCAS, kindIncr:
+			if a.ok && !changes(o) {
+				continue // a CAS whose compare failed changed nothing
+			}
+			kv := keyValue{o.Key, putValue(o)}
+			puts[kv] = append(puts[kv], a)
+		case kindDelete:
+			if a.ok && !o.Success {
+				if e, found := refAt[at{o.Index, o.Key}]; found && o.Index > floor {
+					report("nothing-deleted", fmt.Sprintf("delete of %s at %d found no key, but the history has %v there", o.Key, o.Index, e))
+				}
+				continue
+			}
+			dels[o.Key] = append(dels[o.Key], a)
 		default:
 			continue
 		}
-		acked++
-		if e, ok := refAt[at{o.Index, o.Key}]; !ok || e.Type != "PUT" || e.Value != value {
-			if missing++; missing <= 5 {
-				problems = append(problems, fmt.Sprintf("watch reference: acknowledged write %s=%s at %d is %v", o.Key, value, o.Index, e))
+		if !a.ok || o.Index <= floor {
+			continue
+		}
+		r.Acked++
+		want := watchEvent{Index: o.Index, Type: "PUT", Key: o.Key, Value: putValue(o)}
+		if o.Kind == kindDelete {
+			want = watchEvent{Index: o.Index, Type: "DELETE", Key: o.Key}
+		}
+		if e, found := refAt[at{o.Index, o.Key}]; !found || e != want {
+			r.Acked--
+			report("missing", fmt.Sprintf("acknowledged %v is %v", want, e))
+		}
+	}
+	// match finds the attempt that explains an event at idx: the acknowledged one at idx, or else
+	// an unknown one that may have committed there.
+	match := func(cands []*attempt, idx int64) (*attempt, string) {
+		why := "none was attempted"
+		if len(cands) > 0 {
+			why = fmt.Sprintf("%d attempts, none of them at %d", len(cands), idx)
+		}
+		for _, a := range cands {
+			if a.ok && a.index == idx && !a.used {
+				return a, ""
+			}
+		}
+		for _, a := range cands {
+			if !a.ok && !a.used && a.after < idx {
+				return a, ""
+			}
+		}
+		return nil, why
+	}
+	for _, e := range ref {
+		var a *attempt
+		var why string
+		switch e.Type {
+		case "PUT":
+			a, why = match(puts[keyValue{e.Key, e.Value}], e.Index)
+			r.Puts++
+		case "DELETE":
+			a, why = match(dels[e.Key], e.Index)
+			r.Deletes++
+		default:
+			report("type", fmt.Sprintf("event %v of an unknown type", e))
+			continue
+		}
+		if a == nil {
+			report("unexplained", fmt.Sprintf("%v matches no operation the workload attempted (%s)", e, why))
+			continue
+		}
+		a.used = true
+	}
+	// The fold of the reference over the keys.
+	state := map[string]string{}
+	touched := map[string]bool{}
+	for _, e := range ref {
+		touched[e.Key] = true
+		if e.Type == "DELETE" {
+			delete(state, e.Key)
+		} else {
+			state[e.Key] = e.Value
+		}
+	}
+	var keys []string
+	for k := range touched {
+		keys = append(keys, k)
+	}
+	if floor == 0 {
+		for k := range final {
+			if !touched[k] {
+				keys = append(keys, k)
 			}
 		}
 	}
-	if missing > 5 {
-		problems = append(problems, fmt.Sprintf("watch reference: %d acknowledged writes missing in all", missing))
-	}
-	var keys []string
-	for k := range lastOf {
-		keys = append(keys, k)
-	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		e := lastOf[k]
-		v, ok := final[k]
-		switch {
-		case e.Type == "PUT" && (!ok || v != e.Value):
-			problems = append(problems, fmt.Sprintf("watch reference: %s last changed to %q at %d, final state has %q (present %v)", k, e.Value, e.Index, v, ok))
-		case e.Type == "DELETE" && ok:
-			problems = append(problems, fmt.Sprintf("watch reference: %s deleted at %d, final state has %q", k, e.Index, v))
+		got, gok := state[k]
+		want, wok := final[k]
+		if got != want || gok != wok {
+			report("fold", fmt.Sprintf("the history folds %s to %q (present %v), the final state has %q (present %v)", k, got, gok, want, wok))
 		}
 	}
-	for k := range final {
-		if _, ok := lastOf[k]; !ok && floor == 0 {
-			problems = append(problems, fmt.Sprintf("watch reference: %s is in the final state but was never changed", k))
+	for kind, n := range counts {
+		if n > 5 {
+			problems = append(problems, fmt.Sprintf("watch reference: %d %s problems in all", n, kind))
 		}
 	}
-	return acked, problems
+	sort.Strings(problems)
+	return r, problems
 }
 
 // finalState scans prefix on the node at addr.
@@ -390,49 +608,75 @@ type watchRow struct {
 	Watchers                            int
 	Reference                           int   // events in the reference
 	Floor                               int64 // the reference starts after it
-	Acked                               int   // acknowledged writes found in the reference
+	Acked                               int   // acknowledged changes (puts and deletes) found in the reference
+	Deletes                             int   // DELETE events in the reference, each matched to an attempted delete
+	Histories                           int   // node histories fetched (LINEARIZABLE and STALE per node)
+	MaxFloor                            int64 // the highest floor among the node histories
+	PairEvents                          int   // events compared between pairs of node histories
 	Checked, Gaps, Dups, Reorders, Phan int
-	Resyncs                             int
+	Resyncs                             int // every watcher's, the canary's included
 	CanaryGaps                          int
 }
 
 // checkWatchers runs the whole watch check of a scenario and fills its row.
 func checkWatchers(ctx context.Context, ws *watchers, wl *workload, endpoints []string, prefix string, last int64, tlsCfg *tls.Config, h []op) (watchRow, []string) {
 	var row watchRow
-	ref, floor, err := referenceHistory(ctx, endpoints, prefix, last, tlsCfg)
+	var problems []string
+	hs, err := nodeHistories(ctx, endpoints, prefix, last, tlsCfg)
 	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	row.Histories = len(hs)
+	for _, h := range hs {
+		row.MaxFloor = max(row.MaxFloor, h.Floor)
+	}
+	ref, ok := reference(hs)
+	if !ok {
 		ws.stop(0, 0)
-		return row, []string{err.Error()}
+		return row, append(problems, "watch: no node served a LINEARIZABLE history")
 	}
-	row.Reference, row.Floor = len(ref), floor
+	var p []string
+	row.PairEvents, p = compareHistories(hs)
+	problems = append(problems, p...)
+	floor := ref.Floor
+	row.Reference, row.Floor = len(ref.Events), floor
 	refLast := int64(0)
-	if len(ref) > 0 {
-		refLast = ref[len(ref)-1].Index
+	if len(ref.Events) > 0 {
+		refLast = ref.Events[len(ref.Events)-1].Index
 	}
-	problems := ws.stop(refLast, 60*time.Second)
+	problems = append(problems, ws.stop(refLast, 60*time.Second)...)
 	final, err := finalState(ctx, wl.newClient(endpoints, 0, 5, pinned), prefix)
 	if err != nil {
 		problems = append(problems, fmt.Sprintf("watch: final scan: %v", err))
 	} else {
-		acked, p := crossCheck(ref, floor, h, final)
-		row.Acked = acked
+		cr, p := crossCheck(ref.Events, floor, h, final)
+		row.Acked, row.Deletes = cr.Acked, cr.Deletes
 		problems = append(problems, p...)
 	}
+	// Every node keeps its whole history in a run (watchHistoryFlags): when one reaches back to
+	// index 0, some node could always serve a watcher's next index, and a resync is a client bug.
+	resyncs := func(name string, r watchResult) {
+		row.Resyncs += r.Resyncs
+		if r.Resyncs > 0 && floor == 0 {
+			problems = append(problems, fmt.Sprintf("watch: %s resynced %d times, though %s holds the whole history", name, r.Resyncs, ref.Name))
+		}
+	}
 	for _, l := range ws.logs {
-		r := checkWatch(ref, floor, last, l.snapshot())
+		r := checkWatch(ref.Events, floor, last, l.snapshot())
 		row.Watchers++
 		row.Checked += r.Checked
 		row.Gaps += r.Gaps
 		row.Dups += r.Dups
 		row.Reorders += r.Reorders
 		row.Phan += r.Phantoms
-		row.Resyncs += r.Resyncs
+		resyncs(l.name, r)
 		if r.Gaps+r.Dups+r.Reorders+r.Phantoms > 0 {
 			problems = append(problems, fmt.Sprintf("watch: %s: %d gaps, %d duplicates, %d reorders, %d phantoms over %d events", l.name, r.Gaps, r.Dups, r.Reorders, r.Phantoms, r.Checked))
 		}
 	}
-	cr := checkWatch(ref, floor, last, ws.canary.snapshot())
+	cr := checkWatch(ref.Events, floor, last, ws.canary.snapshot())
 	row.CanaryGaps = cr.Gaps
+	resyncs(ws.canary.name, cr)
 	if cr.Gaps != 1 || cr.Dups+cr.Reorders+cr.Phantoms != 0 {
 		problems = append(problems, fmt.Sprintf("watch canary: it dropped its event %d; the checker found %d gaps, %d duplicates, %d reorders, %d phantoms (want exactly 1 gap)",
 			canarySkip, cr.Gaps, cr.Dups, cr.Reorders, cr.Phantoms))
@@ -443,7 +687,8 @@ func checkWatchers(ctx context.Context, ws *watchers, wl *workload, endpoints []
 // watchTable renders the watch columns of the summary.
 func watchTable(rows []row) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nwatch: %-12s %8s %7s %8s %8s %5s %4s %7s %7s %7s %6s\n", "scenario", "watchers", "ref-ev", "floor", "checked", "gaps", "dup", "reorder", "resyncs", "acked", "canary")
+	fmt.Fprintf(&b, "\nwatch: %-12s %8s %7s %6s %7s %5s %9s %8s %8s %5s %4s %7s %7s %7s %6s\n",
+		"scenario", "watchers", "ref-ev", "floor", "deletes", "hists", "max-floor", "pair-ev", "checked", "gaps", "dup", "reorder", "resyncs", "acked", "canary")
 	var tot watchRow
 	for _, r := range rows {
 		w := r.Watch
@@ -451,7 +696,10 @@ func watchTable(rows []row) string {
 		if w.CanaryGaps == 1 {
 			canary = "caught"
 		}
-		fmt.Fprintf(&b, "watch: %-12s %8d %7d %8d %8d %5d %4d %7d %7d %7d %6s\n", r.Scenario, w.Watchers, w.Reference, w.Floor, w.Checked, w.Gaps, w.Dups, w.Reorders, w.Resyncs, w.Acked, canary)
+		fmt.Fprintf(&b, "watch: %-12s %8d %7d %6d %7d %5d %9d %8d %8d %5d %4d %7d %7d %7d %6s\n",
+			r.Scenario, w.Watchers, w.Reference, w.Floor, w.Deletes, w.Histories, w.MaxFloor, w.PairEvents, w.Checked, w.Gaps, w.Dups, w.Reorders, w.Resyncs, w.Acked, canary)
+		tot.Deletes += w.Deletes
+		tot.PairEvents += w.PairEvents
 		tot.Checked += w.Checked
 		tot.Gaps += w.Gaps
 		tot.Dups += w.Dups
@@ -459,7 +707,8 @@ func watchTable(rows []row) string {
 		tot.Resyncs += w.Resyncs
 		tot.Acked += w.Acked
 	}
-	fmt.Fprintf(&b, "watch: %-12s %8s %7s %8s %8d %5d %4d %7d %7d %7d\n", "TOTAL", "", "", "", tot.Checked, tot.Gaps, tot.Dups, tot.Reorders, tot.Resyncs, tot.Acked)
+	fmt.Fprintf(&b, "watch: %-12s %8s %7s %6s %7d %5s %9s %8d %8d %5d %4d %7d %7d %7d\n",
+		"TOTAL", "", "", "", tot.Deletes, "", "", tot.PairEvents, tot.Checked, tot.Gaps, tot.Dups, tot.Reorders, tot.Resyncs, tot.Acked)
 	return b.String()
 }
 
@@ -494,19 +743,75 @@ func TestChecker_WatchFlagsBrokenSequences(t *testing.T) {
 		t.Fatalf("above the floor: %+v", got)
 	}
 
+	t.Run("cross-check", testCrossCheck)
+	t.Run("node histories", testCompareHistories)
+}
+
+func testCrossCheck(t *testing.T) {
+	p := func(idx int64, k, v string) watchEvent { return watchEvent{Index: idx, Type: "PUT", Key: k, Value: v} }
+	d := func(idx int64, k string) watchEvent { return watchEvent{Index: idx, Type: "DELETE", Key: k} }
+	// Times: call, return. The unknown write of z=4 began after the add at 3 was acknowledged.
 	h := []op{
-		{Kind: kindWrite, Key: "a", Value: 1, Index: 2, Outcome: outcomeOK},
-		{Kind: kindAdd, Key: "b", Index: 3, Outcome: outcomeOK},
-		{Kind: kindWrite, Key: "z", Value: 4, Index: 4, Outcome: outcomeUnknown},
+		{Kind: kindWrite, Key: "a", Value: 1, Index: 2, Outcome: outcomeOK, Call: 1, Return: 2},
+		{Kind: kindAdd, Key: "b", Index: 3, Outcome: outcomeOK, Call: 3, Return: 4},
+		{Kind: kindWrite, Key: "z", Value: 4, Outcome: outcomeUnknown, Call: 5, Return: 6},
+		{Kind: kindDelete, Key: "a", Index: 6, Success: true, Outcome: outcomeOK, Call: 7, Return: 8},
+		{Kind: kindDelete, Key: "b", Index: 7, Outcome: outcomeOK, Call: 9, Return: 10}, // found nothing
+		{Kind: kindWrite, Key: "f", Value: 5, Outcome: outcomeFail, Call: 11, Return: 12},
+		{Kind: kindCAS, Key: "c", Value: 6, Outcome: outcomeOK, Call: 13, Return: 14}, // compare failed
 	}
-	ref2 := []watchEvent{p(2, "a", "1"), p(3, "b", "1")}
-	if acked, problems := crossCheck(ref2, 0, h, map[string]string{"a": "1", "b": "1"}); acked != 2 || len(problems) != 0 {
-		t.Fatalf("consistent: acked %d problems %v", acked, problems)
+	ref := []watchEvent{p(2, "a", "1"), p(3, "b", "1"), p(5, "z", "4"), d(6, "a")}
+	final := map[string]string{"b": "1", "z": "4"}
+	if r, problems := crossCheck(ref, 0, h, final); r != (crossResult{Acked: 3, Deletes: 1, Puts: 3}) || len(problems) != 0 {
+		t.Fatalf("consistent: %+v, problems %v", r, problems)
 	}
-	if _, problems := crossCheck(ref2[:1], 0, h, map[string]string{"a": "1", "b": "1"}); len(problems) != 2 {
-		t.Fatalf("a missing acknowledged write and a key never changed: %v", problems)
+	with := func(i int, e watchEvent) []watchEvent { out := slices.Clone(ref); out[i] = e; return out }
+	cases := []struct {
+		name  string
+		ref   []watchEvent
+		final map[string]string
+		want  int // problems
+	}{
+		{"an acknowledged put missing (deleted later, so the fold agrees)", ref[1:], final, 1},
+		{"an acknowledged delete missing, and its key folds wrong", ref[:3], final, 1 + 1},
+		{"a put at another index than acknowledged", with(0, p(4, "a", "1")), final, 1 + 1},
+		{"a put of a value never written", with(2, p(5, "z", "9")), map[string]string{"b": "1", "z": "9"}, 1},
+		{"a put of a write reported failed", append(slices.Clone(ref), p(8, "f", "5")), map[string]string{"b": "1", "z": "4", "f": "5"}, 1},
+		{"a put of a CAS whose compare failed", append(slices.Clone(ref), p(8, "c", "6")), map[string]string{"b": "1", "z": "4", "c": "6"}, 1},
+		{"an unknown write before an acknowledgement it followed", []watchEvent{ref[0], p(3, "b", "1"), p(3, "z", "4"), ref[3]}, final, 1},
+		{"a write applied twice", append(slices.Clone(ref), p(8, "z", "4")), final, 1},
+		{"a delete never attempted", append(slices.Clone(ref), d(8, "z")), map[string]string{"b": "1"}, 1},
+		{"a delete that found nothing left an event", append(slices.Clone(ref), d(7, "b")), map[string]string{"z": "4"}, 1 + 1},
+		{"the fold differs from the final state", ref, map[string]string{"b": "1", "z": "5"}, 1},
+		{"a key of the final state never changed", ref, map[string]string{"b": "1", "z": "4", "q": "1"}, 1},
 	}
-	if _, problems := crossCheck(ref2, 0, h, map[string]string{"a": "9", "b": "1"}); len(problems) != 1 {
-		t.Fatalf("final state differs: %v", problems)
+	for _, tc := range cases {
+		if _, problems := crossCheck(tc.ref, 0, h, tc.final); len(problems) != tc.want {
+			t.Errorf("%s: want %d problems, got %d: %v", tc.name, tc.want, len(problems), problems)
+		}
+	}
+	// Above a floor of 4, only what the reference reaches is checked, and the keys it changes.
+	if r, problems := crossCheck(ref[3:], 4, h, map[string]string{"b": "1", "z": "4"}); r.Acked != 1 || len(problems) != 0 {
+		t.Fatalf("above a floor: %+v, problems %v", r, problems)
+	}
+}
+
+func testCompareHistories(t *testing.T) {
+	p := func(idx int64, k, v string) watchEvent { return watchEvent{Index: idx, Type: "PUT", Key: k, Value: v} }
+	full := []watchEvent{p(2, "a", "1"), p(3, "b", "1"), p(5, "c", "2"), p(7, "a", "3")}
+	n1 := nodeHistory{Name: "n1", Events: full}
+	n2 := nodeHistory{Name: "n2", Floor: 4, Events: full[2:]}
+	if n, problems := compareHistories([]nodeHistory{n1, n2}); n != 2 || len(problems) != 0 {
+		t.Fatalf("equal over (4, 7]: compared %d, problems %v", n, problems)
+	}
+	for name, bad := range map[string][]watchEvent{
+		"another value":   {p(5, "c", "2"), p(7, "a", "4")},
+		"a missing event": {p(7, "a", "3")},
+		"an extra event":  {p(5, "c", "2"), p(6, "d", "1"), p(7, "a", "3")},
+	} {
+		n3 := nodeHistory{Name: "n3", Floor: 4, Events: bad}
+		if _, problems := compareHistories([]nodeHistory{n1, n2, n3}); len(problems) != 2 {
+			t.Errorf("%s: want the pairs n1-n3 and n2-n3 flagged, got %v", name, problems)
+		}
 	}
 }

@@ -150,7 +150,7 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// registerWorker reads, writes and CASes a rotating set of keys.
+// registerWorker reads, writes, deletes and CASes a rotating set of keys.
 func (w *workload) registerWorker(ctx context.Context, idx int) {
 	rng := rand.New(rand.NewPCG(w.seed, uint64(idx)+1))
 	mode := discover
@@ -181,7 +181,7 @@ func (w *workload) registerWorker(ctx context.Context, idx int) {
 				o.Node = resp.Info.NodeID
 				last[key] = o.Value
 			}
-		case r < 75:
+		case r < 70:
 			o.Kind = kindWrite
 			o.Value = w.nextValue.Add(1)
 			resp, err := cl.Put(octx, []byte(key), encode(o.Value))
@@ -189,6 +189,18 @@ func (w *workload) registerWorker(ctx context.Context, idx int) {
 			o.Outcome, o.Err = classifyWrite(err), errString(err)
 			if err == nil {
 				o.Index = resp.Index
+			}
+		case r < 75:
+			// A delete is a write of "absent" (0) to the register, and a DELETE event in the
+			// watch history when the key existed.
+			o.Kind = kindDelete
+			resp, err := cl.Delete(octx, []byte(key))
+			o.Return = w.rec.now()
+			o.Outcome, o.Err = classifyWrite(err), errString(err)
+			if err == nil {
+				o.Index = resp.Index
+				o.Success = resp.Deleted
+				last[key] = 0
 			}
 		default:
 			o.Kind = kindCAS
