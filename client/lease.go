@@ -51,7 +51,8 @@ func WithTTL(ttl time.Duration) WriteOption {
 
 // Grant grants a lease with the given TTL (whole milliseconds), exactly
 // once even when retried. Its countdown starts when the leader learns of
-// it.
+// it, which may be well before Grant returns: count the TTL from before
+// the call (see KeepAliveLoopFrom).
 func (c *Client) Grant(ctx context.Context, ttl time.Duration) (*kv.LeaseGrantResponse, error) {
 	req := &kv.LeaseGrantRequest{TTLMs: ttl.Milliseconds()}
 	var resp *kv.LeaseGrantResponse
@@ -138,8 +139,22 @@ func (c *Client) Leases(ctx context.Context, afterID int64, limit int) (*kv.Leas
 // lease may have ended, and whatever it protected must be given up.
 // onRenew, when not nil, is called after each acknowledged keep-alive
 // with the time it was sent.
+//
+// KeepAliveLoop counts the first TTL from its own call, which is right
+// only if the leader's countdown cannot have started earlier. After Grant
+// (whose countdown may start before Grant returns, e.g. when a reply was
+// lost and the request retried) or after a keep-alive, use
+// KeepAliveLoopFrom with the time that request was sent.
 func (c *Client) KeepAliveLoop(ctx context.Context, id int64, ttl time.Duration, onRenew func(sent time.Time)) error {
-	lastAck := time.Now()
+	return c.KeepAliveLoopFrom(ctx, id, ttl, time.Now(), onRenew)
+}
+
+// KeepAliveLoopFrom is KeepAliveLoop counting the first TTL from since:
+// the time the Grant that created the lease, or the last keep-alive the
+// leader acknowledged, was sent (before sending it, not after its reply).
+// If since + ttl has already passed it returns ErrLeaseExpired at once.
+func (c *Client) KeepAliveLoopFrom(ctx context.Context, id int64, ttl time.Duration, since time.Time, onRenew func(sent time.Time)) error {
+	lastAck := since
 	interval := max(ttl/3, 10*time.Millisecond)
 	for {
 		sent := time.Now()

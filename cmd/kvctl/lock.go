@@ -72,6 +72,11 @@ func runLock(ctx context.Context, g *globalOptions, name string, argv []string, 
 		defer cancel()
 		_ = l.Unlock(uctx)
 	}()
+	// Acquiring (a CAS retried after an unknown outcome) may have
+	// outlasted the TTL: never start the command without the lock.
+	if err := l.Err(); err != nil {
+		return fmt.Errorf("%w before %s started: %v", errLockLost, argv[0], err)
+	}
 	run := exec.Command(argv[0], argv[1:]...)
 	run.Stdin, run.Stdout, run.Stderr = stdin, stdout, stderr
 	run.Env = append(os.Environ(),
