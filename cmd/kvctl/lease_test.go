@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -149,4 +153,49 @@ func processGone(pid int) error {
 		return nil
 	}
 	return fmt.Errorf("pid %d still running", pid)
+}
+
+// kvctl lease keep-alive counts the TTL from when its first keep-alive was
+// sent: one whose reply came after the TTL may have been too late.
+func TestKvctl_LeaseKeepAliveCountsFromFirstSend(t *testing.T) {
+	srv := clienttest.NewServer(t, "n1")
+	ep := []string{"--endpoints", srv.Addr, "--timeout", "5s"}
+	if code, out, errOut := mustRun(t, "", append(ep, "lease", "grant", "100ms")...); code != 0 {
+		t.Fatalf("grant: exit %d %s%s", code, out, errOut)
+	}
+	var mu sync.Mutex
+	first := true
+	srv.SetHook(func(ctx context.Context, call clienttest.Call) error {
+		mu.Lock()
+		slow := first && call.Method == "keep_alive"
+		first = first && !slow
+		mu.Unlock()
+		if !slow {
+			return nil
+		}
+		// The first keep-alive is answered only after the lease's TTL.
+		start := time.Now()
+		return testutil.Poll(10*time.Second, func() error {
+			if time.Since(start) <= 100*time.Millisecond {
+				return errors.New("TTL not yet passed")
+			}
+			return nil
+		})
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		code        int
+		out, errOut string
+	}
+	res := make(chan result, 1)
+	go func() {
+		var stdout, stderr bytes.Buffer
+		code := run(ctx, append(ep, "lease", "keep-alive", "1"), strings.NewReader(""), &stdout, &stderr)
+		res <- result{code, stdout.String(), stderr.String()}
+	}()
+	r := testutil.Receive(t, 10*time.Second, "keep-alive to give up", res)
+	if r.code != exitServerError || !strings.Contains(r.errOut, "lease may have expired") {
+		t.Fatalf("exit %d, want %d with ErrLeaseExpired\n%s%s", r.code, exitServerError, r.out, r.errOut)
+	}
 }
