@@ -161,9 +161,10 @@ func (c *Client) acquire(ctx context.Context, key []byte, opts LockOptions) (*Lo
 	}
 }
 
-// Lost is closed when the lock's lease may have ended (a keep-alive found
-// it gone, or none was acknowledged for a TTL): the holder must stop
-// acting as one. Err says why.
+// Lost is closed when the lock's lease may have ended or may end soon (a
+// keep-alive found it gone, or none was acknowledged for nine tenths of a
+// TTL: KeepAliveLoop's safety margin): the holder must stop acting as one.
+// Err says why.
 func (l *Lock) Lost() <-chan struct{} { return l.lost }
 
 // Err is why the lock was lost, nil while it is held.

@@ -148,3 +148,28 @@ func TestClient_LockCountsFromGrantSent(t *testing.T) {
 		t.Fatalf("lost: %v, want ErrLeaseExpired", l.Err())
 	}
 }
+
+// KeepAliveLoop gives up a tenth of the TTL before the leader may revoke
+// the lease: counting from a send 95% of a TTL ago it sends nothing.
+func TestClient_KeepAliveLoopSafetyMargin(t *testing.T) {
+	srv := clienttest.NewServer(t, "n1")
+	c := mustNewClient(t, []string{srv.Addr}, nil)
+	ctx := testCtx(t)
+	const ttl = 10 * time.Second
+	g, err := c.Grant(ctx, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.KeepAliveLoopFrom(lctx, g.LeaseID, ttl, time.Now().Add(-ttl*95/100), nil) }()
+	if err := testutil.Receive(t, 5*time.Second, "keep-alive loop to give up", done); !errors.Is(err, client.ErrLeaseExpired) {
+		t.Fatalf("loop: %v, want ErrLeaseExpired", err)
+	}
+	for _, call := range srv.Calls() {
+		if call.Method == "keep_alive" {
+			t.Fatal("sent a keep-alive inside the safety margin")
+		}
+	}
+}
