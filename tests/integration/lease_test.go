@@ -120,11 +120,11 @@ func TestLease_TTLKeyExpiresOnTimeOnEveryNode(t *testing.T) {
 		t.Fatalf("keep-alive through a follower: %v", err)
 	}
 	sent, acked = s, time.Now()
-	if n := scrape(t, f)[served] - fBefore; n != 1 {
-		t.Fatalf("follower %s answered %v keep-alives, want 1", f.id, n)
+	if n := scrape(t, f)[served] - fBefore; n < 1 {
+		t.Fatalf("follower %s answered %v keep-alives, want at least 1", f.id, n)
 	}
-	if n := scrape(t, leader)[forwarded] - lBefore; n != 1 {
-		t.Fatalf("leader %s answered %v forwarded keep-alives, want 1", leader.id, n)
+	if n := scrape(t, leader)[forwarded] - lBefore; n < 1 {
+		t.Fatalf("leader %s answered %v forwarded keep-alives, want at least 1", leader.id, n)
 	}
 
 	gone := staleWatch(t, c.procs, "ttl/key", acked.Add(leaseTTL+2*time.Second))
