@@ -22,8 +22,17 @@ import (
 var ErrLeaseNotFound = errors.New("lease not found")
 
 // ErrLeaseExpired is returned by KeepAliveLoop when no keep-alive was
-// acknowledged for a whole TTL: the lease may have ended.
+// acknowledged for nine tenths of its TTL: the lease may end soon.
+// (The leader may revoke it a whole TTL after the last keep-alive it
+// acknowledged arrived, which is after that keep-alive was sent.)
 var ErrLeaseExpired = errors.New("lease may have expired")
+
+// leaseWindow is how long after sending an acknowledged keep-alive (or the
+// grant) KeepAliveLoop counts on the lease: its TTL less a safety margin
+// of a tenth, which leaves the holder that long to stop acting on the
+// lease before the leader may revoke it, and room for the client's clock
+// running slower than the leader's.
+func leaseWindow(ttl time.Duration) time.Duration { return ttl - ttl/10 }
 
 // LeaseNotFoundError is ErrLeaseNotFound naming the lease.
 type LeaseNotFoundError struct {
@@ -51,7 +60,8 @@ func WithTTL(ttl time.Duration) WriteOption {
 
 // Grant grants a lease with the given TTL (whole milliseconds), exactly
 // once even when retried. Its countdown starts when the leader learns of
-// it.
+// it, which may be well before Grant returns: count the TTL from before
+// the call (see KeepAliveLoopFrom).
 func (c *Client) Grant(ctx context.Context, ttl time.Duration) (*kv.LeaseGrantResponse, error) {
 	req := &kv.LeaseGrantRequest{TTLMs: ttl.Milliseconds()}
 	var resp *kv.LeaseGrantResponse
@@ -133,19 +143,35 @@ func (c *Client) Leases(ctx context.Context, afterID int64, limit int) (*kv.Leas
 // KeepAliveLoop keeps lease id alive until ctx ends (then it returns
 // nil), sending a keep-alive every third of the TTL and retrying failed
 // ones. It returns an error matching ErrLeaseNotFound when the lease is
-// gone, and ErrLeaseExpired when no keep-alive was acknowledged for a
-// whole TTL (measured from when the last acknowledged one was sent): the
-// lease may have ended, and whatever it protected must be given up.
+// gone, and ErrLeaseExpired when no keep-alive was acknowledged for the
+// TTL less a tenth (a safety margin; measured from when the last
+// acknowledged one was sent): the lease may end soon, and whatever it
+// protected must be given up.
 // onRenew, when not nil, is called after each acknowledged keep-alive
 // with the time it was sent.
+//
+// KeepAliveLoop counts the first TTL from its own call, which is right
+// only if the leader's countdown cannot have started earlier. After Grant
+// (whose countdown may start before Grant returns, e.g. when a reply was
+// lost and the request retried) or after a keep-alive, use
+// KeepAliveLoopFrom with the time that request was sent.
 func (c *Client) KeepAliveLoop(ctx context.Context, id int64, ttl time.Duration, onRenew func(sent time.Time)) error {
-	lastAck := time.Now()
+	return c.KeepAliveLoopFrom(ctx, id, ttl, time.Now(), onRenew)
+}
+
+// KeepAliveLoopFrom is KeepAliveLoop counting the first TTL from since:
+// the time the Grant that created the lease, or the last keep-alive the
+// leader acknowledged, was sent (before sending it, not after its reply).
+// If since + ttl - ttl/10 has already passed it returns ErrLeaseExpired
+// at once.
+func (c *Client) KeepAliveLoopFrom(ctx context.Context, id int64, ttl time.Duration, since time.Time, onRenew func(sent time.Time)) error {
+	lastAck := since
 	interval := max(ttl/3, 10*time.Millisecond)
 	for {
 		sent := time.Now()
-		deadline := lastAck.Add(ttl)
+		deadline := lastAck.Add(leaseWindow(ttl))
 		if !sent.Before(deadline) {
-			return fmt.Errorf("keep-alive lease %d: %w: none acknowledged for %v", id, ErrLeaseExpired, ttl)
+			return fmt.Errorf("keep-alive lease %d: %w: none acknowledged for %v of its TTL %v", id, ErrLeaseExpired, leaseWindow(ttl), ttl)
 		}
 		actx, cancel := context.WithDeadline(ctx, deadline)
 		got, err := c.KeepAlive(actx, id)

@@ -102,6 +102,9 @@ func (c *Client) acquire(ctx context.Context, key []byte, opts LockOptions) (*Lo
 	if maxPoll <= 0 {
 		maxPoll = time.Second
 	}
+	// The leader's countdown may start before Grant returns (a retry of
+	// a grant whose reply was lost): count from before it was sent.
+	sent := time.Now()
 	g, err := c.Grant(ctx, ttl)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", key, err)
@@ -109,7 +112,7 @@ func (c *Client) acquire(ctx context.Context, key []byte, opts LockOptions) (*Lo
 	kctx, cancel := context.WithCancel(context.Background())
 	l := &Lock{Key: key, LeaseID: g.LeaseID, c: c, cancel: cancel, done: make(chan struct{}), lost: make(chan struct{})}
 	go func() {
-		l.err = c.KeepAliveLoop(kctx, g.LeaseID, time.Duration(g.TTLMs)*time.Millisecond, nil)
+		l.err = c.KeepAliveLoopFrom(kctx, g.LeaseID, time.Duration(g.TTLMs)*time.Millisecond, sent, nil)
 		if l.err != nil {
 			close(l.lost)
 		}
@@ -135,6 +138,13 @@ func (c *Client) acquire(ctx context.Context, key []byte, opts LockOptions) (*Lo
 			return nil, fmt.Errorf("lock %s: %w", key, err)
 		case resp.Succeeded:
 			l.Token = resp.Current.CreateIndex
+			select {
+			case <-l.lost:
+				// The CAS (or its retries) outlasted the lease.
+				l.release(context.WithoutCancel(ctx))
+				return nil, fmt.Errorf("lock %s: %w", key, l.err)
+			default:
+			}
 			return l, nil
 		}
 		req.RequestID = nil
@@ -151,9 +161,10 @@ func (c *Client) acquire(ctx context.Context, key []byte, opts LockOptions) (*Lo
 	}
 }
 
-// Lost is closed when the lock's lease may have ended (a keep-alive found
-// it gone, or none was acknowledged for a TTL): the holder must stop
-// acting as one. Err says why.
+// Lost is closed when the lock's lease may have ended or may end soon (a
+// keep-alive found it gone, or none was acknowledged for nine tenths of a
+// TTL: KeepAliveLoop's safety margin): the holder must stop acting as one.
+// Err says why.
 func (l *Lock) Lost() <-chan struct{} { return l.lost }
 
 // Err is why the lock was lost, nil while it is held.

@@ -112,3 +112,64 @@ func TestClient_LockExcludesAndFences(t *testing.T) {
 		t.Fatal("leader after resigning")
 	}
 }
+
+// A grant whose reply arrives after its TTL (e.g. retried after a lost
+// reply) may already have been revoked by the leader, which counts from
+// when it learned of the grant: the lock must not be held from then on.
+func TestClient_LockCountsFromGrantSent(t *testing.T) {
+	srv := clienttest.NewServer(t, "n1")
+	c := mustNewClient(t, []string{srv.Addr}, nil)
+	ctx := testCtx(t)
+	const ttl = 100 * time.Millisecond
+	srv.SetHook(func(ctx context.Context, call clienttest.Call) error {
+		if call.Method == "grant_lease" {
+			// A slow reply: the lease's countdown has run out by the time
+			// the client hears of it.
+			start := time.Now()
+			return testutil.Poll(10*time.Second, func() error {
+				if time.Since(start) <= ttl {
+					return errors.New("TTL not yet passed")
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	l, err := c.Lock(ctx, "slow", client.LockOptions{TTL: ttl})
+	if err != nil {
+		if !errors.Is(err, client.ErrLeaseExpired) {
+			t.Fatalf("lock: %v, want ErrLeaseExpired", err)
+		}
+		return
+	}
+	defer l.Unlock(ctx)
+	testutil.Receive(t, 10*time.Second, "lock lost", l.Lost())
+	if !errors.Is(l.Err(), client.ErrLeaseExpired) {
+		t.Fatalf("lost: %v, want ErrLeaseExpired", l.Err())
+	}
+}
+
+// KeepAliveLoop gives up a tenth of the TTL before the leader may revoke
+// the lease: counting from a send 95% of a TTL ago it sends nothing.
+func TestClient_KeepAliveLoopSafetyMargin(t *testing.T) {
+	srv := clienttest.NewServer(t, "n1")
+	c := mustNewClient(t, []string{srv.Addr}, nil)
+	ctx := testCtx(t)
+	const ttl = 10 * time.Second
+	g, err := c.Grant(ctx, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.KeepAliveLoopFrom(lctx, g.LeaseID, ttl, time.Now().Add(-ttl*95/100), nil) }()
+	if err := testutil.Receive(t, 5*time.Second, "keep-alive loop to give up", done); !errors.Is(err, client.ErrLeaseExpired) {
+		t.Fatalf("loop: %v, want ErrLeaseExpired", err)
+	}
+	for _, call := range srv.Calls() {
+		if call.Method == "keep_alive" {
+			t.Fatal("sent a keep-alive inside the safety margin")
+		}
+	}
+}

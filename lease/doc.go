@@ -24,7 +24,10 @@
 //     Config.MaxRevokes per call, after marking it expiring: from then on
 //     no keep-alive is acknowledged for it. A revoke that definitely did
 //     not apply clears the mark (a later keep-alive may save the lease); one
-//     whose outcome is unknown keeps it and is proposed again.
+//     whose outcome is unknown keeps it and is proposed again. Once an
+//     outcome was unknown the mark stays until this leadership ends: a
+//     later proposal that definitely did not apply is proposed again too,
+//     since the earlier one may still commit.
 //   - Demote forgets every deadline; answers of revokes still in flight
 //     are ignored.
 //

@@ -76,6 +76,10 @@ type entry struct {
 	ttl      time.Duration
 	deadline time.Time // counting: when it runs out; retrying: when to propose again
 	state    state
+	// unknown is set once a revoke's outcome was unknown: that proposal may
+	// still apply, so the lease never counts down again this leadership
+	// (entries are rebuilt by Promote, which resets it).
+	unknown bool
 }
 
 // Status is a lease as the leader sees it.
@@ -338,10 +342,18 @@ func (k *Keeper) revoke(epoch, id uint64) {
 		k.logger.Info("lease expired", "lease_id", id)
 	case k.cfg.Unknown(err):
 		// It may still apply: acknowledge no keep-alive, propose again.
+		e.unknown = true
 		e.state = retrying
 		e.deadline = k.clock.Now().Add(k.cfg.RetryDelay)
 		heap.Push(&k.due, dueItem{at: e.deadline, id: id})
 		k.logger.Warn("lease revoke outcome unknown", "lease_id", id, "err", err)
+	case e.unknown:
+		// This proposal did not apply, but an earlier one of this
+		// leadership may still: keep refusing keep-alives, propose again.
+		e.state = retrying
+		e.deadline = k.clock.Now().Add(k.cfg.RetryDelay)
+		heap.Push(&k.due, dueItem{at: e.deadline, id: id})
+		k.logger.Warn("lease revoke failed after an unknown outcome", "lease_id", id, "err", err)
 	default:
 		// Not applied: the lease lives on; a keep-alive may still save
 		// it, or the next Expire revokes it.

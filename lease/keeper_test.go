@@ -265,12 +265,30 @@ func TestKeeper_FailedRevoke(t *testing.T) {
 	if st, _ := k.Info(2); st.Remaining != -1 {
 		t.Fatalf("remaining %v, want -1", st.Remaining)
 	}
-	tab.fail = nil
 	if n := expire(k); n != 0 {
 		t.Fatal("retried before RetryDelay")
 	}
+	// The retry is refused before reaching the log: the first proposal may
+	// still apply, so keep-alives stay refused and the revoke is retried.
 	clock.advance(time.Second) // lease 1's keep-alive runs out too
-	expire(k)
+	tab.fail = fmt.Errorf("queue full: %w", errNotApplied)
+	if n := expire(k); n != 2 {
+		t.Fatalf("started %d, want leases 1 and 2", n)
+	}
+	if _, err := k.KeepAlive(2, clock.Now()); !errors.Is(err, fsm.ErrLeaseNotFound) {
+		t.Fatalf("keep-alive after an unknown revoke whose retry did not apply: %v", err)
+	}
+	if st, _ := k.Info(2); st.Remaining != -1 {
+		t.Fatalf("remaining %v, want -1", st.Remaining)
+	}
+	tab.fail = nil
+	if n := expire(k); n != 1 {
+		t.Fatalf("started %d, want lease 1 only before RetryDelay", n)
+	}
+	clock.advance(time.Second)
+	if n := expire(k); n != 1 {
+		t.Fatalf("started %d, want the retry of lease 2", n)
+	}
 	got := tab.revokedIDs()
 	slices.Sort(got)
 	if !slices.Equal(got, []uint64{1, 2}) {

@@ -137,6 +137,9 @@ func newLeaseKeepAliveCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			defer done()
+			// The first keep-alive restarts the countdown when the
+			// leader receives it: count from before it was sent.
+			sent := time.Now()
 			ttl, err := keepAliveOnce(ctx, g, c, id)
 			if err != nil {
 				return err
@@ -144,7 +147,7 @@ func newLeaseKeepAliveCmd(g *globalOptions) *cobra.Command {
 			if err := printKeepAlive(g, out, id, ttl); err != nil {
 				return err
 			}
-			return c.KeepAliveLoop(ctx, id, ttl, func(time.Time) { _ = printKeepAlive(g, out, id, ttl) })
+			return c.KeepAliveLoopFrom(ctx, id, ttl, sent, func(time.Time) { _ = printKeepAlive(g, out, id, ttl) })
 		},
 	}
 	cmd.Flags().BoolVar(&once, "once", false, "send one keep-alive and exit")

@@ -29,6 +29,7 @@ const (
 	exitBadArgs     = 2
 	exitServerError = 3
 	exitUnknown     = 4
+	exitLockLost    = 5 // kvctl lock / elect: the lock's lease ended
 )
 
 // errNotFound means the key (or, for del, the key to delete) does not exist.
@@ -85,6 +86,8 @@ func exitCode(err error, ran bool) int {
 		return exit.code
 	case !ran:
 		return exitBadArgs
+	case errors.Is(err, errLockLost):
+		return exitLockLost
 	case errors.Is(err, client.ErrUnknownOutcome):
 		return exitUnknown
 	case errors.Is(err, errNotFound), errors.Is(err, errCompareFailed), errors.Is(err, client.ErrLeaseNotFound):

@@ -100,12 +100,32 @@ func TestLease_TTLKeyExpiresOnTimeOnEveryNode(t *testing.T) {
 	}
 	// Kept alive for longer than its TTL, through a follower too.
 	sent, acked := mustKeepAlive(t, cl, id, 2*leaseTTL)
-	follower := mustClient(t, c.followers(c.waitLeader(10 * time.Second))[0].thriftAddr)
+	// Discovery off and a follower as the only endpoint: the follower must
+	// forward the keep-alive to the leader (Internal.keep_alive), which
+	// the leader's and the follower's request counters show.
+	leader := c.waitLeader(10 * time.Second)
+	f := c.followers(leader)[0]
+	follower, err := client.New(client.Config{Endpoints: []string{f.thriftAddr}, DisableDiscovery: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { follower.Close() })
+	const (
+		served    = `cubekv_requests_total{method="keep_alive",outcome="ok"}`
+		forwarded = `cubekv_requests_total{method="internal.keep_alive",outcome="ok"}`
+	)
+	fBefore, lBefore := scrape(t, f)[served], scrape(t, leader)[forwarded]
 	s := time.Now()
 	if _, err := follower.KeepAlive(ctxTimeout(t, 5*time.Second), id); err != nil {
 		t.Fatalf("keep-alive through a follower: %v", err)
 	}
 	sent, acked = s, time.Now()
+	if n := scrape(t, f)[served] - fBefore; n < 1 {
+		t.Fatalf("follower %s answered %v keep-alives, want at least 1", f.id, n)
+	}
+	if n := scrape(t, leader)[forwarded] - lBefore; n < 1 {
+		t.Fatalf("leader %s answered %v forwarded keep-alives, want at least 1", leader.id, n)
+	}
 
 	gone := staleWatch(t, c.procs, "ttl/key", acked.Add(leaseTTL+2*time.Second))
 	for _, p := range c.procs {

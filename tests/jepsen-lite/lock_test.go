@@ -145,6 +145,7 @@ func lockWorker(ctx context.Context, id int, cl *client.Client, fenced bool, pau
 	}
 	for ctx.Err() == nil {
 		octx, cancel := opCtx()
+		granted := time.Now()
 		g, err := cl.Grant(octx, lockTTL)
 		cancel()
 		if err != nil {
@@ -154,7 +155,7 @@ func lockWorker(ctx context.Context, id int, cl *client.Client, fenced bool, pau
 		kactx, stopKA := context.WithCancel(ctx)
 		lost := make(chan struct{})
 		go func() {
-			if cl.KeepAliveLoop(kactx, g.LeaseID, lockTTL, nil) != nil {
+			if cl.KeepAliveLoopFrom(kactx, g.LeaseID, lockTTL, granted, nil) != nil {
 				close(lost)
 			}
 		}()
