@@ -3,7 +3,6 @@ package jepsenlite
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -16,32 +15,52 @@ import (
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
-// The lock scenario. Workers take a lease-based lock (a lease, a CAS that
-// creates the lock key only when absent, attached to the lease, as
-// client.Lock does), write their fencing token (the lock key's create
-// index) to a register, and release the lock. Some holders pause while
-// holding it: their keep-alives stop for longer than the TTL, then they
-// carry on as if they still held it, as a process frozen by a GC pause or
-// SIGSTOP would. A fenced worker writes with a transaction that accepts
-// only a token at least the register's current one; the canary writes
-// without that check. Meanwhile the cluster is killed, paused and
-// partitioned.
+// The lock scenario. Workers take the lock with client.Lock (a lease kept
+// alive in the background, and a CAS that creates the lock key only when
+// absent, attached to the lease) and hold it for two to three TTLs while
+// the cluster is killed, paused and partitioned, writing their fencing
+// token (the lock key's create index) to a register every third of a TTL.
+// Each write is a transaction that accepts only a token at least the
+// register's current one, and records whether the lock had reported its
+// loss (Lock.Err) before the write was sent and by the time its answer
+// came back. Some holders pause instead: their keep-alives stop for
+// longer than the TTL, then they write once as if they still held the
+// lock, as a process frozen by a GC pause or SIGSTOP would.
 //
-// The checker orders the accepted register writes by the Raft index that
-// applied them and finds every pair whose tokens were accepted out of
-// order (a later write with a smaller token): with fencing there must be
-// none, and the canary must be caught. It also checks that no two
-// acquisitions got the same token.
+// The checker holds the lock to its promise: a lease never ends early, so
+// while a holder's lock has not reported its loss no one else can hold
+// it, and no one can have put a higher token in the register. A write by
+// a holder that did not pause, refused by fencing although its lock had
+// reported no loss by the answer, is a violation: another worker
+// acquired the lock while this one validly held it (a lease expired early
+// or the lock was granted twice). The checker also orders the accepted
+// writes by the Raft index that applied them and fails on a token
+// accepted after a higher one, and on two acquisitions with one token.
+//
+// The canary worker suppresses both halves of its lease: its keep-alives
+// stop right after it acquires, and it ignores the loss signal, holding
+// and writing for the full hold as if nothing had happened. Its writes are
+// fenced, so the order check cannot see it; only the validity check can.
 
 const (
 	lockTTL = 1500 * time.Millisecond
 	// lockPause is how long a pausing holder stays frozen: well past its
 	// TTL, the leader's expiry tick and a waiter's longest poll, so another
 	// worker takes the lock and writes meanwhile.
-	lockPause    = lockTTL + 2500*time.Millisecond
-	lockKey      = "jl/lock/key"
-	lockRegister = "jl/lock/register"
+	lockPause = lockTTL + 2500*time.Millisecond
+	// lockMaxPoll bounds a waiter's poll of the held lock.
+	lockMaxPoll = 200 * time.Millisecond
+	// lockWriteEvery is the gap between a holder's register writes.
+	lockWriteEvery = lockTTL / 3
+	lockName       = "jl"
+	lockRegister   = "jl/lock/register"
 )
+
+// lockHold is how long a holder that does not pause keeps the lock: two
+// to three TTLs, so holds span keep-alives and faults.
+func lockHold(rng *rand.Rand) time.Duration {
+	return 2*lockTTL + time.Duration(rng.Int64N(int64(lockTTL)+1))
+}
 
 // lockAcq is one acquisition of the lock.
 type lockAcq struct {
@@ -52,12 +71,27 @@ type lockAcq struct {
 
 // lockWrite is one attempt to write a token to the register.
 type lockWrite struct {
-	worker   int
-	token    int64
-	paused   bool  // the holder paused past its TTL before writing
-	index    int64 // the Raft index that decided it (known outcomes only)
-	accepted bool
-	outcome  outcome
+	worker int
+	token  int64
+	paused bool // the holder paused past its TTL before writing
+	// lostBefore: the lock had reported its loss before the write was
+	// sent; lostByReply: by the time its answer came back.
+	lostBefore, lostByReply bool
+	index                   int64 // the Raft index that decided it (known outcomes only)
+	accepted                bool
+	outcome                 outcome
+}
+
+// validRefusal reports whether w is a write refused by fencing while its
+// holder validly held the lock: the holder did not pause and its lock
+// reported no loss until the answer came back.
+func (w lockWrite) validRefusal() bool {
+	return w.outcome == outcomeOK && !w.accepted && !w.paused && !w.lostBefore && !w.lostByReply
+}
+
+func (w lockWrite) String() string {
+	return fmt.Sprintf("worker %d token %d at index %d (paused %v, lost before %v, lost by reply %v)",
+		w.worker, w.token, w.index, w.paused, w.lostBefore, w.lostByReply)
 }
 
 // lockHistory is what the workers did.
@@ -95,16 +129,41 @@ func (v lockViolation) String() string {
 		v.later.token, v.later.worker, v.later.index, v.earlier.token, v.earlier.worker, v.earlier.index)
 }
 
-// checkLock returns every accepted write whose token is lower than one
-// accepted before it (by Raft index), each paired with the highest token
-// accepted before it, and the tokens given to more than one acquisition.
-func checkLock(h *lockHistory) (violations []lockViolation, dupTokens []int64) {
+// lockReport is the checker's verdict on a lock history.
+type lockReport struct {
+	acqs, accepted, unknown int
+	// refusedValid are writes refused while their holder validly held the
+	// lock (must be none); refusedLost were refused after the lock
+	// reported its loss (before the write or while it was in flight);
+	// pausedRefused were refused after their holder paused.
+	refusedValid               []lockWrite
+	refusedLost, pausedRefused int
+	// outOfOrder are accepted tokens lower than one accepted before them.
+	outOfOrder []lockViolation
+	// dupTokens were given to more than one acquisition.
+	dupTokens []int64
+}
+
+// checkLock checks h: writes refused while valid, accepted tokens out of
+// Raft-index order, and tokens given twice.
+func checkLock(h *lockHistory) lockReport {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	r := lockReport{acqs: len(h.acqs)}
 	var accepted []lockWrite
 	for _, w := range h.writes {
-		if w.outcome == outcomeOK && w.accepted {
+		switch {
+		case w.outcome != outcomeOK:
+			r.unknown++
+		case w.accepted:
+			r.accepted++
 			accepted = append(accepted, w)
+		case w.paused:
+			r.pausedRefused++
+		case w.validRefusal():
+			r.refusedValid = append(r.refusedValid, w)
+		default:
+			r.refusedLost++
 		}
 	}
 	sort.Slice(accepted, func(i, j int) bool { return accepted[i].index < accepted[j].index })
@@ -112,7 +171,7 @@ func checkLock(h *lockHistory) (violations []lockViolation, dupTokens []int64) {
 	for i := range accepted {
 		w := accepted[i]
 		if top != nil && w.token < top.token {
-			violations = append(violations, lockViolation{earlier: *top, later: w})
+			r.outOfOrder = append(r.outOfOrder, lockViolation{earlier: *top, later: w})
 		}
 		if top == nil || w.token > top.token {
 			top = &accepted[i]
@@ -124,114 +183,96 @@ func checkLock(h *lockHistory) (violations []lockViolation, dupTokens []int64) {
 	}
 	for tok, n := range seen {
 		if n > 1 {
-			dupTokens = append(dupTokens, tok)
+			r.dupTokens = append(r.dupTokens, tok)
 		}
 	}
-	slices.Sort(dupTokens)
-	return violations, dupTokens
+	slices.Sort(r.dupTokens)
+	return r
 }
 
-// lockWorker runs one worker until ctx ends. fenced chooses the register
-// write; pauseProb is the chance a holder pauses past its TTL.
-func lockWorker(ctx context.Context, id int, cl *client.Client, fenced bool, pauseProb float64, rng *rand.Rand, rec *recorder, h *lockHistory) {
+// table is the report as a one-row table.
+func (r lockReport) table(name string) string {
+	return fmt.Sprintf("\n%-12s %6s %9s %14s %16s %15s %8s %12s %10s\n%-12s %6d %9d %14d %16d %15d %8d %12d %10d",
+		"scenario", "acqs", "accepted", "refused-valid", "refused-lost", "paused-refused", "unknown", "out-of-order", "dup-tokens",
+		name, r.acqs, r.accepted, len(r.refusedValid), r.refusedLost, r.pausedRefused, r.unknown, len(r.outOfOrder), len(r.dupTokens))
+}
+
+// lockWorker runs one worker until ctx ends: wl makes the per-acquisition
+// clients the lock runs on, cl writes the register. pauseProb is the
+// chance a holder pauses past its TTL; a canary suppresses its keep-alives
+// and its loss signal on every acquisition.
+func lockWorker(ctx context.Context, id int, wl *workload, endpoints []string, cl *client.Client, canary bool, pauseProb float64, rng *rand.Rand, rec *recorder, h *lockHistory) {
 	opCtx := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 4*time.Second) }
-	backoff := func(d time.Duration) bool {
+	sleep := func(d time.Duration) bool {
 		select {
 		case <-ctx.Done():
 			return false
-		case <-time.After(d + rand.N(d/2+1)):
+		case <-time.After(d):
 			return true
 		}
 	}
-	for ctx.Err() == nil {
+	write := func(w lockWrite, l *client.Lock) lockWrite {
+		limit := binary.BigEndian.AppendUint64(nil, uint64(w.token+1))
 		octx, cancel := opCtx()
-		granted := time.Now()
-		g, err := cl.Grant(octx, lockTTL)
+		resp, err := cl.Txn(octx, &kv.TxnRequest{
+			Compares: []*kv.Compare{{Key: []byte(lockRegister), Target: kv.CompareTarget_VALUE, Op: kv.CompareOpPtr(kv.CompareOp_LESS), Value: limit}},
+			Success:  []*kv.Op{{Type: kv.OpType_PUT, Key: []byte(lockRegister), Value: registerValue(w.token, id)}},
+		})
+		cancel()
+		w.lostByReply = w.lostBefore || (!canary && l.Err() != nil)
+		w.outcome = classifyWrite(err)
+		if err == nil {
+			w.index, w.accepted = resp.Index, resp.Succeeded
+		}
+		h.wrote(w)
+		return w
+	}
+	for ctx.Err() == nil {
+		// The lock runs on a client of its own: closing it is how a holder
+		// stops its keep-alives without revoking the lease.
+		lcl := wl.newClient(endpoints, id, -1, discover)
+		lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		l, err := lcl.Lock(lctx, lockName, client.LockOptions{TTL: lockTTL, Value: []byte{byte(id)}, MaxPoll: lockMaxPoll})
 		cancel()
 		if err != nil {
-			backoff(50 * time.Millisecond)
+			_ = lcl.Close()
+			sleep(50 * time.Millisecond)
 			continue
 		}
-		kactx, stopKA := context.WithCancel(ctx)
-		lost := make(chan struct{})
-		go func() {
-			if cl.KeepAliveLoopFrom(kactx, g.LeaseID, lockTTL, granted, nil) != nil {
-				close(lost)
-			}
-		}()
-		release := func() {
-			stopKA()
-			rctx, cancel := opCtx()
-			_, _ = cl.Revoke(rctx, g.LeaseID)
-			cancel()
-		}
-		// Acquire: create the lock key if absent, attached to the lease.
-		req := &kv.CASRequest{Key: []byte(lockKey), ExpectedModIndex: new(int64), Value: []byte{byte(id)}, LeaseID: &g.LeaseID}
-		var token int64
-		wait := 20 * time.Millisecond
-	acquire:
-		for ctx.Err() == nil {
-			octx, cancel := opCtx()
-			resp, err := cl.CAS(octx, req)
-			cancel()
-			var uo *client.UnknownOutcomeError
-			switch {
-			case errors.As(err, &uo):
-				req.RequestID = &uo.RequestID // learn the outcome with the same id
-				continue
-			case err == nil && resp.Succeeded:
-				token = resp.Current.CreateIndex
-				break acquire
-			case errors.Is(err, client.ErrLeaseNotFound):
-				break acquire
-			}
-			req.RequestID = nil
-			select {
-			case <-lost:
-				break acquire
-			default:
-			}
-			if !backoff(wait) {
+		h.acquired(lockAcq{worker: id, token: l.Token, at: rec.now()})
+		paused := !canary && rng.Float64() < pauseProb
+		switch {
+		case paused:
+			// Frozen: no keep-alives for longer than the TTL, then the
+			// holder writes once as if it still held the lock.
+			_ = lcl.Close()
+			if !sleep(lockPause) {
 				break
 			}
-			wait = min(2*wait, 300*time.Millisecond)
-		}
-		if token == 0 {
-			release()
-			continue
-		}
-		h.acquired(lockAcq{worker: id, token: token, at: rec.now()})
-		paused := rng.Float64() < pauseProb
-		if paused {
-			// Frozen: no keep-alives for longer than the TTL, then the
-			// holder carries on as if it still held the lock.
-			stopKA()
-			if !backoff(lockPause) {
-				return
+			write(lockWrite{worker: id, token: l.Token, paused: true, lostBefore: l.Err() != nil}, l)
+		case canary:
+			// Keep-alives suppressed and the loss signal ignored: the
+			// canary holds for the full hold, believing it still holds.
+			_ = lcl.Close()
+			end := time.Now().Add(lockHold(rng))
+			for ctx.Err() == nil && time.Now().Before(end) {
+				write(lockWrite{worker: id, token: l.Token}, l)
+				sleep(lockWriteEvery)
+			}
+		default:
+			end := time.Now().Add(lockHold(rng))
+			for ctx.Err() == nil && time.Now().Before(end) {
+				w := write(lockWrite{worker: id, token: l.Token, lostBefore: l.Err() != nil}, l)
+				if w.lostBefore {
+					break // the holder learned of its loss: one stale write, then it lets go
+				}
+				sleep(lockWriteEvery)
 			}
 		}
-		w := lockWrite{worker: id, token: token, paused: paused}
-		octx, cancel = opCtx()
-		if fenced {
-			limit := binary.BigEndian.AppendUint64(nil, uint64(token+1))
-			resp, err := cl.Txn(octx, &kv.TxnRequest{
-				Compares: []*kv.Compare{{Key: []byte(lockRegister), Target: kv.CompareTarget_VALUE, Op: kv.CompareOpPtr(kv.CompareOp_LESS), Value: limit}},
-				Success:  []*kv.Op{{Type: kv.OpType_PUT, Key: []byte(lockRegister), Value: registerValue(token, id)}},
-			})
-			w.outcome = classifyWrite(err)
-			if err == nil {
-				w.index, w.accepted = resp.Index, resp.Succeeded
-			}
-		} else {
-			resp, err := cl.Put(octx, []byte(lockRegister), registerValue(token, id))
-			w.outcome = classifyWrite(err)
-			if err == nil {
-				w.index, w.accepted = resp.Index, true
-			}
-		}
+		rctx, cancel := opCtx()
+		_ = l.Unlock(rctx)
 		cancel()
-		h.wrote(w)
-		release()
+		_ = lcl.Close()
 	}
 }
 
@@ -254,14 +295,10 @@ func runLockScenario(t *testing.T, c *cluster, seed uint64, workers int, canary 
 	for i := range workers {
 		cl := wl.newClient(c.endpoints(), i, -1, discover)
 		isCanary := canary && i == workers-1
-		pause := 0.3
-		if isCanary {
-			pause = 1
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lockWorker(ctx, i, cl, !isCanary, pause, rand.New(rand.NewPCG(seed, uint64(i))), rec, h)
+			lockWorker(ctx, i, wl, c.endpoints(), cl, isCanary, 0.3, rand.New(rand.NewPCG(seed, uint64(i))), rec, h)
 		}()
 	}
 	end := time.Now().Add(d)
@@ -310,27 +347,9 @@ func lockCluster(t *testing.T) *cluster {
 	return c
 }
 
-func summarize(h *lockHistory) (acqs, accepted, refused, pausedRefused, unknown int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, w := range h.writes {
-		switch {
-		case w.outcome != outcomeOK:
-			unknown++
-		case w.accepted:
-			accepted++
-		default:
-			refused++
-			if w.paused {
-				pausedRefused++
-			}
-		}
-	}
-	return len(h.acqs), accepted, refused, pausedRefused, unknown
-}
-
-// TestJepsenLock: fenced workers under kills, pauses and partitions never
-// have tokens accepted out of order.
+// TestJepsenLock: holders under kills, pauses and partitions are never
+// refused while their lock still validly holds, and never have tokens
+// accepted out of order.
 func TestJepsenLock(t *testing.T) {
 	c := lockCluster(t)
 	seed := baseSeed(t)
@@ -342,51 +361,52 @@ func TestJepsenLock(t *testing.T) {
 		&partitionNemesis{env: env, mode: "isolate-leader"},
 	}
 	h := runLockScenario(t, c, seed, 4, false, nemeses, 30*time.Second)
-	acqs, accepted, refused, pausedRefused, unknown := summarize(h)
-	t.Logf("lock: %d acquisitions, %d writes accepted, %d refused by fencing (%d by holders that had paused), %d unknown",
-		acqs, accepted, refused, pausedRefused, unknown)
-	violations, dups := checkLock(h)
-	for _, v := range violations {
+	r := checkLock(h)
+	t.Log(r.table("lock"))
+	for _, w := range r.refusedValid {
+		t.Errorf("lease ended early: a write by a holder whose lock had reported no loss was refused by fencing: %s", w)
+	}
+	for _, v := range r.outOfOrder {
 		t.Errorf("fencing violated: %s", v)
 	}
-	if len(dups) > 0 {
-		t.Errorf("tokens given to more than one acquisition: %v", dups)
+	if len(r.dupTokens) > 0 {
+		t.Errorf("tokens given to more than one acquisition: %v", r.dupTokens)
 	}
-	if accepted == 0 {
+	if r.accepted == 0 {
 		t.Fatal("no write was accepted: the scenario checked nothing")
 	}
-	if pausedRefused == 0 {
+	if r.pausedRefused == 0 {
 		t.Error("no paused holder was refused: the scenario never made a stale holder write, so fencing was not exercised")
 	}
 }
 
-// TestJepsenLock_CanaryCaught: a worker that writes without the fencing
-// check, pausing past its TTL while holding the lock, must be caught: a
-// write of its own accepted after a higher token.
+// TestJepsenLock_CanaryCaught: a holder whose keep-alives are suppressed
+// and which ignores its lock's loss signal keeps writing (fenced) after
+// its lease ended and another worker took the lock. The order check cannot
+// see it; the validity check must: refusals while it believed it held.
 func TestJepsenLock_CanaryCaught(t *testing.T) {
 	c := lockCluster(t)
 	seed := baseSeed(t)
 	t.Logf("lock canary: seed %d", seed)
 	h := runLockScenario(t, c, seed, 4, true, nil, 25*time.Second)
-	acqs, accepted, refused, _, unknown := summarize(h)
-	violations, dups := checkLock(h)
-	t.Logf("lock canary: %d acquisitions, %d writes accepted, %d refused, %d unknown, %d violations",
-		acqs, accepted, refused, unknown, len(violations))
-	if len(dups) > 0 {
-		t.Errorf("tokens given to more than one acquisition: %v", dups)
+	r := checkLock(h)
+	t.Log(r.table("lock-canary"))
+	for _, v := range r.outOfOrder {
+		t.Errorf("fencing violated: %s", v)
 	}
-	// The canary is caught when one of its own writes is accepted after a
-	// higher token. (Once it has put a low token in the register, fenced
-	// writes with tokens between the two are accepted too: the checker
-	// reports those pairs as well, but they follow from the canary's.)
-	canary := 3
-	var caught []lockViolation
-	for _, v := range violations {
-		if v.later.worker == canary {
-			caught = append(caught, v)
+	if len(r.dupTokens) > 0 {
+		t.Errorf("tokens given to more than one acquisition: %v", r.dupTokens)
+	}
+	const canary = 3
+	var caught int
+	for _, w := range r.refusedValid {
+		if w.worker != canary {
+			t.Errorf("lease ended early for a worker that is not the canary: %s", w)
+			continue
 		}
+		caught++
 	}
-	if len(caught) == 0 {
+	if caught == 0 {
 		var acq, wrote int
 		for _, a := range h.acqs {
 			if a.worker == canary {
@@ -398,7 +418,39 @@ func TestJepsenLock_CanaryCaught(t *testing.T) {
 				wrote++
 			}
 		}
-		t.Fatalf("canary not caught: a holder writing without fencing after pausing past its TTL was never accepted out of order (the canary acquired %d times and wrote %d times; %d other violations)", acq, wrote, len(violations))
+		t.Fatalf("canary not caught: a holder writing past its lease's end with the loss signal suppressed was never refused while it believed it held the lock (it acquired %d times and wrote %d times)", acq, wrote)
 	}
-	t.Logf("canary caught %d times, e.g. %s", len(caught), caught[0])
+	t.Logf("canary caught: %d of its writes refused while it believed it held the lock, e.g. %s", caught, r.refusedValid[0])
+}
+
+// TestCheckLock_FlagsRefusedWhileValid feeds the checker hand-made
+// histories: a refusal while valid, refusals after loss or a pause, and
+// tokens out of order.
+func TestCheckLock_FlagsRefusedWhileValid(t *testing.T) {
+	h := &lockHistory{
+		acqs: []lockAcq{{worker: 0, token: 10}, {worker: 1, token: 20}, {worker: 2, token: 20}},
+		writes: []lockWrite{
+			{worker: 0, token: 10, index: 11, outcome: outcomeOK, accepted: true},
+			{worker: 1, token: 20, index: 21, outcome: outcomeOK, accepted: true},
+			{worker: 0, token: 10, index: 22, outcome: outcomeOK},                                      // refused while valid
+			{worker: 0, token: 10, index: 23, outcome: outcomeOK, lostBefore: true, lostByReply: true}, // after loss
+			{worker: 0, token: 10, index: 24, outcome: outcomeOK, lostByReply: true},                   // lost in flight
+			{worker: 3, token: 5, index: 25, outcome: outcomeOK, paused: true, lostBefore: true},       // paused
+			{worker: 3, token: 5, index: 26, outcome: outcomeOK, accepted: true},                       // out of order
+			{worker: 3, token: 5, outcome: outcomeUnknown},
+		},
+	}
+	r := checkLock(h)
+	if len(r.refusedValid) != 1 || r.refusedValid[0].index != 22 {
+		t.Errorf("refused while valid: got %v, want the write at index 22", r.refusedValid)
+	}
+	if r.refusedLost != 2 || r.pausedRefused != 1 || r.accepted != 3 || r.unknown != 1 || r.acqs != 3 {
+		t.Errorf("counts: got %+v", r)
+	}
+	if len(r.outOfOrder) != 1 || r.outOfOrder[0].later.index != 26 {
+		t.Errorf("out of order: got %v, want the write at index 26", r.outOfOrder)
+	}
+	if !slices.Equal(r.dupTokens, []int64{20}) {
+		t.Errorf("duplicate tokens: got %v, want [20]", r.dupTokens)
+	}
 }
