@@ -243,8 +243,10 @@ func lockWorker(ctx context.Context, id int, wl *workload, endpoints []string, c
 		paused := !canary && rng.Float64() < pauseProb
 		switch {
 		case paused:
-			// Frozen: no keep-alives for longer than the TTL, then the
-			// holder writes once as if it still held the lock.
+			// One write while it holds the lock, then frozen: no
+			// keep-alives for longer than the TTL, then the holder writes
+			// once more as if it still held the lock.
+			write(lockWrite{worker: id, token: l.Token, lostBefore: l.Err() != nil}, l)
 			_ = lcl.Close()
 			if !sleep(lockPause) {
 				break
@@ -298,7 +300,7 @@ func runLockScenario(t *testing.T, c *cluster, seed uint64, workers int, canary 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lockWorker(ctx, i, wl, c.endpoints(), cl, isCanary, 0.3, rand.New(rand.NewPCG(seed, uint64(i))), rec, h)
+			lockWorker(ctx, i, wl, c.endpoints(), cl, isCanary, 0.4, rand.New(rand.NewPCG(seed, uint64(i))), rec, h)
 		}()
 	}
 	end := time.Now().Add(d)
@@ -376,6 +378,12 @@ func TestJepsenLock(t *testing.T) {
 		t.Fatal("no write was accepted: the scenario checked nothing")
 	}
 	if r.pausedRefused == 0 {
+		for _, w := range h.writes {
+			t.Logf("write: %s: %s, accepted %v", w, w.outcome, w.accepted)
+		}
+		for _, a := range h.acqs {
+			t.Logf("acquired: worker %d token %d at %v", a.worker, a.token, time.Duration(a.at))
+		}
 		t.Error("no paused holder was refused: the scenario never made a stale holder write, so fencing was not exercised")
 	}
 }
