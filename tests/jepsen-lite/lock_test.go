@@ -80,6 +80,7 @@ type lockWrite struct {
 	index                   int64 // the Raft index that decided it (known outcomes only)
 	accepted                bool
 	outcome                 outcome
+	err                     error // the write's error, for the report
 }
 
 // validRefusal reports whether w is a write refused by fencing while its
@@ -198,7 +199,8 @@ func (r lockReport) table(name string) string {
 }
 
 // lockWorker runs one worker until ctx ends: wl makes the per-acquisition
-// clients the lock runs on, cl writes the register. pauseProb is the
+// clients the lock runs on, cl writes the register. Both retry as clients
+// do by default (until the request's deadline), as a lock's user would. pauseProb is the
 // chance a holder pauses past its TTL; a canary suppresses its keep-alives
 // and its loss signal on every acquisition.
 func lockWorker(ctx context.Context, id int, wl *workload, endpoints []string, cl *client.Client, canary bool, pauseProb float64, rng *rand.Rand, rec *recorder, h *lockHistory) {
@@ -220,7 +222,7 @@ func lockWorker(ctx context.Context, id int, wl *workload, endpoints []string, c
 		})
 		cancel()
 		w.lostByReply = w.lostBefore || (!canary && l.Err() != nil)
-		w.outcome = classifyWrite(err)
+		w.outcome, w.err = classifyWrite(err), err
 		if err == nil {
 			w.index, w.accepted = resp.Index, resp.Succeeded
 		}
@@ -230,7 +232,7 @@ func lockWorker(ctx context.Context, id int, wl *workload, endpoints []string, c
 	for ctx.Err() == nil {
 		// The lock runs on a client of its own: closing it is how a holder
 		// stops its keep-alives without revoking the lease.
-		lcl := wl.newClient(endpoints, id, -1, discover)
+		lcl := wl.newClient(endpoints, id, 0, discover)
 		lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		l, err := lcl.Lock(lctx, lockName, client.LockOptions{TTL: lockTTL, Value: []byte{byte(id)}, MaxPoll: lockMaxPoll})
 		cancel()
@@ -295,7 +297,7 @@ func runLockScenario(t *testing.T, c *cluster, seed uint64, workers int, canary 
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for i := range workers {
-		cl := wl.newClient(c.endpoints(), i, -1, discover)
+		cl := wl.newClient(c.endpoints(), i, 0, discover)
 		isCanary := canary && i == workers-1
 		wg.Add(1)
 		go func() {
@@ -379,7 +381,7 @@ func TestJepsenLock(t *testing.T) {
 	}
 	if r.pausedRefused == 0 {
 		for _, w := range h.writes {
-			t.Logf("write: %s: %s, accepted %v", w, w.outcome, w.accepted)
+			t.Logf("write: %s: %s, accepted %v, error %v", w, w.outcome, w.accepted, w.err)
 		}
 		for _, a := range h.acqs {
 			t.Logf("acquired: worker %d token %d at %v", a.worker, a.token, time.Duration(a.at))
