@@ -9,7 +9,8 @@
 // recorded with invoke and completion times and checked afterwards: the
 // register history with porcupine, the set for lost acknowledged adds, the
 // counters for lost or duplicated increments, and every node's /digest for
-// agreement. See README.md for profiles, flags and the results folder.
+// agreement. A lock scenario holds client.Lock through the same faults and
+// fails when a holder whose lock reported no loss is fenced out. See README.md for profiles, flags and the results folder.
 //
 // The package has no non-test code; `go test ./tests/jepsen-lite` runs the
 // short profile.
