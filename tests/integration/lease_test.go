@@ -227,10 +227,12 @@ func TestLease_RevokeIsAtomic(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	seen := map[string]map[int]int{} // node -> keys seen -> scans
+	seen := map[string]map[int]int{} // node -> keys seen -> scans; the outer map is written only here
+	for _, p := range c.procs {
+		seen[p.id] = map[int]int{}
+	}
 	for _, p := range c.procs {
 		conn := rawConn(t, p.thriftAddr)
-		seen[p.id] = map[int]int{}
 		wg.Add(1)
 		go func(p *proc, conn *transport.Conn) {
 			defer wg.Done()

@@ -102,10 +102,12 @@ type lockHistory struct {
 	writes []lockWrite
 }
 
-func (h *lockHistory) acquired(a lockAcq) {
+// acquired records a and returns its number in the scenario, from 1.
+func (h *lockHistory) acquired(a lockAcq) int {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.acqs = append(h.acqs, a)
-	h.mu.Unlock()
+	return len(h.acqs)
 }
 
 func (h *lockHistory) wrote(w lockWrite) {
@@ -200,10 +202,12 @@ func (r lockReport) table(name string) string {
 
 // lockWorker runs one worker until ctx ends: wl makes the per-acquisition
 // clients the lock runs on, cl writes the register. Both retry as clients
-// do by default (until the request's deadline), as a lock's user would. pauseProb is the
-// chance a holder pauses past its TTL; a canary suppresses its keep-alives
-// and its loss signal on every acquisition.
-func lockWorker(ctx context.Context, id int, wl *workload, endpoints []string, cl *client.Client, canary bool, pauseProb float64, rng *rand.Rand, rec *recorder, h *lockHistory) {
+// do by default (until the request's deadline), as a lock's user would.
+// Every pauseEvery-th acquisition of the scenario (counted across workers,
+// so pauses happen however few acquisitions a loaded machine allows)
+// pauses past its TTL; a canary suppresses its keep-alives and its loss
+// signal on every acquisition.
+func lockWorker(ctx context.Context, id int, wl *workload, endpoints []string, cl *client.Client, canary bool, pauseEvery int, rng *rand.Rand, rec *recorder, h *lockHistory) {
 	opCtx := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 4*time.Second) }
 	sleep := func(d time.Duration) bool {
 		select {
@@ -241,8 +245,8 @@ func lockWorker(ctx context.Context, id int, wl *workload, endpoints []string, c
 			sleep(50 * time.Millisecond)
 			continue
 		}
-		h.acquired(lockAcq{worker: id, token: l.Token, at: rec.now()})
-		paused := !canary && rng.Float64() < pauseProb
+		n := h.acquired(lockAcq{worker: id, token: l.Token, at: rec.now()})
+		paused := !canary && pauseEvery > 0 && n%pauseEvery == 0
 		switch {
 		case paused:
 			// One write while it holds the lock, then frozen: no
@@ -302,7 +306,7 @@ func runLockScenario(t *testing.T, c *cluster, seed uint64, workers int, canary 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lockWorker(ctx, i, wl, c.endpoints(), cl, isCanary, 0.4, rand.New(rand.NewPCG(seed, uint64(i))), rec, h)
+			lockWorker(ctx, i, wl, c.endpoints(), cl, isCanary, 2, rand.New(rand.NewPCG(seed, uint64(i))), rec, h)
 		}()
 	}
 	end := time.Now().Add(d)
