@@ -21,6 +21,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/cubekv/cubekv/client"
+	"github.com/cubekv/cubekv/console"
 	"github.com/cubekv/cubekv/fsm"
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/server"
@@ -29,8 +31,9 @@ import (
 // adminServer is the admin HTTP endpoint: /health, /ready, /status,
 // /digest and /debug/pprof, on its own mux (never the default one).
 type adminServer struct {
-	http *http.Server
-	ln   net.Listener
+	http    *http.Server
+	ln      net.Listener
+	console *client.Client // the console's client of this node's front door
 }
 
 func createAdmin(cfg *config, n *node.Node, logger *slog.Logger) (*adminServer, error) {
@@ -89,6 +92,11 @@ func createAdmin(cfg *config, n *node.Node, logger *slog.Logger) (*adminServer, 
 		r.Body = http.MaxBytesReader(w, r.Body, maxRestoreBytes)
 		restoreSnapshot(w, r, n, cfg.DataDir, logger)
 	})
+	con, kvc, err := createConsole(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("/ui/", con.Handler())
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -97,6 +105,7 @@ func createAdmin(cfg *config, n *node.Node, logger *slog.Logger) (*adminServer, 
 
 	ln, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
+		_ = kvc.Close()
 		return nil, fmt.Errorf("listen admin %s: %w", cfg.AdminAddr, err)
 	}
 	if tc := cfg.tlsConfig(); tc != nil {
@@ -110,7 +119,8 @@ func createAdmin(cfg *config, n *node.Node, logger *slog.Logger) (*adminServer, 
 			ReadHeaderTimeout: 5 * time.Second,
 			ErrorLog:          nil,
 		},
-		ln: ln,
+		ln:      ln,
+		console: kvc,
 	}, nil
 }
 
@@ -124,7 +134,31 @@ func (a *adminServer) serve() error {
 func (a *adminServer) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	return a.http.Shutdown(ctx)
+	return errors.Join(a.http.Shutdown(ctx), a.console.Close())
+}
+
+// createConsole builds the web console (/ui/) on a client of this node's own
+// Thrift front door, so its reads and writes go through the same validation
+// and limits as any client's; it reads peers' /metrics with the node's TLS
+// configuration when TLS is on.
+func createConsole(cfg *config, logger *slog.Logger) (*console.Console, *client.Client, error) {
+	cc := client.Config{
+		Endpoints:        []string{cfg.thriftAdvertise()},
+		DisableDiscovery: true,
+		Logger:           logger,
+	}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second}}
+	scheme := "http"
+	if tc := cfg.tlsConfig(); tc != nil {
+		cc.Dial.TLS = tc
+		hc.Transport.(*http.Transport).TLSClientConfig = tc
+		scheme = "https"
+	}
+	kvc, err := client.New(cc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("console client: %w", err)
+	}
+	return console.New(console.Config{Backend: kvc, Writable: cfg.UIWrite, HTTP: hc, Scheme: scheme}), kvc, nil
 }
 
 func statusJSON(st node.Status) map[string]any {

@@ -1,0 +1,250 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cubekv/cubekv/client"
+	"github.com/cubekv/cubekv/thrift/kv"
+)
+
+// pageSize is how many keys one /ui/api/keys page scans.
+const pageSize = 100
+
+// entryView is an entry as the page reads it: the key as text, the value as
+// base64 (the page renders it as text, JSON or hex).
+type entryView struct {
+	Key         string `json:"key"`
+	Value       []byte `json:"value"`
+	CreateIndex int64  `json:"create_index"`
+	ModIndex    int64  `json:"mod_index"`
+	LeaseID     int64  `json:"lease_id,omitempty"`
+}
+
+func viewOf(e *kv.Entry) *entryView {
+	if e == nil {
+		return nil
+	}
+	return &entryView{Key: string(e.Key), Value: e.Value, CreateIndex: e.CreateIndex, ModIndex: e.ModIndex, LeaseID: e.GetLeaseID()}
+}
+
+type keysPage struct {
+	Prefix       string       `json:"prefix"`
+	Separator    string       `json:"separator"`
+	Folders      []string     `json:"folders"`
+	Keys         []*entryView `json:"keys"`
+	Continuation string       `json:"continuation,omitempty"`
+}
+
+// keys answers one page of keys under prefix: keys with the separator after
+// the prefix become their folder (prefix up to and including the next
+// separator). Folders may repeat across pages; the page merges them.
+func (c *Console) keys(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	prefix, sep := q.Get("prefix"), q.Get("sep")
+	req := &kv.ScanRequest{Prefix: []byte(prefix), Limit: ptr(int32(pageSize)), KeysOnly: ptr(true)}
+	if prefix == "" {
+		req.Prefix = nil
+	}
+	if after := q.Get("after"); after != "" {
+		req.StartKey = []byte(after)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	resp, err := c.cfg.Backend.Scan(ctx, req)
+	if err != nil {
+		fail(w, statusFor(err), err)
+		return
+	}
+	page := &keysPage{Prefix: prefix, Separator: sep, Folders: []string{}, Keys: []*entryView{}}
+	seen := make(map[string]bool)
+	for _, e := range resp.Entries {
+		rest := strings.TrimPrefix(string(e.Key), prefix)
+		if i := strings.Index(rest, sep); sep != "" && i >= 0 {
+			f := prefix + rest[:i+len(sep)]
+			if !seen[f] {
+				seen[f] = true
+				page.Folders = append(page.Folders, f)
+			}
+			continue
+		}
+		page.Keys = append(page.Keys, viewOf(e))
+	}
+	if resp.Continuation != nil {
+		page.Continuation = string(resp.Continuation)
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func (c *Console) getKey(w http.ResponseWriter, r *http.Request) {
+	key := r.URL.Query().Get("key")
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	resp, err := c.cfg.Backend.Get(ctx, []byte(key))
+	if err != nil {
+		fail(w, statusFor(err), err)
+		return
+	}
+	if !resp.Found {
+		fail(w, http.StatusNotFound, errors.New("key not found"))
+		return
+	}
+	writeJSON(w, http.StatusOK, viewOf(resp.Entry))
+}
+
+// writeRequest is a POST /ui/api/key body. Every write is a CAS on the mod
+// index: 0 creates (the key must be absent), the index the page read edits
+// or deletes it.
+type writeRequest struct {
+	Key      string `json:"key"`
+	Value    string `json:"value"`
+	ModIndex int64  `json:"mod_index"`
+	Delete   bool   `json:"delete"`
+}
+
+// maxWriteBody bounds a write's body; the front door enforces its own,
+// smaller, value limit.
+const maxWriteBody = 8 << 20
+
+func (c *Console) writeKey(w http.ResponseWriter, r *http.Request) {
+	if !c.cfg.Writable {
+		fail(w, http.StatusForbidden, errors.New("the console is read-only: start kvnode with --ui-write"))
+		return
+	}
+	if r.Header.Get(headerWrite) == "" {
+		fail(w, http.StatusForbidden, errors.New("missing "+headerWrite+" header"))
+		return
+	}
+	var req writeRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxWriteBody)).Decode(&req); err != nil {
+		fail(w, http.StatusBadRequest, err)
+		return
+	}
+	cas := &kv.CASRequest{Key: []byte(req.Key), ExpectedModIndex: ptr(req.ModIndex)}
+	if req.Delete {
+		cas.Remove = ptr(true)
+	} else {
+		cas.Value = []byte(req.Value)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	resp, err := c.cfg.Backend.CAS(ctx, cas)
+	if err != nil {
+		fail(w, statusFor(err), err)
+		return
+	}
+	out := map[string]any{"succeeded": resp.Succeeded, "index": resp.Index, "current": viewOf(resp.Current)}
+	if !resp.Succeeded {
+		writeJSON(w, http.StatusConflict, out)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+type watchEventView struct {
+	Type  string     `json:"type"`
+	Key   string     `json:"key"`
+	Index int64      `json:"index"`
+	Entry *entryView `json:"entry,omitempty"`
+}
+
+// maxWatchWait bounds one long poll.
+const maxWatchWait = 20 * time.Second
+
+// watch is a long poll: the changes under prefix after index "after",
+// waiting up to "wait" ms (at most 20 s) for the first, then returning what
+// has arrived. "next" is the index to poll after next time.
+func (c *Console) watch(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	after, _ := strconv.ParseInt(q.Get("after"), 10, 64)
+	wait := maxWatchWait
+	if ms, err := strconv.ParseInt(q.Get("wait"), 10, 64); err == nil && ms > 0 && time.Duration(ms)*time.Millisecond < wait {
+		wait = time.Duration(ms) * time.Millisecond
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	if after <= 0 {
+		// No index yet: start from now, the node's applied index.
+		resp, err := c.cfg.Backend.Scan(ctx, &kv.ScanRequest{Prefix: []byte(q.Get("prefix")), Limit: ptr(int32(1)), KeysOnly: ptr(true)})
+		if err != nil {
+			fail(w, statusFor(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"events": []watchEventView{}, "next": resp.Info.GetAppliedIndex()})
+		return
+	}
+	events, err := c.cfg.Backend.Watch(ctx, []byte(q.Get("prefix")), after, client.WithPrefix())
+	if err != nil {
+		fail(w, statusFor(err), err)
+		return
+	}
+	out := []watchEventView{}
+	next := after
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	var gather <-chan time.Time
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				writeJSON(w, http.StatusOK, map[string]any{"events": out, "next": next})
+				return
+			}
+			switch ev.Type {
+			case client.WatchFailed:
+				fail(w, statusFor(ev.Err), ev.Err)
+				return
+			case client.WatchResync:
+				out = append(out, watchEventView{Type: "RESYNC", Index: ev.Index})
+			default:
+				out = append(out, watchEventView{Type: ev.Type.String(), Key: string(ev.Key), Index: ev.Index, Entry: viewOf(ev.Entry)})
+			}
+			next = ev.Index
+			if gather == nil {
+				gather = time.After(100 * time.Millisecond)
+			}
+		case <-gather:
+			writeJSON(w, http.StatusOK, map[string]any{"events": out, "next": next})
+			return
+		case <-timer.C:
+			writeJSON(w, http.StatusOK, map[string]any{"events": out, "next": next})
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+type leaseView struct {
+	ID          int64 `json:"id"`
+	TTLMs       int64 `json:"ttl_ms"`
+	RemainingMs int64 `json:"remaining_ms"`
+	Keys        int64 `json:"keys"`
+}
+
+func (c *Console) leases(w http.ResponseWriter, r *http.Request) {
+	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	resp, err := c.cfg.Backend.Leases(ctx, after, 100)
+	if err != nil {
+		fail(w, statusFor(err), err)
+		return
+	}
+	out := []leaseView{}
+	for _, l := range resp.Leases {
+		out = append(out, leaseView{l.LeaseID, l.TTLMs, l.RemainingMs, l.KeyCount})
+	}
+	page := map[string]any{"leases": out}
+	if resp.Continuation != nil {
+		page["continuation"] = *resp.Continuation
+	}
+	writeJSON(w, http.StatusOK, page)
+}
