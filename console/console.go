@@ -3,6 +3,7 @@ package console
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"math"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -17,7 +19,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cubekv/cubekv/client"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
@@ -31,16 +32,50 @@ const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 // headerWrite must be present on a write: a cross-site form cannot set it.
 const headerWrite = "X-Cubekv-Console"
 
-// Backend is what the console asks of the cluster: the node's own front
-// door. *client.Client implements it. Its methods must be safe for
-// concurrent use and return the client's errors (kv exceptions wrapped).
+// Backend is what the console asks of the cluster: the node's own Thrift
+// front door, the very handlers the Thrift processor calls (kvnode passes
+// its *server.Handler and *server.ClusterHandler), so every request gets the
+// same validation, limits, forwarding to the leader and metrics as a Thrift
+// client's. Its methods must be safe for concurrent use and return the
+// front door's errors (kv exceptions such as *kv.InvalidArgument).
 type Backend interface {
 	Topology(ctx context.Context) (*kv.Topology, error)
-	Get(ctx context.Context, key []byte, opts ...client.ReadOption) (*kv.GetResponse, error)
-	CAS(ctx context.Context, req *kv.CASRequest) (*kv.CASResponse, error)
+	Get(ctx context.Context, req *kv.GetRequest) (*kv.GetResponse, error)
+	Cas(ctx context.Context, req *kv.CASRequest) (*kv.CASResponse, error)
 	Scan(ctx context.Context, req *kv.ScanRequest) (*kv.ScanResponse, error)
-	Watch(ctx context.Context, key []byte, fromIndex int64, opts ...client.WatchOption) (<-chan client.WatchEvent, error)
-	Leases(ctx context.Context, afterID int64, limit int) (*kv.LeaseListResponse, error)
+	Watch(ctx context.Context, req *kv.WatchRequest) (*kv.WatchResponse, error)
+	ListLeases(ctx context.Context, req *kv.LeaseListRequest) (*kv.LeaseListResponse, error)
+}
+
+// Front joins the two front-door handlers into a Backend.
+type Front struct {
+	KV interface {
+		Get(ctx context.Context, req *kv.GetRequest) (*kv.GetResponse, error)
+		Cas(ctx context.Context, req *kv.CASRequest) (*kv.CASResponse, error)
+		Scan(ctx context.Context, req *kv.ScanRequest) (*kv.ScanResponse, error)
+		Watch(ctx context.Context, req *kv.WatchRequest) (*kv.WatchResponse, error)
+		ListLeases(ctx context.Context, req *kv.LeaseListRequest) (*kv.LeaseListResponse, error)
+	}
+	Cluster interface {
+		Topology(ctx context.Context) (*kv.Topology, error)
+	}
+}
+
+func (f Front) Topology(ctx context.Context) (*kv.Topology, error) { return f.Cluster.Topology(ctx) }
+func (f Front) Get(ctx context.Context, r *kv.GetRequest) (*kv.GetResponse, error) {
+	return f.KV.Get(ctx, r)
+}
+func (f Front) Cas(ctx context.Context, r *kv.CASRequest) (*kv.CASResponse, error) {
+	return f.KV.Cas(ctx, r)
+}
+func (f Front) Scan(ctx context.Context, r *kv.ScanRequest) (*kv.ScanResponse, error) {
+	return f.KV.Scan(ctx, r)
+}
+func (f Front) Watch(ctx context.Context, r *kv.WatchRequest) (*kv.WatchResponse, error) {
+	return f.KV.Watch(ctx, r)
+}
+func (f Front) ListLeases(ctx context.Context, r *kv.LeaseListRequest) (*kv.LeaseListResponse, error) {
+	return f.KV.ListLeases(ctx, r)
 }
 
 // Config configures a Console.
@@ -48,11 +83,10 @@ type Config struct {
 	Backend Backend
 	// Writable allows create, edit and delete (kvnode --ui-write).
 	Writable bool
-	// HTTP fetches other members' /metrics; its transport carries the
-	// node's client certificate when TLS is on. nil: a plain client.
-	HTTP *http.Client
-	// Scheme of the admin ports: "http" or "https".
-	Scheme string
+	// TLS, when set, is the configuration other members' admin ports are
+	// dialled with to read their /metrics (the node's own certificate as
+	// the client's); nil: plain HTTP.
+	TLS *tls.Config
 	// SampleEvery bounds how often the cluster is sampled; 0: 1 s.
 	SampleEvery time.Duration
 	// Samples kept per member for the sparklines; 0: 60.
@@ -71,12 +105,6 @@ type Console struct {
 
 // New returns a Console for cfg.
 func New(cfg Config) *Console {
-	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{}
-	}
-	if cfg.Scheme == "" {
-		cfg.Scheme = "http"
-	}
 	if cfg.SampleEvery <= 0 {
 		cfg.SampleEvery = time.Second
 	}
@@ -120,9 +148,16 @@ func fail(w http.ResponseWriter, status int, err error) {
 
 // statusFor maps a front-door error to an HTTP status.
 func statusFor(err error) int {
+	var inv *kv.InvalidArgument
+	var compacted *kv.Compacted
+	var lnf *kv.LeaseNotFound
 	switch {
-	case errors.Is(err, client.ErrInvalidArgument):
+	case errors.As(err, &inv):
 		return http.StatusBadRequest
+	case errors.As(err, &compacted):
+		return http.StatusGone
+	case errors.As(err, &lnf):
+		return http.StatusNotFound
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
 	default:
@@ -264,13 +299,33 @@ func push(s []float64, v float64, max int) []float64 {
 
 // scrape reads a member's /metrics: the total of cubekv_requests_total and
 // the cumulative buckets of cubekv_request_duration_seconds, summed over
-// their labels.
+// their labels. It speaks one HTTP/1.1 request on its own connection rather
+// than through net/http's client, which kvnode does not otherwise link
+// (about 400 KiB of binary).
 func (c *Console) scrape(ctx context.Context, addr string) (float64, []bucket, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.Scheme+"://"+addr+"/metrics", nil)
+	var conn net.Conn
+	var err error
+	if c.cfg.TLS != nil {
+		host, _, _ := net.SplitHostPort(addr)
+		tc := c.cfg.TLS.Clone()
+		tc.ServerName = host
+		d := &tls.Dialer{Config: tc}
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	} else {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return 0, nil, err
 	}
-	resp, err := c.cfg.HTTP.Do(req)
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if _, err := io.WriteString(conn, "GET /metrics HTTP/1.1\r\nHost: "+addr+"\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"); err != nil {
+		return 0, nil, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -278,8 +333,7 @@ func (c *Console) scrape(ctx context.Context, addr string) (float64, []bucket, e
 	if resp.StatusCode != http.StatusOK {
 		return 0, nil, fmt.Errorf("metrics: %s", resp.Status)
 	}
-	total, buckets, err := parseMetrics(resp.Body)
-	return total, buckets, err
+	return parseMetrics(resp.Body)
 }
 
 // parseMetrics reads the Prometheus text format for the two families the

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cubekv/cubekv/client"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
@@ -87,7 +86,7 @@ func (c *Console) getKey(w http.ResponseWriter, r *http.Request) {
 	key := r.URL.Query().Get("key")
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	resp, err := c.cfg.Backend.Get(ctx, []byte(key))
+	resp, err := c.cfg.Backend.Get(ctx, &kv.GetRequest{Key: []byte(key)})
 	if err != nil {
 		fail(w, statusFor(err), err)
 		return
@@ -135,7 +134,7 @@ func (c *Console) writeKey(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	resp, err := c.cfg.Backend.CAS(ctx, cas)
+	resp, err := c.cfg.Backend.Cas(ctx, cas)
 	if err != nil {
 		fail(w, statusFor(err), err)
 		return
@@ -155,24 +154,28 @@ type watchEventView struct {
 	Entry *entryView `json:"entry,omitempty"`
 }
 
-// maxWatchWait bounds one long poll.
+// maxWatchWait bounds one long poll (the node lowers it further to its
+// --watch-max-timeout).
 const maxWatchWait = 20 * time.Second
 
 // watch is a long poll: the changes under prefix after index "after",
-// waiting up to "wait" ms (at most 20 s) for the first, then returning what
-// has arrived. "next" is the index to poll after next time.
+// waiting up to "wait" ms (at most 20 s) for the first, through the front
+// door's KV.watch. "next" is the index to poll after next time. Without
+// "after" it answers at once with no events and the node's applied index,
+// where the page starts. A 410 means the node's history no longer reaches
+// "after": the page starts again from now.
 func (c *Console) watch(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	prefix := []byte(q.Get("prefix"))
 	after, _ := strconv.ParseInt(q.Get("after"), 10, 64)
 	wait := maxWatchWait
 	if ms, err := strconv.ParseInt(q.Get("wait"), 10, 64); err == nil && ms > 0 && time.Duration(ms)*time.Millisecond < wait {
 		wait = time.Duration(ms) * time.Millisecond
 	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
 	if after <= 0 {
-		// No index yet: start from now, the node's applied index.
-		resp, err := c.cfg.Backend.Scan(ctx, &kv.ScanRequest{Prefix: []byte(q.Get("prefix")), Limit: ptr(int32(1)), KeysOnly: ptr(true)})
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		resp, err := c.cfg.Backend.Scan(ctx, &kv.ScanRequest{Prefix: nonEmpty(prefix), Limit: ptr(int32(1)), KeysOnly: ptr(true)})
 		if err != nil {
 			fail(w, statusFor(err), err)
 			return
@@ -180,46 +183,27 @@ func (c *Console) watch(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"events": []watchEventView{}, "next": resp.Info.GetAppliedIndex()})
 		return
 	}
-	events, err := c.cfg.Backend.Watch(ctx, []byte(q.Get("prefix")), after, client.WithPrefix())
+	ctx, cancel := context.WithTimeout(r.Context(), wait+5*time.Second)
+	defer cancel()
+	// A set, empty prefix watches every key.
+	req := &kv.WatchRequest{Prefix: append([]byte{}, prefix...), AfterIndex: after, TimeoutMs: ptr(int32(wait / time.Millisecond)), MaxEvents: ptr(int32(200))}
+	resp, err := c.cfg.Backend.Watch(ctx, req)
 	if err != nil {
 		fail(w, statusFor(err), err)
 		return
 	}
-	out := []watchEventView{}
-	next := after
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	var gather <-chan time.Time
-	for {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				writeJSON(w, http.StatusOK, map[string]any{"events": out, "next": next})
-				return
-			}
-			switch ev.Type {
-			case client.WatchFailed:
-				fail(w, statusFor(ev.Err), ev.Err)
-				return
-			case client.WatchResync:
-				out = append(out, watchEventView{Type: "RESYNC", Index: ev.Index})
-			default:
-				out = append(out, watchEventView{Type: ev.Type.String(), Key: string(ev.Key), Index: ev.Index, Entry: viewOf(ev.Entry)})
-			}
-			next = ev.Index
-			if gather == nil {
-				gather = time.After(100 * time.Millisecond)
-			}
-		case <-gather:
-			writeJSON(w, http.StatusOK, map[string]any{"events": out, "next": next})
-			return
-		case <-timer.C:
-			writeJSON(w, http.StatusOK, map[string]any{"events": out, "next": next})
-			return
-		case <-ctx.Done():
-			return
-		}
+	out := make([]watchEventView, 0, len(resp.Events))
+	for _, ev := range resp.Events {
+		out = append(out, watchEventView{Type: ev.Type.String(), Key: string(ev.Key), Index: ev.Index, Entry: viewOf(ev.Entry)})
 	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": out, "next": resp.ResumeIndex})
+}
+
+func nonEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
 }
 
 type leaseView struct {
@@ -233,7 +217,11 @@ func (c *Console) leases(w http.ResponseWriter, r *http.Request) {
 	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	resp, err := c.cfg.Backend.Leases(ctx, after, 100)
+	req := &kv.LeaseListRequest{Limit: ptr(int32(100))}
+	if after > 0 {
+		req.AfterID = &after
+	}
+	resp, err := c.cfg.Backend.ListLeases(ctx, req)
 	if err != nil {
 		fail(w, statusFor(err), err)
 		return

@@ -21,7 +21,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/cubekv/cubekv/client"
 	"github.com/cubekv/cubekv/console"
 	"github.com/cubekv/cubekv/fsm"
 	"github.com/cubekv/cubekv/node"
@@ -31,9 +30,8 @@ import (
 // adminServer is the admin HTTP endpoint: /health, /ready, /status,
 // /digest and /debug/pprof, on its own mux (never the default one).
 type adminServer struct {
-	http    *http.Server
-	ln      net.Listener
-	console *client.Client // the console's client of this node's front door
+	http *http.Server
+	ln   net.Listener
 }
 
 func createAdmin(cfg *config, n *node.Node, logger *slog.Logger) (*adminServer, error) {
@@ -92,11 +90,7 @@ func createAdmin(cfg *config, n *node.Node, logger *slog.Logger) (*adminServer, 
 		r.Body = http.MaxBytesReader(w, r.Body, maxRestoreBytes)
 		restoreSnapshot(w, r, n, cfg.DataDir, logger)
 	})
-	con, kvc, err := createConsole(cfg, logger)
-	if err != nil {
-		return nil, err
-	}
-	mux.Handle("/ui/", con.Handler())
+	mux.Handle("/ui/", createConsole(cfg).Handler())
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -105,7 +99,6 @@ func createAdmin(cfg *config, n *node.Node, logger *slog.Logger) (*adminServer, 
 
 	ln, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
-		_ = kvc.Close()
 		return nil, fmt.Errorf("listen admin %s: %w", cfg.AdminAddr, err)
 	}
 	if tc := cfg.tlsConfig(); tc != nil {
@@ -119,8 +112,7 @@ func createAdmin(cfg *config, n *node.Node, logger *slog.Logger) (*adminServer, 
 			ReadHeaderTimeout: 5 * time.Second,
 			ErrorLog:          nil,
 		},
-		ln:      ln,
-		console: kvc,
+		ln: ln,
 	}, nil
 }
 
@@ -134,31 +126,7 @@ func (a *adminServer) serve() error {
 func (a *adminServer) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	return errors.Join(a.http.Shutdown(ctx), a.console.Close())
-}
-
-// createConsole builds the web console (/ui/) on a client of this node's own
-// Thrift front door, so its reads and writes go through the same validation
-// and limits as any client's; it reads peers' /metrics with the node's TLS
-// configuration when TLS is on.
-func createConsole(cfg *config, logger *slog.Logger) (*console.Console, *client.Client, error) {
-	cc := client.Config{
-		Endpoints:        []string{cfg.thriftAdvertise()},
-		DisableDiscovery: true,
-		Logger:           logger,
-	}
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second}}
-	scheme := "http"
-	if tc := cfg.tlsConfig(); tc != nil {
-		cc.Dial.TLS = tc
-		hc.Transport.(*http.Transport).TLSClientConfig = tc
-		scheme = "https"
-	}
-	kvc, err := client.New(cc)
-	if err != nil {
-		return nil, nil, fmt.Errorf("console client: %w", err)
-	}
-	return console.New(console.Config{Backend: kvc, Writable: cfg.UIWrite, HTTP: hc, Scheme: scheme}), kvc, nil
+	return a.http.Shutdown(ctx)
 }
 
 func statusJSON(st node.Status) map[string]any {
@@ -313,4 +281,13 @@ func adminStatusFor(err error) int {
 	default:
 		return http.StatusInternalServerError
 	}
+}
+
+// createConsole builds the web console (/ui/) on this node's own Thrift
+// front-door handlers, so its reads and writes get the same validation,
+// limits and metrics as any Thrift client's; it reads peers' /metrics with
+// the node's TLS configuration (its certificate as the client's) when TLS is
+// on.
+func createConsole(cfg *config) *console.Console {
+	return console.New(console.Config{Backend: cfg.front, Writable: cfg.UIWrite, TLS: cfg.tlsConfig()})
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cubekv/cubekv/console"
 	"github.com/cubekv/cubekv/fsm"
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/server"
@@ -88,6 +89,9 @@ type config struct {
 	MaxWatches        int
 
 	UIWrite bool
+	// front is the Thrift front door's handlers, set by createThriftServer
+	// for the web console.
+	front console.Front
 }
 
 // errUsage marks a bad flag or variable; main exits 2 on it.

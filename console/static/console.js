@@ -204,6 +204,7 @@
       let r;
       try { r = await api("watch?" + q.toString()); } catch (e) { r = { status: 0, body: {} }; }
       if (gen !== state.watchGen) return;
+      if (r.status === 410) { after = 0; continue; } // history compacted: start again from now
       if (r.status !== 200) { await new Promise((ok) => setTimeout(ok, 2000)); continue; }
       for (const ev of r.body.events) {
         const li = el("li", "", "#" + ev.index + " " + ev.type + " " + ev.key);
