@@ -337,7 +337,7 @@ func (c *Console) scrape(ctx context.Context, addr string) (float64, []bucket, e
 }
 
 // parseMetrics reads the Prometheus text format for the two families the
-// sparklines use.
+// sparklines use (watches left out of the latency).
 func parseMetrics(r io.Reader) (float64, []bucket, error) {
 	var total float64
 	byLE := make(map[float64]float64)
@@ -360,7 +360,9 @@ func parseMetrics(r io.Reader) (float64, []bucket, error) {
 		switch {
 		case strings.HasPrefix(name, "cubekv_requests_total"):
 			total += v
-		case strings.HasPrefix(name, "cubekv_request_duration_seconds_bucket{"):
+		case strings.HasPrefix(name, "cubekv_request_duration_seconds_bucket{") && !strings.Contains(name, `method="watch"`):
+			// A watch blocks until there is a change by design: its
+			// duration is not latency.
 			i := strings.Index(name, `le="`)
 			if i < 0 {
 				continue
