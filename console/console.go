@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/cubekv/cubekv/thrift/kv"
+	"github.com/cubekv/cubekv/transport"
 )
 
 //go:embed static
@@ -307,9 +308,7 @@ func (c *Console) scrape(ctx context.Context, addr string) (float64, []bucket, e
 	var err error
 	if c.cfg.TLS != nil {
 		host, _, _ := net.SplitHostPort(addr)
-		tc := c.cfg.TLS.Clone()
-		tc.ServerName = host
-		d := &tls.Dialer{Config: tc}
+		d := &tls.Dialer{Config: transport.ForHost(c.cfg.TLS, host)}
 		conn, err = d.DialContext(ctx, "tcp", addr)
 	} else {
 		var d net.Dialer
