@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/cubekv/cubekv/client"
 )
 
 // chromiumPath finds Debian's headless-capable Chromium (.ci/run installs
@@ -149,6 +151,20 @@ func TestConsole_Browser(t *testing.T) {
 	if err != nil || !got.Found || string(got.Entry.Value) != underneath {
 		t.Fatalf("after the conflicting edit the client reads %+v, %v; want the value written underneath", got, err)
 	}
+	// The live view (a watch on the open prefix) shows the write made
+	// underneath, at its index.
+	waitFor("the live view shows the write made underneath", fmt.Sprintf(
+		`Array.from(document.querySelectorAll('#events li')).some(li => li.textContent === '#%d PUT %s')`, got.Entry.ModIndex, key), 20*time.Second)
+	// A lease with a key on it shows in the leases table with its TTL.
+	lease, err := kvc.Grant(ctxTimeout(t, 10*time.Second), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kvc.Put(ctxTimeout(t, 10*time.Second), []byte("boards/kitchen/alive"), []byte("1"), client.WithLease(lease.LeaseID)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the leases table shows the lease", fmt.Sprintf(`Array.from(document.querySelectorAll('#leases tbody tr')).some(tr =>
+		tr.cells.length === 4 && tr.cells[0].textContent === '%d' && tr.cells[1].textContent === '60.0 s' && tr.cells[3].textContent === '1')`, lease.LeaseID), 20*time.Second)
 	shot("console-3-conflict.png")
 
 	// 4. Kill a follower: its row turns red within a few seconds.
