@@ -18,9 +18,12 @@
 //	GET  /ui/api/watch         a long poll of a prefix's changes after an index
 //	GET  /ui/api/leases        the leases with their TTLs
 //
-// Every call goes through the node's own Thrift front door (the Backend is
-// a client.Client dialing this node), so a write from the console passes the
-// same validation, limits and metrics as any other client's. Writes are
+// Every call goes through the node's own Thrift front door: the Backend is
+// the *server.Handler and *server.ClusterHandler the Thrift processor calls
+// (Front joins them), so a write from the console passes the same
+// validation, limits, forwarding to the leader and metrics as any client's.
+// Other members' /metrics are read with one raw HTTP/1.1 request each, with
+// the node's own TLS configuration when TLS is on. Writes are
 // refused (403) unless the console was built with Writable set (kvnode
 // --ui-write), and must carry the X-Cubekv-Console header, which a cross-site
 // form cannot send. A CAS that loses is answered 409 with the entry that won;
