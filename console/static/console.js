@@ -89,13 +89,20 @@
     state.prefix = prefix;
     state.sep = $("sep").value;
     $("prefix").value = prefix;
-    if (!more) { state.after = ""; $("entries").replaceChildren(); }
+    await loadList(prefix, more);
+    if (!more) startLive(prefix);
+  }
+
+  // loadList lists the first page of prefix again, or (more) the next page.
+  async function loadList(prefix, more) {
+    if (!more) state.after = "";
     const q = new URLSearchParams({ prefix: prefix, sep: state.sep });
     if (more && state.after) q.set("after", state.after);
     const r = await api("keys?" + q.toString());
     if (r.status !== 200) { $("keys-error").textContent = r.body.error; return; }
     $("keys-error").textContent = "";
     const list = $("entries");
+    if (!more) list.replaceChildren();
     const have = new Set(Array.from(list.children).map((li) => li.dataset.name));
     for (const f of r.body.folders) {
       if (have.has(f)) continue;
@@ -112,7 +119,6 @@
     }
     state.after = r.body.continuation || "";
     $("more").hidden = !state.after;
-    startLive(prefix);
   }
 
   function up() {
@@ -190,7 +196,7 @@
     if (del) { showEntry(null); $("editor").classList.remove("on"); } else { await openKey(key); }
     $("status").className = "status";
     $("status").textContent = (del ? "deleted" : "saved") + " at index " + r.body.index;
-    openPrefix(state.prefix, false);
+    loadList(state.prefix, false);
   }
 
   // ---- live view (long poll) ----
@@ -211,6 +217,8 @@
         $("events").prepend(li);
       }
       while ($("events").children.length > 200) $("events").lastChild.remove();
+      // A key came or went: list the first page again (unless paged on).
+      if (r.body.events.length && !state.after) loadList(prefix, false);
       after = r.body.next;
     }
   }

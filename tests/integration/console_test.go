@@ -165,6 +165,7 @@ func TestConsole_Browser(t *testing.T) {
 	}
 	waitFor("the leases table shows the lease", fmt.Sprintf(`Array.from(document.querySelectorAll('#leases tbody tr')).some(tr =>
 		tr.cells.length === 4 && tr.cells[0].textContent === '%d' && tr.cells[1].textContent === '60.0 s' && tr.cells[3].textContent === '1')`, lease.LeaseID), 20*time.Second)
+	waitFor("the key list shows the key written under the lease", `Array.from(document.querySelectorAll('#entries li')).some(li => li.dataset.name === 'boards/kitchen/alive')`, 20*time.Second)
 	shot("console-3-conflict.png")
 
 	// 4. Kill a follower: its row turns red within a few seconds.
