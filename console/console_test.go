@@ -7,6 +7,9 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +24,7 @@ type fakeBackend struct {
 	index   int64
 	entries map[string]*kv.Entry
 	cas     int
+	scans   int
 }
 
 func newFake() *fakeBackend { return &fakeBackend{entries: map[string]*kv.Entry{}} }
@@ -68,14 +72,26 @@ func (f *fakeBackend) Cas(_ context.Context, r *kv.CASRequest) (*kv.CASResponse,
 	return &kv.CASResponse{Succeeded: true, Index: f.index}, nil
 }
 
+// Scan pages as the front door does: keys in order from start_key within
+// the prefix, at most limit, the continuation the last key plus a 0 byte.
 func (f *fakeBackend) Scan(_ context.Context, r *kv.ScanRequest) (*kv.ScanResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	resp := &kv.ScanResponse{Info: &kv.ReadInfo{AppliedIndex: f.index}}
-	for k, e := range f.entries {
-		if strings.HasPrefix(k, string(r.Prefix)) {
-			resp.Entries = append(resp.Entries, e)
+	f.scans++
+	keys := make([]string, 0, len(f.entries))
+	for k := range f.entries {
+		if strings.HasPrefix(k, string(r.Prefix)) && k >= string(r.StartKey) {
+			keys = append(keys, k)
 		}
+	}
+	sort.Strings(keys)
+	resp := &kv.ScanResponse{Info: &kv.ReadInfo{AppliedIndex: f.index}}
+	for _, k := range keys {
+		if r.Limit != nil && len(resp.Entries) == int(*r.Limit) {
+			resp.Continuation = append([]byte(resp.Entries[len(resp.Entries)-1].Key), 0)
+			break
+		}
+		resp.Entries = append(resp.Entries, f.entries[k])
 	}
 	return resp, nil
 }
@@ -218,5 +234,47 @@ cubekv_request_duration_seconds_bucket{method="watch",le="+Inf"} 100
 	}
 	if got := quantile(diffBuckets(bs, bs), 0.99); got != -1 {
 		t.Fatalf("p99 of no requests: %v", got)
+	}
+}
+
+// TestKeysPagesSkipFolders: a folder of many keys costs one scan and one
+// entry of the page; the loose keys page with the continuation.
+func TestKeysPagesSkipFolders(t *testing.T) {
+	f := newFake()
+	for i := 0; i < 1000; i++ {
+		f.put("a/big/"+strconv.Itoa(1000+i), "v")
+	}
+	for i := 0; i < 150; i++ {
+		f.put("a/k"+strconv.Itoa(1000+i), "v")
+	}
+	f.put("a/small/x", "v")
+	h := New(Config{Backend: f}).Handler()
+	var all []string
+	folders := 0
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages == 5 {
+			t.Fatalf("more than 5 pages; so far %d keys", len(all))
+		}
+		f.scans = 0
+		rec := do(t, h, "GET", "/ui/api/keys?prefix=a/&sep=/&after="+url.QueryEscape(after), nil, false)
+		var page keysPage
+		if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil {
+			t.Fatal(err)
+		}
+		if f.scans > maxScansPerPage || len(page.Folders)+len(page.Keys) > pageSize {
+			t.Fatalf("page %d: %d scans, %d entries", pages, f.scans, len(page.Folders)+len(page.Keys))
+		}
+		folders += len(page.Folders)
+		for _, k := range page.Keys {
+			all = append(all, k.Key)
+		}
+		if page.Continuation == "" {
+			break
+		}
+		after = page.Continuation
+	}
+	if folders != 2 || len(all) != 150 || all[0] != "a/k1000" || all[149] != "a/k1149" {
+		t.Fatalf("%d folders, %d keys (%v...)", folders, len(all), all[:min(3, len(all))])
 	}
 }

@@ -40,44 +40,75 @@ type keysPage struct {
 	Continuation string       `json:"continuation,omitempty"`
 }
 
+// maxScansPerPage bounds the scans one /ui/api/keys page makes: each
+// folder found skips past its keys with a new scan.
+const maxScansPerPage = 20
+
 // keys answers one page of keys under prefix: keys with the separator after
 // the prefix become their folder (prefix up to and including the next
-// separator). Folders may repeat across pages; the page merges them.
+// separator), and the scan then skips past the folder's keys, so a folder
+// of a million keys costs one entry of the page. "after" is the previous
+// page's continuation.
 func (c *Console) keys(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	prefix, sep := q.Get("prefix"), q.Get("sep")
-	req := &kv.ScanRequest{Prefix: []byte(prefix), Limit: ptr(int32(pageSize)), KeysOnly: ptr(true)}
-	if prefix == "" {
-		req.Prefix = nil
-	}
-	if after := q.Get("after"); after != "" {
-		req.StartKey = []byte(after)
-	}
+	start := []byte(q.Get("after"))
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	resp, err := c.cfg.Backend.Scan(ctx, req)
-	if err != nil {
-		fail(w, statusFor(err), err)
-		return
-	}
 	page := &keysPage{Prefix: prefix, Separator: sep, Folders: []string{}, Keys: []*entryView{}}
 	seen := make(map[string]bool)
-	for _, e := range resp.Entries {
-		rest := strings.TrimPrefix(string(e.Key), prefix)
-		if i := strings.Index(rest, sep); sep != "" && i >= 0 {
-			f := prefix + rest[:i+len(sep)]
-			if !seen[f] {
-				seen[f] = true
-				page.Folders = append(page.Folders, f)
+	for scans := 0; ; scans++ {
+		if scans == maxScansPerPage || len(page.Folders)+len(page.Keys) >= pageSize {
+			page.Continuation = string(start)
+			break
+		}
+		req := &kv.ScanRequest{Prefix: nonEmpty([]byte(prefix)), StartKey: nonEmpty(start), Limit: ptr(int32(pageSize - len(page.Folders) - len(page.Keys))), KeysOnly: ptr(true)}
+		resp, err := c.cfg.Backend.Scan(ctx, req)
+		if err != nil {
+			fail(w, statusFor(err), err)
+			return
+		}
+		skipped := false
+		for _, e := range resp.Entries {
+			rest := strings.TrimPrefix(string(e.Key), prefix)
+			if i := strings.Index(rest, sep); sep != "" && i >= 0 {
+				f := prefix + rest[:i+len(sep)]
+				if !seen[f] {
+					seen[f] = true
+					page.Folders = append(page.Folders, f)
+				}
+				// Skip the rest of the folder: the next scan starts
+				// after every key with its prefix.
+				if end := prefixEnd([]byte(f)); end != nil {
+					start, skipped = end, true
+					break
+				}
+				continue
 			}
+			page.Keys = append(page.Keys, viewOf(e))
+		}
+		if skipped {
 			continue
 		}
-		page.Keys = append(page.Keys, viewOf(e))
-	}
-	if resp.Continuation != nil {
-		page.Continuation = string(resp.Continuation)
+		if resp.Continuation == nil {
+			break
+		}
+		start = resp.Continuation
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// prefixEnd is the first key after every key starting with p; nil when
+// there is none (p is all 0xff).
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
 }
 
 func ptr[T any](v T) *T { return &v }
