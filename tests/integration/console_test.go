@@ -169,10 +169,12 @@ func TestConsole_Browser(t *testing.T) {
 	shot("console-3-conflict.png")
 
 	// 4. Kill a follower: its row turns red within a few seconds.
+	killed := time.Now()
 	follower.kill()
 	waitFor("the killed follower's row is red", fmt.Sprintf(`(() => {
 		const tr = document.querySelector('#nodes tbody tr[data-node=%q]');
 		return !!tr && tr.classList.contains('down') && document.querySelectorAll('#nodes tbody tr.down').length === 1;
 	})()`, follower.id), 20*time.Second)
+	t.Logf("follower %s red in the page %v after the kill", follower.id, time.Since(killed).Round(10*time.Millisecond))
 	shot("console-4-follower-down.png")
 }
