@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/cubekv/cubekv/console"
 	"github.com/cubekv/cubekv/fsm"
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/server"
@@ -89,6 +90,7 @@ func createAdmin(cfg *config, n *node.Node, logger *slog.Logger) (*adminServer, 
 		r.Body = http.MaxBytesReader(w, r.Body, maxRestoreBytes)
 		restoreSnapshot(w, r, n, cfg.DataDir, logger)
 	})
+	mux.Handle("/ui/", createConsole(cfg).Handler())
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -279,4 +281,13 @@ func adminStatusFor(err error) int {
 	default:
 		return http.StatusInternalServerError
 	}
+}
+
+// createConsole builds the web console (/ui/) on this node's own Thrift
+// front-door handlers, so its reads and writes get the same validation,
+// limits and metrics as any Thrift client's; it reads peers' /metrics with
+// the node's TLS configuration (its certificate as the client's) when TLS is
+// on.
+func createConsole(cfg *config) *console.Console {
+	return console.New(console.Config{Backend: cfg.front, Writable: cfg.UIWrite, TLS: cfg.tlsConfig()})
 }

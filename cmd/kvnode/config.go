@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cubekv/cubekv/console"
 	"github.com/cubekv/cubekv/fsm"
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/server"
@@ -86,6 +87,11 @@ type config struct {
 	WatchHistoryBytes int64
 	WatchMaxTimeout   time.Duration
 	MaxWatches        int
+
+	UIWrite bool
+	// front is the Thrift front door's handlers, set by createThriftServer
+	// for the web console.
+	front console.Front
 }
 
 // errUsage marks a bad flag or variable; main exits 2 on it.
@@ -163,6 +169,8 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.Int64Var(&c.WatchHistoryBytes, "watch-history-bytes", fsm.DefaultHistoryBytes, "bytes of recent changes kept in memory to serve watches (keys, values and ~80 bytes each); a watch from an older index gets Compacted")
 	fs.DurationVar(&c.WatchMaxTimeout, "watch-max-timeout", server.DefaultWatchMaxTimeout, "longest a watch waits for an event (a larger timeout_ms is lowered)")
 	fs.IntVar(&c.MaxWatches, "max-watches", server.DefaultMaxWatches, "most watches waiting at once; each holds a connection (keep it below --max-conns)")
+
+	fs.BoolVar(&c.UIWrite, "ui-write", false, "let the web console on the admin port (/ui/) create, edit and delete keys; without it the console is read-only")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/apache/thrift/lib/go/thrift"
 
+	"github.com/cubekv/cubekv/console"
 	"github.com/cubekv/cubekv/gossip"
 	"github.com/cubekv/cubekv/internal/logging"
 	"github.com/cubekv/cubekv/node"
@@ -412,7 +413,9 @@ func createThriftServer(cfg *config, n *node.Node, peers *server.PeerClient, g *
 	if g != nil {
 		keyring = g
 	}
-	proc := server.NewProcessor(h, server.NewCluster(h, n, peers, keyring), server.NewInternal(h, n, keyring))
+	cluster := server.NewCluster(h, n, peers, keyring)
+	cfg.front = console.Front{KV: h, Cluster: cluster}
+	proc := server.NewProcessor(h, cluster, server.NewInternal(h, n, keyring))
 	srv, err := transport.NewServer(sc, proc, logger.With("component", logging.ComponentTransport))
 	if err != nil {
 		return nil, fmt.Errorf("new thrift server: %w", err)

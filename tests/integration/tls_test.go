@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -176,6 +178,37 @@ func TestTLS_MutualTLSEverywhere(t *testing.T) {
 		t.Fatalf("admin /health with a client certificate: %v", err)
 	}
 	resp.Body.Close()
+
+	// The web console too: refused without a client certificate; with one,
+	// it reads every member's /metrics over mutual TLS (all answering).
+	if resp, err := noCertHTTP.Get("https://" + leader.adminAddr + "/ui/"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("console answered without a client certificate")
+	}
+	eventually(t, 20*time.Second, "the console sees three answering members over TLS", func() (bool, string) {
+		resp, err := hc.Get(base + "/ui/api/cluster")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		var view struct {
+			Members []struct {
+				NodeID    string `json:"node_id"`
+				Answering bool   `json:"answering"`
+				Error     string `json:"error"`
+			} `json:"members"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&view); err != nil {
+			return false, err.Error()
+		}
+		answering := 0
+		for _, m := range view.Members {
+			if m.Answering {
+				answering++
+			}
+		}
+		return len(view.Members) == 3 && answering == 3, fmt.Sprintf("%+v", view.Members)
+	})
 
 	// A node holding a certificate from another CA cannot join: added as a
 	// member it never catches up (its Raft handshakes fail) and is not
