@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cubekv/cubekv/client"
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
@@ -100,6 +101,18 @@ type lockHistory struct {
 	mu     sync.Mutex
 	acqs   []lockAcq
 	writes []lockWrite
+}
+
+// acquiredBy reports whether worker has acquired the lock yet.
+func (h *lockHistory) acquiredBy(worker int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, a := range h.acqs {
+		if a.worker == worker {
+			return true
+		}
+	}
+	return false
 }
 
 // acquired records a and returns its number in the scenario, from 1.
@@ -300,14 +313,30 @@ func runLockScenario(t *testing.T, c *cluster, seed uint64, workers int, canary 
 	h := &lockHistory{}
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for i := range workers {
+	canaryID := -1
+	if canary {
+		canaryID = workers - 1
+	}
+	start := func(i int) {
 		cl := wl.newClient(c.endpoints(), i, 0, discover)
-		isCanary := canary && i == workers-1
+		isCanary := i == canaryID
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			lockWorker(ctx, i, wl, c.endpoints(), cl, isCanary, 2, rand.New(rand.NewPCG(seed, uint64(i))), rec, h)
 		}()
+	}
+	if canary {
+		// Polling waiters are not served in order: the canary starts
+		// alone and holds the lock once before the others contend, so
+		// every canary run exercises it however the race would go.
+		start(canaryID)
+		testutil.WaitFor(t, 30*time.Second, "the canary's first acquisition", func() bool { return h.acquiredBy(canaryID) })
+	}
+	for i := range workers {
+		if i != canaryID {
+			start(i)
+		}
 	}
 	end := time.Now().Add(d)
 	rng := rand.New(rand.NewPCG(seed, 0x6c6f636b))
