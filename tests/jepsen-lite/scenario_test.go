@@ -2,6 +2,7 @@ package jepsenlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/cubekv/cubekv/internal/testutil"
 )
 
 // scenario is one cluster, one traffic window and one fault schedule.
@@ -344,9 +347,8 @@ func runScenario(t *testing.T, s scenario, bin string, seed uint64, resultsDir s
 // waitAckAfter polls the history until an acknowledged write invoked after
 // since appears, returning its completion time, or -1 at the timeout.
 func waitAckAfter(rec *recorder, since int64, timeout time.Duration) int64 {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		best := int64(-1)
+	best := int64(-1)
+	_ = testutil.Poll(timeout, func() error {
 		for _, o := range rec.snapshot() {
 			if o.Call >= since && o.Outcome == outcomeOK && (o.Kind == kindWrite || o.Kind == kindAdd || o.Kind == kindCAS) {
 				if best < 0 || o.Return < best {
@@ -354,12 +356,12 @@ func waitAckAfter(rec *recorder, since int64, timeout time.Duration) int64 {
 				}
 			}
 		}
-		if best >= 0 {
-			return best
+		if best < 0 {
+			return errors.New("no acknowledged write yet")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return -1
+		return nil
+	})
+	return best
 }
 
 // throughput is acknowledged operations per second completed in [from, to).

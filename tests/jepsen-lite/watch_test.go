@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cubekv/cubekv/client"
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 	"github.com/cubekv/cubekv/transport"
 )
@@ -139,9 +140,12 @@ func (ws *watchers) stop(last int64, timeout time.Duration) []string {
 	var problems []string
 	deadline := time.Now().Add(timeout)
 	for _, l := range append(slices.Clone(ws.logs), ws.canary) {
-		for l.lastIndex() < last && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond) // polled with a deadline
-		}
+		_ = testutil.Poll(time.Until(deadline), func() error {
+			if got := l.lastIndex(); got < last {
+				return fmt.Errorf("at index %d", got)
+			}
+			return nil
+		})
 		if got := l.lastIndex(); got < last {
 			problems = append(problems, fmt.Sprintf("watch: %s stopped at index %d, the history goes to %d", l.name, got, last))
 		}
