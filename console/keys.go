@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cubekv/cubekv/server"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
@@ -79,7 +80,7 @@ func (c *Console) keys(w http.ResponseWriter, r *http.Request) {
 				}
 				// Skip the rest of the folder: the next scan starts
 				// after every key with its prefix.
-				if end := prefixEnd([]byte(f)); end != nil {
+				if end := server.PrefixEnd([]byte(f)); end != nil {
 					start, skipped = end, true
 					break
 				}
@@ -96,19 +97,6 @@ func (c *Console) keys(w http.ResponseWriter, r *http.Request) {
 		start = resp.Continuation
 	}
 	writeJSON(w, http.StatusOK, page)
-}
-
-// prefixEnd is the first key after every key starting with p; nil when
-// there is none (p is all 0xff).
-func prefixEnd(p []byte) []byte {
-	end := append([]byte(nil), p...)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i] < 0xff {
-			end[i]++
-			return end[:i+1]
-		}
-	}
-	return nil
 }
 
 func ptr[T any](v T) *T { return &v }

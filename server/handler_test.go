@@ -423,8 +423,8 @@ func TestPrefixEnd(t *testing.T) {
 		{[]byte("\xff\xff"), nil},
 		{[]byte("ab"), []byte("ac")},
 	} {
-		if got := prefixEnd(tc.in); !bytes.Equal(got, tc.want) {
-			t.Errorf("prefixEnd(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := PrefixEnd(tc.in); !bytes.Equal(got, tc.want) {
+			t.Errorf("PrefixEnd(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

@@ -17,9 +17,9 @@ func (h *Handler) checkKey(field string, key []byte) error {
 	return nil
 }
 
-// prefixEnd returns the smallest key greater than every key with prefix p,
+// PrefixEnd returns the smallest key greater than every key with prefix p,
 // or nil when there is none (p is all 0xff).
-func prefixEnd(p []byte) []byte {
+func PrefixEnd(p []byte) []byte {
 	end := append([]byte(nil), p...)
 	for i := len(end) - 1; i >= 0; i-- {
 		if end[i] < 0xff {
@@ -51,7 +51,7 @@ func (h *Handler) scanBounds(req *kv.ScanRequest) (start, end []byte, limit int,
 		if start == nil || bytes.Compare(start, req.Prefix) < 0 {
 			start = req.Prefix
 		}
-		if pe := prefixEnd(req.Prefix); pe != nil && (end == nil || bytes.Compare(pe, end) < 0) {
+		if pe := PrefixEnd(req.Prefix); pe != nil && (end == nil || bytes.Compare(pe, end) < 0) {
 			end = pe
 		}
 	}

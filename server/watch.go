@@ -132,7 +132,7 @@ func (h *Handler) watchQuery(req *kv.WatchRequest) (fsm.WatchQuery, error) {
 		}
 		if len(req.Prefix) > 0 {
 			q.Start = req.Prefix
-			q.End = prefixEnd(req.Prefix)
+			q.End = PrefixEnd(req.Prefix)
 		}
 	case ranged:
 		for _, b := range []struct {
