@@ -213,10 +213,6 @@ func (v *arenaView) Scan(start, end []byte, reverse bool, fn func(Entry) bool) {
 const (
 	firstScanBatch = 8
 	maxScanBatch   = 64
-
-	// touchSpan is the offset of the last byte of a record Scan touches
-	// ahead of decoding it: a header with a key of up to 24 bytes.
-	touchSpan = 31
 )
 
 // scanBatch is the state of one arenaView.Scan: handles the index gave and
@@ -256,30 +252,31 @@ func (b *scanBatch) flush() bool {
 	}
 	// Touch every record first: loads that depend on nothing but their
 	// handle, so the processor has the whole batch's misses in flight at
-	// once, and decoding below finds the records in cache.
-	// A record's header may cross into the next cache line (slots are
-	// multiples of 8 bytes, not of 64), so touch its 32nd byte too, or its
-	// slot's last byte if the slot is smaller: the slot after it may be
-	// being written.
+	// once, and decoding below finds the records in cache. A header of up
+	// to 8 bytes lies in the line of the record's first byte (slots are
+	// 8-aligned); one of up to 16 may reach into the next line, so touch
+	// the 16th byte too, which every slot has (minRecordRead).
+	slabs := *b.a.slabs.Load()
+	large := *b.a.large.Load()
 	var touch byte
 	for _, h := range b.hs[:n] {
-		r := b.a.slot(h)
-		touch ^= r[0] ^ r[min(touchSpan, len(r)-1)]
+		r := recordAt(slabs, large, h)
+		touch ^= r[0] ^ r[minRecordRead-1]
 	}
 	b.touch = touch
 	for _, h := range b.hs[:n] {
-		e := b.a.entry(h)
+		key, value, create, mod := recordFields(recordAt(slabs, large, h))
 		switch {
-		case !beforeEnd(e.Key, b.end):
+		case !beforeEnd(key, b.end):
 			// Ascending: past the end. Descending: only the key equal to
 			// end, where Descend starts.
 			if !b.reverse {
 				b.done = true
 			}
-		case b.reverse && !atOrAfterStart(e.Key, b.start):
+		case b.reverse && !atOrAfterStart(key, b.start):
 			b.done = true
 		default:
-			b.done = !b.fn(e)
+			b.done = !b.fn(Entry{Key: key, Value: value, CreateIndex: create, ModIndex: mod})
 		}
 		if b.done {
 			return false

@@ -164,16 +164,13 @@ func (a *arena) bytes(h handle) []byte {
 	return s.buf[uint32(h):]
 }
 
-// slot returns the bytes of the slot at h (or the large record h): unlike
-// bytes, nothing beyond it, where the writer may be filling another slot
-// while a View reads.
-func (a *arena) slot(h handle) []byte {
+// recordAt is arena.bytes with the slab and large record tables loaded
+// once by the caller, for a run of handles.
+func recordAt(slabs []slab, large [][]byte, h handle) []byte {
 	if h&handleLarge != 0 {
-		return (*a.large.Load())[h&^handleLarge]
+		return large[h&^handleLarge]
 	}
-	s := (*a.slabs.Load())[h>>32]
-	off := uint32(h)
-	return s.buf[off : off+uint32(classSizes[s.class])]
+	return slabs[h>>32].buf[uint32(h):]
 }
 
 // key returns the key of the record (or probe) h.
@@ -230,11 +227,12 @@ func (a *arena) releaseProbe(h handle) {
 // alloc stores a record and returns its handle and the number of bytes its
 // slot takes.
 func (a *arena) alloc(key, value []byte, create, mod uint64) handle {
-	n := recordLen(key, value, create, mod)
+	t := recordTag(key, value, create, mod)
+	n := recordLen(t, key, value)
 	c := classOf(n)
 	if c < 0 {
 		buf := make([]byte, n)
-		putRecord(buf, key, value, create, mod)
+		putRecord(buf, t, key, value, create, mod)
 		a.largeBytes += int64(n)
 		tbl := *a.large.Load()
 		if k := len(a.largeFree); k > 0 {
@@ -259,7 +257,7 @@ func (a *arena) alloc(key, value []byte, create, mod uint64) handle {
 		h = handle(a.cur[c])<<32 | handle(a.curOff[c])
 		a.curOff[c] += classSizes[c]
 	}
-	putRecord(a.bytes(h)[:n], key, value, create, mod)
+	putRecord(a.bytes(h)[:n], t, key, value, create, mod)
 	return h
 }
 
