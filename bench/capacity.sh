@@ -66,7 +66,7 @@ docker run -d --name "$name" --network host --memory "$memory" --memory-swap "$m
 	--gossip-addr "127.0.0.1:$((base + 2))" --admin-addr "$admin" \
 	--initial-cluster "n1=127.0.0.1:$((base + 1))" --log-level warn \
 	--max-value-size 65536 --max-frame-size 262144 --max-entry-bytes 262144 \
-	--snapshot-threshold 256 --trailing-logs 1024 --snapshot-interval 5s --max-conns 256 >/dev/null
+	--snapshot-log-bytes 8388608 --snapshot-threshold 65536 --trailing-logs 131072 --snapshot-interval 5s --max-conns 256 >/dev/null
 for _ in $(seq 150); do
 	curl -sf "http://$admin/ready" >/dev/null 2>&1 && break
 	sleep 0.2

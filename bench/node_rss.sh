@@ -10,7 +10,8 @@
 #
 # Usage: bench/node_rss.sh [--engine arena|btree|hash] [--keys 1000000]
 #                          [--value-size 100] [--restart]
-# Environment: GOGC / GOMEMLIMIT are passed to kvnode; KVNODE and KVCTL
+# Environment: GOGC / GOMEMLIMIT are passed to kvnode, and KVNODE_FLAGS
+# (split on spaces) is added to its flags; KVNODE and KVCTL
 # use prebuilt binaries (KVNODE may be a cross-built binary run under
 # qemu-user, e.g. KVNODE_EXEC=qemu-arm-static).
 set -euo pipefail
@@ -52,7 +53,7 @@ start() {
 	${KVNODE_EXEC:-} "$kvnode" --id n1 --data-dir "$tmp/n1" --engine "$engine" \
 		--thrift-addr "$eps" --raft-addr "127.0.0.1:$((base + 1))" \
 		--gossip-addr "127.0.0.1:$((base + 2))" --admin-addr "$admin" \
-		--initial-cluster "n1=127.0.0.1:$((base + 1))" --log-level warn >>"$tmp/n1.log" 2>&1 &
+		--initial-cluster "n1=127.0.0.1:$((base + 1))" --log-level warn ${KVNODE_FLAGS:-} >>"$tmp/n1.log" 2>&1 &
 	pid=$!
 }
 # wait_for CMD...: polls CMD every 0.2 s for up to 10 minutes.

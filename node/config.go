@@ -31,12 +31,19 @@ const (
 	DefaultCommitTimeout = 50 * time.Millisecond
 	// DefaultMaxAppendEntries is Config.MaxAppendEntries's default.
 	DefaultMaxAppendEntries = 64
-	// DefaultSnapshotThreshold is Config.SnapshotThreshold's default.
-	DefaultSnapshotThreshold = 8192
+	// DefaultSnapshotThreshold is Config.SnapshotThreshold's default. It is
+	// high because SnapshotLogBytes bounds the log in bytes (logbudget.go):
+	// a snapshot rewrites the whole state, which should not happen for every
+	// few MB of small entries.
+	DefaultSnapshotThreshold = 65536
 	// DefaultSnapshotInterval is Config.SnapshotInterval's default.
 	DefaultSnapshotInterval = 30 * time.Second
-	// DefaultTrailingLogs is Config.TrailingLogs's default.
-	DefaultTrailingLogs = 10240
+	// DefaultTrailingLogs is Config.TrailingLogs's default: twice the
+	// threshold, so the log reaches back to the previous snapshot; twice
+	// SnapshotLogBytes bounds it in bytes.
+	DefaultTrailingLogs = 2 * DefaultSnapshotThreshold
+	// DefaultSnapshotLogBytes is Config.SnapshotLogBytes's default.
+	DefaultSnapshotLogBytes = 8 << 20
 	// DefaultSnapshotRetain is Config.SnapshotRetain's default.
 	DefaultSnapshotRetain = 2
 	// DefaultMaxInflightEntries is Config.MaxInflightEntries's default.
@@ -46,7 +53,7 @@ const (
 	// DefaultLogCacheSize is Config.LogCacheSize's default.
 	DefaultLogCacheSize = 512
 	// DefaultLogCacheBytes is Config.LogCacheBytes's default.
-	DefaultLogCacheBytes = 16 << 20
+	DefaultLogCacheBytes = 4 << 20
 	// DefaultStoreCheckTimeout is Config.StoreCheckTimeout's default.
 	DefaultStoreCheckTimeout = 10 * time.Second
 )
@@ -86,7 +93,7 @@ type Config struct {
 	// Every initial member is given the same list. Ignored on restart.
 	InitialCluster []Peer
 	// Engine is the storage engine kind ("arena", "btree" or "hash");
-	// empty: storage.KindDefault (btree).
+	// empty: storage.KindDefault (arena).
 	Engine string
 	// WatchHistoryBytes bounds the FSM's change history, which serves
 	// watches, in bytes; 0: fsm.DefaultHistoryBytes.
@@ -116,9 +123,14 @@ type Config struct {
 	// DefaultSnapshotInterval.
 	SnapshotInterval time.Duration
 	// TrailingLogs is how many entries stay in the log after a snapshot, so
-	// a briefly lagging follower catches up without a snapshot. 0:
+	// a briefly lagging follower catches up without a snapshot, at most: the
+	// node keeps fewer when they hold more than 2 x SnapshotLogBytes. 0:
 	// DefaultTrailingLogs.
 	TrailingLogs uint64
+	// SnapshotLogBytes bounds the log in bytes: a snapshot is taken once the
+	// entries since the last one hold this much data, however few they are
+	// (checked every second; see logbudget.go). 0: DefaultSnapshotLogBytes.
+	SnapshotLogBytes int64
 	// SnapshotRetain is how many snapshots are kept on disk. 0:
 	// DefaultSnapshotRetain.
 	SnapshotRetain int
@@ -210,6 +222,7 @@ func DefaultConfig() *Config {
 		SnapshotThreshold:  DefaultSnapshotThreshold,
 		SnapshotInterval:   DefaultSnapshotInterval,
 		TrailingLogs:       DefaultTrailingLogs,
+		SnapshotLogBytes:   DefaultSnapshotLogBytes,
 		SnapshotRetain:     DefaultSnapshotRetain,
 		MaxInflightEntries: DefaultMaxInflightEntries,
 		MaxEntryBytes:      DefaultMaxEntryBytes,
@@ -296,6 +309,12 @@ func (c *Config) logCacheSize() int { return orDefault(c.LogCacheSize, DefaultLo
 
 func (c *Config) logCacheBytes() int64 { return orDefault(c.LogCacheBytes, DefaultLogCacheBytes) }
 
+func (c *Config) snapshotLogBytes() int64 {
+	return orDefault(c.SnapshotLogBytes, DefaultSnapshotLogBytes)
+}
+
+func (c *Config) trailingLogs() uint64 { return orDefault(c.TrailingLogs, DefaultTrailingLogs) }
+
 func (c *Config) snapshotRetain() int { return orDefault(c.SnapshotRetain, DefaultSnapshotRetain) }
 
 // raftConfig maps Config onto raft.Config: the one place that does so. Every
@@ -312,7 +331,7 @@ func (c *Config) raftConfig() *raft.Config {
 	rc.MaxAppendEntries = orDefault(c.MaxAppendEntries, DefaultMaxAppendEntries)
 	rc.SnapshotThreshold = orDefault(c.SnapshotThreshold, DefaultSnapshotThreshold)
 	rc.SnapshotInterval = orDefault(c.SnapshotInterval, DefaultSnapshotInterval)
-	rc.TrailingLogs = orDefault(c.TrailingLogs, DefaultTrailingLogs)
+	rc.TrailingLogs = c.trailingLogs()
 	// The lease must not exceed the heartbeat timeout (raft validates it).
 	if rc.LeaderLeaseTimeout > rc.HeartbeatTimeout {
 		rc.LeaderLeaseTimeout = rc.HeartbeatTimeout

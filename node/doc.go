@@ -28,9 +28,13 @@
 // logstore.go and logcache.go, and the file snapshot store, each wrapped so
 // a failed write shows in StorageError), openTransport (the TCP stream
 // layer of package transport), startRaft, and bootstrap (only when no Raft
-// state exists and Bootstrap or InitialCluster asks for it). It then starts
-// four goroutines: watchLeadership (readiness.go), the proposer
-// (propose.go), registerLoop (members.go) and leaseLoop (lease.go). Close
+// state exists and Bootstrap or InitialCluster asks for it). Raft sees the
+// log store through a logMeter, which counts the bytes of the entries it
+// stores. Open then starts five goroutines: logBudgetLoop (logbudget.go:
+// a snapshot once the log since the last one holds SnapshotLogBytes, and
+// raft's TrailingLogs lowered to what fits in twice that), watchLeadership
+// (readiness.go), the proposer (propose.go), registerLoop (members.go) and
+// leaseLoop (lease.go). Close
 // shuts Raft down, waits for those goroutines, then closes the transport
 // and the stores.
 //

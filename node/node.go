@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -35,6 +36,10 @@ type Node struct {
 	stores   *logStores // nil when Config supplied both stores
 	notifyCh chan bool
 	opened   bool
+	// meter counts the log's bytes for the byte bounds, and budget is this
+	// node's share of SnapshotLogBytes (logbudget.go).
+	meter  *logMeter
+	budget int64
 	// health tracks the stores' write failures (diskspace.go).
 	health *storageHealth
 
@@ -136,14 +141,17 @@ func (n *Node) Open() (err error) {
 	if err != nil {
 		return fmt.Errorf("check raft state: %w", err)
 	}
-	if err := n.startRaft(hlog, logStore, stableStore, snaps); err != nil {
+	n.meter = newLogMeter(logStore)
+	n.budget = n.cfg.snapshotLogBytes() + rand.Int64N(n.cfg.snapshotLogBytes()/4+1)
+	if err := n.startRaft(hlog, n.meter, stableStore, snaps); err != nil {
 		return err
 	}
 	if err := n.bootstrap(existing); err != nil {
 		return err
 	}
 
-	n.wg.Add(4)
+	n.wg.Add(5)
+	go n.logBudgetLoop()
 	go n.watchLeadership()
 	go n.runProposer()
 	go n.registerLoop()

@@ -60,6 +60,7 @@ type config struct {
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
+	SnapshotLogBytes   int64
 	MaxEntryBytes      int
 	MaxInflight        int
 
@@ -151,7 +152,8 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", nd.SnapshotInterval, "how often the snapshot threshold is checked")
 	fs.IntVar(&c.MaxInflight, "max-inflight-entries", nd.MaxInflightEntries, "coalesced log entries the leader keeps in flight at once")
 	fs.IntVar(&c.MaxEntryBytes, "max-entry-bytes", nd.MaxEntryBytes, "most bytes of keys and values coalesced into one log entry (a single larger command still goes alone)")
-	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", nd.TrailingLogs, "log entries kept after a snapshot for lagging followers")
+	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", nd.TrailingLogs, "log entries kept after a snapshot for lagging followers, at most (fewer when they hold more than 2 x --snapshot-log-bytes)")
+	fs.Int64Var(&c.SnapshotLogBytes, "snapshot-log-bytes", nd.SnapshotLogBytes, "bytes of log entries since the last snapshot that trigger a new one, however few the entries (bounds raft.db and a restart's replay)")
 
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "node certificate (PEM): with --tls-key and --tls-ca, mutual TLS on the Raft, Thrift and admin ports")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of --tls-cert (PEM)")
@@ -302,6 +304,10 @@ func (c *config) nodeConfig() (*node.Config, error) {
 	nc.SnapshotThreshold = c.SnapshotThreshold
 	nc.SnapshotInterval = c.SnapshotInterval
 	nc.TrailingLogs = c.TrailingLogs
+	if c.SnapshotLogBytes <= 0 || c.SnapshotLogBytes > 1<<40 {
+		return nil, fmt.Errorf("%w: --snapshot-log-bytes must be between 1 and 1 TiB, got %d", errUsage, c.SnapshotLogBytes)
+	}
+	nc.SnapshotLogBytes = c.SnapshotLogBytes
 	nc.StoreCheckTimeout = c.StoreCheckTimeout
 	if c.MaxEntryBytes <= 0 {
 		return nil, fmt.Errorf("%w: --max-entry-bytes must be positive, got %d", errUsage, c.MaxEntryBytes)

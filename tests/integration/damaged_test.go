@@ -29,7 +29,8 @@ func boardFlags(t *testing.T) []string {
 	defer f.Close()
 	keep := map[string]bool{
 		"KVNODE_SNAPSHOT_THRESHOLD": true, "KVNODE_TRAILING_LOGS": true, "KVNODE_SNAPSHOT_INTERVAL": true,
-		"KVNODE_MAX_ENTRY_BYTES": true, "KVNODE_MAX_VALUE_SIZE": true, "KVNODE_MAX_FRAME_SIZE": true,
+		"KVNODE_SNAPSHOT_LOG_BYTES": true,
+		"KVNODE_MAX_ENTRY_BYTES":    true, "KVNODE_MAX_VALUE_SIZE": true, "KVNODE_MAX_FRAME_SIZE": true,
 	}
 	var flags []string
 	sc := bufio.NewScanner(f)
@@ -185,22 +186,31 @@ func TestDamaged_NewestSnapshotBoardSettings(t *testing.T) {
 	f := c.followers(leader)[0]
 	acked := map[string]string{}
 	// Write until the follower keeps two snapshots, as a board does after
-	// running a while.
+	// running a while. The board settings snapshot every 8 MiB of log, so
+	// each round overwrites 200 keys with 60 KB values (12 MB of log) that
+	// name the round: a node that replayed too little of the log would
+	// serve an older round's value.
+	ctx := ctxTimeout(t, 5*time.Minute)
+	value := strings.Repeat("x", 60000)
 	for round := 0; ; round++ {
-		for k, v := range writeKeys(t, cl, fmt.Sprintf("r%02d-", round), 300, 100, 1) {
-			acked[k] = v
+		testutil.Concurrently(t, 4, func(w int) error {
+			for i := w; i < 200; i += 4 {
+				k, v := fmt.Sprintf("k%03d", i), fmt.Sprintf("r%02d-%s", round, value)
+				if _, err := cl.Put(ctx, []byte(k), []byte(v)); err != nil {
+					return fmt.Errorf("put %s: %w", k, err)
+				}
+			}
+			return nil
+		})
+		for i := 0; i < 200; i++ {
+			acked[fmt.Sprintf("k%03d", i)] = fmt.Sprintf("r%02d-%s", round, value)
 		}
 		if done, _ := snapshots(t, f); len(done) >= 2 {
 			break
 		}
 		if round == 20 {
-			t.Fatalf("%s has not kept two snapshots after %d rounds", f.id, round+1)
+			t.Fatalf("%s has not kept two snapshots after %d rounds (%d MB of log)", f.id, round+1, 12*(round+1))
 		}
-		// A snapshot is taken at most every 2 x the snapshot interval.
-		eventually(t, 30*time.Second, "a new snapshot on "+f.id, func() (bool, string) {
-			done, _ := snapshots(t, f)
-			return len(done) > round, fmt.Sprintf("%v", done)
-		})
 	}
 	waitDigests(t, c, 60*time.Second)
 	if err := f.stop(30 * time.Second); err != nil {
