@@ -60,8 +60,8 @@ func (e *CommandError) Unwrap() error { return e.Err }
 // are recognised, and so what gets applied: they must be the same on every
 // node of a cluster.
 type Config struct {
-	// Engine is the storage kind: "btree" (storage.KindDefault, also when
-	// empty), "arena" or "hash".
+	// Engine is the storage kind: "arena" (storage.KindDefault, also when
+	// empty), "btree" or "hash".
 	Engine string
 	// Logger receives the FSM's logs; nil discards them.
 	Logger *slog.Logger

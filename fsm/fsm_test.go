@@ -24,7 +24,7 @@ func TestFSM_New(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New(nil): %v", err)
 	}
-	if f.EngineName() != "btree" || f.cfg.ClientTTL != DefaultClientTTL || f.cfg.MaxClients != DefaultMaxClients {
+	if f.EngineName() != "arena" || f.cfg.ClientTTL != DefaultClientTTL || f.cfg.MaxClients != DefaultMaxClients {
 		t.Fatalf("defaults: engine %q cfg %+v", f.EngineName(), f.cfg)
 	}
 	if f.AppliedIndex() != 0 || f.Len() != 0 || f.RememberedClients() != 0 {

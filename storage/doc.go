@@ -2,9 +2,9 @@
 // they share (Engine, View). Every engine passes the same conformance suite
 // and randomized model test (storagetest).
 //
-//   - arena: records packed into pointer-free slabs by size class, indexed
-//     by a B-tree of 8-byte handles. The smallest per key and the least work
-//     for the garbage collector; Snapshot is O(1).
+//   - arena (the default): records packed into pointer-free slabs by size
+//     class, indexed by a B-tree of 8-byte handles. The smallest per key and
+//     the least work for the garbage collector; Snapshot is O(1).
 //   - btree: one heap allocation per record in a B-tree of items; Snapshot
 //     is an O(1) copy-on-write view.
 //   - hash: a plain map; scans sort on demand and Snapshot copies the map.
@@ -21,9 +21,11 @@
 //
 // # The arena engine
 //
-// Memory. A record (key, value, create and mod index) is encoded with a
-// varint header of about 6 bytes (see record.go) into a slot of the smallest
-// size class that holds it. Classes start at 16 bytes and grow by 1.125x,
+// Memory. A record (key, value, create and mod index) is encoded behind a
+// header of about 6 bytes (9 for a key created before its last write): a tag
+// byte that gives the width of each of the little-endian fields after it
+// (see record.go). It goes into a slot of the smallest size class that
+// holds it. Classes start at 16 bytes and grow by 1.125x,
 // rounded to 8 bytes, up to 8 KiB; a slab is a 64 KiB chunk of one class.
 // memcached grows its classes by 1.25x; the finer step halves the space
 // lost to rounding a record up to its slot (about 6% on average instead of
@@ -52,7 +54,10 @@
 // write may reuse that slot. Records lie in the slabs in write order, not
 // key order, so a scan's first touch of each record is a cache miss; Scan
 // takes handles from the index in batches and touches all the records of a
-// batch before decoding any, so their misses overlap.
+// batch before decoding any, so their misses overlap. The whole header
+// comes before the key and every slot is 8-aligned, so a header of up to 8
+// bytes lies in the line of the record's first byte and is decoded from
+// one load.
 //
 // Snapshots. Snapshot copies the index copy-on-write (O(1)) and opens an
 // epoch: the View gets the arena's epoch number as its id and the epoch

@@ -115,7 +115,7 @@ const (
 	KindArena = "arena"
 
 	// KindDefault is the kind New returns for "".
-	KindDefault = KindBTree
+	KindDefault = KindArena
 )
 
 // Kinds lists the engine kinds New accepts.
@@ -125,7 +125,7 @@ var Kinds = []string{KindArena, KindBTree, KindHash}
 var ErrUnknownEngine = errors.New("unknown storage engine")
 
 // New returns an empty engine of the given kind ("arena", "btree" or
-// "hash"; empty means KindDefault, "btree").
+// "hash"; empty means KindDefault, "arena").
 func New(kind string) (Engine, error) {
 	if kind == "" {
 		kind = KindDefault

@@ -31,7 +31,7 @@ func TestNew_Kinds(t *testing.T) {
 		kind     string
 		wantName string
 	}{
-		{kind: "", wantName: storage.KindBTree},
+		{kind: "", wantName: storage.KindArena},
 		{kind: storage.KindArena, wantName: storage.KindArena},
 		{kind: storage.KindBTree, wantName: storage.KindBTree},
 		{kind: storage.KindHash, wantName: storage.KindHash},

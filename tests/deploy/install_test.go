@@ -214,7 +214,7 @@ func TestConfig_ExampleEnvFiles(t *testing.T) {
 		} else if env["KVNODE_INITIAL_CLUSTER"] != initial || env["KVNODE_JOIN"] != join {
 			t.Errorf("%s.env: cluster lists differ from n1.env", id)
 		}
-		for _, k := range []string{"GOMEMLIMIT", "KVNODE_SNAPSHOT_THRESHOLD", "KVNODE_TRAILING_LOGS", "KVNODE_MAX_VALUE_SIZE", "KVNODE_MAX_FRAME_SIZE"} {
+		for _, k := range []string{"GOMEMLIMIT", "KVNODE_SNAPSHOT_THRESHOLD", "KVNODE_TRAILING_LOGS", "KVNODE_SNAPSHOT_LOG_BYTES", "KVNODE_MAX_VALUE_SIZE", "KVNODE_MAX_FRAME_SIZE"} {
 			if env[k] == "" {
 				t.Errorf("%s.env: %s not set", id, k)
 			}

@@ -230,7 +230,7 @@ func TestKvctl_MemberCommands(t *testing.T) {
 			role = "LEADER"
 		}
 		f := strings.Fields(lines[i+1])
-		if len(f) != 10 || f[0] != p.id || f[1] != p.thriftAddr || f[2] != role || f[6] != leader.id || f[8] != "btree" {
+		if len(f) != 10 || f[0] != p.id || f[1] != p.thriftAddr || f[2] != role || f[6] != leader.id || f[8] != "arena" {
 			t.Fatalf("status row %q, want %s at %s, %s, led by %s, btree", lines[i+1], p.id, p.thriftAddr, role, leader.id)
 		}
 	}

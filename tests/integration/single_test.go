@@ -339,7 +339,7 @@ func TestKVNode_NoFlagsIsASingleNodeCluster(t *testing.T) {
 		return err == nil, fmt.Sprint(err)
 	})
 	st := mustStatus(t, c, "127.0.0.1:9090")
-	if st.Role != kv.Role_LEADER || st.NodeID != "node1" || st.Engine != "btree" {
+	if st.Role != kv.Role_LEADER || st.NodeID != "node1" || st.Engine != "arena" {
 		t.Fatalf("status = %+v", st)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "kvnode-data", "raft", "raft.db")); err != nil {
