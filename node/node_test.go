@@ -537,3 +537,26 @@ func TestBatchKeys_ConflictsOnWrittenKeys(t *testing.T) {
 		t.Fatal("commands writing nothing conflicted")
 	}
 }
+
+// A write whose context has already ended is refused before it is queued:
+// not applied (ErrUnavailable), never "outcome unknown", and nothing reaches
+// the log.
+func TestNode_ApplyWithEndedContextIsNotQueued(t *testing.T) {
+	c := mustCluster(t, 1)
+	n := c.mustLeader(t)
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	entries0, cmds0 := n.BatchStats()
+	for i := range 50 {
+		_, err := n.Apply(ended, put("gone", fmt.Sprint(i)))
+		if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrTimeout) {
+			t.Fatalf("apply %d with an ended context = %v, want ErrUnavailable", i, err)
+		}
+	}
+	if entries, cmds := n.BatchStats(); entries != entries0 || cmds != cmds0 {
+		t.Fatalf("proposer carried %d commands in %d entries, want none", cmds-cmds0, entries-entries0)
+	}
+	if _, found, _ := n.FSM().Get([]byte("gone")); found {
+		t.Fatal("a write refused before it was queued was applied")
+	}
+}

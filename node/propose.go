@@ -69,13 +69,22 @@ func (n *Node) propose(ctx context.Context, cmd *kv.Command) (*fsm.Result, error
 	if !n.isLeader() {
 		return nil, n.notLeaderErr()
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: request ended before the write was queued: %v", ErrUnavailable, err)
+	}
 	p := &proposal{cmd: cmd, ctx: ctx, done: make(chan proposalResult, 1)}
+	// The queue has room almost always: a plain send locks only the queue,
+	// where the select below would also lock ctx's and closing's channels.
 	select {
 	case n.proposeCh <- p:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: deadline passed before the write was queued", ErrUnavailable)
-	case <-n.closing:
-		return nil, ErrShutdown
+	default:
+		select {
+		case n.proposeCh <- p:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: deadline passed before the write was queued", ErrUnavailable)
+		case <-n.closing:
+			return nil, ErrShutdown
+		}
 	}
 	select {
 	case r := <-p.done:

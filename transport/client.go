@@ -184,7 +184,9 @@ func (c *Conn) Do(ctx context.Context, fn func(ctx context.Context) error) (sent
 		return false, err
 	}
 	deadline := time.Now().Add(c.timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+	d, hasDeadline := ctx.Deadline()
+	sooner := hasDeadline && !d.After(deadline)
+	if sooner {
 		deadline = d
 	}
 	if err := c.nc.SetDeadline(deadline); err != nil {
@@ -192,9 +194,14 @@ func (c *Conn) Do(ctx context.Context, fn func(ctx context.Context) error) (sent
 		return false, fmt.Errorf("set deadline: %w", err)
 	}
 	// The Thrift protocols retry a read that timed out for as long as their context has time left,
-	// so the context fn sees must end with the socket deadline.
-	callCtx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
+	// so the context fn sees must end with the socket deadline: ctx itself when its deadline is the
+	// sooner one (no timer of our own per call), else a child ending at the RequestTimeout.
+	callCtx := ctx
+	if !sooner {
+		var cancel context.CancelFunc
+		callCtx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
 	// Cancellation (not only the deadline) must interrupt blocked I/O.
 	interrupted := make(chan struct{})
 	stop := context.AfterFunc(callCtx, func() {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -50,6 +51,7 @@ type benchOptions struct {
 	progress   time.Duration
 	seed       uint64
 	maxRetries int
+	cpuProfile string
 }
 
 func defaultBenchOptions() *benchOptions {
@@ -104,6 +106,7 @@ stderr every --progress. --timeout bounds each operation.`,
 	f.DurationVar(&o.progress, "progress", o.progress, "interval of progress lines on stderr (0: none)")
 	f.Uint64Var(&o.seed, "seed", o.seed, "seed of the key choice")
 	f.IntVar(&o.maxRetries, "max-retries", o.maxRetries, "client retries per operation (0: the client's default, negative: none)")
+	f.StringVar(&o.cpuProfile, "cpuprofile", o.cpuProfile, "write a CPU profile of this process during the workload (not the preload) to this file")
 	return cmd
 }
 
@@ -251,6 +254,29 @@ func (t *benchTarget) op(workload string) loadgen.Op {
 	return func(ctx context.Context, w int) (bool, error) { return call(ctx, w, fn) }
 }
 
+// startCPUProfile starts a CPU profile into path (nothing when path is empty) and returns the function
+// that stops it and closes the file.
+func startCPUProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		return nil
+	}, nil
+}
+
 // runBench runs the benchmark o describes against the cluster of g and prints the report on stdout and
 // progress lines on stderr.
 func runBench(ctx context.Context, g *globalOptions, o *benchOptions, stdout, stderr io.Writer) error {
@@ -347,7 +373,14 @@ func runBench(ctx context.Context, g *globalOptions, o *benchOptions, stdout, st
 		t.next.Store(0)
 		cfg.Duration, cfg.Ops, cfg.Rate = 0, int64(o.keys), 0
 	}
+	stopProfile, err := startCPUProfile(o.cpuProfile)
+	if err != nil {
+		return err
+	}
 	res := loadgen.Run(ctx, cfg, t.op(o.workload), stderr)
+	if err := stopProfile(); err != nil {
+		return err
+	}
 	report.Fill(res)
 	if err := loadgen.WriteReport(stdout, g.output, report); err != nil {
 		return fmt.Errorf("print: %w", err)

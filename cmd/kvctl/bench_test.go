@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -222,5 +224,31 @@ func TestRunBench_InterruptedPrintsReportAndFails(t *testing.T) {
 	var r loadgen.Report
 	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil || r.Ops == 0 || r.Errors != 0 {
 		t.Fatalf("report after interrupt %q (%v): want the operations done so far, no errors", stdout.String(), err)
+	}
+}
+
+func TestRunBench_CPUProfileWritesAProfile(t *testing.T) {
+	srv := clienttest.NewServer(t, "n1")
+	g := mustGlobals(t, srv)
+	o := defaultBenchOptions()
+	o.workload, o.clients, o.keys, o.ops, o.duration, o.progress = workloadPut, 2, 50, 200, 0, 0
+	o.cpuProfile = filepath.Join(t.TempDir(), "cpu.pprof")
+	r, _ := mustBenchJSON(t, g, o)
+	if r.Ops != 200 || r.Errors != 0 {
+		t.Fatalf("report %+v", r)
+	}
+	// A pprof profile is a gzip-compressed protocol buffer.
+	f, err := os.Open(o.cpuProfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("profile %s: %v", o.cpuProfile, err)
+	}
+	body, err := io.ReadAll(zr)
+	if err != nil || len(body) == 0 {
+		t.Fatalf("profile %s: %d bytes, %v", o.cpuProfile, len(body), err)
 	}
 }
