@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/cubekv/cubekv/storage"
 )
@@ -17,6 +18,7 @@ func Committing(d storage.Durable, every int) storage.Engine {
 
 type committing struct {
 	storage.Durable
+	mu      sync.RWMutex
 	every   int
 	writes  int
 	applied uint64
@@ -57,6 +59,32 @@ func (c *committing) Delete(idx uint64, key []byte) (storage.Entry, bool) {
 }
 
 func (c *committing) Snapshot() storage.View {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.commit()
 	return c.Durable.Snapshot()
+}
+
+func (c *committing) Get(key []byte) (storage.Entry, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.Durable.Get(key)
+}
+
+func (c *committing) Scan(start, end []byte, reverse bool, fn func(storage.Entry) bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	c.Durable.Scan(start, end, reverse, fn)
+}
+
+func (c *committing) Len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.Durable.Len()
+}
+
+func (c *committing) Bytes() int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.Durable.Bytes()
 }
