@@ -52,8 +52,13 @@ func (d *Dir) Open() (storage.Durable, error) {
 	if err := supported(); err != nil {
 		return nil, err
 	}
-	if err := d.fs.MkdirAll(d.root, 0o755); err != nil {
-		return nil, fmt.Errorf("pebble engine: create %s: %w", d.root, err)
+	if _, err := d.fs.Stat(d.root); oserror.IsNotExist(err) {
+		if err := d.fs.MkdirAll(d.root, 0o755); err != nil {
+			return nil, fmt.Errorf("pebble engine: create %s: %w", d.root, err)
+		}
+		if err := d.syncDir(d.fs.PathDir(d.root)); err != nil {
+			return nil, err
+		}
 	}
 	name, err := d.readCurrent()
 	if errors.Is(err, errNoCurrent) {
@@ -75,12 +80,18 @@ func (d *Dir) Open() (storage.Durable, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := d.removeExcept(name); err != nil {
-		return nil, err
+	dir := d.fs.PathJoin(d.root, name)
+	if _, err := d.fs.Stat(dir); err != nil {
+		return nil, fmt.Errorf("%w: %s names %s: %w", ErrCorrupt, currentName, name, err)
 	}
-	e, err := open(d.fs.PathJoin(d.root, name), d.opts, openExisting)
+	e, err := open(dir, d.opts, openExisting)
 	if err != nil {
 		return nil, err
+	}
+	// Only once the current state opened: a state CURRENT does not name
+	// is left from a crash before an Install finished.
+	if err := d.removeExcept(name); err != nil {
+		return nil, errors.Join(err, e.Close())
 	}
 	d.cur = e
 	return e, nil
@@ -233,13 +244,15 @@ func (d *Dir) writeCurrent(dir string) error {
 	return d.syncRoot()
 }
 
-func (d *Dir) syncRoot() error {
-	f, err := d.fs.OpenDir(d.root)
+func (d *Dir) syncRoot() error { return d.syncDir(d.root) }
+
+func (d *Dir) syncDir(dir string) error {
+	f, err := d.fs.OpenDir(dir)
 	if err != nil {
-		return fmt.Errorf("pebble engine: open %s: %w", d.root, err)
+		return fmt.Errorf("pebble engine: open %s: %w", dir, err)
 	}
 	if err = errors.Join(f.Sync(), f.Close()); err != nil {
-		return fmt.Errorf("pebble engine: sync %s: %w", d.root, err)
+		return fmt.Errorf("pebble engine: sync %s: %w", dir, err)
 	}
 	return nil
 }
