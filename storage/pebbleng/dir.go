@@ -49,9 +49,6 @@ func NewDir(root string, opts Options) *Dir {
 // CURRENT that cannot be read, or that names a missing or unreadable state,
 // is ErrCorrupt. Open is called once, before Fresh and Install.
 func (d *Dir) Open() (storage.Durable, error) {
-	if err := supported(); err != nil {
-		return nil, err
-	}
 	if _, err := d.fs.Stat(d.root); oserror.IsNotExist(err) {
 		if err := d.fs.MkdirAll(d.root, 0o755); err != nil {
 			return nil, fmt.Errorf("pebble engine: create %s: %w", d.root, err)

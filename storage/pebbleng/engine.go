@@ -146,9 +146,6 @@ const (
 )
 
 func open(dir string, opts Options, mode openMode) (*Engine, error) {
-	if err := supported(); err != nil {
-		return nil, err
-	}
 	opts = opts.withDefaults()
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
