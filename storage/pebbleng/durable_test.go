@@ -345,3 +345,20 @@ func TestView_SurvivesClose(t *testing.T) {
 	}
 	storage.Release(v)
 }
+
+func TestMeta_ReturnsCallersCopy(t *testing.T) {
+	e := newMemEngine(t)
+	for _, commit := range []bool{false, true} {
+		e.SetMeta([]byte("k"), []byte("value"))
+		if commit {
+			if err := e.Commit(1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		v, _ := e.Meta([]byte("k"))
+		v[0] = 'X'
+		if got, _ := e.Meta([]byte("k")); string(got) != "value" {
+			t.Fatalf("committed %t: Meta after the caller changed its value = %q", commit, got)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/tidwall/btree"
 
@@ -158,6 +159,12 @@ func open(dir string, opts Options, mode openMode) (*Engine, error) {
 		Logger:                      logger{opts.Logger},
 		ErrorIfExists:               mode == openCreate,
 		ErrorIfNotExists:            mode == openExisting,
+	}
+	// Bloom filters (10 bits a key) let a Get skip the tables that do
+	// not hold its key; Put reads before it writes, so writes gain too.
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		popts.Levels[i].FilterType = pebble.TableFilter
 	}
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
@@ -332,7 +339,12 @@ func (e *Engine) DeleteMeta(key []byte) {
 // Meta returns the meta record for key, staged or committed.
 func (e *Engine) Meta(key []byte) ([]byte, bool) {
 	e.mustOpen()
-	return e.getRaw(withPrefix(prefixMeta, key))
+	v, ok := e.getRaw(withPrefix(prefixMeta, key))
+	if !ok {
+		return nil, false
+	}
+	// A staged value stays in the overlay: the caller gets a copy.
+	return append(make([]byte, 0, len(v)), v...), true
 }
 
 // ScanMeta calls fn for every meta record whose key starts with prefix.

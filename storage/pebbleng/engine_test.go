@@ -11,10 +11,21 @@ import (
 	"github.com/cubekv/cubekv/storage/storagetest"
 )
 
-// mustOpen opens an engine in dir on fs, closing it when t ends.
+// mustOpen opens an engine in dir on fs with the default options.
 func mustOpen(tb testing.TB, fs vfs.FS, dir string) *pebbleng.Engine {
 	tb.Helper()
-	e, err := pebbleng.Open(dir, pebbleng.Options{FS: fs})
+	return mustOpenWith(tb, dir, pebbleng.Options{FS: fs})
+}
+
+// smallOptions are options for tests that open many engines: small
+// memtables also make pebble flush them often.
+func smallOptions(fs vfs.FS) pebbleng.Options {
+	return pebbleng.Options{FS: fs, CacheBytes: 1 << 20, MemTableBytes: 256 << 10}
+}
+
+func mustOpenWith(tb testing.TB, dir string, opts pebbleng.Options) *pebbleng.Engine {
+	tb.Helper()
+	e, err := pebbleng.Open(dir, opts)
 	if err != nil {
 		tb.Fatalf("Open(%q): %v", dir, err)
 	}
@@ -25,7 +36,7 @@ func mustOpen(tb testing.TB, fs vfs.FS, dir string) *pebbleng.Engine {
 // closed when tb ends.
 func newMemEngine(tb testing.TB) *pebbleng.Engine {
 	tb.Helper()
-	e := mustOpen(tb, vfs.NewMem(), "db")
+	e := mustOpenWith(tb, "db", smallOptions(vfs.NewMem()))
 	tb.Cleanup(func() { _ = e.Close() })
 	return e
 }

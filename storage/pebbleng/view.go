@@ -73,8 +73,10 @@ func (v *view) Get(key []byte) (storage.Entry, bool) {
 	pk := withPrefix(prefixKey, key)
 	val, ok := dbGet(v.snap, pk)
 	if !ok {
+		runtime.KeepAlive(v)
 		return storage.Entry{}, false
 	}
+	runtime.KeepAlive(v) // its cleanup must not close the snapshot mid-read
 	en, err := decodeEntry(pk, val)
 	if err != nil {
 		panic(err)
