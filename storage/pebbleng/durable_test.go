@@ -281,7 +281,7 @@ func TestCrash_KeepsPrefixOfCommits(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	synced := uint64(0)
 	var clones []*vfs.MemFS
-	var syncedAt []uint64
+	var syncedAt, committedAt []uint64
 	for b := uint64(1); b <= batches; b++ {
 		for range 1 + rng.IntN(40) {
 			k := fmt.Sprintf("key%03d", rng.IntN(300))
@@ -310,22 +310,31 @@ func TestCrash_KeepsPrefixOfCommits(t *testing.T) {
 			for _, pct := range []int{0, 50, 100} {
 				clones = append(clones, fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: pct, RNG: rng}))
 				syncedAt = append(syncedAt, synced)
+				committedAt = append(committedAt, b)
 			}
 		}
 	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
+	lost, keptUnsynced := false, false
 	for i, clone := range clones {
 		ce := mustOpen(t, clone, "db")
 		a := ce.Applied()
-		if a < syncedAt[i] || a > batches {
-			t.Fatalf("crash copy %d: Applied() = %d, want at least the synced %d", i, a, syncedAt[i])
+		if a < syncedAt[i] || a > committedAt[i] {
+			t.Fatalf("crash copy %d: Applied() = %d, want from the synced %d to the committed %d", i, a, syncedAt[i], committedAt[i])
 		}
+		lost = lost || a < committedAt[i]
+		keptUnsynced = keptUnsynced || a > syncedAt[i]
 		mustHold(t, fmt.Sprintf("crash copy %d at applied %d", i, a), ce, states[a])
 		if err := ce.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The copies are real crashes: some lost unsynced batches, some kept
+	// a part of them.
+	if !lost || !keptUnsynced {
+		t.Fatalf("crash copies: some lost batches %t, some kept unsynced ones %t; want both", lost, keptUnsynced)
 	}
 }
 
