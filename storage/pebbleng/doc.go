@@ -55,9 +55,9 @@
 //
 // Get and Meta look in the overlay, then the DB; Scan and ScanMeta merge a
 // pebble iterator with the overlay in either direction, the overlay winning
-// on equal keys and its deletions hiding the DB's records. Get returns a
-// copy (one allocation for key and value) or a staged record's own slices,
-// which are never modified; Scan hands fn slices of the iterator's memory,
+// on equal keys and its deletions hiding the DB's records. Get returns
+// slices of two new allocations (the prefixed key it looked up and a copy of
+// the record) or a staged record's own slices, which are never modified; Scan hands fn slices of the iterator's memory,
 // valid until fn returns, so the engine is not a storage.StableScanner. A
 // read that fails panics with ErrIO (storage.Durable).
 //
