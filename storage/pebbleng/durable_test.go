@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -275,7 +277,9 @@ func TestReopenAfterClose(t *testing.T) {
 func TestCrash_KeepsPrefixOfCommits(t *testing.T) {
 	const batches = 60
 	fs := vfs.NewCrashableMem()
-	e := mustOpen(t, fs, "db")
+	// Small memtables: pebble rotates its log and flushes tables many
+	// times over the batches, so the copies cross those steps too.
+	e := mustOpenWith(t, "db", smallOptions(fs))
 	states := []contents{newContents()}
 	c := newContents()
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -314,12 +318,19 @@ func TestCrash_KeepsPrefixOfCommits(t *testing.T) {
 			}
 		}
 	}
+	names, err := fs.List("db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(names, func(n string) bool { return strings.HasSuffix(n, ".sst") }) {
+		t.Fatalf("no table was flushed over the batches: %v", names)
+	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
 	lost, keptUnsynced := false, false
 	for i, clone := range clones {
-		ce := mustOpen(t, clone, "db")
+		ce := mustOpenWith(t, "db", smallOptions(clone))
 		a := ce.Applied()
 		if a < syncedAt[i] || a > committedAt[i] {
 			t.Fatalf("crash copy %d: Applied() = %d, want from the synced %d to the committed %d", i, a, syncedAt[i], committedAt[i])
