@@ -1,6 +1,9 @@
 // Package storage holds cubekv's in-memory storage engines and the contract
 // they share (Engine, View). Every engine passes the same conformance suite
-// and randomized model test (storagetest).
+// and randomized model test (storagetest). It also states the contract of a
+// durable engine (Durable: staged writes committed in atomic batches with
+// the applied Raft index, meta records, Sync) and of the directory that
+// holds one (DurableDir); storage/pebbleng implements both on pebble.
 //
 //   - arena (the default): records packed into pointer-free slabs by size
 //     class, indexed by a B-tree of 8-byte handles. The smallest per key and
