@@ -106,7 +106,11 @@ func (d *Dir) Fresh() (storage.Durable, error) {
 
 // Install syncs fresh, makes it current (CURRENT is replaced by a rename,
 // then the root is synced), and closes the previous state; its directory is
-// removed once its last view is released.
+// removed once its last view is released. It returns an error only while
+// the previous state is still current, also for a restart; once CURRENT
+// names fresh, closing and removing the previous state are logged, not
+// returned, and a failure to sync the root after the rename panics (which
+// state a restart would find is then unknown).
 func (d *Dir) Install(fresh storage.Durable) error {
 	e, ok := fresh.(*Engine)
 	if !ok || !d.fresh[e] {
@@ -116,6 +120,14 @@ func (d *Dir) Install(fresh storage.Durable) error {
 		return err
 	}
 	if err := d.writeCurrent(e.dir); err != nil {
+		if errors.Is(err, errSwitchNotDurable) {
+			// CURRENT names fresh now, but a crash may find either state:
+			// the old one can no longer be kept as if nothing happened,
+			// and fresh cannot be declared current. The disk is failing;
+			// the node's start rule restores Raft's snapshot into
+			// whichever state a restart finds.
+			panic(err)
+		}
 		return err
 	}
 	delete(d.fresh, e)
@@ -238,8 +250,15 @@ func (d *Dir) writeCurrent(dir string) error {
 	if err := d.fs.Rename(tmp, d.fs.PathJoin(d.root, currentName)); err != nil {
 		return fmt.Errorf("pebble engine: rename %s: %w", tmp, err)
 	}
-	return d.syncRoot()
+	if err := d.syncRoot(); err != nil {
+		return fmt.Errorf("%w: %w", errSwitchNotDurable, err)
+	}
+	return nil
 }
+
+// errSwitchNotDurable is writeCurrent's error when CURRENT was replaced but
+// the root could not be synced: after a crash either state may be current.
+var errSwitchNotDurable = errors.New("pebble engine: CURRENT replaced but not synced")
 
 func (d *Dir) syncRoot() error { return d.syncDir(d.root) }
 

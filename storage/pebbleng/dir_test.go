@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/cubekv/cubekv/storage"
 	"github.com/cubekv/cubekv/storage/pebbleng"
@@ -275,4 +276,77 @@ func TestDir_CrashDuringInstall(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Install fails only while the old state is current: an error before
+// CURRENT is replaced leaves the old state current and usable, now and
+// after a reopen; a failure to sync the root once CURRENT names the fresh
+// state panics, since a restart may then find either.
+func TestDir_InstallErrors(t *testing.T) {
+	t.Run("before the switch", func(t *testing.T) {
+		mem := vfs.NewMem()
+		var fail errorfs.Toggle
+		fail.Injector = errorfs.InjectorFunc(func(op errorfs.Op) error {
+			if op.Kind == errorfs.OpCreate && strings.HasSuffix(op.Path, ".tmp") {
+				return errorfs.ErrInjected
+			}
+			return nil
+		})
+		fs := errorfs.Wrap(mem, &fail)
+		d, old := mustDirOpen(t, fs)
+		oldC := fill(t, old, 10, "old", 20)
+		f, err := d.Fresh()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fill(t, f, 20, "new", 30)
+		fail.On()
+		if err := d.Install(f); !errors.Is(err, errorfs.ErrInjected) {
+			t.Fatalf("Install with CURRENT.tmp failing = %v, want the injected error", err)
+		}
+		fail.Off()
+		mustHold(t, "old state after a failed Install", old, oldC)
+		more := fill(t, old, 11, "more", 5)
+		if err := old.Sync(); err != nil {
+			t.Fatalf("old state unusable after a failed Install: %v", err)
+		}
+		if err := d.Discard(f); err != nil {
+			t.Fatal(err)
+		}
+		if err := old.Close(); err != nil {
+			t.Fatal(err)
+		}
+		_, re := mustDirOpen(t, mem)
+		defer re.Close()
+		if re.Applied() != 11 || re.Len() != len(oldC.entries)+len(more.entries) {
+			t.Fatalf("reopened: Applied %d Len %d, want 11 and %d", re.Applied(), re.Len(), len(oldC.entries)+len(more.entries))
+		}
+	})
+	t.Run("after the switch", func(t *testing.T) {
+		var fail errorfs.Toggle
+		fail.Injector = errorfs.InjectorFunc(func(op errorfs.Op) error {
+			if op.Kind == errorfs.OpFileSync && op.Path == "root" {
+				return errorfs.ErrInjected
+			}
+			return nil
+		})
+		d, old := mustDirOpen(t, errorfs.Wrap(vfs.NewMem(), &fail))
+		fill(t, old, 10, "old", 20)
+		f, err := d.Fresh()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fill(t, f, 20, "new", 30)
+		fail.On()
+		defer func() {
+			r := recover()
+			if r == nil {
+				t.Fatal("Install returned after the root sync failed with CURRENT replaced")
+			}
+			if err, ok := r.(error); !ok || !errors.Is(err, errorfs.ErrInjected) {
+				t.Fatalf("panic %v, want the injected error", r)
+			}
+		}()
+		_ = d.Install(f)
+	})
 }
