@@ -144,6 +144,17 @@ type FSM struct {
 	history  *history          // recent changes, for watches (history.go)
 	leases   *leaseTable       // leases and their keys (lease.go)
 
+	// With a durable engine (durable.go): dir is set at construction and
+	// never changes; dur is engine as a storage.Durable (mu guards it);
+	// dirtyMembers collects the member ids changed since the last commit;
+	// metaKey and metaVal are scratch for staging meta records. All nil
+	// with an in-memory engine.
+	dir          storage.DurableDir
+	dur          storage.Durable
+	dirtyMembers map[string]struct{}
+	metaKey      []byte
+	metaVal      []byte
+
 	applied atomic.Uint64
 
 	waitMu sync.Mutex
@@ -155,8 +166,24 @@ var (
 	_ raft.BatchingFSM = (*FSM)(nil)
 )
 
-// New returns an empty FSM. A nil cfg means DefaultConfig.
+// New returns an empty FSM on an in-memory engine of cfg.Engine's kind. A
+// nil cfg means DefaultConfig. (NewDurable opens one on a durable engine.)
 func New(cfg *Config) (*FSM, error) {
+	f, err := newEmpty(cfg)
+	if err != nil {
+		return nil, err
+	}
+	eng, err := storage.New(f.cfg.Engine)
+	if err != nil {
+		return nil, fmt.Errorf("new fsm: %w", err)
+	}
+	f.engine = eng
+	return f, nil
+}
+
+// newEmpty returns an FSM with cfg's defaults filled in and empty tables,
+// without an engine.
+func newEmpty(cfg *Config) (*FSM, error) {
 	if cfg == nil {
 		cfg = DefaultConfig()
 	}
@@ -181,14 +208,9 @@ func New(cfg *Config) (*FSM, error) {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	c.Logger = nil
-	eng, err := storage.New(c.Engine)
-	if err != nil {
-		return nil, fmt.Errorf("new fsm: %w", err)
-	}
 	return &FSM{
 		cfg:      c,
 		logger:   logger.With("component", "fsm"),
-		engine:   eng,
 		requests: newRequestTable(c.ClientTTL, c.MaxClients),
 		members:  make(map[string]Member),
 		history:  newHistory(c.HistoryBytes),
@@ -198,10 +220,24 @@ func New(cfg *Config) (*FSM, error) {
 
 // Apply applies one committed log entry. It returns a *Result for an
 // EntryCommand entry, a []*Result for an EntryBatch entry, and nil for an
-// ignorable unknown entry type or a log that is not a raft.LogCommand. It
-// panics on an entry that does not decode: a node must crash rather than
-// diverge from its peers.
+// ignorable unknown entry type, a log that is not a raft.LogCommand, or,
+// with a durable engine, an entry at or below AppliedIndex() (already
+// applied and kept: it changes nothing; see NewDurable). It panics on an entry that does not decode: a node must crash rather
+// than diverge from its peers. With a durable engine it commits the entry's
+// changes, and panics if that fails, for the same reason.
 func (f *FSM) Apply(l *raft.Log) interface{} {
+	out := f.apply(l)
+	if f.dir != nil {
+		f.commit()
+	}
+	return out
+}
+
+// apply is Apply without the durable engine's commit.
+func (f *FSM) apply(l *raft.Log) interface{} {
+	if f.dir != nil && l.Index <= f.applied.Load() {
+		return nil
+	}
 	if l.Type != raft.LogCommand {
 		f.setApplied(l.Index)
 		return nil
@@ -231,11 +267,15 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 }
 
 // ApplyBatch applies committed log entries in order, as Apply does for each,
-// and returns one response per log.
+// and returns one response per log. With a durable engine it commits once,
+// after the last.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
 	for i, l := range logs {
-		out[i] = f.Apply(l)
+		out[i] = f.apply(l)
+	}
+	if f.dir != nil {
+		f.commit()
 	}
 	return out
 }
@@ -375,6 +415,13 @@ func (f *FSM) RememberedClients() int {
 // on a snapshot view, so Apply is blocked only while the view is taken.
 func (f *FSM) Digest() (applied uint64, sum [32]byte) {
 	f.mu.Lock()
+	if f.dur != nil {
+		// A Durable's view holds only what is committed.
+		if err := f.commitLocked(); err != nil {
+			f.mu.Unlock()
+			panic(fmt.Sprintf("fsm: cannot commit raft index %d to the durable engine: %v", f.applied.Load(), err))
+		}
+	}
 	view := f.engine.Snapshot()
 	applied = f.applied.Load()
 	f.mu.Unlock()
