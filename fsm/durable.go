@@ -44,7 +44,19 @@ const (
 //
 // Apply and ApplyBatch skip every entry at or below AppliedIndex(), so a
 // node may let Raft re-deliver the log after its latest snapshot instead
-// of restoring that snapshot (doc.go says when that is allowed).
+// of restoring that snapshot (raft's NoSnapshotRestoreOnStart), provided
+// that, before raft starts:
+//   - AppliedIndex() is at least the index of raft's latest snapshot.
+//     Otherwise the log no longer holds the entries between them: start
+//     raft without NoSnapshotRestoreOnStart, so that it restores the
+//     snapshot (Restore builds and installs a fresh Durable).
+//   - AppliedIndex() is at most raft's last index (the log's, or the
+//     latest snapshot's when the log is empty). A higher one means the
+//     engine is not this log's state (a raft directory replaced or lost):
+//     the node must refuse to start, or the FSM would skip entries it
+//     never applied.
+//
+// Snapshot syncs the engine, so a node that only restarts meets both.
 func NewDurable(cfg *Config, dir storage.DurableDir) (*FSM, error) {
 	c := *DefaultConfig()
 	if cfg != nil {

@@ -413,6 +413,8 @@ func (f *FSM) RememberedClients() int {
 // in key order, and the applied index it was taken at. Equal states give
 // equal digests on every node and with either engine. The hash is computed
 // on a snapshot view, so Apply is blocked only while the view is taken.
+// With a durable engine it first commits what Apply staged (a view holds
+// only committed state), and panics if that fails, as Apply would.
 func (f *FSM) Digest() (applied uint64, sum [32]byte) {
 	f.mu.Lock()
 	if f.dur != nil {
