@@ -124,13 +124,15 @@ type Result struct {
 // engine, remembers request ids for exactly-once writes, and takes and
 // restores snapshots.
 //
-// Locking: mu guards engine (the pointer and its contents), requests (the
-// request-id table), members, leases and history.
+// Locking: mu guards engine (the pointer and its contents), dur, requests
+// (the request-id table), members, leases, history and the dirty sets.
 // Apply and ApplyBatch take the write lock once per log entry, so one
-// command, transaction or batch entry is atomic to readers; Snapshot and
-// Digest take it only to capture a copy-on-write view; Restore only to swap
-// in the state it built. Get, Scan, Len, Bytes, EngineName and RememberedClients take
-// the read lock. applied is atomic and is written under mu for command
+// command, transaction or batch entry is atomic to readers, and with a
+// durable engine once more to commit; Snapshot and Digest take it only to
+// capture a copy-on-write view (with a durable engine, after committing
+// and, for Snapshot, syncing it); Restore only to swap in the state it
+// built (and install a durable one). Get, Scan, Len, Bytes, EngineName and
+// RememberedClients take the read lock. applied is atomic and is written under mu for command
 // entries, so a reader holding mu sees the index its state was applied at.
 // waitMu guards waitCh only.
 type FSM struct {

@@ -151,7 +151,9 @@ func (t *leaseTable) detach(key []byte) {
 	}
 	delete(t.ofKey, string(key))
 	t.attached.Delete(leaseKey{id: id, key: string(key)})
-	t.markKey(leaseKey{id: id, key: string(key)})
+	if t.dirtyKeys != nil {
+		t.markKey(leaseKey{id: id, key: string(key)})
+	}
 	if l, ok := t.get(id); ok {
 		l.Keys--
 		t.leases.Set(l)
