@@ -17,6 +17,9 @@ import (
 type fakeDisk struct {
 	batches []fakeBatch
 	synced  int
+	// forget drops batches instead of keeping them (benchmarks, which
+	// never reopen).
+	forget bool
 }
 
 // fakeBatch is one Commit: the changes staged before it and its index.
@@ -158,8 +161,12 @@ func (d *fakeDurable) Commit(applied uint64) error {
 	if applied < d.applied {
 		return fmt.Errorf("fake durable: commit at %d below %d", applied, d.applied)
 	}
-	d.disk.batches = append(d.disk.batches, fakeBatch{ops: d.staged, applied: applied})
-	d.staged = nil
+	if d.disk.forget {
+		d.staged = d.staged[:0]
+	} else {
+		d.disk.batches = append(d.disk.batches, fakeBatch{ops: d.staged, applied: applied})
+		d.staged = nil
+	}
 	d.applied = applied
 	return nil
 }
