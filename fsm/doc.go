@@ -251,13 +251,15 @@
 // Why no acknowledged write is lost. A write is acknowledged once Raft
 // has committed its entry, that is stored it in the log of a majority;
 // the FSM's commit need not be synced for that. On a restart the engine
-// holds every entry up to some index at least that of raft's latest
-// snapshot (Sync before snapshot), and raft re-delivers its log from that
-// snapshot on: the log is the write-ahead log of the engine, and the skip
-// rule makes the replay exact. If the engine is below the latest snapshot
-// (its directory was lost or replaced), the log no longer holds what it
-// lacks: the node must let raft restore the snapshot instead (doc of
-// NewDurable).
+// holds every entry up to some index at least the applied index of raft's
+// latest snapshot (Sync before snapshot), and raft re-delivers its log
+// from that snapshot's own index on (which is above the applied index only
+// by entries the FSM never sees, such as a new leader's no-op): the log is
+// the write-ahead log of the engine, and the skip rule makes the replay
+// exact. If the engine is below the latest snapshot's applied index
+// (SnapshotAppliedIndex; its directory was lost or replaced), the log no
+// longer holds what it lacks: the node must let raft restore the snapshot
+// instead (see NewDurable).
 //
 // # Snapshot format, version 3
 //

@@ -46,10 +46,13 @@ const (
 // node may let Raft re-deliver the log after its latest snapshot instead
 // of restoring that snapshot (raft's NoSnapshotRestoreOnStart), provided
 // that, before raft starts:
-//   - AppliedIndex() is at least the index of raft's latest snapshot.
-//     Otherwise the log no longer holds the entries between them: start
-//     raft without NoSnapshotRestoreOnStart, so that it restores the
-//     snapshot (Restore builds and installs a fresh Durable).
+//   - AppliedIndex() is at least the applied index of raft's latest
+//     snapshot, as its stream's header gives it (SnapshotAppliedIndex;
+//     raft's SnapshotMeta.Index may be higher by entries the FSM never
+//     sees, and raft re-delivers from there). Otherwise the log no longer
+//     holds the entries between them: start raft without
+//     NoSnapshotRestoreOnStart, so that it restores the snapshot (Restore
+//     builds and installs a fresh Durable).
 //   - AppliedIndex() is at most raft's last index (the log's, or the
 //     latest snapshot's when the log is empty). A higher one means the
 //     engine is not this log's state (a raft directory replaced or lost):
