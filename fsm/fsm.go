@@ -132,9 +132,9 @@ type Result struct {
 // capture a copy-on-write view (with a durable engine, after committing
 // and, for Snapshot, syncing it); Restore only to swap in the state it
 // built (and install a durable one). Get, Scan, Len, Bytes, EngineName and
-// RememberedClients take the read lock. applied is atomic and is written under mu for command
-// entries, so a reader holding mu sees the index its state was applied at.
-// waitMu guards waitCh only.
+// RememberedClients take the read lock. applied is atomic and is written
+// under mu for command entries, so a reader holding mu sees the index its
+// state was applied at. waitMu guards waitCh only.
 type FSM struct {
 	cfg    Config
 	logger *slog.Logger
@@ -224,9 +224,10 @@ func newEmpty(cfg *Config) (*FSM, error) {
 // EntryCommand entry, a []*Result for an EntryBatch entry, and nil for an
 // ignorable unknown entry type, a log that is not a raft.LogCommand, or,
 // with a durable engine, an entry at or below AppliedIndex() (already
-// applied and kept: it changes nothing; see NewDurable). It panics on an entry that does not decode: a node must crash rather
-// than diverge from its peers. With a durable engine it commits the entry's
-// changes, and panics if that fails, for the same reason.
+// applied and kept: it changes nothing; see NewDurable). It panics on an
+// entry that does not decode: a node must crash rather than diverge from
+// its peers. With a durable engine it commits the entry's changes, and
+// panics if that fails, for the same reason.
 func (f *FSM) Apply(l *raft.Log) interface{} {
 	out := f.apply(l)
 	if f.dir != nil {
