@@ -267,6 +267,9 @@ func TestDurable_CrashAndReplayReachTheSameState(t *testing.T) {
 					if got < snapIdx {
 						t.Fatalf("reopened at %d, below the snapshot at %d", got, snapIdx)
 					}
+					if floor, _ := f.HistoryRange(); floor != got || f.EngineName() != "fake" {
+						t.Fatalf("reopened at %d: history floor %d, engine %q", got, floor, f.EngineName())
+					}
 					if s := fullState(t, f); s != states[got] {
 						t.Fatalf("reopened at %d:\n%s\nwant\n%s", got, s, states[got])
 					}
