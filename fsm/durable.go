@@ -3,6 +3,7 @@ package fsm
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,7 +11,10 @@ import (
 	"io"
 	"slices"
 
+	"github.com/apache/thrift/lib/go/thrift"
+
 	"github.com/cubekv/cubekv/storage"
+	"github.com/cubekv/cubekv/thrift/kv"
 )
 
 // The FSM on a durable engine (storage.Durable): the key space lives in the
@@ -163,7 +167,7 @@ func (f *FSM) stageTables() error {
 	for id := range f.requests.dirty {
 		k = clientMetaKey(k[:0], id)
 		if r := f.requests.lookup(id); r != nil {
-			if v, err = appendClientMeta(v[:0], r); err != nil {
+			if v, err = appendClientMeta(v[:0], r, &f.metaEnc); err != nil {
 				return err
 			}
 			d.SetMeta(k, v)
@@ -216,8 +220,34 @@ func leaseMetaKey(dst []byte, table byte, id uint64) []byte {
 // appendClientMeta appends a client record's meta value: its rank
 // (uvarint), then the record as the snapshot writes it after the client
 // id.
-func appendClientMeta(dst []byte, r *clientRecord) ([]byte, error) {
-	return appendClientFields(binary.AppendUvarint(dst, r.rank), r)
+func appendClientMeta(dst []byte, r *clientRecord, enc *resultEncoder) ([]byte, error) {
+	return appendClientFields(binary.AppendUvarint(dst, r.rank), r, enc)
+}
+
+// resultEncoder encodes WriteResults into one reused buffer, so staging
+// the request-id rows of a batch allocates nothing per row.
+type resultEncoder struct {
+	buf *thrift.TMemoryBuffer
+	p   *thrift.TCompactProtocol
+}
+
+// encode returns r's compact encoding, valid until the next call.
+func (e *resultEncoder) encode(r *kv.WriteResult_) ([]byte, error) {
+	if e.buf == nil {
+		e.buf = thrift.NewTMemoryBufferLen(256)
+		e.p = thrift.NewTCompactProtocolConf(e.buf, nil)
+	}
+	e.buf.Reset()
+	ctx := context.Background()
+	err := r.Write(ctx, e.p)
+	if err == nil {
+		err = e.p.Flush(ctx)
+	}
+	if err != nil {
+		e.buf, e.p = nil, nil // the protocol's state is unknown: start afresh
+		return nil, err
+	}
+	return e.buf.Bytes(), nil
 }
 
 // stageAllTables stages every record of st's tables into d, committing
@@ -225,6 +255,7 @@ func appendClientMeta(dst []byte, r *clientRecord) ([]byte, error) {
 // not current until Install, so partial commits are invisible).
 func stageAllTables(d storage.Durable, st *restored) error {
 	var k, v []byte
+	var enc resultEncoder
 	staged := 0
 	set := func() error {
 		d.SetMeta(k, v)
@@ -243,7 +274,7 @@ func stageAllTables(d storage.Durable, st *restored) error {
 	for el := st.requests.order.Front(); el != nil; el = el.Next() {
 		r := el.Value.(*clientRecord)
 		k = clientMetaKey(k[:0], r.clientID)
-		if v, err = appendClientMeta(v[:0], r); err != nil {
+		if v, err = appendClientMeta(v[:0], r, &enc); err != nil {
 			return err
 		}
 		if err := set(); err != nil {

@@ -149,13 +149,14 @@ type FSM struct {
 	// With a durable engine (durable.go): dir is set at construction and
 	// never changes; dur is engine as a storage.Durable (mu guards it);
 	// dirtyMembers collects the member ids changed since the last commit;
-	// metaKey and metaVal are scratch for staging meta records. All nil
-	// with an in-memory engine.
+	// metaKey, metaVal and metaEnc are scratch for staging meta records.
+	// All nil with an in-memory engine.
 	dir          storage.DurableDir
 	dur          storage.Durable
 	dirtyMembers map[string]struct{}
 	metaKey      []byte
 	metaVal      []byte
+	metaEnc      resultEncoder
 
 	applied atomic.Uint64
 

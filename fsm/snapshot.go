@@ -173,7 +173,7 @@ func (s *fsmSnapshot) writeTo(out io.Writer) (int64, error) {
 	var buf []byte
 	for i := range s.records {
 		var err error
-		if buf, err = appendClientFields(buf[:0], &s.records[i]); err != nil {
+		if buf, err = appendClientFields(buf[:0], &s.records[i], nil); err != nil {
 			return w.n, err
 		}
 		w.u64(uint64(s.records[i].clientID))
@@ -194,8 +194,15 @@ func (s *fsmSnapshot) writeTo(out io.Writer) (int64, error) {
 
 // appendClientFields appends a client record as the snapshot holds it
 // after the client id: sequence, touched index, result length and result.
-func appendClientFields(dst []byte, r *clientRecord) ([]byte, error) {
-	res, err := encodeStruct(nil, 64, r.result)
+// enc, when not nil, encodes the result into its reused buffer.
+func appendClientFields(dst []byte, r *clientRecord, enc *resultEncoder) ([]byte, error) {
+	var res []byte
+	var err error
+	if enc != nil {
+		res, err = enc.encode(r.result)
+	} else {
+		res, err = encodeStruct(nil, 64, r.result)
+	}
 	if err != nil {
 		return dst, fmt.Errorf("encode result of client %d: %w", r.clientID, err)
 	}
