@@ -235,7 +235,8 @@
 // far is whole) and then calls Sync before it takes the view, so a Raft
 // snapshot never covers state the engine could lose: raft compacts its
 // log up to the snapshot's index, and after a crash the engine holds at
-// least that index, from which the log re-delivers. Digest commits too (a
+// least the index the snapshot holds, from which on the log re-delivers
+// every entry the FSM sees. Digest commits too (a
 // Durable's view is of committed state only). The snapshot stream is the
 // same format as with an in-memory engine, so engines interoperate.
 //
@@ -251,15 +252,14 @@
 // Why no acknowledged write is lost. A write is acknowledged once Raft
 // has committed its entry, that is stored it in the log of a majority;
 // the FSM's commit need not be synced for that. On a restart the engine
-// holds every entry up to some index at least the applied index of raft's
+// holds every entry up to some index at least the FSM's index at raft's
 // latest snapshot (Sync before snapshot), and raft re-delivers its log
-// from that snapshot's own index on (which is above the applied index only
-// by entries the FSM never sees, such as a new leader's no-op): the log is
-// the write-ahead log of the engine, and the skip rule makes the replay
-// exact. If the engine is below the latest snapshot's applied index
-// (SnapshotAppliedIndex; its directory was lost or replaced), the log no
-// longer holds what it lacks: the node must let raft restore the snapshot
-// instead (see NewDurable).
+// from that snapshot's index on: the log is the write-ahead log of the
+// engine, and the skip rule makes the replay exact. When the engine is
+// below raft's index of its latest snapshot (a crash while a snapshot from
+// the leader or a backup was being installed, a directory lost or
+// replaced), the log may not hold what it lacks: the node must let raft
+// restore the snapshot instead (see NewDurable).
 //
 // # Snapshot format, version 3
 //

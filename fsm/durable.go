@@ -50,20 +50,27 @@ const (
 // node may let Raft re-deliver the log after its latest snapshot instead
 // of restoring that snapshot (raft's NoSnapshotRestoreOnStart), provided
 // that, before raft starts:
-//   - AppliedIndex() is at least the applied index of raft's latest
-//     snapshot, as its stream's header gives it (SnapshotAppliedIndex;
-//     raft's SnapshotMeta.Index may be higher by entries the FSM never
-//     sees, and raft re-delivers from there). Otherwise the log no longer
-//     holds the entries between them: start raft without
+//   - AppliedIndex() is at least raft's index of its latest snapshot
+//     (raft.SnapshotMeta.Index). Otherwise start raft without
 //     NoSnapshotRestoreOnStart, so that it restores the snapshot (Restore
-//     builds and installs a fresh Durable).
+//     builds and installs a fresh Durable): the log may no longer hold the
+//     entries in between, and after a restore raft had recorded but the
+//     FSM had not finished (a backup's, whose index raft sets above every
+//     index it had, or a leader's), the engine still holds the state the
+//     snapshot replaces. The snapshot's own applied index (in its stream)
+//     may be lower than raft's by entries the FSM never sees; comparing
+//     with it instead would miss that second case.
 //   - AppliedIndex() is at most raft's last index (the log's, or the
 //     latest snapshot's when the log is empty). A higher one means the
 //     engine is not this log's state (a raft directory replaced or lost):
 //     the node must refuse to start, or the FSM would skip entries it
 //     never applied.
 //
-// Snapshot syncs the engine, so a node that only restarts meets both.
+// Snapshot syncs the engine, so after a plain restart AppliedIndex() is at
+// least the FSM's index at the latest snapshot; it is below raft's only
+// when the entries just before that snapshot were ones the FSM never sees
+// (a no-op, barriers) and the crash lost every batch after it, and then
+// the restore at start costs time, not correctness.
 func NewDurable(cfg *Config, dir storage.DurableDir) (*FSM, error) {
 	c := *DefaultConfig()
 	if cfg != nil {

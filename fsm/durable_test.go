@@ -551,27 +551,6 @@ func TestDurable_SnapshotsWhileApplying(t *testing.T) {
 	}
 }
 
-// TestSnapshotAppliedIndex reads the applied index from a snapshot's
-// header, and refuses what is not one.
-func TestSnapshotAppliedIndex(t *testing.T) {
-	f := mustNew(t, "")
-	mustWrite(t, f, 7, putCmd("a", "1"))
-	f.Apply(&raft.Log{Index: 9, Type: raft.LogConfiguration})
-	b := mustPersist(t, f)
-	if idx, err := SnapshotAppliedIndex(bytes.NewReader(b)); err != nil || idx != 9 {
-		t.Fatalf("SnapshotAppliedIndex = %d, %v; want 9", idx, err)
-	}
-	for name, bad := range map[string][]byte{
-		"short":   b[:19],
-		"magic":   append([]byte("CUBEKVX\x00"), b[8:]...),
-		"version": append(append(bytes.Clone(b[:8]), 0, 0, 0, 9), b[12:]...),
-	} {
-		if _, err := SnapshotAppliedIndex(bytes.NewReader(bad)); !errors.Is(err, ErrCorruptSnapshot) {
-			t.Fatalf("%s: %v, want ErrCorruptSnapshot", name, err)
-		}
-	}
-}
-
 // TestDurable_RestoreCommitsInChunks restores a snapshot larger than
 // restoreChunk into a durable FSM: the fresh Durable is committed more
 // than once before the snapshot's index (so a restore's memory does not

@@ -278,27 +278,6 @@ func (r *snapshotReader) bytes(n uint64) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// SnapshotAppliedIndex reads the header of a snapshot stream (magic,
-// version, applied index) and returns the Raft index the state it holds
-// was applied at. That may be below the index raft records for the
-// snapshot (raft.SnapshotMeta.Index), which counts entries the FSM never
-// sees (a new leader's no-op, barriers); it is the index a durable engine
-// must hold for the snapshot to be skipped at start (NewDurable). It
-// checks nothing past the header: errors wrap ErrCorruptSnapshot.
-func SnapshotAppliedIndex(in io.Reader) (uint64, error) {
-	var head [20]byte
-	if _, err := io.ReadFull(in, head[:]); err != nil {
-		return 0, corrupt("read header", err)
-	}
-	if string(head[:8]) != snapshotMagic {
-		return 0, fmt.Errorf("bad magic %q: %w", head[:8], ErrCorruptSnapshot)
-	}
-	if v := binary.BigEndian.Uint32(head[8:12]); v < 1 || v > snapshotVersion {
-		return 0, fmt.Errorf("unknown format version %d (want 1 to %d): %w", v, snapshotVersion, ErrCorruptSnapshot)
-	}
-	return binary.BigEndian.Uint64(head[12:]), nil
-}
-
 // restored is the state Restore builds before swapping it in.
 type restored struct {
 	applied  uint64
