@@ -152,7 +152,11 @@
 // # Leases
 //
 // LEASE_GRANT records a lease whose id is the entry's index, with its TTL;
-// a PUT with ttl_ms grants one the same way for its key. PUT, CAS_PUT and a
+// a PUT with ttl_ms grants one the same way for its key. An entry must
+// therefore hold at most one command that grants (GrantsLease): the
+// proposer (node/propose.go) never puts two in one entry. Apply does not
+// refuse a second one, so that a log written before that rule replays as
+// it first applied. PUT, CAS_PUT and a
 // TXN's PUT ops may name a lease (lease_id): the key is attached to it, and
 // a put without one detaches the key. Attaching and detaching happen in
 // putKey and deleteKey, so every delete detaches. A command naming a lease

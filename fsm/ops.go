@@ -154,6 +154,14 @@ func WriteKeys(c *kv.Command) [][]byte {
 	return nil
 }
 
+// GrantsLease reports whether c grants a lease when it applies (a
+// LEASE_GRANT, or a PUT with ttl_ms). The lease's id is the index of the
+// entry that applies it, so an entry must hold at most one such command:
+// two would grant one id twice, the second replacing the first.
+func GrantsLease(c *kv.Command) bool {
+	return c.Op == kv.CommandOp_LEASE_GRANT || c.Op == kv.CommandOp_PUT && c.TTLMs != nil
+}
+
 // Size estimates the bytes c adds to a log entry: its keys and values plus
 // a fixed overhead per command, compare and op.
 func Size(c *kv.Command) int {

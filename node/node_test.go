@@ -522,7 +522,7 @@ func TestNode_ProposerNeverPutsTwoWritesOfAKeyInOneEntry(t *testing.T) {
 }
 
 func TestBatchKeys_ConflictsOnWrittenKeys(t *testing.T) {
-	b := batchKeys{}
+	b := newBatchKeys()
 	if !b.add(put("a", "1")) || !b.add(put("b", "1")) {
 		t.Fatal("distinct keys conflicted")
 	}
@@ -558,5 +558,69 @@ func TestNode_ApplyWithEndedContextIsNotQueued(t *testing.T) {
 	}
 	if _, found, _ := n.FSM().Get([]byte("gone")); found {
 		t.Fatal("a write refused before it was queued was applied")
+	}
+}
+
+// A lease's id is the index of the entry that grants it, so an entry never
+// carries two grants (a LEASE_GRANT or a PUT with ttl_ms): the second would
+// get the same id and replace the first.
+func TestBatchKeys_OneGrantPerEntry(t *testing.T) {
+	ttl := int64(1000)
+	grant := &kv.Command{Op: kv.CommandOp_LEASE_GRANT, TTLMs: &ttl}
+	ttlPut := &kv.Command{Op: kv.CommandOp_PUT, Key: []byte("t"), Value: []byte("v"), TTLMs: &ttl}
+	b := newBatchKeys()
+	if !b.add(grant) {
+		t.Fatal("first grant refused")
+	}
+	if b.add(grant) || b.add(ttlPut) {
+		t.Fatal("a second grant shares the entry")
+	}
+	if !b.add(put("a", "1")) {
+		t.Fatal("a put without ttl_ms refused beside a grant")
+	}
+	b = newBatchKeys()
+	if !b.add(ttlPut) || b.add(grant) {
+		t.Fatal("a PUT with ttl_ms and a LEASE_GRANT share the entry")
+	}
+}
+
+// Many concurrent grants, coalesced as the proposer does under load: every
+// grant gets a lease of its own, with its own TTL.
+func TestNode_ConcurrentGrantsGetDistinctLeases(t *testing.T) {
+	c := mustCluster(t, 1)
+	n := c.mustLeader(t)
+	ctx := context.Background()
+	const writers, each = 16, 20
+	var mu sync.Mutex
+	ids := map[int64]int64{} // lease id -> ttl asked for
+	testutil.Concurrently(t, writers, func(w int) error {
+		for i := range each {
+			ttl := int64(60_000 + w*each + i)
+			cmd := &kv.Command{Op: kv.CommandOp_LEASE_GRANT, TTLMs: &ttl}
+			if i%2 == 1 {
+				cmd = &kv.Command{Op: kv.CommandOp_PUT, Key: []byte(fmt.Sprintf("g%d-%d", w, i)), Value: []byte("v"), TTLMs: &ttl}
+			}
+			res, err := n.Apply(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			if prev, dup := ids[res.Index]; dup {
+				mu.Unlock()
+				return fmt.Errorf("lease %d granted twice (ttl %d and %d)", res.Index, prev, ttl)
+			}
+			ids[res.Index] = ttl
+			mu.Unlock()
+		}
+		return nil
+	})
+	if got := n.FSM().LeaseCount(); got != writers*each {
+		t.Fatalf("%d leases, want %d", got, writers*each)
+	}
+	for id, ttl := range ids {
+		l, ok, _ := n.FSM().Lease(uint64(id))
+		if !ok || l.TTL != ttl {
+			t.Fatalf("lease %d: %+v %v, want ttl %d", id, l, ok, ttl)
+		}
 	}
 }

@@ -31,30 +31,43 @@ type proposalResult struct {
 	err error
 }
 
-// batchKeys tracks the keys written by the commands of one entry. Every
-// command of an entry is applied at the entry's Raft index, so two writes of
-// one key in one entry would leave two versions with the same mod_index,
-// and a CAS on that index could overwrite the newer one. An entry therefore
-// never holds two commands that write the same key named in the command.
-// A LEASE_REVOKE names no keys (which keys it deletes is known only when it
-// applies), so it may share an entry with a put of one of them. That leaves
-// no two versions at one index: a put before the revoke in the entry is
-// deleted by it in the same atomic step, never seen by a reader, and a put
-// after it naming the revoked lease is refused.
-type batchKeys map[string]struct{}
+// batchKeys tracks the keys written by the commands of one entry, and
+// whether one of them grants a lease. Every command of an entry is applied
+// at the entry's Raft index, so two writes of one key in one entry would
+// leave two versions with the same mod_index, and a CAS on that index could
+// overwrite the newer one. An entry therefore never holds two commands that
+// write the same key named in the command. A LEASE_REVOKE names no keys
+// (which keys it deletes is known only when it applies), so it may share an
+// entry with a put of one of them. That leaves no two versions at one
+// index: a put before the revoke in the entry is deleted by it in the same
+// atomic step, never seen by a reader, and a put after it naming the
+// revoked lease is refused. A granted lease's id is the entry's index, so
+// an entry also never holds two commands that grant one (fsm.GrantsLease).
+type batchKeys struct {
+	keys    map[string]struct{}
+	granted bool
+}
 
-// add records cmd's keys and reports true, or reports false (recording
-// nothing) when one of them is already written by the entry.
-func (b batchKeys) add(c *kv.Command) bool {
+func newBatchKeys() *batchKeys { return &batchKeys{keys: map[string]struct{}{}} }
+
+// add records cmd's keys and grant and reports true, or reports false
+// (recording nothing) when one of its keys is already written by the
+// entry, or it grants a lease and the entry already grants one.
+func (b *batchKeys) add(c *kv.Command) bool {
+	grants := fsm.GrantsLease(c)
+	if grants && b.granted {
+		return false
+	}
 	keys := fsm.WriteKeys(c)
 	for _, k := range keys {
-		if _, ok := b[string(k)]; ok {
+		if _, ok := b.keys[string(k)]; ok {
 			return false
 		}
 	}
 	for _, k := range keys {
-		b[string(k)] = struct{}{}
+		b.keys[string(k)] = struct{}{}
 	}
+	b.granted = b.granted || grants
 	return true
 }
 
@@ -139,7 +152,7 @@ func (n *Node) runProposer() {
 			return
 		}
 		batch := []*proposal{first}
-		keys := batchKeys{}
+		keys := newBatchKeys()
 		keys.add(first.cmd)
 		size := fsm.Size(first.cmd)
 	drain:
