@@ -155,8 +155,12 @@
 // a PUT with ttl_ms grants one the same way for its key. An entry must
 // therefore hold at most one command that grants (GrantsLease): the
 // proposer (node/propose.go) never puts two in one entry. Apply does not
-// refuse a second one, so that a log written before that rule replays as
-// it first applied. PUT, CAS_PUT and a
+// refuse a second one, so that a log written before that rule replays:
+// the second grant replaces the lease's TTL and keeps the keys already
+// attached to it, so a lease's Keys is always the number of its attached
+// keys and such a log replays to a consistent state, the same in memory
+// and on a durable engine reopened (which counts the attachments). PUT,
+// CAS_PUT and a
 // TXN's PUT ops may name a lease (lease_id): the key is attached to it, and
 // a put without one detaches the key. Attaching and detaching happen in
 // putKey and deleteKey, so every delete detaches. A command naming a lease

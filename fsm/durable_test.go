@@ -33,7 +33,7 @@ func mustNewDurable(t testing.TB, dir *fakeDir, cfg *Config) *FSM {
 
 // randomLog returns n log entries at indexes 1..n: puts and deletes over
 // a small key space, CAS, transactions, leases granted (by a grant or a
-// put with ttl_ms), attached, revoked (an expiry is a revoke the leader
+// put with ttl_ms, sometimes twice in one entry), attached, revoked (an expiry is a revoke the leader
 // proposes), members set and removed, batch entries, raft entries that
 // are not commands, request ids from a few clients, and retries of
 // earlier commands with their client and sequence (duplicates, stale).
@@ -116,17 +116,17 @@ func randomLog(t testing.TB, rng *rand.Rand, n int) []*raft.Log {
 		case 0:
 			l.Type = raft.LogConfiguration
 		case 1, 2:
-			// At most one command of an entry grants a lease: a grant's id
-			// is the entry's index, so a second one would replace the
-			// first (the proposer would have to keep them apart).
+			// The proposer puts at most one command that grants a lease in
+			// an entry (a grant's id is the entry's index); a log written
+			// before that rule may hold two, which some entries do.
 			cmds := make([]*kv.Command, 1+rng.IntN(4))
-			granted := false
+			granted, twice := false, rng.IntN(4) == 0
 			for j := range cmds {
 				c := command(idx)
-				for granted && (c.Op == kv.CommandOp_LEASE_GRANT || c.TTLMs != nil) {
+				for granted && !twice && GrantsLease(c) {
 					c = command(idx)
 				}
-				granted = granted || c.Op == kv.CommandOp_LEASE_GRANT || c.TTLMs != nil
+				granted = granted || GrantsLease(c)
 				cmds[j] = c
 			}
 			data, err := EncodeBatch(cmds)
@@ -605,5 +605,48 @@ func TestDurable_RestoreCommitsInChunks(t *testing.T) {
 				t.Fatalf("after a crash:\n%s\nwant\n%s", s, want)
 			}
 		})
+	}
+}
+
+// TestDurable_TwoGrantsInOneEntry replays an entry with two lease grants
+// at one index, as a log written before the proposer kept grants apart
+// may hold: the second grant replaces the TTL and keeps the keys the
+// first attached, so the in-memory FSM, the durable one and the durable
+// one reopened agree, and both persist a snapshot.
+func TestDurable_TwoGrantsInOneEntry(t *testing.T) {
+	data, err := EncodeBatch([]*kv.Command{ttlPutCmd("a", "1", 1000), ttlPutCmd("b", "2", 2000), grantCmd(3000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := []*raft.Log{
+		{Index: 1, Term: 1, Type: raft.LogCommand, Data: data},
+		makeLog(t, 2, putCmd("a", "3")), // detaches a
+	}
+	cfg := durableCfg(t)
+	m, _, states := reference(t, cfg, logs)
+	dir := newFakeDir()
+	f := mustNewDurable(t, dir, cfg)
+	f.ApplyBatch(logs[:1])
+	if got, want := leaseState(f), "1:3000[a b] "; got != want {
+		t.Fatalf("leases %q, want %q", got, want)
+	}
+	if s := fullState(t, f); s != states[1] {
+		t.Fatalf("durable:\n%s\nwant\n%s", s, states[1])
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f = mustNewDurable(t, dir, cfg)
+	if s := fullState(t, f); s != states[1] {
+		t.Fatalf("durable reopened:\n%s\nwant\n%s", s, states[1])
+	}
+	f.ApplyBatch(logs[1:])
+	if s := fullState(t, f); s != states[2] {
+		t.Fatalf("after detaching:\n%s\nwant\n%s", s, states[2])
+	}
+	a, _ := snapshotBytes(t, m)
+	b, _ := snapshotBytes(t, f)
+	if !bytes.Equal(a, b) {
+		t.Fatalf("snapshots differ: %d and %d bytes", len(a), len(b))
 	}
 }

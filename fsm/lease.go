@@ -94,8 +94,14 @@ func newLeaseTable() *leaseTable {
 
 func (t *leaseTable) get(id uint64) (Lease, bool) { return t.leases.Get(Lease{ID: id}) }
 
-// grant records lease l (with no keys).
+// grant records lease l with no keys; a lease l.ID that already exists
+// (a second grant at one index, which only a log written before the
+// proposer kept grants apart holds) gets l's TTL and keeps its keys, so
+// Keys stays the number of its attachments, as a durable reopen counts it.
 func (t *leaseTable) grant(l Lease) {
+	if old, ok := t.get(l.ID); ok {
+		l.Keys = old.Keys
+	}
 	t.leases.Set(l)
 	if t.dirtyLeases != nil {
 		t.dirtyLeases[l.ID] = struct{}{}
