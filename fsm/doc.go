@@ -244,18 +244,29 @@
 // snapshot never covers state the engine could lose: raft compacts its
 // log up to the snapshot's index, and after a crash the engine holds at
 // least the index the snapshot holds, from which on the log re-delivers
-// every entry the FSM sees. Digest commits too (a
-// Durable's view is of committed state only). The snapshot stream is the
-// same format as with an in-memory engine, so engines interoperate.
+// every entry the FSM sees. The snapshot stream is the same format as
+// with an in-memory engine, so engines interoperate.
+//
+// Digest changes nothing: it reads no staged change, commits nothing and
+// cannot fail on the engine's account (it runs in a request handler).
+// With a durable engine it hashes a view of the committed state (a
+// Durable's view never holds staged changes) and returns the index that
+// state is at, the Durable's Applied(), which is below AppliedIndex()
+// while an ApplyBatch is running or its commit is pending. Two nodes'
+// digests are comparable when their indexes are equal, as always.
 //
 // Restore builds the snapshot in dir.Fresh(): the entries are staged and
 // committed every 4 MiB (at index 0: a fresh Durable is nobody's state
 // until installed), then every table row as a meta record, then
-// Commit(snapshot index) and Sync. Under the write lock, dir.Install makes
-// it current (atomically on disk) and the FSM swaps its engine and tables
-// to it. Any error before the swap (corrupt input, a CRC, the engine's
-// own) discards the fresh Durable and leaves the FSM, its engine and the
-// directory as they were.
+// Commit(snapshot index). Under the write lock, dir.Install syncs it and
+// makes it current (atomically on disk) and the FSM swaps its engine and
+// tables to it. Any error before the swap (corrupt input, a CRC, the
+// engine's own, Install's, which it returns only while the old state is
+// still current) discards the fresh Durable and leaves the FSM, its engine
+// and the directory as they were. Once the new state is current Install
+// returns no error; if it cannot make the switch durable it panics, and a
+// restart restores raft's snapshot whichever state it finds (the start
+// rule, NewDurable).
 //
 // Why no acknowledged write is lost. A write is acknowledged once Raft
 // has committed its entry, that is stored it in the log of a majority;
@@ -263,11 +274,18 @@
 // holds every entry up to some index at least the FSM's index at raft's
 // latest snapshot (Sync before snapshot), and raft re-delivers its log
 // from that snapshot's index on: the log is the write-ahead log of the
-// engine, and the skip rule makes the replay exact. When the engine is
-// below raft's index of its latest snapshot (a crash while a snapshot from
-// the leader or a backup was being installed, a directory lost or
-// replaced), the log may not hold what it lacks: the node must let raft
-// restore the snapshot instead (see NewDurable).
+// engine, and the skip rule makes the replay exact. The node keeps the
+// engine only when it holds raft's index of its latest snapshot (see
+// NewDurable); otherwise it must let raft restore the snapshot, which is
+// correct, only slower. The engine is below that index after a crash while
+// a snapshot from the leader or a backup was being installed, or with a
+// directory lost or replaced, where the log may not hold what it lacks;
+// but also without any crash: raft's LogNoop and LogBarrier entries never
+// reach the FSM, so when the last entries before raft's snapshot were
+// such (an election's no-op on an idle cluster), the FSM's index stays
+// below raft's, and an idle restart restores. To keep the FSM's index
+// current the node has the leader apply a NOOP command after it is
+// elected.
 //
 // # Snapshot format, version 3
 //

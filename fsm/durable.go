@@ -67,10 +67,15 @@ const (
 //     never applied.
 //
 // Snapshot syncs the engine, so after a plain restart AppliedIndex() is at
-// least the FSM's index at the latest snapshot; it is below raft's only
-// when the entries just before that snapshot were ones the FSM never sees
-// (a no-op, barriers) and the crash lost every batch after it, and then
-// the restore at start costs time, not correctness.
+// least the FSM's index at the latest snapshot. That may still be below
+// raft's index of it: raft's LogNoop and LogBarrier entries never reach
+// the FSM, so when the last entries before the snapshot were such (an
+// election's no-op on an idle cluster) the FSM's index is behind raft's
+// until it applies a later entry, and a restart before that (idle, or a
+// crash that lost the later batches) finds it behind. The node must then
+// restore, which costs time, not correctness; the node has the leader
+// apply a NOOP command after it is elected, so that the FSM's index
+// follows raft's.
 func NewDurable(cfg *Config, dir storage.DurableDir) (*FSM, error) {
 	c := *DefaultConfig()
 	if cfg != nil {

@@ -45,14 +45,16 @@ func (d *fakeDisk) crash(rng *rand.Rand) {
 
 // fakeDurable is a storage.Durable over an in-memory btree engine and a
 // map of meta records, both holding the committed state with the staged
-// changes on top, as the contract has reads see them. Commit appends the
-// staged changes to its disk as one batch; opening replays the batches.
-// It takes no locks: the race detector checks that the FSM serialises
-// mutators with reads, as the contract asks.
+// changes on top, as the contract has reads see them, and a second btree
+// engine holding the committed key space alone, which Snapshot views.
+// Commit appends the staged changes to its disk as one batch; opening
+// replays the batches. It takes no locks: the race detector checks that
+// the FSM serialises mutators with reads, as the contract asks.
 type fakeDurable struct {
-	disk    *fakeDisk
-	eng     storage.Engine
-	meta    map[string][]byte
+	disk      *fakeDisk
+	eng       storage.Engine
+	committed storage.Engine
+	meta      map[string][]byte
 	staged  []fakeOp
 	applied uint64
 	// err makes the Durable broken: Commit and Sync return it. failCommit
@@ -67,10 +69,12 @@ var _ storage.Durable = (*fakeDurable)(nil)
 
 // openFake opens the state disk holds.
 func openFake(disk *fakeDisk) *fakeDurable {
-	d := &fakeDurable{disk: disk, eng: storage.NewBTree(), meta: make(map[string][]byte)}
+	d := &fakeDurable{disk: disk, eng: storage.NewBTree(), committed: storage.NewBTree(),
+		meta: make(map[string][]byte)}
 	for _, b := range disk.batches {
 		for _, op := range b.ops {
 			d.do(op)
+			doKey(d.committed, op)
 		}
 		d.applied = b.applied
 	}
@@ -79,14 +83,21 @@ func openFake(disk *fakeDisk) *fakeDurable {
 
 func (d *fakeDurable) do(op fakeOp) (storage.Entry, bool) {
 	switch op.kind {
-	case 'p':
-		return d.eng.Put(op.idx, op.key, op.val)
-	case 'd':
-		return d.eng.Delete(op.idx, op.key)
 	case 's':
 		d.meta[string(op.key)] = op.val
 	case 'x':
 		delete(d.meta, string(op.key))
+	}
+	return doKey(d.eng, op)
+}
+
+// doKey applies op to eng if it is a key change.
+func doKey(eng storage.Engine, op fakeOp) (storage.Entry, bool) {
+	switch op.kind {
+	case 'p':
+		return eng.Put(op.idx, op.key, op.val)
+	case 'd':
+		return eng.Delete(op.idx, op.key)
 	}
 	return storage.Entry{}, false
 }
@@ -119,12 +130,7 @@ func (d *fakeDurable) Delete(idx uint64, key []byte) (storage.Entry, bool) {
 	return d.stage(fakeOp{kind: 'd', idx: idx, key: key})
 }
 
-func (d *fakeDurable) Snapshot() storage.View {
-	if len(d.staged) != 0 {
-		panic(fmt.Sprintf("fake durable: Snapshot with %d changes staged", len(d.staged)))
-	}
-	return d.eng.Snapshot()
-}
+func (d *fakeDurable) Snapshot() storage.View { return d.committed.Snapshot() }
 
 func (d *fakeDurable) Applied() uint64 { return d.applied }
 
@@ -160,6 +166,9 @@ func (d *fakeDurable) Commit(applied uint64) error {
 	}
 	if applied < d.applied {
 		return fmt.Errorf("fake durable: commit at %d below %d", applied, d.applied)
+	}
+	for _, op := range d.staged {
+		doKey(d.committed, op)
 	}
 	if d.disk.forget {
 		d.staged = d.staged[:0]

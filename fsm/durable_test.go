@@ -243,6 +243,10 @@ func TestDurable_CrashAndReplayReachTheSameState(t *testing.T) {
 				batch := logs[next-1 : end]
 				before := f.AppliedIndex()
 				out := f.ApplyBatch(batch)
+				// ApplyBatch commits all it applied.
+				if n := len(dir.open.staged); n != 0 || dir.open.Applied() != f.AppliedIndex() {
+					t.Fatalf("after ApplyBatch to %d: %d changes staged, committed at %d", f.AppliedIndex(), n, dir.open.Applied())
+				}
 				for i, l := range batch {
 					got := describe(t, out[i])
 					if l.Index <= before {
@@ -504,15 +508,27 @@ func TestDurable_OpenRefusesCorruptMeta(t *testing.T) {
 }
 
 // TestDurable_SnapshotsWhileApplying takes snapshots and digests while
-// batches apply: every view is of committed state only (the fake panics
-// otherwise), and the race detector checks the engine is never read while
-// written.
+// batches apply: every snapshot restores to the reference's state at its
+// index (its key space, taken from the committed view, agrees with its
+// tables), every digest is the reference's at the index it reports, and
+// the race detector checks the engine is never read while written.
 func TestDurable_SnapshotsWhileApplying(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 5))
 	logs := randomLog(t, rng, 600)
+	ref, _, states := reference(t, durableCfg(t), nil)
+	digests := [][32]byte{}
+	for _, l := range logs {
+		_, sum := ref.Digest()
+		digests = append(digests, sum)
+		ref.Apply(l)
+		states = append(states, fullState(t, ref))
+	}
+	_, sum := ref.Digest()
+	digests = append(digests, sum)
 	dir := newFakeDir()
 	f := mustNewDurable(t, dir, durableCfg(t))
 	done := make(chan struct{})
+	snaps := 0
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -530,12 +546,29 @@ func TestDurable_SnapshotsWhileApplying(t *testing.T) {
 			}
 			var s sink
 			err = snap.Persist(&s)
+			idx := snap.(*fsmSnapshot).applied
 			snap.Release()
 			if err != nil {
 				t.Errorf("Persist: %v", err)
 				return
 			}
-			f.Digest()
+			m, err := New(durableCfg(t))
+			if err == nil {
+				err = m.Restore(io.NopCloser(bytes.NewReader(s.Bytes())))
+			}
+			if err != nil {
+				t.Errorf("restore the snapshot at %d: %v", idx, err)
+				return
+			}
+			snaps++
+			if got := fullState(t, m); got != states[idx] {
+				t.Errorf("snapshot at %d restores to\n%s\nwant\n%s", idx, got, states[idx])
+				return
+			}
+			if idx, sum := f.Digest(); sum != digests[idx] {
+				t.Errorf("digest at %d differs from the reference's", idx)
+				return
+			}
 			f.Get([]byte("k01"))
 			f.Scan(nil, nil, false, 0, false)
 		}
@@ -545,7 +578,7 @@ func TestDurable_SnapshotsWhileApplying(t *testing.T) {
 	}
 	close(done)
 	wg.Wait()
-	_, _, states := reference(t, durableCfg(t), logs)
+	t.Logf("%d snapshots restored", snaps)
 	if s := fullState(t, f); s != states[len(logs)] {
 		t.Fatalf("final state:\n%s\nwant\n%s", s, states[len(logs)])
 	}
@@ -648,5 +681,34 @@ func TestDurable_TwoGrantsInOneEntry(t *testing.T) {
 	b, _ := snapshotBytes(t, f)
 	if !bytes.Equal(a, b) {
 		t.Fatalf("snapshots differ: %d and %d bytes", len(a), len(b))
+	}
+}
+
+// TestDurable_DigestChangesNothing: Digest on a durable FSM with entries
+// applied but not committed (an ApplyBatch under way) hashes the committed
+// state and reports its index, and leaves the staged changes staged.
+func TestDurable_DigestChangesNothing(t *testing.T) {
+	logs := []*raft.Log{makeLog(t, 1, putCmd("a", "1")), makeLog(t, 2, putCmd("b", "2")), makeLog(t, 3, delCmd("a"))}
+	ref := mustNew(t, "")
+	ref.Apply(logs[0])
+	idx1, sum1 := ref.Digest()
+
+	dir := newFakeDir()
+	f := mustNewDurable(t, dir, durableCfg(t))
+	f.ApplyBatch(logs[:1])
+	f.apply(logs[1]) // as ApplyBatch does before its commit
+	f.apply(logs[2])
+	staged := len(dir.open.staged)
+	if idx, sum := f.Digest(); idx != idx1 || sum != sum1 {
+		t.Fatalf("Digest = %d %x, want the committed %d %x", idx, sum, idx1, sum1)
+	}
+	if n := len(dir.open.staged); n != staged || n == 0 || dir.open.Applied() != 1 || f.AppliedIndex() != 3 {
+		t.Fatalf("after Digest: %d changes staged (was %d), committed at %d, applied %d",
+			n, staged, dir.open.Applied(), f.AppliedIndex())
+	}
+	f.commit()
+	ref.ApplyBatch(logs[1:])
+	if a, b := fullState(t, f), fullState(t, ref); a != b {
+		t.Fatalf("after the commit:\n%s\nwant\n%s", a, b)
 	}
 }

@@ -574,10 +574,12 @@ func readMember(r *snapshotReader) (Member, error) {
 // closes. The snapshot is read completely into a fresh engine of the
 // configured kind (with a durable engine, the DurableDir's Fresh one, which
 // also gets the tables as meta records, is committed at the snapshot's
-// index, synced and installed) and fresh tables, and swapped in only once
-// every count and the CRC check out; on any error (wrapping
-// ErrCorruptSnapshot for bad input) the state, and a durable engine's
-// directory, are left exactly as they were.
+// index and installed) and fresh tables, and swapped in only once every
+// count and the CRC check out; on any error (wrapping ErrCorruptSnapshot
+// for bad input, or Install's while the old state is still current) the
+// state, and a durable engine's directory, are left exactly as they were.
+// An Install that cannot make its switch durable panics (the disk is
+// failing; storage.DurableDir).
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	start := time.Now()
@@ -624,16 +626,17 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		f.track()
 	}
 	f.applied.Store(st.applied)
+	count := st.engine.Len() // the engine is read under the lock: Apply may write it once unlocked
 	f.mu.Unlock()
 	f.wake()
-	f.logger.Info("snapshot restored", "raft_index", st.applied, "count", st.engine.Len(),
+	f.logger.Info("snapshot restored", "raft_index", st.applied, "count", count,
 		"duration", time.Since(start))
 	return nil
 }
 
 // readDurable reads a snapshot stream into a Fresh Durable of f.dir, with
-// the tables as meta records, commits it at the snapshot's index and syncs
-// it. On error the fresh Durable is discarded.
+// the tables as meta records, and commits it at the snapshot's index
+// (Install syncs it). On error the fresh Durable is discarded.
 func (f *FSM) readDurable(in io.Reader) (*restored, storage.Durable, error) {
 	fresh, err := f.dir.Fresh()
 	if err != nil {
@@ -648,11 +651,6 @@ func (f *FSM) readDurable(in io.Reader) (*restored, storage.Durable, error) {
 	if err == nil {
 		if err = fresh.Commit(st.applied); err != nil {
 			err = fmt.Errorf("commit raft index %d: %w", st.applied, err)
-		}
-	}
-	if err == nil {
-		if err = fresh.Sync(); err != nil {
-			err = fmt.Errorf("sync: %w", err)
 		}
 	}
 	if err != nil {
