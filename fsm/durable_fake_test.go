@@ -55,8 +55,8 @@ type fakeDurable struct {
 	eng       storage.Engine
 	committed storage.Engine
 	meta      map[string][]byte
-	staged  []fakeOp
-	applied uint64
+	staged    []fakeOp
+	applied   uint64
 	// err makes the Durable broken: Commit and Sync return it. failCommit
 	// and failSync, when set, are the error the next Commit or Sync fails
 	// with (and then keep).
