@@ -203,12 +203,22 @@ func (d *fakeDurable) Close() error {
 // fakeDir is a storage.DurableDir of fakeDurables: cur is the current
 // disk, fresh the Durables Fresh returned that are neither installed nor
 // discarded.
+//
+// Install follows the contract's error rule: failInstall and a failing
+// sync of fresh (failFreshSync, given to every Fresh Durable) fail it
+// before the switch; failCleanup makes closing the old state fail after
+// it, which Install only counts in cleanupErrs (a real one logs it); and
+// failSwitch makes the switch's own sync fail, which panics and leaves
+// prev, the old disk, for a crash to come back to or not.
 type fakeDir struct {
 	cur         *fakeDisk
+	prev        *fakeDisk    // the old disk while a failed switch is not settled
 	open        *fakeDurable // what Open or Install made current
 	fresh       map[*fakeDurable]bool
 	discards    int
-	failInstall error
+	cleanupErrs int
+
+	failInstall, failFreshSync, failCleanup, failSwitch error
 }
 
 var _ storage.DurableDir = (*fakeDir)(nil)
@@ -224,6 +234,7 @@ func (fd *fakeDir) Open() (storage.Durable, error) {
 
 func (fd *fakeDir) Fresh() (storage.Durable, error) {
 	d := openFake(&fakeDisk{})
+	d.failSync = fd.failFreshSync
 	fd.fresh[d] = true
 	return d, nil
 }
@@ -239,8 +250,17 @@ func (fd *fakeDir) Install(fresh storage.Durable) error {
 	if err := d.Sync(); err != nil {
 		return err
 	}
+	// The switch: from here on fresh is current and Install returns nil.
 	delete(fd.fresh, d)
+	old := fd.cur
 	fd.cur = d.disk
+	if fd.failSwitch != nil {
+		fd.prev = old
+		panic(fmt.Sprintf("fake dir: sync the switch to the fresh state: %v", fd.failSwitch))
+	}
+	if fd.failCleanup != nil {
+		fd.cleanupErrs++
+	}
 	fd.open.closed = true
 	fd.open = d
 	return nil
@@ -257,9 +277,16 @@ func (fd *fakeDir) Discard(fresh storage.Durable) error {
 	return nil
 }
 
-// crash loses what the current disk has not synced (any suffix of it);
-// Durables open before it must not be used again.
+// crash loses what the current disk has not synced (any suffix of it),
+// and after a switch whose sync failed, maybe the switch; Durables open
+// before it must not be used again.
 func (fd *fakeDir) crash(rng *rand.Rand) {
+	if fd.prev != nil {
+		if rng.IntN(2) == 0 {
+			fd.cur = fd.prev
+		}
+		fd.prev = nil
+	}
 	fd.cur.crash(rng)
 	fd.open = nil
 	clear(fd.fresh)

@@ -712,3 +712,101 @@ func TestDurable_DigestChangesNothing(t *testing.T) {
 		t.Fatalf("after the commit:\n%s\nwant\n%s", a, b)
 	}
 }
+
+// TestDurable_InstallErrors restores a snapshot while Install fails in
+// each way its contract allows. Before the switch (the rename, the fresh
+// state's sync) Restore returns the error, the fresh Durable is discarded,
+// and the old state is intact and goes on applying, also across a crash.
+// A cleanup failure after the switch is not Restore's: the snapshot's
+// state is current. A failing sync of the switch panics, and a crash then
+// finds one of the two states whole.
+func TestDurable_InstallErrors(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	logs := randomLog(t, rng, 200)
+	cfg := durableCfg(t)
+	_, _, states := reference(t, cfg, logs)
+	src, _, _ := reference(t, cfg, logs[:150])
+	good, _ := snapshotBytes(t, src)
+
+	// at90 returns a durable FSM at index 90, synced.
+	at90 := func(t *testing.T) (*fakeDir, *FSM) {
+		dir := newFakeDir()
+		f := mustNewDurable(t, dir, cfg)
+		f.ApplyBatch(logs[:90])
+		snapshotBytes(t, f)
+		return dir, f
+	}
+	restore := func(f *FSM) error { return f.Restore(io.NopCloser(bytes.NewReader(good))) }
+
+	for name, set := range map[string]func(*fakeDir){
+		"rename":     func(d *fakeDir) { d.failInstall = errors.New("rename: no space left") },
+		"fresh sync": func(d *fakeDir) { d.failFreshSync = errors.New("fsync: no space left") },
+	} {
+		t.Run("before the switch: "+name, func(t *testing.T) {
+			dir, f := at90(t)
+			disk := dir.cur
+			set(dir)
+			if err := restore(f); err == nil || !strings.Contains(err.Error(), "no space left") {
+				t.Fatalf("Restore = %v", err)
+			}
+			if len(dir.fresh) != 0 || dir.discards != 1 || dir.cur != disk {
+				t.Fatalf("fresh left %d, discarded %d, disk replaced %v", len(dir.fresh), dir.discards, dir.cur != disk)
+			}
+			if s := fullState(t, f); s != states[90] {
+				t.Fatalf("state after the failed restore:\n%s\nwant\n%s", s, states[90])
+			}
+			f.ApplyBatch(logs[90:120])
+			snapshotBytes(t, f)
+			dir.crash(rng)
+			f = mustNewDurable(t, dir, cfg)
+			if s := fullState(t, f); s != states[120] {
+				t.Fatalf("applied on and reopened:\n%s\nwant\n%s", s, states[120])
+			}
+		})
+	}
+
+	t.Run("cleanup after the switch", func(t *testing.T) {
+		dir, f := at90(t)
+		dir.failCleanup = errors.New("remove old state: input/output error")
+		if err := restore(f); err != nil {
+			t.Fatalf("Restore = %v", err)
+		}
+		if s := fullState(t, f); s != states[150] || dir.cleanupErrs != 1 {
+			t.Fatalf("restored (%d cleanup errors):\n%s\nwant\n%s", dir.cleanupErrs, s, states[150])
+		}
+		dir.crash(rng)
+		f = mustNewDurable(t, dir, cfg)
+		f.ApplyBatch(logs[150:])
+		if s := fullState(t, f); s != states[200] {
+			t.Fatalf("reopened and applied on:\n%s\nwant\n%s", s, states[200])
+		}
+	})
+
+	t.Run("sync of the switch", func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(8, 8)) // its own: the subtests above run in map order
+		seen := map[uint64]bool{}
+		for i := 0; i < 8; i++ {
+			dir, f := at90(t)
+			dir.failSwitch = errors.New("fsync root: input/output error")
+			func() {
+				defer func() {
+					if p := recover(); p == nil || !strings.Contains(fmt.Sprint(p), "input/output error") {
+						t.Fatalf("Restore with a failing switch: panic %v", p)
+					}
+				}()
+				_ = restore(f)
+			}()
+			// The FSM is not used again: the node stops.
+			dir.crash(rng)
+			f = mustNewDurable(t, dir, cfg)
+			got := f.AppliedIndex()
+			if s := fullState(t, f); (got != 90 && got != 150) || s != states[got] {
+				t.Fatalf("reopened at %d after a failed switch:\n%s", got, s)
+			}
+			seen[got] = true
+		}
+		if len(seen) != 2 {
+			t.Fatalf("a crash after the failed switch found only the states at %v", seen)
+		}
+	})
+}
