@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -584,15 +585,15 @@ func TestDurable_SnapshotsWhileApplying(t *testing.T) {
 	}
 }
 
-// TestDurable_RestoreCommitsInChunks restores a snapshot larger than
-// restoreChunk into a durable FSM: the fresh Durable is committed more
-// than once before the snapshot's index (so a restore's memory does not
+// TestDurable_RestoreCommitsInChunks restores a snapshot of more than
+// twice restoreChunk into a durable FSM: the fresh Durable is committed at
+// least twice before the snapshot's index (so a restore's memory does not
 // grow with the snapshot), and the state equals an in-memory restore's,
 // also after a crash. Older format versions restore alike.
 func TestDurable_RestoreCommitsInChunks(t *testing.T) {
 	src := mustNew(t, "")
 	big := strings.Repeat("x", 1<<20)
-	for i := range 6 {
+	for i := range 2*restoreChunk>>20 + 1 {
 		mustWrite(t, src, uint64(i+1), withID(putCmd(fmt.Sprintf("big%d", i), big), int64(i+1), 1))
 	}
 	streams := map[string][]byte{"large": mustPersist(t, src)}
@@ -603,7 +604,7 @@ func TestDurable_RestoreCommitsInChunks(t *testing.T) {
 		}
 		streams[p] = b
 	}
-	// Digest covers every entry; fullState would render 6 MiB of values.
+	// Digest covers every entry; fullState would render 9 MiB of values.
 	state := func(f *FSM) string {
 		applied, sum := f.Digest()
 		return fmt.Sprintf("%d %x %s %v %s", applied, sum, clientState(f), f.Members(), leaseState(f))
@@ -628,8 +629,8 @@ func TestDurable_RestoreCommitsInChunks(t *testing.T) {
 						atZero++
 					}
 				}
-				if atZero < 1 {
-					t.Fatalf("%d batches, none committed before the snapshot's index", len(dir.cur.batches))
+				if atZero < 2 {
+					t.Fatalf("%d batches, %d committed before the snapshot's index, want 2 or more", len(dir.cur.batches), atZero)
 				}
 			}
 			dir.crash(rand.New(rand.NewPCG(1, 1)))
@@ -809,4 +810,52 @@ func TestDurable_InstallErrors(t *testing.T) {
 			t.Fatalf("a crash after the failed switch found only the states at %v", seen)
 		}
 	})
+}
+
+// TestDurable_OpenRefusesClientsOutOfOrder: the request-id records'
+// ranks must order the table as its touched indexes do, one rank per
+// record; swapped or duplicated ranks are ErrCorruptState, while ranks
+// that keep the order (however far apart) load.
+func TestDurable_OpenRefusesClientsOutOfOrder(t *testing.T) {
+	for name, tc := range map[string]struct {
+		rank1, rank2 uint64
+		ok           bool
+	}{
+		"in order":   {5, 100, true},
+		"swapped":    {1, 0, false},
+		"duplicated": {3, 3, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := newFakeDir()
+			f := mustNewDurable(t, dir, durableCfg(t))
+			mustWrite(t, f, 1, withID(putCmd("a", "1"), 1, 1))
+			mustWrite(t, f, 2, withID(putCmd("b", "2"), 2, 1))
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			want := clientState(mustNewDurable(t, dir, durableCfg(t)))
+			// Rewrite both records with the ranks given.
+			d := openFake(dir.cur)
+			var ops []fakeOp
+			for id, rank := range map[int64]uint64{1: tc.rank1, 2: tc.rank2} {
+				k := clientMetaKey(nil, id)
+				v, ok := d.Meta(k)
+				if !ok {
+					t.Fatalf("no meta record for client %d", id)
+				}
+				_, n := binary.Uvarint(v)
+				ops = append(ops, fakeOp{kind: 's', key: k, val: append(binary.AppendUvarint(nil, rank), v[n:]...)})
+			}
+			dir.cur.batches = append(dir.cur.batches, fakeBatch{applied: 2, ops: ops})
+			g, err := NewDurable(durableCfg(t), dir)
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("NewDurable = %v", err)
+			case tc.ok && clientState(g) != want:
+				t.Fatalf("clients %q, want %q", clientState(g), want)
+			case !tc.ok && !errors.Is(err, ErrCorruptState):
+				t.Fatalf("NewDurable = %v, want ErrCorruptState", err)
+			}
+		})
+	}
 }
