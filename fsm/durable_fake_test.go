@@ -30,8 +30,9 @@ type fakeBatch struct {
 
 // fakeOp is one staged change.
 type fakeOp struct {
-	kind     byte // 'p' Put, 'd' Delete, 's' SetMeta, 'x' DeleteMeta
-	idx      uint64
+	kind     byte   // 'p' Put, 'd' Delete, 'l' LoadEntry, 's' SetMeta, 'x' DeleteMeta
+	idx      uint64 // Put's and Delete's index; LoadEntry's create index
+	mod      uint64 // LoadEntry's mod index
 	key, val []byte
 }
 
@@ -98,6 +99,12 @@ func doKey(eng storage.Engine, op fakeOp) (storage.Entry, bool) {
 		return eng.Put(op.idx, op.key, op.val)
 	case 'd':
 		return eng.Delete(op.idx, op.key)
+	case 'l':
+		e, _ := eng.Put(op.idx, op.key, op.val)
+		if op.mod != op.idx {
+			e, _ = eng.Put(op.mod, op.key, op.val)
+		}
+		return e, false
 	}
 	return storage.Entry{}, false
 }
@@ -128,6 +135,27 @@ func (d *fakeDurable) Put(idx uint64, key, value []byte) (storage.Entry, bool) {
 
 func (d *fakeDurable) Delete(idx uint64, key []byte) (storage.Entry, bool) {
 	return d.stage(fakeOp{kind: 'd', idx: idx, key: key})
+}
+
+// fakeLoader is a fakeDurable that is a storage.EntryLoader too: each
+// LoadEntry is one write on its disk.
+type fakeLoader struct{ *fakeDurable }
+
+var _ storage.EntryLoader = fakeLoader{}
+
+func (d fakeLoader) LoadEntry(e storage.Entry) {
+	if _, ok := d.eng.Get(e.Key); ok {
+		panic(fmt.Sprintf("fake durable: LoadEntry of key %q, which exists", e.Key))
+	}
+	d.stage(fakeOp{kind: 'l', idx: e.CreateIndex, mod: e.ModIndex, key: e.Key, val: e.Value})
+}
+
+// asFake returns the fakeDurable d is or wraps.
+func asFake(d storage.Durable) *fakeDurable {
+	if l, ok := d.(fakeLoader); ok {
+		return l.fakeDurable
+	}
+	return d.(*fakeDurable)
 }
 
 func (d *fakeDurable) Snapshot() storage.View { return d.committed.Snapshot() }
@@ -202,7 +230,7 @@ func (d *fakeDurable) Close() error {
 
 // fakeDir is a storage.DurableDir of fakeDurables: cur is the current
 // disk, fresh the Durables Fresh returned that are neither installed nor
-// discarded.
+// discarded. With loadEntries, Fresh returns fakeLoaders.
 //
 // Install follows the contract's error rule: failInstall and a failing
 // sync of fresh (failFreshSync, given to every Fresh Durable) fail it
@@ -217,6 +245,7 @@ type fakeDir struct {
 	fresh       map[*fakeDurable]bool
 	discards    int
 	cleanupErrs int
+	loadEntries bool
 
 	failInstall, failFreshSync, failCleanup, failSwitch error
 }
@@ -236,11 +265,14 @@ func (fd *fakeDir) Fresh() (storage.Durable, error) {
 	d := openFake(&fakeDisk{})
 	d.failSync = fd.failFreshSync
 	fd.fresh[d] = true
+	if fd.loadEntries {
+		return fakeLoader{d}, nil
+	}
 	return d, nil
 }
 
 func (fd *fakeDir) Install(fresh storage.Durable) error {
-	d := fresh.(*fakeDurable)
+	d := asFake(fresh)
 	if !fd.fresh[d] {
 		return errors.New("fake dir: install of a Durable Fresh did not return")
 	}
@@ -267,7 +299,7 @@ func (fd *fakeDir) Install(fresh storage.Durable) error {
 }
 
 func (fd *fakeDir) Discard(fresh storage.Durable) error {
-	d := fresh.(*fakeDurable)
+	d := asFake(fresh)
 	if !fd.fresh[d] {
 		return errors.New("fake dir: discard of a Durable Fresh did not return")
 	}

@@ -234,6 +234,7 @@ func TestDurable_CrashAndReplayReachTheSameState(t *testing.T) {
 			_, want, states := reference(t, cfg, logs)
 
 			dir := newFakeDir()
+			dir.loadEntries = seed%2 == 0 // restores take either path
 			f := mustNewDurable(t, dir, cfg)
 			var snap []byte
 			var snapIdx uint64
@@ -855,6 +856,57 @@ func TestDurable_OpenRefusesClientsOutOfOrder(t *testing.T) {
 				t.Fatalf("clients %q, want %q", clientState(g), want)
 			case !tc.ok && !errors.Is(err, ErrCorruptState):
 				t.Fatalf("NewDurable = %v, want ErrCorruptState", err)
+			}
+		})
+	}
+}
+
+// TestDurable_RestoreWritesEachEntryOnce restores one snapshot into a
+// Durable that is a storage.EntryLoader and into one that is not: the
+// states are the snapshot's, also after a crash, and the loader gets one
+// write per entry where the other gets two for every entry changed after
+// its creation.
+func TestDurable_RestoreWritesEachEntryOnce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(6, 6))
+	logs := randomLog(t, rng, 300)
+	cfg := durableCfg(t)
+	src, _, states := reference(t, cfg, logs)
+	snap, _ := snapshotBytes(t, src)
+	changed := 0
+	for _, e := range dump(src) {
+		if e.ModIndex != e.CreateIndex {
+			changed++
+		}
+	}
+	if changed == 0 {
+		t.Fatal("no entry changed after its creation: the log tests nothing")
+	}
+	for _, load := range []bool{false, true} {
+		t.Run(fmt.Sprint("EntryLoader=", load), func(t *testing.T) {
+			dir := newFakeDir()
+			dir.loadEntries = load
+			f := mustNewDurable(t, dir, cfg)
+			mustRestore(t, f, snap)
+			if s := fullState(t, f); s != states[300] {
+				t.Fatalf("restored:\n%s\nwant\n%s", s, states[300])
+			}
+			writes := map[byte]int{}
+			for _, b := range dir.cur.batches {
+				for _, op := range b.ops {
+					writes[op.kind]++
+				}
+			}
+			want := map[byte]int{'p': src.Len() + changed}
+			if load {
+				want = map[byte]int{'l': src.Len()}
+			}
+			if writes['p'] != want['p'] || writes['l'] != want['l'] {
+				t.Fatalf("%d Puts and %d LoadEntrys, want %d and %d", writes['p'], writes['l'], want['p'], want['l'])
+			}
+			dir.crash(rng)
+			f = mustNewDurable(t, dir, cfg)
+			if s := fullState(t, f); s != states[300] {
+				t.Fatalf("reopened:\n%s\nwant\n%s", s, states[300])
 			}
 		})
 	}

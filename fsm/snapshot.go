@@ -394,20 +394,27 @@ func (f *FSM) readSnapshot(in io.Reader, eng storage.Engine) (*restored, error) 
 
 // loadDurable puts the entries next returns (keys ascending, checked by
 // readEntry) into d, committing at index 0 whenever restoreChunk bytes
-// are staged, so a restore's memory does not grow with the snapshot.
+// are staged, so a restore's memory does not grow with the snapshot. An
+// entry changed after its creation takes two Puts (at the create index,
+// then at the mod index) unless d is a storage.EntryLoader.
 func loadDurable(d storage.Durable, next func() (storage.Entry, bool, error)) error {
+	loader, _ := d.(storage.EntryLoader)
 	staged := 0
 	for {
 		e, ok, err := next()
 		if err != nil || !ok {
 			return err
 		}
-		d.Put(e.CreateIndex, e.Key, e.Value)
-		staged += len(e.Key) + len(e.Value)
-		if e.ModIndex != e.CreateIndex {
-			d.Put(e.ModIndex, e.Key, e.Value)
-			staged += len(e.Key) + len(e.Value)
+		if loader != nil {
+			loader.LoadEntry(e)
+		} else {
+			d.Put(e.CreateIndex, e.Key, e.Value)
+			if e.ModIndex != e.CreateIndex {
+				d.Put(e.ModIndex, e.Key, e.Value)
+				staged += len(e.Key) + len(e.Value)
+			}
 		}
+		staged += len(e.Key) + len(e.Value)
 		if staged >= restoreChunk {
 			staged = 0
 			if err := d.Commit(0); err != nil {

@@ -63,6 +63,17 @@ type Durable interface {
 	Close() error
 }
 
+// EntryLoader is an optional interface of a Durable, which a restore
+// checks for: LoadEntry stages e as it is, with its create and mod index,
+// where Put would make a new key's create index its mod index, so that a
+// restore writes each entry once instead of twice (Put at the create
+// index, then at the mod index). It is a mutator like Put, for a Fresh
+// Durable's keys that do not exist yet; the Durable copies e's slices,
+// and an I/O failure is returned by the next Commit.
+type EntryLoader interface {
+	LoadEntry(e Entry)
+}
+
 // DurableDir manages where a Durable's files live under one root
 // directory, so that a restore can build a whole new state beside the
 // current one and swap it in atomically.
