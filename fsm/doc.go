@@ -257,7 +257,9 @@
 //
 // Restore builds the snapshot in dir.Fresh(): the entries are staged and
 // committed every 4 MiB (at index 0: a fresh Durable is nobody's state
-// until installed), then every table row as a meta record, then
+// until installed), each with one LoadEntry where the Durable is a
+// storage.EntryLoader, else with a Put at its create index and, if it was
+// changed since, one at its mod index, then every table row as a meta record, then
 // Commit(snapshot index). Under the write lock, dir.Install syncs it and
 // makes it current (atomically on disk) and the FSM swaps its engine and
 // tables to it. Any error before the swap (corrupt input, a CRC, the
