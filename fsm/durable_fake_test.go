@@ -17,8 +17,8 @@ import (
 type fakeDisk struct {
 	batches []fakeBatch
 	synced  int
-	// forget drops batches instead of keeping them (benchmarks, which
-	// never reopen).
+	// forget drops batches instead of keeping them, and the committed key
+	// space with them (benchmarks, which never reopen nor take views).
 	forget bool
 }
 
@@ -158,7 +158,12 @@ func asFake(d storage.Durable) *fakeDurable {
 	return d.(*fakeDurable)
 }
 
-func (d *fakeDurable) Snapshot() storage.View { return d.committed.Snapshot() }
+func (d *fakeDurable) Snapshot() storage.View {
+	if d.disk.forget {
+		panic("fake durable: Snapshot of a disk that forgets")
+	}
+	return d.committed.Snapshot()
+}
 
 func (d *fakeDurable) Applied() uint64 { return d.applied }
 
@@ -195,12 +200,12 @@ func (d *fakeDurable) Commit(applied uint64) error {
 	if applied < d.applied {
 		return fmt.Errorf("fake durable: commit at %d below %d", applied, d.applied)
 	}
-	for _, op := range d.staged {
-		doKey(d.committed, op)
-	}
 	if d.disk.forget {
 		d.staged = d.staged[:0]
 	} else {
+		for _, op := range d.staged {
+			doKey(d.committed, op)
+		}
 		d.disk.batches = append(d.disk.batches, fakeBatch{ops: d.staged, applied: applied})
 		d.staged = nil
 	}
