@@ -130,11 +130,12 @@ type Result struct {
 // command, transaction or batch entry is atomic to readers, and with a
 // durable engine once more to commit; Snapshot and Digest take it only to
 // capture a copy-on-write view (Snapshot, with a durable engine, after
-// committing and syncing it; Digest's is of what is committed); Restore only to swap in the state it
-// built (and install a durable one). Get, Scan, Len, Bytes, EngineName and
-// RememberedClients take the read lock. applied is atomic and is written
-// under mu for command entries, so a reader holding mu sees the index its
-// state was applied at. waitMu guards waitCh only.
+// committing and syncing it; Digest's is of what is committed); Restore
+// only to swap in the state it built (and install a durable one). Get,
+// Scan, Len, Bytes, EngineName and RememberedClients take the read lock.
+// applied is atomic and is written under mu for command entries, so a
+// reader holding mu sees the index its state was applied at. waitMu
+// guards waitCh only.
 type FSM struct {
 	cfg    Config
 	logger *slog.Logger
