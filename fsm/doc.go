@@ -155,14 +155,13 @@
 // a PUT with ttl_ms grants one the same way for its key. An entry must
 // therefore hold at most one command that grants (GrantsLease): the
 // proposer (node/propose.go) never puts two in one entry. Apply does not
-// refuse a second one, so that a log written before that rule replays:
-// the second grant replaces the lease's TTL and keeps the keys already
-// attached to it, so a lease's Keys is always the number of its attached
-// keys and such a log replays to a consistent state, the same in memory
-// and on a durable engine reopened (which counts the attachments). PUT,
-// CAS_PUT and a
-// TXN's PUT ops may name a lease (lease_id): the key is attached to it, and
-// a put without one detaches the key. Attaching and detaching happen in
+// refuse a second one, so that a log written before that rule replays: the
+// second grant replaces the lease's TTL and keeps the keys already attached
+// to it, so a lease's Keys is always the number of its attached keys and
+// such a log replays to a consistent state, the same in memory and on a
+// durable engine reopened (which counts the attachments). PUT, CAS_PUT and
+// a TXN's PUT ops may name a lease (lease_id): the key is attached to it,
+// and a put without one detaches the key. Attaching and detaching happen in
 // putKey and deleteKey, so every delete detaches. A command naming a lease
 // that does not exist at its index is refused before anything changes (a
 // *CommandError around a *LeaseNotFoundError: ErrLeaseNotFound); a TXN
@@ -259,11 +258,11 @@
 // committed every 4 MiB (at index 0: a fresh Durable is nobody's state
 // until installed), each with one LoadEntry where the Durable is a
 // storage.EntryLoader, else with a Put at its create index and, if it was
-// changed since, one at its mod index, then every table row as a meta record, then
-// Commit(snapshot index). Under the write lock, dir.Install syncs it and
-// makes it current (atomically on disk) and the FSM swaps its engine and
-// tables to it. Any error before the swap (corrupt input, a CRC, the
-// engine's own, Install's, which it returns only while the old state is
+// changed since, one at its mod index; then every table row as a meta
+// record, then Commit(snapshot index). Under the write lock, dir.Install
+// syncs it and makes it current (atomically on disk) and the FSM swaps its
+// engine and tables to it. Any error before the swap (corrupt input, a CRC,
+// the engine's own, Install's, which it returns only while the old state is
 // still current) discards the fresh Durable and leaves the FSM, its engine
 // and the directory as they were. Once the new state is current Install
 // returns no error; if it cannot make the switch durable it panics, and a
