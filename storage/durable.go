@@ -17,8 +17,9 @@ package storage
 //     later one.
 //   - Sync makes every committed batch durable.
 //
-// Snapshot (from Engine) is a view of the committed state only; it must not
-// be called with changes staged (the caller commits first).
+// Snapshot (from Engine) is a view of the committed state only: changes
+// staged when it is taken are not in it (nor anything committed later).
+// It may be called with changes staged.
 //
 // Concurrency: as Engine. Put, Delete, SetMeta, DeleteMeta, Commit, Sync
 // and Close are mutators: the caller serialises them with each other and
@@ -62,23 +63,45 @@ type Durable interface {
 	Close() error
 }
 
+// EntryLoader is an optional interface of a Durable, which a restore
+// checks for: LoadEntry stages e as it is, with its create and mod index,
+// where Put would make a new key's create index its mod index, so that a
+// restore writes each entry once instead of twice (Put at the create
+// index, then at the mod index). It is a mutator like Put, for a Fresh
+// Durable's keys that do not exist yet; the Durable copies e's slices,
+// and an I/O failure is returned by the next Commit.
+type EntryLoader interface {
+	LoadEntry(e Entry)
+}
+
 // DurableDir manages where a Durable's files live under one root
 // directory, so that a restore can build a whole new state beside the
 // current one and swap it in atomically.
 //
-// Concurrency: one goroutine at a time (the FSM calls it under its write
-// lock or before it serves).
+// Concurrency: one goroutine at a time (the goroutine that calls the FSM's
+// Restore, or the one that opens it before it serves).
 type DurableDir interface {
 	// Open opens the current state under the root, creating an empty one
-	// the first time.
+	// the first time. It removes the stale directories a crash during a
+	// restore left behind: a Fresh one never installed, and the previous
+	// state's after an Install that did not finish its cleanup.
 	Open() (Durable, error)
 	// Fresh returns a new, empty Durable in a directory of its own beside
 	// the current one. It is not current until Install.
 	Fresh() (Durable, error)
 	// Install syncs fresh and makes it the current state atomically (a
 	// crash at any moment leaves either the old state or fresh current,
-	// whole). The previous Durable is closed once its views are released
-	// and its directory is removed.
+	// whole).
+	//
+	// Install returns an error only while the old state is still current,
+	// also after a crash (the caller then Discards fresh and keeps the old
+	// state). Once fresh is current it does not return an error: cleanup
+	// of the old state (closing it once its views are released, removing
+	// its directory) is logged, not returned. If making the switch durable
+	// fails after the pointer was replaced (the sync of the root
+	// directory), Install panics: the disk is failing and which state a
+	// restart finds is unknown (the node's start rule restores raft's
+	// snapshot in either case).
 	Install(fresh Durable) error
 	// Discard closes a Fresh Durable that will not be installed and
 	// removes its directory.
