@@ -62,7 +62,7 @@
 // read that fails panics with ErrIO (storage.Durable).
 //
 // Snapshot takes a pebble snapshot of the committed state, with the
-// committed Len and Bytes; it panics with ErrStaged if anything is staged.
+// committed Len and Bytes; changes staged when it is taken are not in it.
 // A view's Get and Scan copy every entry they return, so the entries live
 // as long as the caller holds them, which covers "until released".
 //

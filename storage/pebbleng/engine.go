@@ -30,9 +30,6 @@ var (
 	// ErrApplied is returned by Commit for an applied index below
 	// Applied().
 	ErrApplied = errors.New("pebble engine: applied index goes backwards")
-	// ErrStaged is panicked with by Snapshot when changes are staged: the
-	// view would miss them.
-	ErrStaged = errors.New("pebble engine: snapshot with changes staged")
 	// ErrIO wraps an error pebble returned on a commit, sync or read.
 	ErrIO = errors.New("pebble engine: I/O error")
 )
@@ -127,8 +124,9 @@ type Engine struct {
 }
 
 var (
-	_ storage.Durable = (*Engine)(nil)
-	_ storage.View    = (*view)(nil)
+	_ storage.EntryLoader = (*Engine)(nil)
+	_ storage.Durable     = (*Engine)(nil)
+	_ storage.View        = (*view)(nil)
 )
 
 // Open opens the engine in dir, creating an empty one if dir holds none.
@@ -305,6 +303,20 @@ func (e *Engine) Put(idx uint64, key, value []byte) (storage.Entry, bool) {
 	e.size += int64(len(key) + len(value))
 	e.overlay.Set(staged{key: withPrefix(prefixKey, key), value: encodeValue(create, idx, value)})
 	return prev, existed
+}
+
+// LoadEntry stages en as it is, create and mod index included
+// (storage.EntryLoader): a restore writes each entry once. It is for keys
+// that do not exist yet; a key that does is replaced.
+func (e *Engine) LoadEntry(en storage.Entry) {
+	e.mustOpen()
+	if prev, existed := e.get(en.Key); existed {
+		e.size -= int64(len(prev.Key) + len(prev.Value))
+	} else {
+		e.n++
+	}
+	e.size += int64(len(en.Key) + len(en.Value))
+	e.overlay.Set(staged{key: withPrefix(prefixKey, en.Key), value: encodeValue(en.CreateIndex, en.ModIndex, en.Value)})
 }
 
 // Delete stages the removal of key and returns the removed entry.

@@ -26,16 +26,12 @@ type viewState struct {
 	released atomic.Bool
 }
 
-// Snapshot returns a view of the committed state. Changes staged and not
-// committed would not show in it: Snapshot panics with ErrStaged if any
-// change is staged (the caller commits first). The view holds
+// Snapshot returns a view of the committed state: changes staged when it
+// is taken are not in it, nor anything committed later. The view holds
 // the engine's files open until it is released, or found unreachable by
 // the garbage collector.
 func (e *Engine) Snapshot() storage.View {
 	e.mustOpen()
-	if e.overlay.Len() > 0 {
-		panic(ErrStaged)
-	}
 	e.mu.Lock()
 	e.refs++
 	e.mu.Unlock()
