@@ -62,6 +62,7 @@ var unanswered = map[string]string{
 	"node.ErrLowSpace":         "start-up",
 	"fsm.ErrCorruptEntry":      "the FSM panics on it",
 	"fsm.ErrCorruptSnapshot":   "restore, through the admin port",
+	"fsm.ErrCorruptState":      "start-up: a durable engine's tables do not read back",
 	"fsm.ErrInvalidConfig":     "config validation",
 }
 
