@@ -47,7 +47,7 @@ func VerifySnapshot(r io.Reader) (SnapshotInfo, error) {
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
-	st, err := f.readSnapshot(r)
+	st, err := f.readSnapshot(r, f.engine)
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("verify snapshot: %w", err)
 	}

@@ -174,8 +174,9 @@
 //
 // # Concurrency
 //
-// FSM.mu, a sync.RWMutex, guards the engine pointer, the request-id table,
-// the members table and the change history. Apply takes the write lock once per log entry, so a transaction or
+// FSM.mu, a sync.RWMutex, guards the engine pointer (and a durable
+// engine's staging, Commit and Sync), the request-id table, the members
+// table, the lease tables and the change history. Apply takes the write lock once per log entry, so a transaction or
 // a batch entry is atomic to readers; Watch, HistoryRange, HistoryBytes, Get, Scan, Len, Bytes, EngineName and
 // RememberedClients take the read lock. Snapshot and Digest hold the write lock only
 // while they take an engine view (O(1) for the arena and btree engines)
@@ -183,6 +184,86 @@
 // hashed from that immutable view, concurrently with Apply. The applied
 // index is an atomic.Uint64; WaitApplied blocks on a channel that is closed
 // whenever the index advances (no polling).
+//
+// # Durable engines
+//
+// With a storage.Durable engine (NewDurable, on a storage.DurableDir) the
+// whole state survives a kill -9 without a snapshot restore: the key space
+// is the engine's, and the request-id, members and lease tables are kept
+// beside it as the engine's meta records, one record per table row:
+//
+//	"v"                        uvarint 1, the layout version
+//	'c' client id (8 bytes BE) uvarint rank, then the snapshot's client
+//	                           record after the id: sequence, touched
+//	                           index, result length, result
+//	'm' node id                the snapshot's member record (five fields)
+//	'l' lease id (8 bytes BE)  uvarint TTL in milliseconds
+//	'a' lease id (8 bytes BE)  empty: the key after the id is attached to
+//	    key                    the lease
+//
+// A lease's key count is not stored: it is the number of its 'a' records.
+// rank orders the request-id table: a counter every touch advances, so the
+// records sorted by rank are the table's least-recently-touched order, and
+// eviction after a reopen is what it would have been. NewDurable reads the
+// records back, checks them (ErrCorruptState), and starts with AppliedIndex
+// at the engine's Applied() and the change history empty with its floor
+// there.
+//
+// Batching. Apply stages an entry's key changes in the engine as it runs
+// (the engine reads its own staged writes), and the tables record which
+// rows changed in dirty sets (nil, and never touched, with an in-memory
+// engine: that path encodes and allocates nothing more). At the end of
+// ApplyBatch (or Apply) the FSM writes each dirty row's current value, or
+// its removal, as a meta record and calls Commit with the index of the
+// last entry: the key space, the tables and the applied index reach the
+// disk in one atomic batch, so they never disagree. Commit does not sync;
+// a crash may lose the last batches, never part of one. A Commit that
+// fails panics Apply, as an undecodable entry does: the node stops rather
+// than answer from state it cannot keep.
+//
+// The skip rule. An FSM on a durable engine skips every entry at or below
+// its applied index: Apply returns nil for it and changes nothing. After a
+// restart the node keeps the engine's state (raft's
+// NoSnapshotRestoreOnStart) and raft re-delivers the committed log after
+// its latest snapshot, which may begin below what the engine holds. The
+// entries the engine holds were applied exactly as they are now
+// re-delivered (the same log, and Apply is deterministic), so skipping them
+// leaves the state that applying the whole log once gives; the results of
+// skipped entries were answered before the crash, or their callers got no
+// answer and retry with their request id, which the restored request-id
+// table answers. An in-memory FSM has no such entries and applies what it
+// is given.
+//
+// Snapshot and the log. Snapshot commits what is staged (an ApplyBatch
+// may still be running: the lock is per entry, and every entry applied so
+// far is whole) and then calls Sync before it takes the view, so a Raft
+// snapshot never covers state the engine could lose: raft compacts its
+// log up to the snapshot's index, and after a crash the engine holds at
+// least the index the snapshot holds, from which on the log re-delivers
+// every entry the FSM sees. Digest commits too (a
+// Durable's view is of committed state only). The snapshot stream is the
+// same format as with an in-memory engine, so engines interoperate.
+//
+// Restore builds the snapshot in dir.Fresh(): the entries are staged and
+// committed every 4 MiB (at index 0: a fresh Durable is nobody's state
+// until installed), then every table row as a meta record, then
+// Commit(snapshot index) and Sync. Under the write lock, dir.Install makes
+// it current (atomically on disk) and the FSM swaps its engine and tables
+// to it. Any error before the swap (corrupt input, a CRC, the engine's
+// own) discards the fresh Durable and leaves the FSM, its engine and the
+// directory as they were.
+//
+// Why no acknowledged write is lost. A write is acknowledged once Raft
+// has committed its entry, that is stored it in the log of a majority;
+// the FSM's commit need not be synced for that. On a restart the engine
+// holds every entry up to some index at least the FSM's index at raft's
+// latest snapshot (Sync before snapshot), and raft re-delivers its log
+// from that snapshot's index on: the log is the write-ahead log of the
+// engine, and the skip rule makes the replay exact. When the engine is
+// below raft's index of its latest snapshot (a crash while a snapshot from
+// the leader or a backup was being installed, a directory lost or
+// replaced), the log may not hold what it lacks: the node must let raft
+// restore the snapshot instead (see NewDurable).
 //
 // # Snapshot format, version 3
 //

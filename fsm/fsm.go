@@ -124,15 +124,17 @@ type Result struct {
 // engine, remembers request ids for exactly-once writes, and takes and
 // restores snapshots.
 //
-// Locking: mu guards engine (the pointer and its contents), requests (the
-// request-id table), members, leases and history.
+// Locking: mu guards engine (the pointer and its contents), dur, requests
+// (the request-id table), members, leases, history and the dirty sets.
 // Apply and ApplyBatch take the write lock once per log entry, so one
-// command, transaction or batch entry is atomic to readers; Snapshot and
-// Digest take it only to capture a copy-on-write view; Restore only to swap
-// in the state it built. Get, Scan, Len, Bytes, EngineName and RememberedClients take
-// the read lock. applied is atomic and is written under mu for command
-// entries, so a reader holding mu sees the index its state was applied at.
-// waitMu guards waitCh only.
+// command, transaction or batch entry is atomic to readers, and with a
+// durable engine once more to commit; Snapshot and Digest take it only to
+// capture a copy-on-write view (with a durable engine, after committing
+// and, for Snapshot, syncing it); Restore only to swap in the state it
+// built (and install a durable one). Get, Scan, Len, Bytes, EngineName and
+// RememberedClients take the read lock. applied is atomic and is written
+// under mu for command entries, so a reader holding mu sees the index its
+// state was applied at. waitMu guards waitCh only.
 type FSM struct {
 	cfg    Config
 	logger *slog.Logger
@@ -143,6 +145,18 @@ type FSM struct {
 	members  map[string]Member // the replicated members table, by node id
 	history  *history          // recent changes, for watches (history.go)
 	leases   *leaseTable       // leases and their keys (lease.go)
+
+	// With a durable engine (durable.go): dir is set at construction and
+	// never changes; dur is engine as a storage.Durable (mu guards it);
+	// dirtyMembers collects the member ids changed since the last commit;
+	// metaKey, metaVal and metaEnc are scratch for staging meta records.
+	// All nil with an in-memory engine.
+	dir          storage.DurableDir
+	dur          storage.Durable
+	dirtyMembers map[string]struct{}
+	metaKey      []byte
+	metaVal      []byte
+	metaEnc      resultEncoder
 
 	applied atomic.Uint64
 
@@ -155,8 +169,24 @@ var (
 	_ raft.BatchingFSM = (*FSM)(nil)
 )
 
-// New returns an empty FSM. A nil cfg means DefaultConfig.
+// New returns an empty FSM on an in-memory engine of cfg.Engine's kind. A
+// nil cfg means DefaultConfig. (NewDurable opens one on a durable engine.)
 func New(cfg *Config) (*FSM, error) {
+	f, err := newEmpty(cfg)
+	if err != nil {
+		return nil, err
+	}
+	eng, err := storage.New(f.cfg.Engine)
+	if err != nil {
+		return nil, fmt.Errorf("new fsm: %w", err)
+	}
+	f.engine = eng
+	return f, nil
+}
+
+// newEmpty returns an FSM with cfg's defaults filled in and empty tables,
+// without an engine.
+func newEmpty(cfg *Config) (*FSM, error) {
 	if cfg == nil {
 		cfg = DefaultConfig()
 	}
@@ -181,14 +211,9 @@ func New(cfg *Config) (*FSM, error) {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	c.Logger = nil
-	eng, err := storage.New(c.Engine)
-	if err != nil {
-		return nil, fmt.Errorf("new fsm: %w", err)
-	}
 	return &FSM{
 		cfg:      c,
 		logger:   logger.With("component", "fsm"),
-		engine:   eng,
 		requests: newRequestTable(c.ClientTTL, c.MaxClients),
 		members:  make(map[string]Member),
 		history:  newHistory(c.HistoryBytes),
@@ -198,10 +223,25 @@ func New(cfg *Config) (*FSM, error) {
 
 // Apply applies one committed log entry. It returns a *Result for an
 // EntryCommand entry, a []*Result for an EntryBatch entry, and nil for an
-// ignorable unknown entry type or a log that is not a raft.LogCommand. It
-// panics on an entry that does not decode: a node must crash rather than
-// diverge from its peers.
+// ignorable unknown entry type, a log that is not a raft.LogCommand, or,
+// with a durable engine, an entry at or below AppliedIndex() (already
+// applied and kept: it changes nothing; see NewDurable). It panics on an
+// entry that does not decode: a node must crash rather than diverge from
+// its peers. With a durable engine it commits the entry's changes, and
+// panics if that fails, for the same reason.
 func (f *FSM) Apply(l *raft.Log) interface{} {
+	out := f.apply(l)
+	if f.dir != nil {
+		f.commit()
+	}
+	return out
+}
+
+// apply is Apply without the durable engine's commit.
+func (f *FSM) apply(l *raft.Log) interface{} {
+	if f.dir != nil && l.Index <= f.applied.Load() {
+		return nil
+	}
 	if l.Type != raft.LogCommand {
 		f.setApplied(l.Index)
 		return nil
@@ -231,11 +271,15 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 }
 
 // ApplyBatch applies committed log entries in order, as Apply does for each,
-// and returns one response per log.
+// and returns one response per log. With a durable engine it commits once,
+// after the last.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
 	for i, l := range logs {
-		out[i] = f.Apply(l)
+		out[i] = f.apply(l)
+	}
+	if f.dir != nil {
+		f.commit()
 	}
 	return out
 }
@@ -373,8 +417,17 @@ func (f *FSM) RememberedClients() int {
 // in key order, and the applied index it was taken at. Equal states give
 // equal digests on every node and with either engine. The hash is computed
 // on a snapshot view, so Apply is blocked only while the view is taken.
+// With a durable engine it first commits what Apply staged (a view holds
+// only committed state), and panics if that fails, as Apply would.
 func (f *FSM) Digest() (applied uint64, sum [32]byte) {
 	f.mu.Lock()
+	if f.dur != nil {
+		// A Durable's view holds only what is committed.
+		if err := f.commitLocked(); err != nil {
+			f.mu.Unlock()
+			panic(fmt.Sprintf("fsm: cannot commit raft index %d to the durable engine: %v", f.applied.Load(), err))
+		}
+	}
 	view := f.engine.Snapshot()
 	applied = f.applied.Load()
 	f.mu.Unlock()

@@ -76,6 +76,12 @@ type leaseTable struct {
 	leases   *btree.BTreeG[Lease]
 	attached *btree.BTreeG[leaseKey]
 	ofKey    map[string]uint64
+	// dirtyLeases and dirtyKeys collect the leases granted or revoked and
+	// the attachments made or undone, for a durable engine's meta records
+	// (durable.go); nil otherwise. A lease's key count is not a record of
+	// its own: it follows from the attachments.
+	dirtyLeases map[uint64]struct{}
+	dirtyKeys   map[leaseKey]struct{}
 }
 
 func newLeaseTable() *leaseTable {
@@ -87,6 +93,30 @@ func newLeaseTable() *leaseTable {
 }
 
 func (t *leaseTable) get(id uint64) (Lease, bool) { return t.leases.Get(Lease{ID: id}) }
+
+// grant records lease l (with no keys).
+func (t *leaseTable) grant(l Lease) {
+	t.leases.Set(l)
+	if t.dirtyLeases != nil {
+		t.dirtyLeases[l.ID] = struct{}{}
+	}
+}
+
+// revoke forgets lease id; its keys are detached first.
+func (t *leaseTable) revoke(id uint64) {
+	t.leases.Delete(Lease{ID: id})
+	if t.dirtyLeases != nil {
+		t.dirtyLeases[id] = struct{}{}
+	}
+}
+
+// markKey records that attachment k was made or undone, when a durable
+// engine keeps the table.
+func (t *leaseTable) markKey(k leaseKey) {
+	if t.dirtyKeys != nil {
+		t.dirtyKeys[k] = struct{}{}
+	}
+}
 
 // attach makes key's lease id (0: none), detaching it from any other.
 func (t *leaseTable) attach(key []byte, id uint64) {
@@ -108,6 +138,7 @@ func (t *leaseTable) attach(key []byte, id uint64) {
 	k := string(key)
 	t.ofKey[k] = id
 	t.attached.Set(leaseKey{id: id, key: k})
+	t.markKey(leaseKey{id: id, key: k})
 	l.Keys++
 	t.leases.Set(l)
 }
@@ -120,6 +151,9 @@ func (t *leaseTable) detach(key []byte) {
 	}
 	delete(t.ofKey, string(key))
 	t.attached.Delete(leaseKey{id: id, key: string(key)})
+	if t.dirtyKeys != nil {
+		t.markKey(leaseKey{id: id, key: string(key)})
+	}
 	if l, ok := t.get(id); ok {
 		l.Keys--
 		t.leases.Set(l)
@@ -208,7 +242,7 @@ func applyLeaseGrant(f *FSM, idx uint64, c *kv.Command, res *kv.WriteResult_) er
 	if err := f.checkLeaseCount(c); err != nil {
 		return err
 	}
-	f.leases.leases.Set(Lease{ID: idx, TTL: c.GetTTLMs()})
+	f.leases.grant(Lease{ID: idx, TTL: c.GetTTLMs()})
 	res.Succeeded = true
 	return nil
 }
@@ -242,7 +276,7 @@ func applyLeaseRevoke(f *FSM, idx uint64, c *kv.Command, res *kv.WriteResult_) e
 	for _, k := range f.leases.keysOf(id) {
 		f.deleteKey(idx, k)
 	}
-	f.leases.leases.Delete(Lease{ID: id})
+	f.leases.revoke(id)
 	res.Succeeded = true
 	return nil
 }
@@ -295,7 +329,7 @@ func (f *FSM) putLease(idx uint64, c *kv.Command) (uint64, error) {
 		if err := f.checkLeaseCount(c); err != nil {
 			return 0, err
 		}
-		f.leases.leases.Set(Lease{ID: idx, TTL: *c.TTLMs})
+		f.leases.grant(Lease{ID: idx, TTL: *c.TTLMs})
 		return idx, nil
 	}
 	id := uint64(c.GetLeaseID())

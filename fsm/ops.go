@@ -689,6 +689,7 @@ func applyMemberSet(f *FSM, _ uint64, c *kv.Command, res *kv.WriteResult_) error
 	m := memberFromKV(c.Member)
 	prev, had := f.members[m.ID]
 	f.members[m.ID] = m
+	f.markMember(m.ID)
 	res.Succeeded = !had || prev != m
 	return nil
 }
@@ -699,6 +700,7 @@ func applyMemberRemove(f *FSM, _ uint64, c *kv.Command, res *kv.WriteResult_) er
 	id := c.Member.NodeID
 	_, had := f.members[id]
 	delete(f.members, id)
+	f.markMember(id)
 	res.Succeeded = had
 	return nil
 }

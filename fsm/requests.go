@@ -22,6 +22,10 @@ type clientRecord struct {
 	seq      int64
 	touched  uint64 // Raft index of the entry that last applied or answered seq
 	result   *kv.WriteResult_
+	// rank is the record's place in the table's order: a number from a
+	// counter that every touch advances, so records sorted by it are in
+	// the list's order. Only a durable engine's meta records keep it.
+	rank uint64
 }
 
 // requestTable is the request-id table that makes retried writes
@@ -35,6 +39,10 @@ type requestTable struct {
 	max   int
 	byID  map[int64]*list.Element // values are *clientRecord
 	order *list.List              // *clientRecord, oldest touched first
+	next  uint64                  // the next clientRecord.rank
+	// dirty collects the client ids whose record changed or went, for a
+	// durable engine's meta records (durable.go); nil otherwise.
+	dirty map[int64]struct{}
 }
 
 func newRequestTable(ttl uint64, max int) *requestTable {
@@ -54,8 +62,19 @@ func (t *requestTable) lookup(clientID int64) *clientRecord {
 // touch marks clientID's record as used at idx, moving it to the back.
 func (t *requestTable) touch(clientID int64, idx uint64) {
 	if el, ok := t.byID[clientID]; ok {
-		el.Value.(*clientRecord).touched = idx
+		r := el.Value.(*clientRecord)
+		r.touched, r.rank = idx, t.next
+		t.next++
 		t.order.MoveToBack(el)
+		t.mark(clientID)
+	}
+}
+
+// mark records that clientID's record changed, when a durable engine
+// keeps the table.
+func (t *requestTable) mark(clientID int64) {
+	if t.dirty != nil {
+		t.dirty[clientID] = struct{}{}
 	}
 }
 
@@ -64,11 +83,13 @@ func (t *requestTable) touch(clientID int64, idx uint64) {
 func (t *requestTable) remember(clientID, seq int64, idx uint64, res *kv.WriteResult_) {
 	if el, ok := t.byID[clientID]; ok {
 		r := el.Value.(*clientRecord)
-		r.seq, r.touched, r.result = seq, idx, res
+		r.seq, r.touched, r.result, r.rank = seq, idx, res, t.next
 		t.order.MoveToBack(el)
 	} else {
-		t.byID[clientID] = t.order.PushBack(&clientRecord{clientID: clientID, seq: seq, touched: idx, result: res})
+		t.byID[clientID] = t.order.PushBack(&clientRecord{clientID: clientID, seq: seq, touched: idx, result: res, rank: t.next})
 	}
+	t.next++
+	t.mark(clientID)
 	for len(t.byID) > t.max {
 		t.evictFront()
 	}
@@ -91,13 +112,25 @@ func (t *requestTable) expire(idx uint64) {
 
 func (t *requestTable) evictFront() {
 	el := t.order.Front()
-	delete(t.byID, el.Value.(*clientRecord).clientID)
+	id := el.Value.(*clientRecord).clientID
+	delete(t.byID, id)
 	t.order.Remove(el)
+	t.mark(id)
 }
 
 // appendRestored adds a record read from a snapshot at the back of the
 // list, without eviction: the snapshot's order is kept exactly.
 func (t *requestTable) appendRestored(r clientRecord) {
+	r.rank = t.next
+	t.next++
+	t.byID[r.clientID] = t.order.PushBack(&r)
+}
+
+// appendLoaded adds a record read from a durable engine's meta records at
+// the back of the list, keeping its rank; the caller adds them in
+// ascending order.
+func (t *requestTable) appendLoaded(r clientRecord) {
+	t.next = max(t.next, r.rank+1)
 	t.byID[r.clientID] = t.order.PushBack(&r)
 }
 

@@ -49,11 +49,23 @@ func castagnoli() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) }
 
 // Snapshot captures the current state for raft: an engine view (O(1) for
 // the arena and btree engines; Release gives it back) and a copy of the
-// request-id table, and O(1) copies of the lease tables, taken under the write lock. All I/O happens in Persist, which may run
-// while Apply continues.
+// request-id table, and O(1) copies of the lease tables, taken under the
+// write lock. All I/O happens in Persist, which may run while Apply
+// continues. With a durable engine it first commits what Apply staged and
+// syncs the engine, so the snapshot never covers state the engine could
+// lose in a crash (raft may compact its log up to the snapshot's index);
+// an error there is returned, wrapped.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.dur != nil {
+		if err := f.commitLocked(); err != nil {
+			return nil, fmt.Errorf("snapshot: commit raft index %d: %w", f.applied.Load(), err)
+		}
+		if err := f.dur.Sync(); err != nil {
+			return nil, fmt.Errorf("snapshot: sync raft index %d: %w", f.applied.Load(), err)
+		}
+	}
 	return &fsmSnapshot{
 		view:    f.engine.Snapshot(),
 		applied: f.applied.Load(),
@@ -158,23 +170,19 @@ func (s *fsmSnapshot) writeTo(out io.Writer) (int64, error) {
 		return w.n, fmt.Errorf("engine view scanned %d entries, reports %d", written, count)
 	}
 	w.u64(uint64(len(s.records)))
-	for _, ss := range s.records {
-		res, err := encodeStruct(nil, 64, ss.result)
-		if err != nil {
-			return w.n, fmt.Errorf("encode result of client %d: %w", ss.clientID, err)
+	var buf []byte
+	for i := range s.records {
+		var err error
+		if buf, err = appendClientFields(buf[:0], &s.records[i], nil); err != nil {
+			return w.n, err
 		}
-		w.u64(uint64(ss.clientID))
-		w.uvarint(uint64(ss.seq))
-		w.uvarint(ss.touched)
-		w.uvarint(uint64(len(res)))
-		w.write(res)
+		w.u64(uint64(s.records[i].clientID))
+		w.write(buf)
 	}
 	w.u64(uint64(len(s.members)))
 	for _, m := range s.members {
-		for _, field := range m.fields() {
-			w.uvarint(uint64(len(field)))
-			w.write([]byte(field))
-		}
+		buf = appendMember(buf[:0], m)
+		w.write(buf)
 	}
 	s.writeLeases(w)
 	w.u32(w.crc.Sum32())
@@ -182,6 +190,36 @@ func (s *fsmSnapshot) writeTo(out io.Writer) (int64, error) {
 		w.err = w.w.Flush()
 	}
 	return w.n, w.err
+}
+
+// appendClientFields appends a client record as the snapshot holds it
+// after the client id: sequence, touched index, result length and result.
+// enc, when not nil, encodes the result into its reused buffer.
+func appendClientFields(dst []byte, r *clientRecord, enc *resultEncoder) ([]byte, error) {
+	var res []byte
+	var err error
+	if enc != nil {
+		res, err = enc.encode(r.result)
+	} else {
+		res, err = encodeStruct(nil, 64, r.result)
+	}
+	if err != nil {
+		return dst, fmt.Errorf("encode result of client %d: %w", r.clientID, err)
+	}
+	dst = binary.AppendUvarint(dst, uint64(r.seq))
+	dst = binary.AppendUvarint(dst, r.touched)
+	dst = binary.AppendUvarint(dst, uint64(len(res)))
+	return append(dst, res...), nil
+}
+
+// appendMember appends a member as the snapshot holds it: each of its five
+// fields' length and bytes.
+func appendMember(dst []byte, m Member) []byte {
+	for _, field := range m.fields() {
+		dst = binary.AppendUvarint(dst, uint64(len(field)))
+		dst = append(dst, field...)
+	}
+	return dst
 }
 
 // snapshotReader reads snapshot fields and keeps a running CRC-32C of every
@@ -257,9 +295,11 @@ func corrupt(what string, err error) error {
 	return fmt.Errorf("%s: %v: %w", what, err, ErrCorruptSnapshot)
 }
 
-// readSnapshot parses a whole snapshot stream into a fresh engine and
-// request-id table, checking every length, count and the CRC.
-func (f *FSM) readSnapshot(in io.Reader) (*restored, error) {
+// readSnapshot parses a whole snapshot stream into eng, empty, and fresh
+// tables, checking every length, count and the CRC. A Durable eng gets
+// the entries staged and committed (at index 0) every restoreChunk bytes;
+// the caller stages the tables and commits the applied index.
+func (f *FSM) readSnapshot(in io.Reader, eng storage.Engine) (*restored, error) {
 	r := &snapshotReader{r: bufio.NewReaderSize(in, 64<<10), crc: crc32.New(castagnoli())}
 	var head [12]byte
 	if err := r.full(head[:]); err != nil {
@@ -280,15 +320,11 @@ func (f *FSM) readSnapshot(in io.Reader) (*restored, error) {
 	if err != nil {
 		return nil, corrupt("read entry count", err)
 	}
-	eng, err := storage.New(f.cfg.Engine)
-	if err != nil {
-		return nil, fmt.Errorf("new engine: %w", err)
-	}
 	// storage.Load builds the engine bottom-up from the ascending entries
 	// where the engine offers it (storage.BulkLoader).
 	var sc entryScratch
 	i := uint64(0)
-	err = storage.Load(eng, func() (storage.Entry, bool, error) {
+	next := func() (storage.Entry, bool, error) {
 		if i == count {
 			return storage.Entry{}, false, nil
 		}
@@ -298,7 +334,12 @@ func (f *FSM) readSnapshot(in io.Reader) (*restored, error) {
 		}
 		i++
 		return e, true, nil
-	})
+	}
+	if d, ok := eng.(storage.Durable); ok {
+		err = loadDurable(d, next)
+	} else {
+		err = storage.Load(eng, next)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -349,6 +390,31 @@ func (f *FSM) readSnapshot(in io.Reader) (*restored, error) {
 		return nil, fmt.Errorf("read after crc: %w", err)
 	}
 	return &restored{applied: applied, engine: eng, requests: table, members: members, leases: leases}, nil
+}
+
+// loadDurable puts the entries next returns (keys ascending, checked by
+// readEntry) into d, committing at index 0 whenever restoreChunk bytes
+// are staged, so a restore's memory does not grow with the snapshot.
+func loadDurable(d storage.Durable, next func() (storage.Entry, bool, error)) error {
+	staged := 0
+	for {
+		e, ok, err := next()
+		if err != nil || !ok {
+			return err
+		}
+		d.Put(e.CreateIndex, e.Key, e.Value)
+		staged += len(e.Key) + len(e.Value)
+		if e.ModIndex != e.CreateIndex {
+			d.Put(e.ModIndex, e.Key, e.Value)
+			staged += len(e.Key) + len(e.Value)
+		}
+		if staged >= restoreChunk {
+			staged = 0
+			if err := d.Commit(0); err != nil {
+				return fmt.Errorf("commit restored entries: %w", err)
+			}
+		}
+	}
 }
 
 // entryScratch holds the buffers readEntry reads keys and values into. The
@@ -418,11 +484,18 @@ func readEntry(r *snapshotReader, applied uint64, sc *entryScratch) (storage.Ent
 // readClientRecord reads one request-id record. Touched indexes must be
 // non-decreasing (the table's order) and not beyond applied.
 func readClientRecord(r *snapshotReader, applied, lastTouched uint64) (clientRecord, error) {
-	var s clientRecord
 	id, err := r.u64()
 	if err != nil {
-		return s, corrupt("read client id", err)
+		return clientRecord{}, corrupt("read client id", err)
 	}
+	return readClientFields(r, int64(id), applied, lastTouched)
+}
+
+// readClientFields reads what follows the client id in a request-id
+// record (appendClientFields).
+func readClientFields(r *snapshotReader, clientID int64, applied, lastTouched uint64) (clientRecord, error) {
+	var s clientRecord
+	id := uint64(clientID)
 	seq, err := r.uvarint()
 	if err != nil {
 		return s, corrupt("read sequence", err)
@@ -464,43 +537,76 @@ func readMembers(r *snapshotReader, into map[string]Member) error {
 	}
 	prev := ""
 	for i := uint64(0); i < count; i++ {
-		var f [5]string
-		for j := range f {
-			n, err := r.uvarint()
-			if err != nil {
-				return corrupt(fmt.Sprintf("member %d: read length", i), err)
-			}
-			if n > MaxMemberField {
-				return fmt.Errorf("member %d: field length %d out of range: %w", i, n, ErrCorruptSnapshot)
-			}
-			b, err := r.bytes(n)
-			if err != nil {
-				return corrupt(fmt.Sprintf("member %d: read field", i), err)
-			}
-			f[j] = string(b)
+		m, err := readMember(r)
+		if err != nil {
+			return fmt.Errorf("member %d: %w", i, err)
 		}
-		if f[0] == "" || (i > 0 && f[0] <= prev) {
+		if m.ID == "" || (i > 0 && m.ID <= prev) {
 			return fmt.Errorf("member %d: ids empty or out of order: %w", i, ErrCorruptSnapshot)
 		}
-		prev = f[0]
-		into[f[0]] = Member{ID: f[0], ThriftAddr: f[1], RaftAddr: f[2], GossipAddr: f[3], AdminAddr: f[4]}
+		prev = m.ID
+		into[m.ID] = m
 	}
 	return nil
 }
 
+// readMember reads one member's five fields (appendMember).
+func readMember(r *snapshotReader) (Member, error) {
+	var f [5]string
+	for j := range f {
+		n, err := r.uvarint()
+		if err != nil {
+			return Member{}, corrupt("read length", err)
+		}
+		if n > MaxMemberField {
+			return Member{}, fmt.Errorf("field length %d out of range: %w", n, ErrCorruptSnapshot)
+		}
+		b, err := r.bytes(n)
+		if err != nil {
+			return Member{}, corrupt("read field", err)
+		}
+		f[j] = string(b)
+	}
+	return Member{ID: f[0], ThriftAddr: f[1], RaftAddr: f[2], GossipAddr: f[3], AdminAddr: f[4]}, nil
+}
+
 // Restore replaces the FSM's state with the snapshot read from rc, which it
 // closes. The snapshot is read completely into a fresh engine of the
-// configured kind and a fresh request-id table, and swapped in only once
+// configured kind (with a durable engine, the DurableDir's Fresh one, which
+// also gets the tables as meta records, is committed at the snapshot's
+// index, synced and installed) and fresh tables, and swapped in only once
 // every count and the CRC check out; on any error (wrapping
-// ErrCorruptSnapshot for bad input) the state is left exactly as it was.
+// ErrCorruptSnapshot for bad input) the state, and a durable engine's
+// directory, are left exactly as they were.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	start := time.Now()
-	st, err := f.readSnapshot(rc)
+	var (
+		st    *restored
+		fresh storage.Durable
+		err   error
+	)
+	if f.dir != nil {
+		st, fresh, err = f.readDurable(rc)
+	} else {
+		var eng storage.Engine
+		if eng, err = storage.New(f.cfg.Engine); err != nil {
+			return fmt.Errorf("restore snapshot: new engine: %w", err)
+		}
+		st, err = f.readSnapshot(rc, eng)
+	}
 	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
 	f.mu.Lock()
+	if fresh != nil {
+		if err := f.dir.Install(fresh); err != nil {
+			f.mu.Unlock()
+			f.discard(fresh)
+			return fmt.Errorf("restore snapshot: install: %w", err)
+		}
+		f.dur = fresh
+	}
 	// Changes before the snapshot are not known. A snapshot at or below the
 	// index already applied (a backup restored into a running cluster) is a
 	// jump, not a step: what it undid has no events, so no watch may resume
@@ -514,10 +620,51 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.members = st.members
 	f.history.reset(floor)
 	f.leases = st.leases
+	if fresh != nil {
+		f.track()
+	}
 	f.applied.Store(st.applied)
 	f.mu.Unlock()
 	f.wake()
 	f.logger.Info("snapshot restored", "raft_index", st.applied, "count", st.engine.Len(),
 		"duration", time.Since(start))
 	return nil
+}
+
+// readDurable reads a snapshot stream into a Fresh Durable of f.dir, with
+// the tables as meta records, commits it at the snapshot's index and syncs
+// it. On error the fresh Durable is discarded.
+func (f *FSM) readDurable(in io.Reader) (*restored, storage.Durable, error) {
+	fresh, err := f.dir.Fresh()
+	if err != nil {
+		return nil, nil, fmt.Errorf("fresh durable state: %w", err)
+	}
+	st, err := f.readSnapshot(in, fresh)
+	if err == nil {
+		if err = stageAllTables(fresh, st); err != nil {
+			err = fmt.Errorf("stage tables: %w", err)
+		}
+	}
+	if err == nil {
+		if err = fresh.Commit(st.applied); err != nil {
+			err = fmt.Errorf("commit raft index %d: %w", st.applied, err)
+		}
+	}
+	if err == nil {
+		if err = fresh.Sync(); err != nil {
+			err = fmt.Errorf("sync: %w", err)
+		}
+	}
+	if err != nil {
+		f.discard(fresh)
+		return nil, nil, err
+	}
+	return st, fresh, nil
+}
+
+// discard gives up a Fresh Durable that will not be installed.
+func (f *FSM) discard(fresh storage.Durable) {
+	if err := f.dir.Discard(fresh); err != nil {
+		f.logger.Error("discard fresh durable state", "err", err)
+	}
 }
