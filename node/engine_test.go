@@ -85,3 +85,16 @@ func TestDurableBudget(t *testing.T) {
 		}
 	}
 }
+
+func TestConfig_PebbleNeedsADataDir(t *testing.T) {
+	cfg := InmemConfig("n1", nil, nil)
+	cfg.RaftAddr = "127.0.0.1:1"
+	cfg.Engine = EnginePebble
+	if err := cfg.Validate(); !errors.Is(err, ErrBadConfig) {
+		t.Fatalf("validate without a data dir = %v, want ErrBadConfig", err)
+	}
+	cfg.DataDir = t.TempDir()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("validate with a data dir: %v", err)
+	}
+}
