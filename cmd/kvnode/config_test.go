@@ -2,8 +2,10 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
+	"github.com/cubekv/cubekv/fsm"
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/storage/pebbleng"
 )
@@ -34,5 +36,16 @@ func TestNodeConfig_PebbleFlags(t *testing.T) {
 	}
 	if _, err := c.nodeConfig(); !errors.Is(err, errUsage) {
 		t.Fatalf("a zero cache = %v, want a usage error", err)
+	}
+}
+
+// A pebble state that is not this log's, or that does not read back, is
+// the operator's to fix: kvnode exits 2 so a supervisor does not restart it.
+func TestExitCode_DurableStateRefusals(t *testing.T) {
+	for _, err := range []error{node.ErrForeignState, fsm.ErrCorruptState, pebbleng.ErrCorrupt} {
+		wrapped := errors.Join(fmt.Errorf("open node: %w", err), nil)
+		if got := exitCode(wrapped); got != 2 {
+			t.Errorf("exit code for %v = %d, want 2", err, got)
+		}
 	}
 }
