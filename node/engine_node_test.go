@@ -194,3 +194,29 @@ func TestNode_PebbleRefusesStateAheadOfLog(t *testing.T) {
 		t.Fatalf("close after a refused open: %v", err)
 	}
 }
+
+// ForceNewCluster replays through an in-memory FSM whatever the engine; the
+// pebble node that starts afterwards holds every key, before and after.
+func TestNode_PebbleAfterForceNewCluster(t *testing.T) {
+	dir := t.TempDir()
+	var restores atomic.Int64
+	n := diskNode(t, dir, EnginePebble, &restores)
+	putKeys(t, n, 0, 30)
+	if err := n.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	putKeys(t, n, 30, 50)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.ID, cfg.DataDir, cfg.RaftAddr, cfg.Engine = "n1", dir, "127.0.0.1:1", EnginePebble
+	cfg.Logger = testLogger(t, "n1")
+	if err := ForceNewCluster(cfg); err != nil {
+		t.Fatalf("force new cluster: %v", err)
+	}
+	n = diskNode(t, dir, EnginePebble, &restores)
+	checkKeys(t, n, 50)
+	putKeys(t, n, 50, 60)
+	checkKeys(t, n, 60)
+}
