@@ -92,9 +92,15 @@ type Config struct {
 	// these voters (which must include ID) when DataDir holds no Raft state.
 	// Every initial member is given the same list. Ignored on restart.
 	InitialCluster []Peer
-	// Engine is the storage engine kind ("arena", "btree" or "hash");
-	// empty: storage.KindDefault (arena).
+	// Engine is the storage engine kind: "arena", "btree" or "hash" (in
+	// memory; empty: storage.KindDefault, arena), or EnginePebble, whose
+	// state lives under DataDir/state and is kept across restarts.
 	Engine string
+	// PebbleCacheBytes and PebbleMemTableBytes size the pebble engine's
+	// block cache and its memtables; 0: pebbleng's defaults (for 1-2 GB
+	// boards). Only EnginePebble reads them.
+	PebbleCacheBytes    int64
+	PebbleMemTableBytes uint64
 	// WatchHistoryBytes bounds the FSM's change history, which serves
 	// watches, in bytes; 0: fsm.DefaultHistoryBytes.
 	WatchHistoryBytes int64
@@ -255,6 +261,12 @@ func (c *Config) Validate() error {
 		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 			return fmt.Errorf("%w: raft advertise address %q is unspecified; set an address peers can dial", ErrBadConfig, adv)
 		}
+	}
+	if c.durable() && c.DataDir == "" {
+		return fmt.Errorf("%w: engine %s needs a data dir", ErrBadConfig, EnginePebble)
+	}
+	if c.PebbleCacheBytes < 0 {
+		return fmt.Errorf("%w: negative pebble cache size", ErrBadConfig)
 	}
 	switch c.LogStoreKind {
 	case "", LogStoreBolt, LogStoreWAL:

@@ -23,20 +23,25 @@
 //
 // # Opening (node.go)
 //
-// Open runs four steps: openStores (the Raft log and stable store,
+// With an in-memory engine New builds the FSM; with EnginePebble Open
+// opens it first, from DataDir/state (engine.go), and FSM() is nil until
+// then. Open runs four steps: openStores (the Raft log and stable store,
 // raft-boltdb or raft-wal behind a log cache bounded in entries and bytes,
 // logstore.go and logcache.go, and the file snapshot store, each wrapped so
 // a failed write shows in StorageError), openTransport (the TCP stream
 // layer of package transport), startRaft, and bootstrap (only when no Raft
-// state exists and Bootstrap or InitialCluster asks for it). Raft sees the
+// state exists and Bootstrap or InitialCluster asks for it). With a durable
+// engine, restoreOnStart decides between openStores and startRaft whether
+// raft restores its newest snapshot or keeps the state (engine.go), and
+// refuses a state ahead of the log (ErrForeignState). Raft sees the
 // log store through a logMeter, which counts the bytes of the entries it
 // stores. Open then starts five goroutines: logBudgetLoop (logbudget.go:
 // a snapshot once the log since the last one holds SnapshotLogBytes, and
 // raft's TrailingLogs lowered to what fits in twice that), watchLeadership
 // (readiness.go), the proposer (propose.go), registerLoop (members.go) and
 // leaseLoop (lease.go). Close
-// shuts Raft down, waits for those goroutines, then closes the transport
-// and the stores.
+// shuts Raft down, waits for those goroutines, then closes the transport,
+// the stores and the FSM (a durable engine syncs and closes its files).
 //
 // # Leases (lease.go)
 //

@@ -36,6 +36,15 @@ import (
 //     arrives while a snapshot is written, so a node whose newest snapshot
 //     is damaged restarts from the one before it (docs/operations.md).
 //
+// With a durable engine the budget also scales with the state: a snapshot
+// of it reads and rewrites the whole state, so it is max(the budget above,
+// a quarter of the engine's bytes), at most maxDurableBudget (raft.db must
+// stay well inside bbolt's 2 GB map on 32-bit boards). A 1 GB state is then
+// snapshotted per 256 MiB of log, not per 8 MiB; a restart replays at most
+// that much, which the engine skips up to its own applied index. In-memory
+// engines keep SnapshotLogBytes alone: their snapshot is what a restart
+// restores, and a smaller log is a faster restart.
+//
 // So the log holds about 3 budgets at most, plus what arrives while a
 // snapshot is written, whatever the entry sizes; and the entry threshold can
 // stay high, so that a large state is not rewritten for a little new data.
@@ -226,11 +235,26 @@ func (n *Node) logBudgetLoop() {
 	}
 }
 
+// maxDurableBudget caps the budget a durable engine's size raises.
+const maxDurableBudget = 256 << 20
+
 // logBudget is this node's SnapshotLogBytes, scaled by a factor in [1,
 // 1.25) drawn at Open, so that the nodes of a cluster, which store the same
 // entries, do not all write their snapshots at the same moment (raft
-// staggers its own threshold checks for the same reason).
-func (n *Node) logBudget() int64 { return n.budget }
+// staggers its own threshold checks for the same reason). With a durable
+// engine it is at least a quarter of the state's bytes, up to
+// maxDurableBudget.
+func (n *Node) logBudget() int64 {
+	if !n.cfg.durable() {
+		return n.budget
+	}
+	return durableBudget(n.budget, n.fsm.Bytes())
+}
+
+// durableBudget is the budget for a durable engine holding state bytes.
+func durableBudget(budget, state int64) int64 {
+	return max(budget, min(state/4, maxDurableBudget))
+}
 
 // enforceLogBudget sets raft's TrailingLogs to what fits in the trailing
 // byte bound and takes a snapshot when the applied entries since the last

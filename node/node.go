@@ -36,6 +36,8 @@ type Node struct {
 	stores   *logStores // nil when Config supplied both stores
 	notifyCh chan bool
 	opened   bool
+	// fsmClosed is set once closeFSM has run (by a failed Open or by Close).
+	fsmClosed bool
 	// meter counts the log's bytes for the byte bounds, and budget is this
 	// node's share of SnapshotLogBytes (logbudget.go).
 	meter  *logMeter
@@ -79,7 +81,9 @@ type Node struct {
 	leases *lease.Keeper
 }
 
-// New allocates a Node with its FSM; it does no I/O.
+// New allocates a Node; it does no I/O. With an in-memory engine it builds
+// the FSM too; with EnginePebble the FSM is opened by Open, and FSM() is nil
+// until then.
 func New(cfg *Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -88,28 +92,26 @@ func New(cfg *Config) (*Node, error) {
 	if base == nil {
 		base = logging.Discard()
 	}
-	fcfg := fsm.DefaultConfig()
-	fcfg.Engine = cfg.Engine
-	fcfg.HistoryBytes = cfg.WatchHistoryBytes
-	fcfg.Logger = base // fsm adds its own component attribute
-	f, err := fsm.New(fcfg)
-	if err != nil {
-		return nil, fmt.Errorf("new fsm: %w", err)
-	}
 	n := &Node{
 		cfg:       *cfg,
 		base:      base,
 		logger:    base.With("component", logging.ComponentNode),
-		fsm:       f,
 		closing:   make(chan struct{}),
 		readyCh:   make(chan struct{}),
 		proposeCh: make(chan *proposal, 4*maxBatchCommands),
 	}
-	n.leases = n.newKeeper()
+	if !cfg.durable() {
+		f, err := fsm.New(n.fsmConfig())
+		if err != nil {
+			return nil, fmt.Errorf("new fsm: %w", err)
+		}
+		n.setFSM(f)
+	}
 	return n, nil
 }
 
-// FSM returns the node's state machine (for reads and status).
+// FSM returns the node's state machine (for reads and status); nil before
+// Open with a durable engine.
 func (n *Node) FSM() *fsm.FSM { return n.fsm }
 
 // ID returns the node's id.
@@ -117,7 +119,8 @@ func (n *Node) ID() string { return n.cfg.ID }
 
 // Open creates or opens the Raft stores under DataDir, starts the Raft
 // transport and Raft itself, and bootstraps a new cluster when asked to and
-// no Raft state exists yet. Each step is a method below, in this order.
+// no Raft state exists yet. With a durable engine it first opens the state
+// under DataDir/state (engine.go). Each step is a method below, in this order.
 func (n *Node) Open() (err error) {
 	if n.opened {
 		return errors.New("node already opened")
@@ -126,13 +129,32 @@ func (n *Node) Open() (err error) {
 	defer func() {
 		if err != nil {
 			n.closeStores()
+			if n.raft == nil { // a running raft may still apply: Close closes it
+				n.closeFSM()
+			}
 		}
 	}()
 	hlog := logging.HCLog(n.base.With("component", logging.ComponentRaft))
 
+	if n.cfg.durable() {
+		if err := n.openDurable(); err != nil {
+			return err
+		}
+	} else {
+		n.reportStaleState()
+	}
 	logStore, stableStore, snaps, err := n.openStores(hlog)
 	if err != nil {
 		return err
+	}
+	restore := true
+	if n.cfg.durable() {
+		if restore, err = restoreOnStart(n.fsm.AppliedIndex(), logStore, snaps); err != nil {
+			return err
+		}
+		if restore {
+			n.logger.Info("durable state is behind raft's latest snapshot: raft restores it", "raft_index", n.fsm.AppliedIndex())
+		}
 	}
 	if n.trans, err = n.openTransport(hlog); err != nil {
 		return err
@@ -143,7 +165,7 @@ func (n *Node) Open() (err error) {
 	}
 	n.meter = newLogMeter(logStore)
 	n.budget = n.cfg.snapshotLogBytes() + rand.Int64N(n.cfg.snapshotLogBytes()/4+1)
-	if err := n.startRaft(hlog, n.meter, stableStore, snaps); err != nil {
+	if err := n.startRaft(hlog, n.meter, stableStore, snaps, restore); err != nil {
 		return err
 	}
 	if err := n.bootstrap(existing); err != nil {
@@ -231,10 +253,12 @@ func (n *Node) openTransport(hlog hclog.Logger) (raft.Transport, error) {
 }
 
 // startRaft starts Raft over the stores and n.trans, with leadership changes
-// sent to n.notifyCh (read by watchLeadership).
-func (n *Node) startRaft(hlog hclog.Logger, logStore raft.LogStore, stableStore raft.StableStore, snaps raft.SnapshotStore) error {
+// sent to n.notifyCh (read by watchLeadership). restore false keeps the
+// FSM's state instead of restoring raft's latest snapshot into it.
+func (n *Node) startRaft(hlog hclog.Logger, logStore raft.LogStore, stableStore raft.StableStore, snaps raft.SnapshotStore, restore bool) error {
 	rc := n.cfg.raftConfig()
 	rc.Logger = hlog
+	rc.NoSnapshotRestoreOnStart = !restore
 	n.notifyCh = make(chan bool, 8)
 	rc.NotifyCh = n.notifyCh
 	r, err := raft.NewRaft(rc, n.fsm, logStore, stableStore, snaps, n.trans)
@@ -272,7 +296,8 @@ func (n *Node) bootstrap(existing bool) error {
 	return nil
 }
 
-// Close shuts Raft down, then its transport and stores. Idempotent.
+// Close shuts Raft down, then its transport, its stores and the FSM (a
+// durable engine syncs and closes its files). Idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.closing)
@@ -288,8 +313,21 @@ func (n *Node) Close() error {
 			}
 		}
 		n.closeStores()
+		n.closeFSM()
 	})
 	return n.closeErr
+}
+
+// closeFSM closes the FSM once nothing applies to it any more; for an
+// in-memory engine it does nothing.
+func (n *Node) closeFSM() {
+	if n.fsm == nil || n.fsmClosed {
+		return
+	}
+	n.fsmClosed = true
+	if err := n.fsm.Close(); err != nil && n.closeErr == nil {
+		n.closeErr = err
+	}
 }
 
 func (n *Node) closeStores() {

@@ -59,9 +59,15 @@ func ForceNewCluster(cfg *Config) error {
 		addr = cfg.RaftAddr
 	}
 	// RecoverCluster replays the log through an FSM to snapshot it; that
-	// FSM is thrown away afterwards, as raft asks.
+	// FSM is thrown away afterwards, as raft asks. It is an in-memory one
+	// even for a durable engine, whose state must not change here: raft
+	// stores the snapshot at its last index and empties the log, so at the
+	// next start the state is behind that snapshot and raft restores it, or
+	// holds that very index already and is kept (engine.go).
 	fcfg := fsm.DefaultConfig()
-	fcfg.Engine = cfg.Engine
+	if !cfg.durable() {
+		fcfg.Engine = cfg.Engine
+	}
 	scratch, err := fsm.New(fcfg)
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"github.com/cubekv/cubekv/node"
 	"github.com/cubekv/cubekv/server"
 	"github.com/cubekv/cubekv/storage"
+	"github.com/cubekv/cubekv/storage/pebbleng"
 	"github.com/cubekv/cubekv/transport"
 )
 
@@ -30,6 +31,8 @@ type config struct {
 	Bootstrap       string // "auto", "true" or "false"
 	InitialCluster  string
 	Engine          string
+	PebbleCache     int64
+	PebbleMemTable  uint64
 	LogStore        string
 	ThriftAdvertise string
 	GossipAddr      string
@@ -120,7 +123,9 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.StringVar(&c.AdminAddr, "admin-addr", "127.0.0.1:9092", "host:port of the admin HTTP server (/health, /ready, /status, /debug/pprof); empty disables it")
 	fs.StringVar(&c.Bootstrap, "bootstrap", "auto", "start a new one-node cluster when the data dir is empty: true, false, or auto (true unless --initial-cluster or --join is given)")
 	fs.StringVar(&c.InitialCluster, "initial-cluster", "", "id=host:raftport,... : bootstrap a new cluster of exactly these voters (the same list on every member)")
-	fs.StringVar(&c.Engine, "engine", storage.KindDefault, "storage engine: arena (size-bucketed slabs, the smallest), btree or hash")
+	fs.StringVar(&c.Engine, "engine", storage.KindDefault, "storage engine: arena (size-bucketed slabs, the smallest), btree or hash, in memory (a restart restores the latest snapshot and replays the log), or pebble, on disk under <data-dir>/state (a restart opens it)")
+	fs.Int64Var(&c.PebbleCache, "pebble-cache-bytes", pebbleng.DefaultCacheBytes, "pebble engine: block cache size in bytes")
+	fs.Uint64Var(&c.PebbleMemTable, "pebble-memtable-bytes", pebbleng.DefaultMemTableBytes, "pebble engine: size of one memtable in bytes (two at most)")
 	fs.StringVar(&c.LogStore, "log-store", node.LogStoreBolt, "Raft log store: bolt (raft-boltdb, raft/raft.db) or wal (raft-wal, raft/wal/: one fsync per append instead of two); change it on a stopped node with kvnode migrate-log")
 	fs.StringVar(&c.ThriftAdvertise, "thrift-advertise", "", "Thrift address other nodes and clients dial (default: --thrift-addr)")
 	fs.StringVar(&c.GossipAddr, "gossip-addr", "127.0.0.1:9093", "ip:port for gossip (memberlist, TCP and UDP); empty disables gossip")
@@ -153,7 +158,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.IntVar(&c.MaxInflight, "max-inflight-entries", nd.MaxInflightEntries, "coalesced log entries the leader keeps in flight at once")
 	fs.IntVar(&c.MaxEntryBytes, "max-entry-bytes", nd.MaxEntryBytes, "most bytes of keys and values coalesced into one log entry (a single larger command still goes alone)")
 	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", nd.TrailingLogs, "log entries kept after a snapshot for lagging followers, at most (fewer when they hold more than 2 x --snapshot-log-bytes)")
-	fs.Int64Var(&c.SnapshotLogBytes, "snapshot-log-bytes", nd.SnapshotLogBytes, "bytes of log entries since the last snapshot that trigger a new one, however few the entries (bounds raft.db and a restart's replay)")
+	fs.Int64Var(&c.SnapshotLogBytes, "snapshot-log-bytes", nd.SnapshotLogBytes, "bytes of log entries since the last snapshot that trigger a new one, however few the entries (bounds raft.db and a restart's replay); with --engine pebble at least a quarter of the state's bytes, up to 256 MiB")
 
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "node certificate (PEM): with --tls-key and --tls-ca, mutual TLS on the Raft, Thrift and admin ports")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of --tls-cert (PEM)")
@@ -291,6 +296,11 @@ func (c *config) nodeConfig() (*node.Config, error) {
 	nc.InitialCluster = peers
 	nc.Bootstrap = c.Bootstrap == "true" || (c.Bootstrap == "auto" && len(peers) == 0 && c.joinList() == nil)
 	nc.Engine = c.Engine
+	if c.PebbleCache <= 0 || c.PebbleMemTable == 0 {
+		return nil, fmt.Errorf("%w: --pebble-cache-bytes and --pebble-memtable-bytes must be positive", errUsage)
+	}
+	nc.PebbleCacheBytes = c.PebbleCache
+	nc.PebbleMemTableBytes = c.PebbleMemTable
 	if c.WatchHistoryBytes <= 0 {
 		return nil, fmt.Errorf("%w: --watch-history-bytes must be positive, got %d", errUsage, c.WatchHistoryBytes)
 	}

@@ -10,7 +10,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cubekv/cubekv/fsm"
 	"github.com/cubekv/cubekv/node"
+	"github.com/cubekv/cubekv/storage/pebbleng"
 )
 
 // refusals are the errors that mean "the operator must act": kvnode exits 2
@@ -23,6 +25,9 @@ var refusals = []error{
 	node.ErrLowSpace,
 	node.ErrCorruptStore,
 	node.ErrCannotRebuild,
+	node.ErrForeignState,
+	fsm.ErrCorruptState,
+	pebbleng.ErrCorrupt,
 }
 
 // exitCode maps run's error to the process exit status.

@@ -230,7 +230,10 @@ type clusterOpts struct {
 	size  int
 	bin   string
 	extra []string // extra kvnode flags for every node
-	tls   bool     // mutual TLS on every port
+	// nodeExtra holds more flags for some nodes, by id, after extra (a
+	// flag given twice takes the later value).
+	nodeExtra map[string][]string
+	tls       bool // mutual TLS on every port
 }
 
 // startCluster creates one namespace per node, starts them all formed with
@@ -279,6 +282,7 @@ func startCluster(t *testing.T, nw *network, dir string, o clusterOpts) *cluster
 			"--initial-cluster", strings.Join(initial, ","),
 			"--join", strings.Join(join, ","),
 		}, nodeTiming...), c.extra...)
+		n.args = append(n.args, o.nodeExtra[n.id]...)
 		if err := n.start(); err != nil {
 			t.Fatalf("%v", err)
 		}

@@ -20,7 +20,7 @@ var (
 	flagSeed     = flag.String("jepsen.seed", "", "base seed of every random choice; env JEPSEN_SEED; default: from the clock")
 	flagResults  = flag.String("jepsen.results", "results", "folder for summary.txt and failure artifacts")
 	flagLogStore = flag.String("jepsen.log-store", "", "kvnode --log-store for every scenario that does not choose one (bolt or wal); env JEPSEN_LOG_STORE; default: kvnode's")
-	flagEngine   = flag.String("jepsen.engine", "", "kvnode --engine for every scenario (btree, arena or hash); env JEPSEN_ENGINE; default: kvnode's")
+	flagEngine   = flag.String("jepsen.engine", "", "kvnode --engine for every scenario (btree, arena, hash or pebble); env JEPSEN_ENGINE; default: kvnode's")
 )
 
 // engine is the --engine every scenario runs with; "" leaves kvnode's

@@ -1,0 +1,117 @@
+// The state machine's engine: an in-memory one built by New, or the durable
+// pebble engine opened by Open under DataDir/state, and the rule that decides
+// whether raft restores its latest snapshot at start.
+
+package node
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/cubekv/cubekv/fsm"
+	"github.com/cubekv/cubekv/storage/pebbleng"
+)
+
+// EnginePebble is Config.Engine's durable engine: the state lives on disk
+// under DataDir/state and survives a restart.
+const EnginePebble = pebbleng.Name
+
+// stateDirName is the directory under DataDir that holds the pebble
+// engine's state (pebbleng.Dir's root).
+const stateDirName = "state"
+
+// ErrForeignState means the durable state holds entries beyond the end of
+// the Raft log: it is not this log's state (the raft directory was replaced
+// or lost), and applying the log on top of it would diverge.
+var ErrForeignState = errors.New("durable state is ahead of the raft log")
+
+// durable reports whether the node's engine keeps its state on disk.
+func (c *Config) durable() bool { return c.Engine == EnginePebble }
+
+// StateDir returns the directory that holds the pebble engine's state.
+func (c *Config) StateDir() string { return filepath.Join(c.DataDir, stateDirName) }
+
+// fsmConfig returns the FSM's config for this node.
+func (n *Node) fsmConfig() *fsm.Config {
+	fcfg := fsm.DefaultConfig()
+	fcfg.Engine = n.cfg.Engine
+	fcfg.HistoryBytes = n.cfg.WatchHistoryBytes
+	fcfg.Logger = n.base // fsm adds its own component attribute
+	return fcfg
+}
+
+// setFSM makes f the node's state machine, with the lease keeper reading
+// its lease table.
+func (n *Node) setFSM(f *fsm.FSM) {
+	n.fsm = f
+	n.leases = n.newKeeper()
+}
+
+// openDurable opens the pebble state under DataDir/state (creating an empty
+// one the first time) as the node's FSM. The FSM then owns the files; Close
+// closes it after raft has shut down.
+func (n *Node) openDurable() error {
+	dir := pebbleng.NewDir(n.cfg.StateDir(), pebbleng.Options{
+		CacheBytes:    n.cfg.PebbleCacheBytes,
+		MemTableBytes: n.cfg.PebbleMemTableBytes,
+		Logger:        n.base.With("component", "pebble"),
+	})
+	f, err := fsm.NewDurable(n.fsmConfig(), dir)
+	if err != nil {
+		return fmt.Errorf("open state %s: %w", n.cfg.StateDir(), err)
+	}
+	n.setFSM(f)
+	return nil
+}
+
+// reportStaleState warns when an in-memory node finds a pebble state left by
+// an earlier run with --engine pebble. It is kept, not removed: the start
+// rule (restoreOnStart) makes it safe to switch back, and it is only
+// out of date, never wrong for this log.
+func (n *Node) reportStaleState() {
+	if n.cfg.DataDir == "" {
+		return
+	}
+	if _, err := os.Stat(n.cfg.StateDir()); err == nil {
+		n.logger.Warn("a pebble state from an earlier run is not used by this engine; it is out of date and may be removed while the node is stopped",
+			"path", n.cfg.StateDir(), "engine", n.fsm.EngineName())
+	}
+}
+
+// restoreOnStart decides whether raft must restore its latest snapshot when
+// it starts, for an FSM on a durable engine whose state is already open:
+//   - no when the FSM holds at least raft's index of that snapshot (raft's
+//     own meta index: a backup's restore sets it above every index the
+//     engine had, and the snapshot's own applied index may lie below it by
+//     entries the FSM never sees); raft then re-delivers the log after the
+//     snapshot and the FSM skips what it holds;
+//   - yes when the FSM holds less (a new or replaced state, a crash during an
+//     install, a switch from an in-memory engine): raft restores the
+//     snapshot into a fresh durable state;
+//   - an error wrapping ErrForeignState when the FSM holds more than raft's
+//     last index (the log's, or the snapshot's when it is higher).
+func restoreOnStart(applied uint64, logs raft.LogStore, snaps raft.SnapshotStore) (bool, error) {
+	metas, err := snaps.List()
+	if err != nil {
+		return false, fmt.Errorf("list raft snapshots: %w", err)
+	}
+	var snapIndex uint64
+	if len(metas) > 0 {
+		snapIndex = metas[0].Index // List returns the newest first
+	}
+	last, err := logs.LastIndex()
+	if err != nil {
+		return false, fmt.Errorf("read the last raft index: %w", err)
+	}
+	last = max(last, snapIndex)
+	if applied > last {
+		return false, fmt.Errorf("%w: the state holds raft index %d, the raft log ends at %d; "+
+			"start with an empty state directory (move it away) so the node rebuilds it from raft's snapshot and log",
+			ErrForeignState, applied, last)
+	}
+	return applied < snapIndex, nil
+}

@@ -1,0 +1,222 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/cubekv/cubekv/internal/testutil"
+	"github.com/cubekv/cubekv/storage"
+	"github.com/cubekv/cubekv/thrift/kv"
+)
+
+// countHandler counts the records whose message is msg and passes every
+// record on.
+type countHandler struct {
+	slog.Handler
+	msg string
+	n   *atomic.Int64
+}
+
+func (h countHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.n.Add(1)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h countHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return countHandler{h.Handler.WithAttrs(a), h.msg, h.n}
+}
+
+func (h countHandler) WithGroup(g string) slog.Handler {
+	return countHandler{h.Handler.WithGroup(g), h.msg, h.n}
+}
+
+// diskNode opens a one-node cluster on dataDir with engine, its Raft
+// stores on disk, and waits until it is ready for linearizable reads.
+// restores counts the FSM's snapshot restores.
+func diskNode(t *testing.T, dataDir, engine string, restores *atomic.Int64) *Node {
+	t.Helper()
+	_, trans := raft.NewInmemTransport("n1")
+	logger := slog.New(countHandler{testLogger(t, "n1").Handler(), "snapshot restored", restores})
+	cfg := InmemConfig("n1", trans, logger)
+	cfg.LogStore, cfg.StableStore, cfg.SnapshotStore = nil, nil, nil
+	cfg.DataDir = dataDir
+	cfg.Engine = engine
+	cfg.Bootstrap = true
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Open(); err != nil {
+		t.Fatalf("open with engine %q: %v", engine, err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	testutil.Eventually(t, 10*time.Second, "a read index after open", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := n.ReadIndex(ctx)
+		return err
+	})
+	return n
+}
+
+func putKeys(t *testing.T, n *Node, from, to int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := from; i < to; i++ {
+		if _, err := n.Apply(ctx, put(fmt.Sprintf("k%04d", i), fmt.Sprintf("v%d", i))); err != nil {
+			t.Fatalf("put k%04d: %v", i, err)
+		}
+	}
+}
+
+func checkKeys(t *testing.T, n *Node, count int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	entries, more, _, err := n.Scan(ctx, nil, nil, false, count+1, false, kv.Consistency_LINEARIZABLE)
+	if err != nil || more || len(entries) != count {
+		t.Fatalf("scan = %d entries (more %v, err %v), want %d", len(entries), more, err, count)
+	}
+	for i, e := range entries {
+		if k, v := fmt.Sprintf("k%04d", i), fmt.Sprintf("v%d", i); string(e.Key) != k || string(e.Value) != v {
+			t.Fatalf("entry %d = %q=%q, want %q=%q", i, e.Key, e.Value, k, v)
+		}
+	}
+}
+
+func TestNode_PebbleRestartKeepsStateWithoutRestore(t *testing.T) {
+	dir := t.TempDir()
+	var restores atomic.Int64
+	n := diskNode(t, dir, EnginePebble, &restores)
+	putKeys(t, n, 0, 50)
+	if err := n.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	putKeys(t, n, 50, 100)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n = diskNode(t, dir, EnginePebble, &restores)
+	checkKeys(t, n, 100)
+	if got := restores.Load(); got != 0 {
+		t.Fatalf("%d snapshot restores, want none: the state was current", got)
+	}
+	if got := n.FSM().EngineName(); got != EnginePebble {
+		t.Fatalf("engine %q", got)
+	}
+}
+
+// An engine change on the same data dir keeps every key: into pebble raft
+// restores its snapshot (the new state is empty), back into memory it
+// restores and replays as always, and into pebble again the state left
+// behind is out of date, so raft restores over it.
+func TestNode_EngineMigrationKeepsKeys(t *testing.T) {
+	dir := t.TempDir()
+	var restores atomic.Int64
+	n := diskNode(t, dir, storage.KindArena, &restores)
+	putKeys(t, n, 0, 40)
+	if err := n.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	putKeys(t, n, 40, 60)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	restores.Store(0)
+	n = diskNode(t, dir, EnginePebble, &restores)
+	checkKeys(t, n, 60)
+	if got := restores.Load(); got != 1 {
+		t.Fatalf("arena -> pebble: %d snapshot restores, want 1", got)
+	}
+	putKeys(t, n, 60, 80)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	n = diskNode(t, dir, storage.KindArena, &restores)
+	checkKeys(t, n, 80)
+	putKeys(t, n, 80, 100)
+	if err := n.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	putKeys(t, n, 100, 120)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	restores.Store(0)
+	n = diskNode(t, dir, EnginePebble, &restores)
+	checkKeys(t, n, 120)
+	if got := restores.Load(); got != 1 {
+		t.Fatalf("arena -> stale pebble state: %d snapshot restores, want 1", got)
+	}
+}
+
+// A state that holds more than the Raft log is refused: it is not this
+// log's state.
+func TestNode_PebbleRefusesStateAheadOfLog(t *testing.T) {
+	dir := t.TempDir()
+	var restores atomic.Int64
+	n := diskNode(t, dir, EnginePebble, &restores)
+	putKeys(t, n, 0, 20)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "raft")); err != nil {
+		t.Fatal(err)
+	}
+	_, trans := raft.NewInmemTransport("n1")
+	cfg := InmemConfig("n1", trans, testLogger(t, "n1"))
+	cfg.LogStore, cfg.StableStore, cfg.SnapshotStore = nil, nil, nil
+	cfg.DataDir, cfg.Engine, cfg.Bootstrap = dir, EnginePebble, true
+	nd, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nd.Open(); !errors.Is(err, ErrForeignState) {
+		_ = nd.Close()
+		t.Fatalf("open = %v, want ErrForeignState", err)
+	}
+	if err := nd.Close(); err != nil {
+		t.Fatalf("close after a refused open: %v", err)
+	}
+}
+
+// ForceNewCluster replays through an in-memory FSM whatever the engine; the
+// pebble node that starts afterwards holds every key, before and after.
+func TestNode_PebbleAfterForceNewCluster(t *testing.T) {
+	dir := t.TempDir()
+	var restores atomic.Int64
+	n := diskNode(t, dir, EnginePebble, &restores)
+	putKeys(t, n, 0, 30)
+	if err := n.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	putKeys(t, n, 30, 50)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.ID, cfg.DataDir, cfg.RaftAddr, cfg.Engine = "n1", dir, "127.0.0.1:1", EnginePebble
+	cfg.Logger = testLogger(t, "n1")
+	if err := ForceNewCluster(cfg); err != nil {
+		t.Fatalf("force new cluster: %v", err)
+	}
+	n = diskNode(t, dir, EnginePebble, &restores)
+	checkKeys(t, n, 50)
+	putKeys(t, n, 50, 60)
+	checkKeys(t, n, 60)
+}
