@@ -63,6 +63,7 @@ var unanswered = map[string]string{
 	"fsm.ErrCorruptEntry":      "the FSM panics on it",
 	"fsm.ErrCorruptSnapshot":   "restore, through the admin port",
 	"fsm.ErrCorruptState":      "start-up: a durable engine's tables do not read back",
+	"node.ErrForeignState":     "start-up",
 	"fsm.ErrInvalidConfig":     "config validation",
 }
 
