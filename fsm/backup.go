@@ -25,7 +25,7 @@ type SnapshotInfo struct {
 // never send forwarded writes to the nodes it was taken from. After a
 // restore every node records its own addresses again.
 func (f *FSM) WriteSnapshot(w io.Writer) (SnapshotInfo, int64, error) {
-	s, err := f.Snapshot()
+	s, err := f.snapshot()
 	if err != nil {
 		return SnapshotInfo{}, 0, err
 	}

@@ -237,6 +237,16 @@
 // table answers. An in-memory FSM has no such entries and applies what it
 // is given.
 //
+// No Raft snapshot while replaying. Raft records a snapshot at the last
+// index it delivered to the FSM, skipped entries included. While it
+// re-delivers entries the engine holds, the state is further on than that
+// index, and an FSM that installed such a snapshot (an in-memory follower,
+// or this node switched to an in-memory engine) would apply the entries in
+// between a second time. So Snapshot refuses with ErrReplaying until Raft
+// has delivered the applied index (delivered, reset by Restore); Raft
+// tries again at its next check. A backup (WriteSnapshot) carries its own
+// index and is taken at any time.
+//
 // Snapshot and the log. Snapshot commits what is staged (an ApplyBatch
 // may still be running: the lock is per entry, and every entry applied so
 // far is whole) and then calls Sync before it takes the view, so a Raft

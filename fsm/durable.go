@@ -27,6 +27,11 @@ import (
 // is out of range, an attachment to a missing lease or key.
 var ErrCorruptState = errors.New("corrupt durable state")
 
+// ErrReplaying is Snapshot's error while Raft re-delivers, after a restart,
+// entries a durable engine already holds: a snapshot then would be recorded
+// at an index below its state's.
+var ErrReplaying = errors.New("replaying entries the durable state holds")
+
 // Meta record keys (doc.go): one byte naming the table, then the record's
 // id.
 const (

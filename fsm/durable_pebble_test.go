@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -107,4 +108,51 @@ func TestDurable_PebbleReopenAndReplay(t *testing.T) {
 			}
 		})
 	}
+}
+
+// After a reopen Raft re-delivers the entries since its last snapshot and
+// the FSM skips those it holds. A snapshot taken meanwhile would be
+// recorded at the index Raft delivered last, below the state's, so an FSM
+// installing it would apply the entries in between twice: Snapshot
+// refuses (ErrReplaying) until Raft has caught up; a backup, which carries
+// its own index, is not refused.
+func TestDurable_NoRaftSnapshotWhileReplaying(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	logs := randomLog(t, rng, 60)
+	cfg := durableCfg(t)
+	root := t.TempDir()
+	open := func() *FSM {
+		f, err := NewDurable(cfg, pebbleng.NewDir(root, pebbleng.Options{}))
+		if err != nil {
+			t.Fatalf("NewDurable: %v", err)
+		}
+		return f
+	}
+	f := open()
+	f.ApplyBatch(logs[:50])
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f = open()
+	defer f.Close()
+	if _, err := f.Snapshot(); !errors.Is(err, ErrReplaying) {
+		t.Fatalf("Snapshot before any re-delivery = %v, want ErrReplaying", err)
+	}
+	f.ApplyBatch(logs[20:40]) // Raft's last snapshot was at 20
+	if _, err := f.Snapshot(); !errors.Is(err, ErrReplaying) {
+		t.Fatalf("Snapshot with raft at 40 and the state at 50 = %v, want ErrReplaying", err)
+	}
+	var backup bytes.Buffer
+	if info, _, err := f.WriteSnapshot(&backup); err != nil || info.AppliedIndex != 50 {
+		t.Fatalf("backup while replaying: %+v %v, want one at 50", info, err)
+	}
+	f.ApplyBatch(logs[40:50])
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatalf("Snapshot once raft delivered 50: %v", err)
+	}
+	if got := snap.(*fsmSnapshot).applied; got != 50 {
+		t.Fatalf("snapshot at %d, want 50", got)
+	}
+	snap.Release()
 }

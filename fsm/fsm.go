@@ -160,6 +160,10 @@ type FSM struct {
 	metaEnc      resultEncoder
 
 	applied atomic.Uint64
+	// delivered is the highest index Raft has handed Apply or ApplyBatch
+	// since the FSM was opened or restored, skipped entries included (with
+	// a durable engine; see Snapshot).
+	delivered atomic.Uint64
 
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed when applied advances; nil when nobody waits
@@ -240,8 +244,13 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 
 // apply is Apply without the durable engine's commit.
 func (f *FSM) apply(l *raft.Log) interface{} {
-	if f.dir != nil && l.Index <= f.applied.Load() {
-		return nil
+	if f.dir != nil {
+		if l.Index > f.delivered.Load() {
+			f.delivered.Store(l.Index)
+		}
+		if l.Index <= f.applied.Load() {
+			return nil
+		}
 	}
 	if l.Type != raft.LogCommand {
 		f.setApplied(l.Index)

@@ -55,7 +55,23 @@ func castagnoli() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) }
 // syncs the engine, so the snapshot never covers state the engine could
 // lose in a crash (raft may compact its log up to the snapshot's index);
 // an error there is returned, wrapped.
+//
+// With a durable engine Snapshot also refuses (ErrReplaying) while Raft is
+// still re-delivering entries the engine already holds after a restart:
+// Raft records a snapshot at the last index it delivered, and a state
+// further on, recorded at that index, would make any FSM that installs it
+// apply the entries in between a second time. Raft tries again at its next
+// snapshot check.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	if d, a := f.delivered.Load(), f.applied.Load(); f.dur != nil && d < a {
+		return nil, fmt.Errorf("%w: the state holds raft index %d, raft has delivered up to %d", ErrReplaying, a, d)
+	}
+	return f.snapshot()
+}
+
+// snapshot is Snapshot without the replay check: a backup (WriteSnapshot)
+// carries its own applied index and is never recorded at Raft's.
+func (f *FSM) snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.dur != nil {
@@ -633,6 +649,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		f.track()
 	}
 	f.applied.Store(st.applied)
+	f.delivered.Store(st.applied) // Raft goes on from the snapshot's index
 	count := st.engine.Len() // the engine is read under the lock: Apply may write it once unlocked
 	f.mu.Unlock()
 	f.wake()

@@ -64,6 +64,7 @@ var unanswered = map[string]string{
 	"fsm.ErrCorruptSnapshot":   "restore, through the admin port",
 	"fsm.ErrCorruptState":      "start-up: a durable engine's tables do not read back",
 	"node.ErrForeignState":     "start-up",
+	"fsm.ErrReplaying":         "raft's own snapshots, which raft retries",
 	"fsm.ErrInvalidConfig":     "config validation",
 }
 
