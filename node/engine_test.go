@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"strconv"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -76,13 +77,20 @@ func TestDurableBudget(t *testing.T) {
 	for _, tc := range []struct{ state, want int64 }{
 		{0, base},
 		{base * 4, base},
-		{1 << 30, 256 << 20}, // a 1 GB state: a quarter of it
+		{1 << 30, min(256<<20, maxDurableBudget)}, // a 1 GB state: a quarter of it, or the cap
 		{100 << 20, 25 << 20},
 		{8 << 30, maxDurableBudget},
 	} {
 		if got := durableBudget(base, tc.state); got != tc.want {
 			t.Errorf("durableBudget(%d, %d) = %d, want %d", base, tc.state, got, tc.want)
 		}
+	}
+	capped := int64(256 << 20)
+	if strconv.IntSize == 32 {
+		capped = 64 << 20 // bbolt's map of raft.db shares 3 GB with the heap
+	}
+	if maxDurableBudget != capped {
+		t.Errorf("maxDurableBudget = %d on a %d-bit platform, want %d", maxDurableBudget, strconv.IntSize, capped)
 	}
 }
 

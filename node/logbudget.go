@@ -235,8 +235,12 @@ func (n *Node) logBudgetLoop() {
 	}
 }
 
-// maxDurableBudget caps the budget a durable engine's size raises.
-const maxDurableBudget = 256 << 20
+// maxDurableBudget caps the budget a durable engine's size raises: 256 MiB,
+// and 64 MiB on 32-bit platforms, where bbolt maps raft.db into the same
+// 3 GB of address space as the heap and pebble's memory, and a log of
+// about three budgets must stay well below the 1 GiB past which bbolt's
+// next mapping is 2 GiB.
+const maxDurableBudget = 64 << 20 * (1 + 3*(strconv.IntSize/64))
 
 // logBudget is this node's SnapshotLogBytes, scaled by a factor in [1,
 // 1.25) drawn at Open, so that the nodes of a cluster, which store the same
