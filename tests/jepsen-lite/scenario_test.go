@@ -1,6 +1,7 @@
 package jepsenlite
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -186,17 +187,34 @@ func verifySnapshotInstalled(t *testing.T, c *cluster) []string {
 // holding entries (a restart, not a first start).
 var stateReopened = regexp.MustCompile(`durable state opened.* raft_index=[1-9]`)
 
-// verifyStateReopened asserts some node restarted on its pebble state.
+// verifyStateReopened asserts some node restarted on its pebble state and
+// kept it: a start that opened a state holding entries and did not then
+// restore raft's snapshot over it. A node's log holds all its starts; each
+// begins with the "durable state opened" line.
 func verifyStateReopened(t *testing.T, c *cluster) []string {
 	for _, n := range c.nodes {
 		b, err := os.ReadFile(n.logPath)
-		if err == nil && stateReopened.Match(b) {
-			t.Logf("%s restarted on its pebble state", n.id)
-			return nil
+		if err != nil {
+			continue
+		}
+		starts := stateOpened.FindAllIndex(b, -1)
+		for i, m := range starts {
+			end := len(b)
+			if i+1 < len(starts) {
+				end = starts[i+1][0]
+			}
+			start := b[m[0]:end]
+			if stateReopened.Match(start) && !bytes.Contains(start, []byte("snapshot restored")) {
+				t.Logf("%s restarted on its pebble state and kept it", n.id)
+				return nil
+			}
 		}
 	}
-	return []string{"no node reopened a pebble state holding entries"}
+	return []string{"no node restarted on a pebble state holding entries without restoring raft's snapshot over it"}
 }
+
+// stateOpened matches the line every start of a pebble node logs first.
+var stateOpened = regexp.MustCompile(`durable state opened`)
 
 // runScenario runs s and returns its row; problems found are in row.Problems.
 func runScenario(t *testing.T, s scenario, bin string, seed uint64, resultsDir string) row {
