@@ -1,7 +1,7 @@
 package storagetest
 
-// DecodeOps turns fuzz input into an op sequence, as the storage package's
-// own fuzz test decodes it, for engines fuzzed outside it. Each op takes
+// DecodeOps turns fuzz input into an op sequence, for the fuzz targets of
+// every engine (storage's own and storage/pebbleng's). Each op takes
 // one byte for its kind (low four bits) and flags (high bits: same index or reverse, scan
 // limit), then what it needs: keys and bounds are one byte each (see
 // decodeKey), a value is a length byte (0-15) and that many bytes.
