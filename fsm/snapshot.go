@@ -650,7 +650,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.applied.Store(st.applied)
 	f.delivered.Store(st.applied) // Raft goes on from the snapshot's index
-	count := st.engine.Len() // the engine is read under the lock: Apply may write it once unlocked
+	count := st.engine.Len()      // the engine is read under the lock: Apply may write it once unlocked
 	f.mu.Unlock()
 	f.wake()
 	f.logger.Info("snapshot restored", "raft_index", st.applied, "count", count,
