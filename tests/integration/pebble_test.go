@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cubekv/cubekv/client"
+	"github.com/cubekv/cubekv/internal/testutil"
 )
 
 // Snapshot settings that make snapshots frequent and the log short, so a
@@ -54,8 +55,9 @@ func restartToServing(t *testing.T, p *proc) time.Duration {
 }
 
 // loadUntilKilled writes keys prefix-w-i from workers goroutines until
-// kill runs (after delay), and returns every acknowledged key and value.
-func loadUntilKilled(t *testing.T, p *proc, prefix string, workers int, delay time.Duration) map[string]string {
+// kill runs, once after writes have been acknowledged, and returns every
+// acknowledged key and value.
+func loadUntilKilled(t *testing.T, p *proc, prefix string, workers, after int) map[string]string {
 	t.Helper()
 	c := mustClient(t, p.thriftAddr)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -81,7 +83,15 @@ func loadUntilKilled(t *testing.T, p *proc, prefix string, workers int, delay ti
 			}
 		}(w)
 	}
-	time.Sleep(delay) // the load runs for a random time: the kill lands anywhere
+	// The load runs for a random number of writes: the kill lands anywhere.
+	testutil.Eventually(t, 60*time.Second, fmt.Sprintf("%d writes acknowledged", after), func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(acked) < after {
+			return fmt.Errorf("%d acknowledged", len(acked))
+		}
+		return nil
+	})
 	p.kill()
 	cancel()
 	wg.Wait()
@@ -98,8 +108,8 @@ func TestPebble_KillNineUnderLoadKeepsAckedWrites(t *testing.T) {
 	p.start()
 	all := map[string]string{}
 	for round := 0; round < 3; round++ {
-		delay := time.Duration(300+rand.IntN(900)) * time.Millisecond
-		acked := loadUntilKilled(t, p, fmt.Sprintf("r%d", round), 8, delay)
+		after := 200 + rand.IntN(1800)
+		acked := loadUntilKilled(t, p, fmt.Sprintf("r%d", round), 8, after)
 		for k, v := range acked {
 			all[k] = v
 		}
@@ -118,7 +128,7 @@ func TestPebble_KillNineUnderLoadKeepsAckedWrites(t *testing.T) {
 		if strings.Contains(log, "snapshot restored") {
 			t.Fatalf("round %d: the node restored a snapshot at start though its state was current", round)
 		}
-		t.Logf("round %d: %d writes acked in %v before kill -9; raft snapshot at %d; restart to a linearizable read: %v", round, len(acked), delay, snap, d)
+		t.Logf("round %d: %d writes acked before kill -9 (killed after %d); raft snapshot at %d; restart to a linearizable read: %v", round, len(acked), after, snap, d)
 		checkValues(t, p, all)
 	}
 }

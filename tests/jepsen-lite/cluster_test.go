@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 	"github.com/cubekv/cubekv/transport"
 )
@@ -321,22 +322,18 @@ func (c *cluster) endpoints() []string {
 
 // waitAllReady polls until every node answers /ready.
 func (c *cluster) waitAllReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
+	return testutil.Poll(timeout, func() error {
 		var notReady []string
 		for _, n := range c.nodes {
 			if !n.ready() {
 				notReady = append(notReady, n.id)
 			}
 		}
-		if len(notReady) == 0 {
-			return nil
+		if len(notReady) > 0 {
+			return fmt.Errorf("nodes %v not ready", notReady)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("nodes %v not ready after %v", notReady, timeout)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // leader returns the node that reports itself leader with the highest term, or nil.
@@ -404,9 +401,9 @@ func clusterDo(ctx context.Context, addr string, tlsCfg *tls.Config, fn func(ctx
 // time it took, or an error naming the disagreement at the deadline.
 func (c *cluster) digestsAgree(timeout time.Duration) (time.Duration, []nodeDigest, error) {
 	start := time.Now()
-	deadline := start.Add(timeout)
-	for {
-		var ds []nodeDigest
+	var ds []nodeDigest
+	err := testutil.Poll(timeout, func() error {
+		ds = nil
 		var errs []string
 		for _, n := range c.nodes {
 			d, err := n.digest()
@@ -422,12 +419,10 @@ func (c *cluster) digestsAgree(timeout time.Duration) (time.Duration, []nodeDige
 				same = false
 			}
 		}
-		if same {
-			return time.Since(start), ds, nil
+		if !same {
+			return fmt.Errorf("digests differ: %+v %v", ds, errs)
 		}
-		if time.Now().After(deadline) {
-			return time.Since(start), ds, fmt.Errorf("digests differ after %v: %+v %v", timeout, ds, errs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
+	return time.Since(start), ds, err
 }

@@ -2,12 +2,14 @@ package jepsenlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cubekv/cubekv/internal/testutil"
 	"github.com/cubekv/cubekv/thrift/kv"
 )
 
@@ -83,19 +85,15 @@ func TestHeal_FollowerPartitionedPastGossipTimeouts(t *testing.T) {
 		}
 		return true, ""
 	}
-	deadline := time.Now().Add(150 * time.Second)
-	for {
+	testutil.Eventually(t, 150*time.Second, "gossip forgets the partitioned follower", func() error {
 		ok1, why1 := forgotten(rest[0], victim.id)
 		ok2, why2 := forgotten(rest[1], victim.id)
 		ok3, why3 := forgotten(victim, rest[0].id, rest[1].id)
 		if ok1 && ok2 && ok3 {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gossip did not forget the partitioned follower: %s %s %s", why1, why2, why3)
-		}
-		time.Sleep(500 * time.Millisecond) // polling interval
-	}
+		return fmt.Errorf("%s %s %s", why1, why2, why3)
+	})
 	t.Logf("%s cut off for %v; both sides have forgotten each other", victim.id, time.Since(cutAt).Round(time.Second))
 
 	if err := nw.heal(); err != nil {
@@ -119,19 +117,14 @@ func TestHeal_FollowerPartitionedPastGossipTimeouts(t *testing.T) {
 		}
 		return len(topo.Members) == 3, fmt.Sprintf("%s lists %d members", by.id, len(topo.Members))
 	}
-	gdeadline := time.Now().Add(15 * time.Second)
-	for _, n := range c.nodes {
-		for {
-			ok, why := alive(n)
-			if ok {
-				break
+	testutil.Eventually(t, 15*time.Second, "gossip healed after the network", func() error {
+		for _, n := range c.nodes {
+			if ok, why := alive(n); !ok {
+				return errors.New(why)
 			}
-			if time.Now().After(gdeadline) {
-				t.Fatalf("gossip not healed 15 s after the network: %s", why)
-			}
-			time.Sleep(100 * time.Millisecond) // polling interval
 		}
-	}
+		return nil
+	})
 	t.Logf("gossip healed %v after the network", time.Since(healed).Round(time.Millisecond))
 	stopWrites()
 	if n := <-writes; n == 0 {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cubekv/cubekv/internal/testutil"
 )
 
 // Naming: every object a run creates carries the prefix "jl<pid>" of the test
@@ -256,13 +258,12 @@ func (n *network) teardown() {
 	}
 	// Namespace removal is asynchronous in the kernel; wait until the root end is gone so the
 	// next network can reuse the subnet.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := net.InterfaceByName(n.prefix + "h"); err != nil {
-			return
+	_ = testutil.Poll(5*time.Second, func() error {
+		if _, err := net.InterfaceByName(n.prefix + "h"); err == nil {
+			return errors.New("root end still present")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // rules is the set of sources each host drops on input and the destinations it drops on output.
