@@ -10,6 +10,16 @@ import (
 	"github.com/cubekv/cubekv/storage/pebbleng"
 )
 
+// openPebble opens a durable FSM on the pebble state under root.
+func openPebble(t testing.TB, cfg *Config, root string) *FSM {
+	t.Helper()
+	f, err := NewDurable(cfg, pebbleng.NewDir(root, pebbleng.Options{}))
+	if err != nil {
+		t.Fatalf("NewDurable: %v", err)
+	}
+	return f
+}
+
 // TestDurable_PebbleReopenAndReplay runs the durable FSM on the real pebble
 // engine (the model test uses a fake): a random log applied in ApplyBatch
 // calls of random sizes, with snapshots taken at random, the FSM closed and
@@ -26,14 +36,7 @@ func TestDurable_PebbleReopenAndReplay(t *testing.T) {
 			cfg := durableCfg(t)
 			ref, want, states := reference(t, cfg, logs)
 			root := t.TempDir()
-			open := func() *FSM {
-				f, err := NewDurable(cfg, pebbleng.NewDir(root, pebbleng.Options{}))
-				if err != nil {
-					t.Fatalf("NewDurable: %v", err)
-				}
-				return f
-			}
-			f := open()
+			f := openPebble(t, cfg, root)
 			var snapIdx uint64
 			reopens := 0
 			for next := 0; next < len(logs); {
@@ -54,7 +57,7 @@ func TestDurable_PebbleReopenAndReplay(t *testing.T) {
 					if err := f.Close(); err != nil {
 						t.Fatalf("Close: %v", err)
 					}
-					f = open()
+					f = openPebble(t, cfg, root)
 					reopens++
 					if f.AppliedIndex() != uint64(next) {
 						t.Fatalf("reopened at %d, closed at %d", f.AppliedIndex(), next)
@@ -95,13 +98,13 @@ func TestDurable_PebbleReopenAndReplay(t *testing.T) {
 			// A fresh pebble FSM restores the in-memory snapshot, also
 			// across a reopen.
 			root = t.TempDir()
-			g := open()
+			g := openPebble(t, cfg, root)
 			g.ApplyBatch(logs[:30])
 			mustRestore(t, g, fromMemory)
 			if err := g.Close(); err != nil {
 				t.Fatal(err)
 			}
-			g = open()
+			g = openPebble(t, cfg, root)
 			defer g.Close()
 			if s := fullState(t, g); s != states[len(logs)] {
 				t.Fatalf("pebble restored from memory, reopened:\n%s\nwant\n%s", s, states[len(logs)])
@@ -121,19 +124,12 @@ func TestDurable_NoRaftSnapshotWhileReplaying(t *testing.T) {
 	logs := randomLog(t, rng, 60)
 	cfg := durableCfg(t)
 	root := t.TempDir()
-	open := func() *FSM {
-		f, err := NewDurable(cfg, pebbleng.NewDir(root, pebbleng.Options{}))
-		if err != nil {
-			t.Fatalf("NewDurable: %v", err)
-		}
-		return f
-	}
-	f := open()
+	f := openPebble(t, cfg, root)
 	f.ApplyBatch(logs[:50])
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	f = open()
+	f = openPebble(t, cfg, root)
 	defer f.Close()
 	if _, err := f.Snapshot(); !errors.Is(err, ErrReplaying) {
 		t.Fatalf("Snapshot before any re-delivery = %v, want ErrReplaying", err)
