@@ -172,7 +172,8 @@ func (n *Node) Open() (err error) {
 		return err
 	}
 
-	n.wg.Add(5)
+	n.wg.Add(6)
+	go func() { defer n.wg.Done(); n.campaignIfSole() }()
 	go n.logBudgetLoop()
 	go n.watchLeadership()
 	go n.runProposer()
