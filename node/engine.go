@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -115,3 +116,100 @@ func restoreOnStart(applied uint64, logs raft.LogStore, snaps raft.SnapshotStore
 	}
 	return applied < snapIndex, nil
 }
+
+// checkDurableStart is Preflight's snapshot check for a durable engine, run
+// once the state is open and restoreOnStart has decided (only for the
+// snapshot store under DataDir/raft; an embedded one is the embedder's):
+//   - when raft restores a snapshot, the same check as for an in-memory
+//     engine (checkRebuildable): some snapshot that passes its CRC, and the
+//     log right after it;
+//   - when the state holds at least the newest snapshot, no snapshot is read
+//     at start: the log must continue right after the state's index, and
+//     the newest snapshot's CRC is checked in the background (a full read of
+//     it, which would otherwise delay every start by the time it takes to
+//     read the whole state). A damaged one is reported and replaced by a
+//     new snapshot when the state has moved past it; raft's store checks
+//     the CRC again before it sends a snapshot to a follower, so a damaged
+//     one is never installed anywhere.
+//
+// It returns the snapshot to check in the background (verifyInBackground,
+// once raft runs), if any.
+func (n *Node) checkDurableStart(restore bool, logs raft.LogStore) (*storedSnapshot, error) {
+	if n.cfg.SnapshotStore != nil || n.cfg.DataDir == "" {
+		return nil, nil
+	}
+	snapDir := filepath.Join(n.cfg.DataDir, "raft", "snapshots")
+	snaps, _, err := listSnapshots(snapDir, n.cfg.snapshotRetain())
+	if err != nil {
+		return nil, err
+	}
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return nil, fmt.Errorf("read the first raft index: %w", err)
+	}
+	last, err := logs.LastIndex()
+	if err != nil {
+		return nil, fmt.Errorf("read the last raft index: %w", err)
+	}
+	if restore {
+		damaged, err := checkRebuildable(first, last, snaps, snapDir)
+		for _, d := range damaged {
+			n.logger.Error("damaged snapshot skipped: starting from the one before it and the log", "path", filepath.Join(snapDir, d))
+		}
+		return nil, err
+	}
+	applied := n.fsm.AppliedIndex()
+	if last > applied && first > applied+1 {
+		return nil, fmt.Errorf("%w: the state in %s ends at index %d but the log in %s starts at index %d: "+
+			"start with an empty state directory (move it away) so the node rebuilds it from raft's snapshot and log",
+			ErrCannotRebuild, n.cfg.StateDir(), applied, filepath.Dir(snapDir), first)
+	}
+	if len(snaps) == 0 {
+		return nil, nil
+	}
+	return &snaps[0], nil
+}
+
+// verifyInBackground checks s's CRC after a durable start, with raft
+// running, and, when it is damaged, reports it and asks raft for a new
+// snapshot (which becomes the newest, the one raft sends to followers) once
+// raft has applied past it: a restarted node applies nothing until it hears
+// of a commit index. It gives up after replaceDamagedFor, leaving it to the
+// next snapshot the log budget takes.
+func (n *Node) verifyInBackground(s *storedSnapshot) {
+	err := s.verifyUntil(n.closing)
+	if err == nil || errors.Is(err, errVerifyStopped) {
+		return
+	}
+	path := s.dir
+	n.logger.Error("newest snapshot is damaged; the durable state does not need it, and a new snapshot replaces it", "path", path, "err", err)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	deadline := time.Now().Add(replaceDamagedFor)
+	for {
+		if n.raft.AppliedIndex() > s.Index {
+			serr := n.raft.Snapshot().Error()
+			if serr == nil {
+				n.logger.Info("snapshot taken to replace a damaged one", "path", path)
+				return
+			}
+			if errors.Is(serr, raft.ErrRaftShutdown) {
+				return
+			}
+			err = serr
+		}
+		if time.Now().After(deadline) {
+			n.logger.Warn("damaged snapshot not replaced yet; the next snapshot replaces it", "path", path, "err", err)
+			return
+		}
+		select {
+		case <-n.closing:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// replaceDamagedFor is how long verifyInBackground keeps trying to replace
+// a damaged snapshot.
+const replaceDamagedFor = 5 * time.Minute

@@ -282,3 +282,101 @@ func TestNode_PebbleSnapshotDuringReplayIsAtItsState(t *testing.T) {
 		t.Fatalf("after switching to arena: k1499 = %q (found %v, err %v)", e.Value, found, err)
 	}
 }
+
+// damageNewestSnapshot flips a byte in the middle of the newest snapshot's
+// state file under dir and returns that snapshot.
+func damageNewestSnapshot(t *testing.T, dir string) storedSnapshot {
+	t.Helper()
+	snapDir := filepath.Join(dir, "raft", "snapshots")
+	snaps, _, err := listSnapshots(snapDir, 2)
+	if err != nil || len(snaps) == 0 {
+		t.Fatalf("list snapshots: %v (%d)", err, len(snaps))
+	}
+	path := filepath.Join(snaps[0].dir, "state.bin")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if snaps[0].verify() == nil {
+		t.Fatal("the damaged snapshot still passes its check")
+	}
+	return snaps[0]
+}
+
+// A pebble node whose state holds more than its newest snapshot does not
+// read that snapshot to start: a damaged one neither stops it nor delays
+// it. The check runs after the start, reports the damage and replaces the
+// snapshot with a new one.
+func TestNode_PebbleStartsPastADamagedSnapshotAndReplacesIt(t *testing.T) {
+	dir := t.TempDir()
+	var restores atomic.Int64
+	n := diskNode(t, dir, EnginePebble, &restores)
+	putKeys(t, n, 0, 50)
+	if err := n.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	putKeys(t, n, 50, 80)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bad := damageNewestSnapshot(t, dir)
+	if err := Preflight(&Config{DataDir: dir, Engine: EnginePebble}); err != nil {
+		t.Fatalf("preflight of a pebble node past its damaged snapshot: %v", err)
+	}
+
+	n = diskNode(t, dir, EnginePebble, &restores)
+	checkKeys(t, n, 80)
+	if got := restores.Load(); got != 0 {
+		t.Fatalf("%d snapshot restores, want none", got)
+	}
+	testutil.Eventually(t, 10*time.Second, "a new snapshot past the damaged one", func() error {
+		snaps, _, err := listSnapshots(filepath.Join(dir, "raft", "snapshots"), 2)
+		if err != nil {
+			return err
+		}
+		if len(snaps) == 0 || snaps[0].Index <= bad.Index {
+			return fmt.Errorf("newest snapshot %+v, damaged one at index %d", snaps, bad.Index)
+		}
+		return snaps[0].verify()
+	})
+}
+
+// A pebble node whose state is behind raft's snapshot (here: gone) needs
+// the snapshot, and a damaged one with nothing to fall back on is refused
+// at Open with ErrCannotRebuild, as Preflight refuses it for an in-memory
+// engine.
+func TestNode_PebbleRestoreRefusesADamagedSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	var restores atomic.Int64
+	n := diskNode(t, dir, EnginePebble, &restores)
+	putKeys(t, n, 0, 30)
+	if err := n.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	damageNewestSnapshot(t, dir)
+	if err := os.RemoveAll(filepath.Join(dir, stateDirName)); err != nil {
+		t.Fatal(err)
+	}
+	_, trans := raft.NewInmemTransport("n1")
+	cfg := InmemConfig("n1", trans, testLogger(t, "n1"))
+	cfg.LogStore, cfg.StableStore, cfg.SnapshotStore = nil, nil, nil
+	cfg.DataDir, cfg.Engine = dir, EnginePebble
+	nd, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nd.Open(); !errors.Is(err, ErrCannotRebuild) {
+		_ = nd.Close()
+		t.Fatalf("open = %v, want ErrCannotRebuild", err)
+	}
+	if err := nd.Close(); err != nil {
+		t.Fatalf("close after a refused open: %v", err)
+	}
+}

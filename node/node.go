@@ -148,12 +148,16 @@ func (n *Node) Open() (err error) {
 		return err
 	}
 	restore := true
+	var verify *storedSnapshot // checked once raft runs (checkDurableStart)
 	if n.cfg.durable() {
 		if restore, err = restoreOnStart(n.fsm.AppliedIndex(), logStore, snaps); err != nil {
 			return err
 		}
 		if restore {
 			n.logger.Info("durable state is behind raft's latest snapshot: raft restores it", "raft_index", n.fsm.AppliedIndex())
+		}
+		if verify, err = n.checkDurableStart(restore, logStore); err != nil {
+			return err
 		}
 	}
 	if n.trans, err = n.openTransport(hlog); err != nil {
@@ -172,8 +176,14 @@ func (n *Node) Open() (err error) {
 		return err
 	}
 
-	n.wg.Add(6)
-	go func() { defer n.wg.Done(); n.campaignIfSole() }()
+	if verify != nil {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.verifyInBackground(verify) }()
+	}
+	// Not in wg: its one RPC may wait for the transport's timeout when the
+	// node closes meanwhile, and Close closes the transport only after wg.
+	go n.campaignIfSole()
+	n.wg.Add(5)
 	go n.logBudgetLoop()
 	go n.watchLeadership()
 	go n.runProposer()

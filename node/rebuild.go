@@ -34,14 +34,20 @@ type storedSnapshot struct {
 // in meta.json, as raft's FileSnapshotStore.Open does before a restore.
 // Decoding it too would hold a second copy of the state in memory on a
 // small board; the FSM's own CRC-32C still guards the restore itself.
-func (s storedSnapshot) verify() error {
+func (s storedSnapshot) verify() error { return s.verifyUntil(nil) }
+
+// errVerifyStopped is verifyUntil's error when stop closed first.
+var errVerifyStopped = errors.New("snapshot check stopped")
+
+// verifyUntil is verify, stopped with errVerifyStopped once stop is closed.
+func (s storedSnapshot) verifyUntil(stop <-chan struct{}) error {
 	f, err := os.Open(filepath.Join(s.dir, "state.bin"))
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	h := crc64.New(crc64.MakeTable(crc64.ECMA))
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.Copy(h, stoppableReader{f, stop}); err != nil {
 		return err
 	}
 	if !bytes.Equal(h.Sum(nil), s.crc) {
@@ -129,4 +135,19 @@ func checkRebuildable(first, last uint64, snaps []storedSnapshot, dir string) (d
 		return damaged, fmt.Errorf("%w: %s but the log in %s starts at index %d: %s", ErrCannotRebuild, what, filepath.Dir(dir), first, howto)
 	}
 	return damaged, nil
+}
+
+// stoppableReader reads r until stop is closed.
+type stoppableReader struct {
+	r    io.Reader
+	stop <-chan struct{}
+}
+
+func (s stoppableReader) Read(p []byte) (int, error) {
+	select {
+	case <-s.stop:
+		return 0, errVerifyStopped
+	default:
+		return s.r.Read(p)
+	}
 }

@@ -20,7 +20,8 @@ import (
 // by StoreCheckTimeout), and some snapshot plus the log after it can
 // rebuild the state. Damage is an error wrapping ErrCorruptStore or
 // ErrCannotRebuild whose text names the file and the recovery. A new data
-// dir passes. Open runs it unless SkipStartChecks is set; kvnode runs it
+// dir passes. With a durable engine the snapshot check waits for Open,
+// which knows what the state holds (checkDurableStart). Open runs it unless SkipStartChecks is set; kvnode runs it
 // itself before it joins gossip.
 func Preflight(cfg *Config) error {
 	if cfg.LogStore != nil || cfg.StableStore != nil || cfg.SnapshotStore != nil {
@@ -62,6 +63,12 @@ func Preflight(cfg *Config) error {
 	}
 	for _, u := range unreadable {
 		logger.Error("damaged snapshot skipped: raft cannot read its metadata", "path", filepath.Join(snapDir, u))
+	}
+	if cfg.durable() {
+		// Whether a snapshot is needed at all depends on the index the
+		// durable state holds, which only opening it tells: Open checks
+		// once it is open (checkDurableStart).
+		return nil
 	}
 	damaged, err := checkRebuildable(first, last, snaps, snapDir)
 	if err != nil {
