@@ -5,8 +5,8 @@
 # that is bbolt's mapped raft.db, and the Go runtime's figures from
 # /metrics (live heap, heap in use, GC goal, stacks, goroutines, engine
 # bytes). With --restart it then kills the node with -9, restarts it on the
-# same data, waits until a key is readable and the engine holds all keys,
-# and adds the restart's time and peak RSS.
+# same data, times it until a linearizable read succeeds, checks that the
+# engine holds all keys, and adds the restart's time and peak RSS.
 #
 # Usage: bench/node_rss.sh [--engine arena|btree|hash] [--keys 1000000]
 #                          [--value-size 100] [--restart]
@@ -56,12 +56,14 @@ start() {
 		--initial-cluster "n1=127.0.0.1:$((base + 1))" --log-level warn ${KVNODE_FLAGS:-} >>"$tmp/n1.log" 2>&1 &
 	pid=$!
 }
-# wait_for CMD...: polls CMD every 0.2 s for up to 10 minutes.
+# wait_for CMD...: polls CMD every POLL seconds (0.2 by default) for up to
+# 10 minutes.
 wait_for() {
-	for _ in $(seq 3000); do
+	local interval=${POLL:-0.2}
+	for _ in $(seq "$(echo "600 / $interval" | bc)"); do
 		"$@" >/dev/null 2>&1 && return 0
 		kill -0 "$pid" 2>/dev/null || { echo "kvnode exited; log:" >&2; tail -20 "$tmp/n1.log" >&2; exit 1; }
-		sleep 0.2
+		sleep "$interval"
 	done
 	echo "timed out waiting for: $*" >&2
 	exit 1
@@ -96,9 +98,11 @@ if [ "$restart" = 1 ]; then
 	wait "$pid" 2>/dev/null || true
 	r0=$(date +%s.%N)
 	start
-	wait_for has_all_keys "$keys"
-	wait_for "$kvctl" --endpoints "$eps" --timeout 1s get rss-ready
+	# Serving: the first linearizable read that succeeds, polled every
+	# 20 ms (each poll is a kvctl process); then every key must be there.
+	POLL=0.02 wait_for "$kvctl" --endpoints "$eps" --timeout 1s get rss-ready
 	r1=$(date +%s.%N)
+	wait_for has_all_keys "$keys"
 	sleep 2
 	out=$(jq -c --argjson s "$(echo "$r1 - $r0" | bc)" --argjson rss "$(status_kb VmRSS)" --argjson hwm "$(status_kb VmHWM)" \
 		--argjson k "$(metric cubekv_engine_keys)" \
