@@ -195,8 +195,9 @@ func TestNode_PebbleRefusesStateAheadOfLog(t *testing.T) {
 	}
 }
 
-// ForceNewCluster replays through an in-memory FSM whatever the engine; the
-// pebble node that starts afterwards holds every key, before and after.
+// ForceNewCluster of a pebble node replays through a scratch pebble state
+// that it removes afterwards; the pebble node that starts afterwards holds
+// every key, before and after.
 func TestNode_PebbleAfterForceNewCluster(t *testing.T) {
 	dir := t.TempDir()
 	var restores atomic.Int64
@@ -214,6 +215,9 @@ func TestNode_PebbleAfterForceNewCluster(t *testing.T) {
 	cfg.Logger = testLogger(t, "n1")
 	if err := ForceNewCluster(cfg); err != nil {
 		t.Fatalf("force new cluster: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "recover-state-*")); len(left) != 0 {
+		t.Fatalf("scratch state left behind: %v", left)
 	}
 	n = diskNode(t, dir, EnginePebble, &restores)
 	checkKeys(t, n, 50)

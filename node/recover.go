@@ -3,12 +3,14 @@ package node
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/cubekv/cubekv/fsm"
 	"github.com/cubekv/cubekv/internal/logging"
+	"github.com/cubekv/cubekv/storage/pebbleng"
 )
 
 // ErrNothingToRecover means ForceNewCluster found no Raft state in the data
@@ -59,18 +61,34 @@ func ForceNewCluster(cfg *Config) error {
 		addr = cfg.RaftAddr
 	}
 	// RecoverCluster replays the log through an FSM to snapshot it; that
-	// FSM is thrown away afterwards, as raft asks. It is an in-memory one
-	// even for a durable engine, whose state must not change here: raft
-	// stores the snapshot at its last index and empties the log, so at the
-	// next start the state is behind that snapshot and raft restores it, or
-	// holds that very index already and is kept (engine.go).
+	// FSM is thrown away afterwards, as raft asks. For a durable engine it
+	// is a second pebble state in a scratch directory, removed afterwards:
+	// the node's own state must not change here (raft stores the snapshot
+	// at its last index and empties the log, so at the next start the
+	// state is behind that snapshot and raft restores it, or holds that
+	// very index already and is kept, engine.go), and an in-memory copy
+	// of a state larger than memory would not fit.
 	fcfg := fsm.DefaultConfig()
-	if !cfg.durable() {
+	fcfg.Logger = logger
+	var scratch *fsm.FSM
+	if cfg.durable() {
+		tmp, err := os.MkdirTemp(cfg.DataDir, "recover-state-")
+		if err != nil {
+			return fmt.Errorf("create a scratch state for the recovery: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		scratch, err = fsm.NewDurable(fcfg, pebbleng.NewDir(tmp, pebbleng.Options{
+			CacheBytes: cfg.PebbleCacheBytes, MemTableBytes: cfg.PebbleMemTableBytes,
+		}))
+		if err != nil {
+			return fmt.Errorf("open a scratch state for the recovery: %w", err)
+		}
+		defer scratch.Close()
+	} else {
 		fcfg.Engine = cfg.Engine
-	}
-	scratch, err := fsm.New(fcfg)
-	if err != nil {
-		return err
+		if scratch, err = fsm.New(fcfg); err != nil {
+			return err
+		}
 	}
 	_, trans := raft.NewInmemTransport(raft.ServerAddress(addr))
 	rc := cfg.raftConfig()
