@@ -81,8 +81,14 @@
 //
 // # Memory
 //
-// Options bound pebble's memory: a block cache (8 MiB by default) and
-// memtables (2 of 4 MiB), sized for 1-2 GB boards. The overlay holds one
+// Options bound pebble's memory: a block cache (32 MiB by default) and
+// memtables (2 of 4 MiB), sized for 1-2 GB boards. Every Put reads the
+// key's old entry first (Len, Bytes and the create index need it), so a
+// put costs a point read as well; the cache is sized to hold the bloom
+// filters and index blocks of about 10,000,000 keys (filters alone are
+// about 12 MiB there at 10 bits a key), so that such a read costs at most
+// the one data block. At 8 MiB a 100,000-key overwrite load read blocks
+// from the page cache on most puts (docs/performance.md). The overlay holds one
 // batch's changes. Pebble's informational log messages are dropped (they
 // name files' key bounds); its errors go to slog.
 //

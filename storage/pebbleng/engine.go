@@ -37,7 +37,7 @@ var (
 // Options bound the engine's memory and say where its files go. The zero
 // value is usable: every zero field takes its default.
 type Options struct {
-	// CacheBytes is the size of the block cache (default 8 MiB).
+	// CacheBytes is the size of the block cache (default 32 MiB).
 	CacheBytes int64
 	// MemTableBytes is the size of one memtable (default 4 MiB).
 	MemTableBytes uint64
@@ -53,7 +53,7 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	DefaultCacheBytes    = 8 << 20
+	DefaultCacheBytes    = 32 << 20
 	DefaultMemTableBytes = 4 << 20
 	DefaultMemTables     = 2
 )
