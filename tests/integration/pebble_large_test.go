@@ -55,8 +55,9 @@ const largeCommand = "go test -count=1 -timeout 90m ./tests/integration -run Tes
 // serves them (a linearizable read of a random sample, the engine's key
 // count, a scan), kills it with kill -9 and restarts it. It logs the load
 // time, the node's peak and settled RSS (sampled every second from
-// /proc), the data directory's size and the restart's time and RSS; the
-// RSS target is GOMEMLIMIT + 64 MiB. The figures are reported, not
+// /proc) and what the settled RSS is made of (anonymous memory, file
+// pages, raft.db's mapped pages), the data directory's size and the
+// restart's time and RSS; the RSS target is GOMEMLIMIT + 64 MiB. The figures are reported, not
 // asserted: only a load or a read that fails fails the test.
 //
 // Long profile only, and without -race (the race detector multiplies the
@@ -141,7 +142,11 @@ func TestPebble_TenMillionKeysUnderGOMEMLIMIT(t *testing.T) {
 	t.Logf("Go runtime when settled: heap in use %.1f MiB, GC goal %.1f MiB, sys %.1f MiB, stacks %.1f MiB, goroutines %.0f; engine keys %.0f, engine bytes %.1f MiB",
 		m["go_memstats_heap_inuse_bytes"]/(1<<20), m["go_memstats_next_gc_bytes"]/(1<<20), m["go_memstats_sys_bytes"]/(1<<20),
 		m["go_memstats_stack_inuse_bytes"]/(1<<20), m["go_goroutines"], m["cubekv_engine_keys"], m["cubekv_engine_bytes"]/(1<<20))
-	t.Logf("data dir: state %.1f MiB, raft %.1f MiB", mib(dirBytes(t, filepath.Join(p.dataDir, "state"))), mib(dirBytes(t, filepath.Join(p.dataDir, "raft"))))
+	t.Logf("settled %s", rssParts(t, p.cmd.Process.Pid))
+	raftDir := filepath.Join(p.dataDir, "raft")
+	t.Logf("data dir: state %.1f MiB, raft %.1f MiB (raft.db %.1f MiB, snapshots %.1f MiB)",
+		mib(dirBytes(t, filepath.Join(p.dataDir, "state"))), mib(dirBytes(t, raftDir)),
+		mib(dirBytes(t, filepath.Join(raftDir, "raft.db"))), mib(dirBytes(t, filepath.Join(raftDir, "snapshots"))))
 
 	// Serve.
 	cl := mustClient(t, p.thriftAddr)
@@ -164,6 +169,7 @@ func TestPebble_TenMillionKeysUnderGOMEMLIMIT(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("restart after kill -9: a linearizable read %.2f s after the start; then RSS %.1f MiB, peak %.1f MiB (VmHWM); 200 random keys read back", took.Seconds(), mib(rRSS), mib(rHWM))
+	t.Logf("restarted %s", rssParts(t, p.cmd.Process.Pid))
 }
 
 // largeLoadResult is what largeLoad did.
@@ -384,31 +390,68 @@ func (s *rssSampler) logTimeline(t *testing.T) {
 	t.Logf("RSS timeline of pid %d (sampling ended: %v):%s", s.pid, s.err, b.String())
 }
 
-// procMemory reads VmRSS and VmHWM of a process from /proc.
-func procMemory(pid int) (rss, hwm int64, err error) {
+// procStatus reads the memory figures of a process's /proc status (the
+// fields in kB), in bytes.
+func procStatus(pid int) (map[string]int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[2] != "kB" {
+			continue
+		}
+		v, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("/proc/%d/status: %q: %w", pid, line, err)
+		}
+		out[strings.TrimSuffix(f[0], ":")] = v << 10
+	}
+	if out["VmRSS"] == 0 {
+		return nil, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	}
+	return out, nil
+}
+
+// procMemory reads VmRSS and VmHWM of a process.
+func procMemory(pid int) (rss, hwm int64, err error) {
+	st, err := procStatus(pid)
 	if err != nil {
 		return 0, 0, err
 	}
-	for line := range strings.SplitSeq(string(b), "\n") {
+	return st["VmRSS"], st["VmHWM"], nil
+}
+
+// rssParts describes what a process's RSS is made of: anonymous memory
+// (the Go heap, stacks, pebble's caches), file pages, and of those the
+// pages of the mapped raft.db (bbolt reads the log through mmap; such
+// pages are page cache the kernel can drop).
+func rssParts(t *testing.T, pid int) string {
+	t.Helper()
+	st, err := procStatus(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bolt int64
+	inBolt := false
+	for line := range strings.SplitSeq(string(smaps), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		switch f[0] {
-		case "VmRSS:":
-			rss, err = strconv.ParseInt(f[1], 10, 64)
-		case "VmHWM:":
-			hwm, err = strconv.ParseInt(f[1], 10, 64)
-		}
-		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/%d/status: %q: %w", pid, line, err)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			inBolt = len(f) >= 6 && filepath.Base(f[5]) == "raft.db" // a mapping's header line
+		case inBolt && len(f) == 3 && f[0] == "Rss:":
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			bolt += kb << 10
 		}
 	}
-	if rss == 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
-	}
-	return rss << 10, hwm << 10, nil
+	return fmt.Sprintf("RSS %.1f MiB = anonymous %.1f MiB + file %.1f MiB (of which raft.db mapped %.1f MiB) + shmem %.1f MiB",
+		mib(st["VmRSS"]), mib(st["RssAnon"]), mib(st["RssFile"]), mib(bolt), mib(st["RssShmem"]))
 }
 
 // dirBytes sums the sizes of the files under dir.
