@@ -62,6 +62,9 @@ type proc struct {
 	// adminTLS, when set, is the client TLS configuration for the admin
 	// port (which speaks only TLS when the node has certificates).
 	adminTLS *tls.Config
+	// env is added to the environment the process inherits (a later
+	// setting of a variable wins).
+	env []string
 }
 
 // admin returns an HTTP client and base URL for the node's admin port.
@@ -135,6 +138,9 @@ func (p *proc) launch() {
 	fmt.Fprintf(logf, "=== start %d: %s %s\n", p.starts, kvnodeBin, strings.Join(p.args(), " "))
 	p.starts++
 	cmd := exec.Command(kvnodeBin, p.args()...)
+	if len(p.env) > 0 {
+		cmd.Env = append(os.Environ(), p.env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
