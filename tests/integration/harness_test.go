@@ -65,6 +65,8 @@ type proc struct {
 	// env is added to the environment the process inherits (a later
 	// setting of a variable wins).
 	env []string
+	// onLaunch, when set, is called with the pid of every process launched.
+	onLaunch func(pid int)
 }
 
 // admin returns an HTTP client and base URL for the node's admin port.
@@ -147,6 +149,9 @@ func (p *proc) launch() {
 		p.t.Fatalf("start kvnode: %v", err)
 	}
 	p.cmd = cmd
+	if p.onLaunch != nil {
+		p.onLaunch(cmd.Process.Pid)
+	}
 	p.exited = make(chan error, 1)
 	go func() {
 		p.exited <- cmd.Wait()

@@ -84,8 +84,21 @@ func TestPebble_TenMillionKeysUnderGOMEMLIMIT(t *testing.T) {
 	// the restart.
 	loadDeadline := deadline.Add(-min(10*time.Minute, time.Until(deadline)/4))
 
+	// The cgroup first: cleanups run last-in first-out, and it can only
+	// be removed once proc's cleanup has killed the node.
+	cg, cgErr := newMemCgroup(t, largeRSSTarget)
 	p := newProc(t, "n1", "--engine", "pebble", "--log-level", "warn")
 	p.env = []string{"GOMEMLIMIT=" + largeMemLimit}
+	if cgErr != nil {
+		t.Logf("memory limit not enforced (%v): the RSS figures below are only reported", cgErr)
+	} else {
+		p.onLaunch = func(pid int) {
+			if err := cg.add(pid); err != nil {
+				t.Fatalf("move kvnode %d into cgroup %s: %v", pid, cg.dir, err)
+			}
+		}
+		t.Logf("kvnode runs in memory cgroup %s limited to %.0f MiB (GOMEMLIMIT + 64 MiB) for its anonymous memory and page cache together, as on a board with that much RAM: the kernel reclaims page cache at the limit and kills the node if it cannot", cg.dir, mib(largeRSSTarget))
+	}
 	p.start()
 	rss := startRSSSampler(p.cmd.Process.Pid)
 	defer rss.stop()
@@ -106,7 +119,7 @@ func TestPebble_TenMillionKeysUnderGOMEMLIMIT(t *testing.T) {
 		rss.logTimeline(t)
 		exit := <-p.exited
 		p.exited <- exit
-		t.Fatalf("kvnode exited during the load (%d of %d keys written, %d errors, first: %v): %v", res.done, n, res.errors, res.firstErr, exit)
+		t.Fatalf("kvnode exited during the load (%d of %d keys written, %d errors, first: %v): %v%s", res.done, n, res.errors, res.firstErr, exit, cgReport(cg))
 	}
 	if res.done < int64(n) {
 		rss.logTimeline(t)
@@ -170,6 +183,22 @@ func TestPebble_TenMillionKeysUnderGOMEMLIMIT(t *testing.T) {
 	}
 	t.Logf("restart after kill -9: a linearizable read %.2f s after the start; then RSS %.1f MiB, peak %.1f MiB (VmHWM); 200 random keys read back", took.Seconds(), mib(rRSS), mib(rHWM))
 	t.Logf("restarted %s", rssParts(t, p.cmd.Process.Pid))
+	if cg != nil {
+		t.Logf("memory cgroup:%s", cgReport(cg))
+	}
+}
+
+// cgReport describes cg's peak charge and kills for a log line ("" without
+// a cgroup).
+func cgReport(cg *memCgroup) string {
+	if cg == nil {
+		return ""
+	}
+	peak, kills, err := cg.peak()
+	if err != nil {
+		return fmt.Sprintf(" (cgroup figures unreadable: %v)", err)
+	}
+	return fmt.Sprintf(" peak charge %.1f MiB of its %.0f MiB limit (anonymous memory and page cache), %d kills for memory (-1: not counted by this kernel)", mib(peak), mib(largeRSSTarget), kills)
 }
 
 // largeLoadResult is what largeLoad did.
