@@ -178,21 +178,7 @@ func TestNode_PebbleRefusesStateAheadOfLog(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(dir, "raft")); err != nil {
 		t.Fatal(err)
 	}
-	_, trans := raft.NewInmemTransport("n1")
-	cfg := InmemConfig("n1", trans, testLogger(t, "n1"))
-	cfg.LogStore, cfg.StableStore, cfg.SnapshotStore = nil, nil, nil
-	cfg.DataDir, cfg.Engine, cfg.Bootstrap = dir, EnginePebble, true
-	nd, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nd.Open(); !errors.Is(err, ErrForeignState) {
-		_ = nd.Close()
-		t.Fatalf("open = %v, want ErrForeignState", err)
-	}
-	if err := nd.Close(); err != nil {
-		t.Fatalf("close after a refused open: %v", err)
-	}
+	mustRefuseOpen(t, dir, true, ErrForeignState)
 }
 
 // ForceNewCluster of a pebble node replays through a scratch pebble state
@@ -368,17 +354,24 @@ func TestNode_PebbleRestoreRefusesADamagedSnapshot(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(dir, stateDirName)); err != nil {
 		t.Fatal(err)
 	}
+	mustRefuseOpen(t, dir, false, ErrCannotRebuild)
+}
+
+// mustRefuseOpen opens a pebble node on dir (bootstrapping when asked) and
+// wants Open to fail with want, and Close to succeed after it.
+func mustRefuseOpen(t *testing.T, dir string, bootstrap bool, want error) {
+	t.Helper()
 	_, trans := raft.NewInmemTransport("n1")
 	cfg := InmemConfig("n1", trans, testLogger(t, "n1"))
 	cfg.LogStore, cfg.StableStore, cfg.SnapshotStore = nil, nil, nil
-	cfg.DataDir, cfg.Engine = dir, EnginePebble
+	cfg.DataDir, cfg.Engine, cfg.Bootstrap = dir, EnginePebble, bootstrap
 	nd, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := nd.Open(); !errors.Is(err, ErrCannotRebuild) {
+	if err := nd.Open(); !errors.Is(err, want) {
 		_ = nd.Close()
-		t.Fatalf("open = %v, want ErrCannotRebuild", err)
+		t.Fatalf("open = %v, want %v", err, want)
 	}
 	if err := nd.Close(); err != nil {
 		t.Fatalf("close after a refused open: %v", err)
