@@ -158,11 +158,20 @@ func (n *Node) checkDurableStart(restore bool, logs raft.LogStore) (*storedSnaps
 		}
 		return nil, err
 	}
-	applied := n.fsm.AppliedIndex()
-	if last > applied && first > applied+1 {
-		return nil, fmt.Errorf("%w: the state in %s ends at index %d but the log in %s starts at index %d: "+
-			"start with an empty state directory (move it away) so the node rebuilds it from raft's snapshot and log",
-			ErrCannotRebuild, n.cfg.StateDir(), applied, filepath.Dir(snapDir), first)
+	// Raft, told not to restore, still starts from the newest snapshot
+	// whose meta.json it can read (listSnapshots skips the others as raft
+	// does) and reads every entry after it, whatever the state holds: it
+	// panics on a missing one, so the log must continue right after that
+	// snapshot. The state is at or past it (restoreOnStart), so this also
+	// covers the state's own index.
+	var base uint64
+	if len(snaps) > 0 {
+		base = snaps[0].Index
+	}
+	if last > base && (first == 0 || first > base+1) {
+		return nil, fmt.Errorf("%w: raft starts from the snapshot at index %d (the newest whose metadata it can read) but the log in %s starts at index %d: "+
+			"remove this node from the cluster (kvctl member remove), move the data dir aside, start it empty and add it back (kvctl member add), or restore a backup; see docs/operations.md \"Damaged files\"",
+			ErrCannotRebuild, base, filepath.Dir(snapDir), first)
 	}
 	if len(snaps) == 0 {
 		return nil, nil

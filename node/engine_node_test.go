@@ -46,6 +46,12 @@ func (h countHandler) WithGroup(g string) slog.Handler {
 // restores counts the FSM's snapshot restores.
 func diskNode(t *testing.T, dataDir, engine string, restores *atomic.Int64) *Node {
 	t.Helper()
+	return diskNodeWith(t, dataDir, engine, restores, nil)
+}
+
+// diskNodeWith is diskNode with tweak applied to the config before New.
+func diskNodeWith(t *testing.T, dataDir, engine string, restores *atomic.Int64, tweak func(*Config)) *Node {
+	t.Helper()
 	_, trans := raft.NewInmemTransport("n1")
 	logger := slog.New(countHandler{testLogger(t, "n1").Handler(), "snapshot restored", restores})
 	cfg := InmemConfig("n1", trans, logger)
@@ -53,6 +59,9 @@ func diskNode(t *testing.T, dataDir, engine string, restores *atomic.Int64) *Nod
 	cfg.DataDir = dataDir
 	cfg.Engine = engine
 	cfg.Bootstrap = true
+	if tweak != nil {
+		tweak(cfg)
+	}
 	n, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +211,7 @@ func TestNode_PebbleAfterForceNewCluster(t *testing.T) {
 	if err := ForceNewCluster(cfg); err != nil {
 		t.Fatalf("force new cluster: %v", err)
 	}
-	if left, _ := filepath.Glob(filepath.Join(dir, "recover-state-*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(dir, recoverStateDir+"*")); len(left) != 0 {
 		t.Fatalf("scratch state left behind: %v", left)
 	}
 	n = diskNode(t, dir, EnginePebble, &restores)
@@ -376,4 +385,35 @@ func mustRefuseOpen(t *testing.T, dir string, bootstrap bool, want error) {
 	if err := nd.Close(); err != nil {
 		t.Fatalf("close after a refused open: %v", err)
 	}
+}
+
+// Raft, told to keep a pebble state, still starts from the newest snapshot
+// whose metadata it can read and reads the log after it. When that is an
+// older snapshot (the newer one's meta.json is damaged) and the log was
+// compacted past it, the node is refused with ErrCannotRebuild; raft would
+// otherwise panic on the missing entries.
+func TestNode_PebbleRefusesWhenRaftsSnapshotIsBeforeTheLog(t *testing.T) {
+	dir := t.TempDir()
+	var restores atomic.Int64
+	n := diskNodeWith(t, dir, EnginePebble, &restores, func(c *Config) { c.TrailingLogs = 1 })
+	putKeys(t, n, 0, 50)
+	if err := n.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	putKeys(t, n, 50, 100)
+	if err := n.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	putKeys(t, n, 100, 120)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	snaps, _, err := listSnapshots(filepath.Join(dir, "raft", "snapshots"), 2)
+	if err != nil || len(snaps) != 2 {
+		t.Fatalf("want two snapshots: %v %v", snaps, err)
+	}
+	if err := os.WriteFile(filepath.Join(snaps[0].dir, "meta.json"), []byte("{damaged"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRefuseOpen(t, dir, false, ErrCannotRebuild)
 }
