@@ -32,10 +32,24 @@ func soleVoter(c raft.Configuration, id raft.ServerID) bool {
 // A failure (the transport cannot reach its own address, as an in-memory
 // one without a self connection) leaves raft's heartbeat timeout to start
 // the election, as it would have anyway.
+//
+// Raft would take a lower heartbeat timeout through ReloadConfig instead,
+// but not below LeaderLeaseTimeout, which is not reloadable. What this way
+// leaves open is harmless with one voter: when the RPC arrives after raft
+// has elected the node by itself (a self dial slower than the 1-2 s
+// timeout), the leader becomes a candidate and wins again at once, and a
+// write in flight then answers an error its client retries. The
+// connection to itself stays in the transport's pool until the process
+// ends: one per start.
 func (n *Node) campaignIfSole() {
 	cf := n.raft.GetConfiguration()
 	if cf.Error() != nil || !soleVoter(cf.Configuration(), raft.ServerID(n.cfg.ID)) {
 		return
+	}
+	select {
+	case <-n.closing:
+		return
+	default:
 	}
 	if _, leader := n.raft.LeaderWithID(); n.raft.State() != raft.Follower || leader != "" {
 		return
