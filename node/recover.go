@@ -23,7 +23,7 @@ var ErrNothingToRecover = errors.New("no raft state to recover")
 // raft then treats as committed, including any that were still being
 // replicated when the others died. It must run while the node is stopped;
 // start the node normally afterwards and add fresh members with kvctl.
-func ForceNewCluster(cfg *Config) error {
+func ForceNewCluster(cfg *Config) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -72,18 +72,23 @@ func ForceNewCluster(cfg *Config) error {
 	fcfg.Logger = logger
 	var scratch *fsm.FSM
 	if cfg.durable() {
-		tmp, err := os.MkdirTemp(cfg.DataDir, "recover-state-")
-		if err != nil {
-			return fmt.Errorf("create a scratch state for the recovery: %w", err)
+		// A fixed name: a recovery killed part way leaves it behind, and
+		// the next one removes it first.
+		tmp := filepath.Join(cfg.DataDir, recoverStateDir)
+		if err := os.RemoveAll(tmp); err != nil {
+			return fmt.Errorf("remove the scratch state of an earlier recovery: %w", err)
 		}
 		defer os.RemoveAll(tmp)
-		scratch, err = fsm.NewDurable(fcfg, pebbleng.NewDir(tmp, pebbleng.Options{
+		if scratch, err = fsm.NewDurable(fcfg, pebbleng.NewDir(tmp, pebbleng.Options{
 			CacheBytes: cfg.PebbleCacheBytes, MemTableBytes: cfg.PebbleMemTableBytes,
-		}))
-		if err != nil {
+		})); err != nil {
 			return fmt.Errorf("open a scratch state for the recovery: %w", err)
 		}
-		defer scratch.Close()
+		defer func() {
+			if cerr := scratch.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("close the scratch state of the recovery: %w", cerr)
+			}
+		}()
 	} else {
 		fcfg.Engine = cfg.Engine
 		if scratch, err = fsm.New(fcfg); err != nil {
@@ -94,9 +99,45 @@ func ForceNewCluster(cfg *Config) error {
 	rc := cfg.raftConfig()
 	rc.Logger = hlog
 	conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.ID), Address: raft.ServerAddress(addr)}}}
-	if err := raft.RecoverCluster(rc, scratch, st.log, st.stable, snaps, trans, conf); err != nil {
+	if err := recoverCluster(rc, releasingFSM{scratch}, st.log, st.stable, snaps, trans, conf); err != nil {
 		return fmt.Errorf("recover cluster: %w", err)
 	}
 	logger.Warn("forced a new one-node cluster from the local state", "raft_index", scratch.AppliedIndex(), "count", scratch.Len())
 	return nil
+}
+
+// recoverStateDir is the scratch state a pebble node's ForceNewCluster
+// replays into, under DataDir.
+const recoverStateDir = "recover-state"
+
+// recoverCluster is raft.RecoverCluster with the FSM's panics (a write the
+// disk refuses: the FSM has no other way to fail an entry) returned as
+// errors, so the command ends with a message; nothing it wrote is used.
+func recoverCluster(rc *raft.Config, f raft.FSM, logs raft.LogStore, stable raft.StableStore, snaps raft.SnapshotStore, trans raft.Transport, conf raft.Configuration) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("replaying the log failed: %v", r)
+		}
+	}()
+	return raft.RecoverCluster(rc, f, logs, stable, snaps, trans, conf)
+}
+
+// releasingFSM releases each snapshot once it is persisted: raft's
+// RecoverCluster never calls Release, and a durable FSM's snapshot holds a
+// view of the state that keeps it open.
+type releasingFSM struct{ *fsm.FSM }
+
+func (f releasingFSM) Snapshot() (raft.FSMSnapshot, error) {
+	s, err := f.FSM.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return releasingSnapshot{s}, nil
+}
+
+type releasingSnapshot struct{ raft.FSMSnapshot }
+
+func (s releasingSnapshot) Persist(sink raft.SnapshotSink) error {
+	defer s.FSMSnapshot.Release()
+	return s.FSMSnapshot.Persist(sink)
 }
