@@ -16,8 +16,12 @@ import (
 )
 
 // refusals are the errors that mean "the operator must act": kvnode exits 2
-// on them (as on a bad flag) with one line, before writing anything, and the
-// systemd unit does not restart it (RestartPreventExitStatus=2).
+// on them (as on a bad flag) with one line, and the systemd unit does not
+// restart it (RestartPreventExitStatus=2). The data dir checks refuse
+// before anything is written; with --engine pebble the checks that need the
+// state's applied index (ErrForeignState, and ErrCannotRebuild for the
+// snapshots) refuse when node.Open has opened the state, before raft
+// starts.
 var refusals = []error{
 	errUsage,
 	node.ErrDataDirInUse,
