@@ -12,7 +12,9 @@
 #
 # Usage: bench/engine_cluster.sh [--engines "arena pebble"] [--clients 64]
 #                                [--duration 10s] [--rounds 3] [--keys 100000]
-#                                [--kvnode-flags "..."]
+#                                [--nodes 3] [--kvnode-flags "..."]
+# An engine may carry flags of its own cluster after a colon, comma
+# separated: --engines "arena pebble pebble:--pebble-cache-bytes=8388608".
 # KVNODE and KVCTL use prebuilt binaries. Every cluster is stopped and the
 # temporary directory removed on exit.
 set -euo pipefail
@@ -25,6 +27,7 @@ clients=64
 duration=10s
 rounds=3
 keys=100000
+nodes=3
 kvnode_flags=""
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -33,6 +36,7 @@ while [ $# -gt 0 ]; do
 	--duration) duration=$2; shift ;;
 	--rounds) rounds=$2; shift ;;
 	--keys) keys=$2; shift ;;
+	--nodes) nodes=$2; shift ;;
 	--kvnode-flags) kvnode_flags=$2; shift ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "unknown argument $1" >&2; exit 2 ;;
@@ -85,23 +89,30 @@ for _ in $(seq 50); do
 done
 [ $ok = 1 ] || { echo "no free port range found" >&2; exit 1; }
 
+[ "$nodes" -ge 1 ] && [ "$nodes" -le 3 ] || { echo "--nodes takes 1 to 3" >&2; exit 2; }
+# label SPEC: a file-name-safe name for an engine spec.
+label() { echo "$1" | tr -c 'A-Za-z0-9.=\n-' '_' | sed 's/^_*//'; }
 declare -A eps
 for e_i in "${!engine_list[@]}"; do
-	e=${engine_list[$e_i]}
+	spec=${engine_list[$e_i]}
+	e=${spec%%:*}
+	own=()
+	[ "$spec" != "$e" ] && IFS=, read -r -a own <<<"${spec#*:}"
+	l=$(label "$spec")
 	b=$((base + 12 * e_i))
 	initial="" join="" ep=""
-	for i in 0 1 2; do
+	for i in $(seq 0 $((nodes - 1))); do
 		initial+="${initial:+,}n$((i + 1))=127.0.0.1:$((b + 3 + i))"
 		join+="${join:+,}127.0.0.1:$((b + 6 + i))"
 		ep+="${ep:+,}127.0.0.1:$((b + i))"
 	done
-	eps[$e]=$ep
-	for i in 0 1 2; do
-		"$tmp/kvnode" --id "n$((i + 1))" --data-dir "$tmp/$e/n$((i + 1))" --engine "$e" \
+	eps[$spec]=$ep
+	for i in $(seq 0 $((nodes - 1))); do
+		"$tmp/kvnode" --id "n$((i + 1))" --data-dir "$tmp/$l/n$((i + 1))" --engine "$e" \
 			--thrift-addr "127.0.0.1:$((b + i))" --raft-addr "127.0.0.1:$((b + 3 + i))" \
 			--gossip-addr "127.0.0.1:$((b + 6 + i))" --admin-addr "127.0.0.1:$((b + 9 + i))" \
-			--initial-cluster "$initial" --join "$join" --log-level warn "${extra_flags[@]}" \
-			>"$tmp/$e-n$((i + 1)).log" 2>&1 &
+			--initial-cluster "$initial" --join "$join" --log-level warn "${extra_flags[@]}" "${own[@]}" \
+			>"$tmp/$l-n$((i + 1)).log" 2>&1 &
 		pids+=("$!")
 	done
 done
@@ -115,7 +126,7 @@ for e in "${engine_list[@]}"; do
 	done
 	[ $ready = 1 ] || { echo "the $e cluster did not become ready; logs in $raw" >&2; exit 1; }
 	echo "== preloading $keys keys into the $e cluster" >&2
-	"$tmp/kvctl" --endpoints "${eps[$e]}" --timeout 30s bench load --clients 64 --conns 16 --progress 0 "${common[@]}" >"$raw/$e-preload.txt"
+	"$tmp/kvctl" --endpoints "${eps[$e]}" --timeout 30s bench load --clients 64 --conns 16 --progress 0 "${common[@]}" >"$raw/$(label "$e")-preload.txt"
 done
 
 conns=$((clients < 16 ? clients : 16))
@@ -125,7 +136,7 @@ for r in $(seq "$rounds"); do
 			echo "== round $r $e $wl clients=$clients ($duration) load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 			"$tmp/kvctl" --endpoints "${eps[$e]}" -o json --consistency linearizable bench "$wl" \
 				--clients "$clients" --conns "$conns" --duration "$duration" "${common[@]}" \
-				>"$raw/$e-$wl-r$r.json" 2>/dev/null
+				>"$raw/$(label "$e")-$wl-r$r.json" 2>/dev/null
 		done
 	done
 done
@@ -133,9 +144,11 @@ done
 {
 	echo "machine: $(nproc) cores, $(free -m | awk '/^Mem:/ {print $2}') MiB, $(uname -sr); load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "command: ${KVNODE:+KVNODE=$KVNODE }${KVCTL:+KVCTL=$KVCTL }bench/engine_cluster.sh $orig_args"
-	echo "three nodes an engine, $clients clients over $conns connections, $duration a point, $rounds rounds, $keys keys of 16 B with 100 B values"
+	echo "$nodes node(s) an engine, $clients clients over $conns connections, $duration a point, $rounds rounds, $keys keys of 16 B with 100 B values"
 	echo
-	python3 - "$raw" "${engine_list[@]}" <<'PY'
+	labels=()
+	for e in "${engine_list[@]}"; do labels+=("$(label "$e")"); done
+	python3 - "$raw" "${labels[@]}" <<'PY'
 import json, statistics, sys
 raw, engines = sys.argv[1], sys.argv[2:]
 base = engines[0]
