@@ -133,8 +133,8 @@ func restoreOnStart(applied uint64, logs raft.LogStore, snaps raft.SnapshotStore
 //     one is never installed anywhere.
 //
 // It returns the snapshot to check in the background (verifyInBackground,
-// once raft runs), if any.
-func (n *Node) checkDurableStart(restore bool, logs raft.LogStore) (*storedSnapshot, error) {
+// once raft runs and has re-delivered the log), if any.
+func (n *Node) checkDurableStart(restore bool, logs raft.LogStore) (*pendingCheck, error) {
 	if n.cfg.SnapshotStore != nil || n.cfg.DataDir == "" {
 		return nil, nil
 	}
@@ -176,8 +176,19 @@ func (n *Node) checkDurableStart(restore bool, logs raft.LogStore) (*storedSnaps
 	if len(snaps) == 0 {
 		return nil, nil
 	}
-	return &snaps[0], nil
+	return &pendingCheck{snap: snaps[0], after: last}, nil
 }
+
+// pendingCheck is a snapshot to check in the background once raft has
+// applied index after (the log's end at start: the re-delivery of what the
+// state holds is over).
+type pendingCheck struct {
+	snap  storedSnapshot
+	after uint64
+}
+
+// replayWait bounds how long verifyInBackground waits for the replay.
+const replayWait = 2 * time.Minute
 
 // verifyInBackground checks s's CRC after a durable start, with raft
 // running, and, when it is damaged, reports it and asks raft for a new
@@ -185,7 +196,21 @@ func (n *Node) checkDurableStart(restore bool, logs raft.LogStore) (*storedSnaps
 // raft has applied past it: a restarted node applies nothing until it hears
 // of a commit index. It gives up after replaceDamagedFor, leaving it to the
 // next snapshot the log budget takes.
-func (n *Node) verifyInBackground(s *storedSnapshot) {
+func (n *Node) verifyInBackground(c *pendingCheck) {
+	s := &c.snap
+	// After the replay: it reads raft.db, and the check reads a file as
+	// large as the state.
+	wait := time.NewTicker(100 * time.Millisecond)
+	giveUp := time.Now().Add(replayWait)
+	for n.raft.AppliedIndex() < c.after && time.Now().Before(giveUp) {
+		select {
+		case <-n.closing:
+			wait.Stop()
+			return
+		case <-wait.C:
+		}
+	}
+	wait.Stop()
 	err := s.verifyUntil(n.closing)
 	if err == nil || errors.Is(err, errVerifyStopped) {
 		return

@@ -148,7 +148,7 @@ func (n *Node) Open() (err error) {
 		return err
 	}
 	restore := true
-	var verify *storedSnapshot // checked once raft runs (checkDurableStart)
+	var verify *pendingCheck // checked once raft runs (checkDurableStart)
 	if n.cfg.durable() {
 		if restore, err = restoreOnStart(n.fsm.AppliedIndex(), logStore, snaps); err != nil {
 			return err

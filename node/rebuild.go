@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/raft"
+	"golang.org/x/sys/unix"
 )
 
 // ErrCannotRebuild means no snapshot in the data directory, together with
@@ -34,20 +35,30 @@ type storedSnapshot struct {
 // in meta.json, as raft's FileSnapshotStore.Open does before a restore.
 // Decoding it too would hold a second copy of the state in memory on a
 // small board; the FSM's own CRC-32C still guards the restore itself.
-func (s storedSnapshot) verify() error { return s.verifyUntil(nil) }
+func (s storedSnapshot) verify() error { return s.check(nil, false) }
+
+// verifyUntil is verify in the background: stopped with errVerifyStopped
+// once stop is closed, and reading past the page cache (it drops the pages
+// it has read), so that it does not push the pages the node works with
+// (raft.db, the state's files) out of a small board's memory. Preflight's
+// verify keeps them: raft restores the same file right after it.
+func (s storedSnapshot) verifyUntil(stop <-chan struct{}) error { return s.check(stop, true) }
 
 // errVerifyStopped is verifyUntil's error when stop closed first.
 var errVerifyStopped = errors.New("snapshot check stopped")
 
-// verifyUntil is verify, stopped with errVerifyStopped once stop is closed.
-func (s storedSnapshot) verifyUntil(stop <-chan struct{}) error {
+func (s storedSnapshot) check(stop <-chan struct{}, dropCache bool) error {
 	f, err := os.Open(filepath.Join(s.dir, "state.bin"))
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	h := crc64.New(crc64.MakeTable(crc64.ECMA))
-	if _, err := io.Copy(h, stoppableReader{f, stop}); err != nil {
+	sr := stoppableReader{r: f, stop: stop}
+	if dropCache {
+		sr.f, sr.read = f, new(int64)
+	}
+	if _, err := io.Copy(h, sr); err != nil {
 		return err
 	}
 	if !bytes.Equal(h.Sum(nil), s.crc) {
@@ -137,17 +148,33 @@ func checkRebuildable(first, last uint64, snaps []storedSnapshot, dir string) (d
 	return damaged, nil
 }
 
-// stoppableReader reads r until stop is closed.
+// stoppableReader reads r until stop is closed; with f set (r's file), it
+// drops the pages read so far from the page cache every dropEvery bytes.
 type stoppableReader struct {
 	r    io.Reader
 	stop <-chan struct{}
+	f    *os.File
+	read *int64
 }
+
+// dropEvery is how many bytes stoppableReader reads between two drops.
+const dropEvery = 8 << 20
 
 func (s stoppableReader) Read(p []byte) (int, error) {
 	select {
 	case <-s.stop:
 		return 0, errVerifyStopped
 	default:
-		return s.r.Read(p)
 	}
+	n, err := s.r.Read(p)
+	if s.f != nil && s.read != nil {
+		before := *s.read
+		*s.read += int64(n)
+		if *s.read/dropEvery != before/dropEvery || err != nil {
+			// Advice only: a kernel that ignores it costs page cache, not
+			// correctness.
+			_ = unix.Fadvise(int(s.f.Fd()), 0, *s.read, unix.FADV_DONTNEED)
+		}
+	}
+	return n, err
 }
